@@ -1,0 +1,1 @@
+"""Data: corpus sources → documents → splits → token files → packed training rows."""

@@ -1,0 +1,109 @@
+"""Models and tokenizers: load by hub id or local directory, or build an architecture preset.
+
+Presets are Qwen2-architecture configs with random weights: the public Qwen2.5 configs (see
+docs/models.md) for the memory planner and benchmarks, and `tiny` (about 5M parameters) for tests
+and CPU runs. A real model (hub id or local directory) always goes through transformers' Auto
+classes with safetensors weights and `trust_remote_code` off unless the config turns it on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, Qwen2Config
+
+from ja_adapt.errors import UserError, closest
+
+# Public Qwen2.5 configuration facts (config.json of each release). All: rope_theta 1e6,
+# rms_norm_eps 1e-6, SiLU MLP, q/k/v projections with bias, o_proj without.
+_QWEN25 = dict(hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=32768,
+               rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})
+PRESETS: dict[str, dict] = {
+    "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                 num_attention_heads=4, num_key_value_heads=2, vocab_size=8192,
+                 tie_word_embeddings=True, max_position_embeddings=4096),
+    "qwen2.5-0.5b": dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                         tie_word_embeddings=True),
+    "qwen2.5-1.5b": dict(_QWEN25, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                         tie_word_embeddings=True),
+    "qwen2.5-7b": dict(_QWEN25, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                       tie_word_embeddings=False),
+    "qwen2.5-14b": dict(_QWEN25, hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+                        num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
+                        tie_word_embeddings=False),
+}
+
+
+def is_preset(name: str) -> bool:
+    return name in PRESETS
+
+
+def preset_config(name: str, **overrides) -> Qwen2Config:
+    """The transformers config of an architecture preset (random weights are built from it)."""
+    if name not in PRESETS:
+        raise UserError(f"unknown model preset '{name}'{closest(name, PRESETS)}; "
+                        f"presets: {', '.join(PRESETS)}")
+    return Qwen2Config(**{**PRESETS[name], **overrides})
+
+
+def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
+    """Config of a preset, a local model directory (its config.json) or a hub id (when online)."""
+    if is_preset(name_or_path):
+        return preset_config(name_or_path)
+    path = Path(name_or_path)
+    if path.exists():
+        if path.is_file() and path.suffix == ".json":
+            path = path.parent
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: no config.json here; pass a model directory saved with "
+                            f"save_pretrained, a hub id, or a preset ({', '.join(PRESETS)})")
+        try:
+            json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path / 'config.json'}: not valid JSON ({e})") from None
+    try:
+        return AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model '{name_or_path}': cannot load its config ({first}); pass a local "
+                        f"directory, a reachable hub id, or a preset ({', '.join(PRESETS)})") from None
+
+
+def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size: int | None = None,
+               seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A causal LM: a preset with seeded random weights, or pretrained safetensors weights.
+
+    `vocab_size` resizes a preset to its tokenizer. Weights are kept in `dtype` (fp32 by default:
+    mixed precision is autocast in the training loop, so master weights stay fp32).
+    """
+    if is_preset(name_or_path):
+        overrides = {"vocab_size": vocab_size} if vocab_size else {}
+        config = preset_config(name_or_path, **overrides)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        return model
+    config = load_config(name_or_path, trust_remote_code)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            str(name_or_path), config=config, dtype=dtype, use_safetensors=True,
+            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model '{name_or_path}': cannot load safetensors weights ({first}); "
+                        "ja-adapt loads only .safetensors files") from None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer of a model directory or hub id (presets have none: pass `model.tokenizer`)."""
+    try:
+        tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"tokenizer '{name_or_path}': cannot load ({first}); set model.tokenizer "
+                        "to a directory with tokenizer.json") from None
+    return tok
