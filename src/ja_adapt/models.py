@@ -107,3 +107,16 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         raise UserError(f"tokenizer '{name_or_path}': cannot load ({first}); set model.tokenizer "
                         "to a directory with tokenizer.json") from None
     return tok
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` → the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"config: key 'device' is '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"config: key 'device' is '{name}' but no CUDA device is available; use cpu or auto")
+    return device

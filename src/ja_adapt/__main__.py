@@ -1,0 +1,5 @@
+import sys
+
+from ja_adapt.cli import main
+
+sys.exit(main())

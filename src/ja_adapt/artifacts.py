@@ -1,0 +1,78 @@
+"""Reading what a run wrote: its config, its final (or a checkpoint's) weights; merging adapters.
+
+A run's weights are plain Hugging Face artifacts: `RUN/adapter` loads with
+`PeftModel.from_pretrained(base, RUN/adapter)`, `RUN/model` with
+`AutoModelForCausalLM.from_pretrained(RUN/model)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ja_adapt.config import ExperimentConfig, from_dict, read_yaml
+from ja_adapt.errors import UserError
+from ja_adapt.models import load_model, load_tokenizer
+
+
+def run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml); pass a directory "
+                        "written by `ja-adapt train`")
+    return from_dict(read_yaml(path), str(path))
+
+
+def weights_dir(run_dir: Path) -> Path:
+    """The final weights of a run (adapter/ or model/), or a checkpoint folder's."""
+    run_dir = Path(run_dir)
+    for name in ("adapter", "model"):
+        if (run_dir / name).is_dir():
+            return run_dir / name
+    raise UserError(f"{run_dir}: no adapter/ or model/ directory; the run has not finished "
+                    "(resume it with `ja-adapt train ... --resume`)")
+
+
+def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | str = "cpu"):
+    """(model, tokenizer) from an adapter/ or model/ folder written by a run with config `cfg`."""
+    weights = Path(weights)
+    tokenizer = load_tokenizer(weights)
+    if (weights / "adapter_config.json").is_file():
+        from peft import PeftModel
+        base = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                          vocab_size=len(tokenizer), seed=cfg.seed)
+        model = PeftModel.from_pretrained(base, str(weights))
+    else:
+        model = load_model(str(weights), trust_remote_code=cfg.model.trust_remote_code)
+    return model.to(device).eval(), tokenizer
+
+
+def load_run(run_dir: Path, device: torch.device | str = "cpu"):
+    """(model, tokenizer, config) of a finished run."""
+    cfg = run_config(run_dir)
+    model, tokenizer = load_weights(weights_dir(run_dir), cfg, device)
+    return model, tokenizer, cfg
+
+
+def load_base(cfg: ExperimentConfig, device: torch.device | str = "cpu"):
+    """(model, tokenizer) of the base model a run started from."""
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                       vocab_size=len(tokenizer), seed=cfg.seed)
+    return model.to(device).eval(), tokenizer
+
+
+def merge_run(run_dir: Path, out: Path | None = None) -> Path:
+    """Merge a LoRA run's adapter into its base weights and save a full HF model directory."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "merged"
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: already exists and is not empty; choose another --out")
+    model, tokenizer, _ = load_run(run_dir)
+    if not hasattr(model, "merge_and_unload"):
+        raise UserError(f"{run_dir}: a full fine-tuning run; its model/ directory is already a full model")
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,264 @@
+"""Corpus sources → `Document`s: .txt, .jsonl, directories of those, saved or hub `datasets`.
+
+Formats (every path in `read_corpus(paths)` may be any of them):
+  .txt      one document per blank-line-separated block; each block's text stripped
+  .jsonl    one JSON object per line: `text` (string, required), `domain`, `lang` (optional strings)
+  directory of .txt / .jsonl files, read recursively in sorted (POSIX relative path) order
+  directory saved with `datasets.Dataset.save_to_disk` (has dataset_info.json or state.json):
+            column `text` required, `domain` / `lang` optional
+  hub dataset "owner/name" (or "hf:name" for an un-namespaced one): only when no such local
+            path exists and the hub is not switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE);
+            `datasets.load_dataset(name, split="train")`. A bare missing name is a missing file,
+            never a hub lookup, so a typo fails at once instead of after network retries.
+Defaults: `lang` is detected from the characters (`detect_lang`); `domain` is the file's stem for a
+.txt / .jsonl file, the directory name for a saved dataset and the last part of a hub name.
+Blank documents are skipped. All bad input raises `UserError` naming the file (and line / row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from hashlib import sha256
+from pathlib import Path
+
+from ja_adapt.data.documents import Document
+from ja_adapt.errors import UserError
+
+# Script classes from the team spec (shared README "Japanese script classes"): hiragana, katakana
+# (ー, small/halfwidth forms included) and kanji (CJK ideographs + 々〆〇).
+_KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
+_HAN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002fa1f\u3005-\u3007]")
+_SUFFIXES = (".txt", ".jsonl")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")   # owner/name
+_HUB_PREFIX = "hf:"
+
+
+def detect_lang(text: str) -> str:
+    """'ja' if the text has any hiragana/katakana, else 'zh' if it has any Han character, else 'en'.
+
+    Deliberately tiny: kana occur only in Japanese, and Chinese is the only other language a
+    CJK corpus here mixes in; anything without CJK characters is treated as English.
+    """
+    if _KANA.search(text):
+        return "ja"
+    if _HAN.search(text):
+        return "zh"
+    return "en"
+
+
+def has_japanese(text: str) -> bool:
+    """Whether the text has any kana (the characters that mark Japanese rather than Chinese)."""
+    return _KANA.search(text) is not None
+
+
+def _make_doc(text: str, lang, domain, default_domain: str, source: str,
+              where: str) -> Document | None:
+    """A Document with defaults filled in, or None for a blank text; `where` names file[:line]."""
+    for key, value in (("lang", lang), ("domain", domain)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UserError(f"{where}: field '{key}' must be a non-empty string, got {value!r}")
+    if not text.strip():
+        return None
+    return Document(text=text, lang=(lang or detect_lang(text)).strip(),
+                    domain=(domain or default_domain).strip(), source=source)
+
+
+def _decode(path: Path, data: bytes, line: int | None = None) -> str:
+    """UTF-8 text of `data` (a whole file, or line `line` of one); bad bytes → UserError naming
+    the file, the line and the byte offset (in the file, or in the line when `line` is given)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = "of the line" if line is not None else "in the file"
+        if line is None:
+            line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at byte offset "
+                        f"{e.start} {where}); re-encode the file as UTF-8") from None
+
+
+def _read_txt(path: Path, domain: str | None) -> Iterator[Document]:
+    text = _decode(path, path.read_bytes()).removeprefix("\ufeff")  # a BOM is not text
+    block: list[str] = []
+    start = 0
+    # A block is a run of lines with non-whitespace; blank (or whitespace-only) lines separate.
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n") + [""], start=1):
+        if line.strip():
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            doc = _make_doc("\n".join(block).strip(), None, None, domain or path.stem,
+                            f"{path}:{start}", f"{path}:{start}")
+            block = []
+            if doc is not None:
+                yield doc
+
+
+def _read_jsonl(path: Path, domain: str | None) -> Iterator[Document]:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = _decode(path, raw, number)
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
+                                "each line must be one JSON object") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{where}: expected a JSON object with a 'text' field, "
+                                f"got {type(record).__name__}")
+            if "text" not in record:
+                raise UserError(f"{where}: no 'text' field{_keys_hint(record)}; "
+                                "each line needs {\"text\": \"...\"}")
+            if not isinstance(record["text"], str):
+                raise UserError(f"{where}: field 'text' must be a string, "
+                                f"got {type(record['text']).__name__}")
+            doc = _make_doc(record["text"], record.get("lang"), record.get("domain"),
+                            domain or path.stem, where, where)
+            if doc is not None:
+                yield doc
+
+
+def _keys_hint(record: dict) -> str:
+    keys = ", ".join(sorted(map(str, record))[:5])
+    return f" (fields: {keys})" if keys else ""
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json",
+                                                                 "dataset_dict.json"))
+
+
+def _read_dataset(ds, name: str, default_domain: str) -> Iterator[Document]:
+    """Documents of a `datasets.Dataset` (or the 'train' split of a DatasetDict)."""
+    import datasets
+
+    if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        if "train" not in ds:
+            raise UserError(f"{name}: dataset has splits {sorted(ds)} but no 'train' split")
+        ds = ds["train"]
+    columns = list(ds.column_names)
+    if "text" not in columns:
+        raise UserError(f"{name}: dataset has no 'text' column (columns: {', '.join(columns)})")
+    keep = [c for c in ("text", "lang", "domain") if c in columns]
+    for row, record in enumerate(ds.select_columns(keep)):
+        where = f"{name}: row {row}"
+        if not isinstance(record["text"], str):
+            raise UserError(f"{where}: column 'text' must be a string, "
+                            f"got {type(record['text']).__name__}")
+        doc = _make_doc(record["text"], record.get("lang"), record.get("domain"), default_domain,
+                        f"{name}#{row}", where)
+        if doc is not None:
+            yield doc
+
+
+def _read_saved_dataset(path: Path, domain: str | None) -> Iterator[Document]:
+    import datasets  # imported lazily: heavy, and only needed for this source
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise UserError(f"{path}: cannot load the saved dataset ({_first_line(e)}); "
+                        "save it with Dataset.save_to_disk") from None
+    yield from _read_dataset(ds, str(path), domain or path.name)
+
+
+def _hub_name(spec: str) -> str | None:
+    """The hub dataset name `spec` stands for (it does not exist locally), or None."""
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if offline:
+        return None
+    if spec.startswith(_HUB_PREFIX):
+        return spec[len(_HUB_PREFIX):] or None
+    return spec if _HUB_ID.match(spec) and not spec.endswith(_SUFFIXES) else None
+
+
+def _read_hub(name: str, domain: str | None) -> Iterator[Document]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split="train")
+    except Exception as e:  # noqa: BLE001 - network, auth and format failures all mean "cannot load"
+        raise UserError(f"{name}: no such file or directory, and loading it as a hub dataset failed "
+                        f"({_first_line(e)}); check the path or the dataset name") from None
+    yield from _read_dataset(ds, name, domain or name.rsplit("/", 1)[-1])
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _read_path(spec: str, domain: str | None) -> Iterator[Document]:
+    path = Path(spec)
+    if not path.exists():
+        hub = _hub_name(spec)
+        if hub is not None:
+            yield from _read_hub(hub, domain)
+            return
+        raise UserError(f"{spec}: no such file or directory; pass a .txt/.jsonl file, a directory "
+                        "of them, a dataset saved with save_to_disk, or (online) a hub dataset "
+                        "owner/name or hf:name")
+    if _is_saved_dataset(path):
+        yield from _read_saved_dataset(path, domain)
+    elif path.is_dir():
+        files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES),
+                       key=lambda p: p.relative_to(path).as_posix())
+        for file in files:
+            yield from _read_file(file, domain)
+    else:
+        yield from _read_file(path, domain)
+
+
+def _read_file(path: Path, domain: str | None) -> Iterator[Document]:
+    if path.suffix == ".txt":
+        yield from _read_txt(path, domain)
+    elif path.suffix == ".jsonl":
+        yield from _read_jsonl(path, domain)
+    else:
+        raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use .txt or .jsonl")
+
+
+def read_corpus(paths: list[str], *, require_japanese: bool = False,
+                domain: str | None = None) -> list[Document]:
+    """All documents of `paths`, in order (see the module docstring for the formats).
+
+    domain: overrides the per-file default domain (a record's own `domain` field still wins).
+    require_japanese: raise UserError when no document has any kana.
+    Raises UserError for a missing path, bad bytes / JSON / fields, or an empty corpus.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise UserError("corpus: no paths given; pass at least one .txt/.jsonl file or directory")
+    docs: list[Document] = []
+    for spec in paths:
+        before = len(docs)
+        docs.extend(_read_path(str(spec), domain))
+        if len(docs) == before:
+            raise UserError(f"{spec}: no documents found (empty corpus); a .txt needs non-blank "
+                            "blocks, a .jsonl needs lines with a non-empty 'text', a directory needs "
+                            ".txt/.jsonl files")
+    if require_japanese and not any(has_japanese(d.text) for d in docs):
+        names = ", ".join(map(str, paths))
+        raise UserError(f"{names}: no Japanese characters (hiragana/katakana) in {len(docs)} "
+                        "documents; a Japanese corpus is expected here — check the file")
+    return docs
+
+
+def corpus_fingerprint(docs: list[Document]) -> str:
+    """sha256 hex over every document's (text, lang, domain), in order; `source` is not included."""
+    h = sha256()
+    for d in docs:
+        # JSON encoding of the triple keeps field boundaries unambiguous.
+        h.update(json.dumps([d.text, d.lang, d.domain], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()

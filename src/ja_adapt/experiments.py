@@ -1,0 +1,220 @@
+"""`compare` and `sweep`: which runs, on the same data and budget, resumable; then the report.
+
+    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs
+    OUT/base/eval.json           the base model's evaluation (the reference for gains and forgetting)
+    OUT/runs/<name>/             one run directory per (method | grid point, seed), see train.py;
+                                 plus eval.json (final weights) and checkpoints/*/eval.json
+    OUT/stats.json               paired statistics (LoRA vs full, each vs base, seed-matched)
+    OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
+    OUT/report.md, report.html, results.json, plots/
+
+Re-running the same command skips finished runs and evaluations and resumes a killed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+from pathlib import Path
+
+from ja_adapt.config import ExperimentConfig, from_dict, parse_override, to_dict
+from ja_adapt.errors import UserError
+
+
+# ---- which runs ----------------------------------------------------------------------------------
+
+def run_name(overrides: dict, seed: int) -> str:
+    """A filesystem-safe, readable name: `method-lora__lora.rank-8__s0`."""
+    parts = [f"{k}-{v}" for k, v in overrides.items()]
+    return "__".join(parts + [f"s{seed}"]).replace("/", "_")
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: dict) -> ExperimentConfig:
+    d = to_dict(cfg)
+    for key, value in overrides.items():
+        node = d
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    new = from_dict(d, "grid")
+    from ja_adapt.config import validate
+    validate(new)
+    return new
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """`--grid lora.rank=4,8,16` (repeatable) → {"lora.rank": [4, 8, 16]}."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, value = parse_override(item)
+        values = value if isinstance(value, list) else [parse_override(f"{key}={v}")[1]
+                                                         for v in str(value).split(",")]
+        if not values or key in grid:
+            raise UserError(f"--grid {item}: give each key once, with comma-separated values")
+        grid[key] = values
+    return grid
+
+
+def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int]) -> list[dict]:
+    """Every grid point × seed, each with its overrides and name; validated up front."""
+    runs = []
+    keys = list(grid)
+    for values in itertools.product(*[grid[k] for k in keys]):
+        overrides = dict(zip(keys, values))
+        for seed in seeds:
+            run_cfg = with_overrides(cfg, {**overrides, "seed": seed})
+            runs.append({"name": run_name(overrides, seed), "method": run_cfg.method, "seed": seed,
+                         "overrides": overrides, "dir": f"runs/{run_name(overrides, seed)}",
+                         "config": run_cfg})
+    return runs
+
+
+# ---- doing them ----------------------------------------------------------------------------------
+
+def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
+                   runs: list[dict]) -> None:
+    manifest = {"kind": kind, "config": to_dict(cfg), "grid": grid, "seeds": seeds, "base": "base",
+                "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs]}
+    path = out / "experiment.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("config") != manifest["config"] or old.get("grid") != grid or \
+                old.get("kind") != kind:
+            raise UserError(f"{path}: {out} holds a different experiment; re-run it with the same "
+                            "command to resume, or choose another --out")
+        manifest["seeds"] = sorted(set(old.get("seeds", [])) | set(seeds))
+        known = {r["name"] for r in manifest["runs"]}
+        manifest["runs"] += [r for r in old.get("runs", []) if r["name"] not in known]
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=1))
+
+
+def eval_documents(cfg: ExperimentConfig, tokenizer=None):
+    """The evaluation set of an experiment: the test split of every training domain plus the
+    eval-only corpora (other domains, English and Chinese for forgetting)."""
+    from ja_adapt.data.pipeline import read_eval_documents
+    return read_eval_documents(cfg)
+
+
+def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained_domains,
+                  base_results=None, light: bool = False) -> dict:
+    """Evaluate once and cache the result at `path` (skipped when it exists)."""
+    from ja_adapt.evaluate.run import evaluate_model, write_eval
+    if path.is_file():
+        return json.loads(path.read_text())
+    eval_cfg = copy.deepcopy(cfg.eval)
+    if light:                                   # checkpoints: likelihood only, for the curves
+        eval_cfg = eval_cfg.light() if hasattr(eval_cfg, "light") else eval_cfg
+    results = evaluate_model(model, tokenizer, docs, eval_cfg, trained_domains=trained_domains,
+                             base_results=base_results)
+    write_eval(path, results)
+    return results
+
+
+def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
+            report: bool = True) -> dict:
+    """Train and evaluate every run (skipping finished work), then write the report."""
+    from ja_adapt import artifacts, checkpoint
+    from ja_adapt.train import train
+    runs = plan_runs(cfg, grid, seeds)
+    write_manifest(out, kind, cfg, grid, seeds, runs)
+    docs = eval_documents(cfg)
+    base_model, tokenizer = artifacts.load_base(cfg)
+    trained = sorted({d.domain for d in docs if d.lang == "ja"} & _trained_domains(cfg))
+    base = evaluate_into(out / "base" / "eval.json", base_model, tokenizer, cfg, docs, trained)
+    del base_model
+    for r in runs:
+        run_dir = out / r["dir"]
+        run_cfg = r["config"]
+        summary_path = run_dir / "summary.json"
+        finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
+            run_cfg.train.max_steps
+        if not finished:
+            train(run_cfg, run_dir, resume=run_dir.exists())
+        for ckpt in checkpoint.complete(run_dir / "checkpoints"):
+            if not (ckpt / "eval.json").is_file():
+                model, tok = artifacts.load_weights(ckpt / checkpoint_weights(ckpt), run_cfg)
+                evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)
+        model, tok, _ = artifacts.load_run(run_dir)
+        evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base)
+    write_stats(out, runs, cfg)
+    write_plan(out, cfg, runs)
+    if not report:
+        return {}
+    from ja_adapt.report import build_results, executive_summary, write_report
+    results = build_results([out])
+    paths = write_report(out, results)
+    print(executive_summary(results))
+    print(f"\nreport: {paths.get('report.html', out / 'report.html')}")
+    return results
+
+
+def checkpoint_weights(ckpt: Path) -> str:
+    return "adapter" if (ckpt / "adapter").is_dir() else "model"
+
+
+def _trained_domains(cfg: ExperimentConfig) -> set[str]:
+    from ja_adapt.data.pipeline import training_domains
+    return set(training_domains(cfg))
+
+
+def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig) -> None:
+    """Paired statistics between every pair of grid points with the same seed, and each vs base."""
+    from ja_adapt.evaluate.run import compare_models
+    base = json.loads((out / "base" / "eval.json").read_text())
+    evals = {r["name"]: json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        if a["seed"] == b["seed"]:
+            pairs.append({"a": a["name"], "b": b["name"], "seed": a["seed"],
+                          "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval)})
+    vs_base = [{"a": r["name"], "b": "base", "seed": r["seed"],
+                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs]
+    (out / "stats.json").write_text(json.dumps({"pairs": pairs, "vs_base": vs_base}, indent=1))
+
+
+def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
+    """Predicted memory of each run's configuration (ja_adapt.plan), shown beside the measured."""
+    from ja_adapt.models import load_config as model_config
+    from ja_adapt.plan import plan_memory
+    plans = {}
+    for r in runs:
+        c = r["config"]
+        summary = json.loads((out / r["dir"] / "summary.json").read_text())
+        mc = model_config(c.model.name_or_path, c.model.trust_remote_code)
+        mc.vocab_size = summary["vocab_size"]           # presets are resized to their tokenizer
+        plans[r["name"]] = plan_memory(
+            mc, method=c.method, rank=c.lora.rank, targets=c.lora.targets, precision=c.precision,
+            batch=c.train.batch_size, seq=c.data.seq_len,
+            activation_checkpointing=c.train.activation_checkpointing,
+            loss_chunk_size=c.train.loss_chunk_size)
+    (out / "plan.json").write_text(json.dumps(plans, indent=1, default=str))
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ja_adapt.cli import add_training_flags
+    add_training_flags(parser)
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
+    if parser.prog.split()[-1] == "sweep":
+        parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                            help="a swept key and its values (repeatable: the runs are the product)")
+    parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ja_adapt.cli import config_from_args
+    cfg = config_from_args(args)
+    if args.seeds <= 0:
+        raise UserError(f"--seeds must be positive, got {args.seeds}")
+    seeds = [cfg.seed + i for i in range(args.seeds)]
+    if args.command == "compare":
+        grid = {"method": ["lora", "full"]}
+    else:
+        grid = parse_grid(args.grid)
+    run_all(args.out, args.command, cfg, grid, seeds, report=not args.no_report)
+    return 0

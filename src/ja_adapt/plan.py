@@ -1,0 +1,424 @@
+"""`ja-adapt plan`: parameter counts, a memory model and a time model, before any GPU is rented.
+
+Parameters are exact: the model is built on the meta device from its config (no memory, no
+weights), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
+count peft reports. Memory and time are models; docs/plan.md states every formula and assumption.
+The memory model enumerates the tensors a Llama-style decoder (RMSNorm, rotary, SDPA attention,
+gated SiLU MLP; Qwen2 among them) saves for backward under ja-adapt's training step: fp32 weights,
+autocast to bf16/fp16, AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ja_adapt import telemetry
+from ja_adapt.errors import UserError, closest
+from ja_adapt.methods import resolve_targets
+from ja_adapt.models import PRESETS, is_preset, load_config
+
+GIB = 1024 ** 3
+F32 = 4                                 # bytes of an fp32 element
+PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 weights
+METHODS = ("lora", "full")
+GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> telemetry table key
+CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
+ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
+RECOMMEND_GB = (12, 24, 80)             # consumer / professional / enterprise GPU memory
+REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "vocab_size")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Shapes of a decoder, read from its meta-device model."""
+    hidden: int
+    ff: int
+    layers: int
+    heads: int
+    q_width: int                        # heads · head_dim
+    kv_width: int                       # kv_heads · head_dim
+    head_dim: int
+    vocab: int
+    total: int                          # parameters, tied weights once
+    embedding: int                      # input embedding matrix
+    lm_head: int                        # untied output matrix (0 when tied to the embedding)
+    n_tensors: int                      # parameter tensors (AdamW keeps a step counter for each)
+    linears: tuple                      # (leaf name, in, out) of every nn.Linear in one layer
+
+
+_ARCH_CACHE: dict[str, Arch] = {}
+
+
+def _check_config(model: str, config) -> None:
+    """A local config.json must state the shapes: defaults would plan a model that is not there."""
+    path = Path(model)
+    cfg_file = (path.parent if path.suffix == ".json" else path) / "config.json"
+    if path.exists() and cfg_file.is_file():
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+        missing = [k for k in REQUIRED_KEYS if k not in raw]
+        if missing:
+            raise UserError(f"{cfg_file}: missing {', '.join(missing)}; the planner needs the "
+                            "model's shapes (copy the model's full config.json)")
+    for key in REQUIRED_KEYS:
+        if not isinstance(getattr(config, key, None), int):
+            raise UserError(f"model '{model}': config has no integer '{key}'; the planner supports "
+                            "decoder configs with " + ", ".join(REQUIRED_KEYS))
+
+
+def architecture(config) -> Arch:
+    """Parameter counts and layer shapes of `config`'s causal LM, built on the meta device."""
+    key = config.to_json_string(use_diff=False)
+    if key in _ARCH_CACHE:
+        return _ARCH_CACHE[key]
+    from transformers import AutoModelForCausalLM
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    params = list(model.parameters())  # deduplicated: a tied lm_head is the embedding
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    layer = model.model.layers[0]
+    linears = tuple((n.rsplit(".", 1)[-1], m.in_features, m.out_features)
+                    for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    arch = Arch(hidden=config.hidden_size, ff=config.intermediate_size, layers=config.num_hidden_layers,
+                heads=config.num_attention_heads, q_width=config.num_attention_heads * head_dim,
+                kv_width=kv_heads * head_dim, head_dim=head_dim, vocab=emb.shape[0],
+                total=sum(p.numel() for p in params), embedding=emb.numel(),
+                lm_head=0 if head is emb else head.numel(), n_tensors=len(params), linears=linears)
+    _ARCH_CACHE[key] = arch
+    return arch
+
+
+def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
+    if method not in METHODS:
+        raise UserError(f"--method '{method}'{closest(method, METHODS)}; use {' or '.join(METHODS)}")
+    if method == "full":
+        return set()
+    if rank <= 0:
+        raise UserError(f"--rank {rank}: the LoRA rank must be a positive integer (e.g. 16)")
+    names = set(resolve_targets(targets))
+    if not names & {n for n, _, _ in arch.linears}:
+        raise UserError(f"--targets '{targets}' matches no nn.Linear in a layer; the layer has "
+                        + ", ".join(n for n, _, _ in arch.linears))
+    return names
+
+
+def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv") -> dict:
+    """Exact parameter counts: total, embedding, non-embedding, trainable (full or LoRA adapter)."""
+    arch = architecture(config)
+    adapted = _targets(arch, method, rank, targets)
+    adapter = arch.layers * sum(rank * (i + o) for n, i, o in arch.linears if n in adapted)
+    return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
+            "non_embedding": arch.total - arch.embedding - arch.lm_head,
+            "matmul": telemetry.matmul_params(config),
+            "adapter": adapter, "trainable": arch.total if method == "full" else adapter}
+
+
+# ---- memory --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Setup:
+    full: bool
+    adapted: frozenset
+    rank: int
+    dropout: float
+    act: int                            # bytes of an activation made by an autocast op (2 or 4)
+    autocast: bool
+    packed: bool
+    seq: int
+    copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
+
+
+def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
+    """(bytes per token saved for backward by one decoder layer, bytes of its autocast weight copies).
+
+    A Linear saves its input only if its weight trains, and its weight only if its input needs a
+    gradient; RMSNorm saves x and 1/rms, and x/rms only if its weight trains. LoRA's first layer
+    gets no gradient from the frozen embedding. Under autocast each Linear casts an fp32 input to
+    its own 2-byte copy (autocast caches casts of weights, not of activations).
+    """
+    a, d, saved, copies = s.act, arch.hidden, {}, 0.0
+    dims = {n: (i, o) for n, i, o in arch.linears}
+
+    def norm(name: str, grad: bool) -> None:
+        if grad:
+            saved[name + ".x"], saved[name + ".rstd"] = F32 * d, F32
+        if s.full:
+            saved[name + ".xhat"] = F32 * d
+
+    def linear(name: str, src: str, src_bytes: int, grad_in: bool) -> None:
+        nonlocal copies
+        if name not in dims:
+            return
+        width = dims[name][0]
+        cast = src if src_bytes == a else f"{src}@{name}"  # autocast makes a copy per consumer
+        if s.full:
+            saved[cast] = width * a
+        if s.autocast and (s.full or s.copy_frozen) and (s.full or grad_in):
+            copies += 2 * width * dims[name][1]
+        if name in s.adapted:  # peft casts the adapter input to fp32 (the adapter's dtype) first
+            if s.dropout > 0:
+                if grad_in:
+                    saved[f"{name}.noise"] = width * F32
+                saved[f"{name}.drop"] = width * a
+            else:
+                saved[f"{src}@lora.{name}" if s.autocast else src] = width * a
+            saved[f"{name}.lora_a"] = s.rank * a
+            copies += 2 * s.rank * sum(dims[name]) if s.autocast else 0
+
+    grad = s.full or not first
+    norm("norm1", grad)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        linear(name, "n1", F32, grad)
+    attn_grad = grad or bool(s.adapted & {"q_proj", "k_proj", "v_proj"})
+    if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
+        kv = arch.q_width if s.packed else arch.kv_width
+        saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
+        if s.packed:  # the block-diagonal mask, converted to the query dtype in every layer
+            saved["mask"] = a * s.seq
+    linear("o_proj", "out", a, attn_grad)
+    norm("norm2", attn_grad)
+    for name in ("gate_proj", "up_proj"):
+        linear(name, "n2", F32, attn_grad)
+    mlp_grad = attn_grad or bool(s.adapted & {"gate_proj", "up_proj"})
+    if mlp_grad:  # silu saves gate; the product saves silu(gate) and up
+        saved.update(gate=a * arch.ff, up=a * arch.ff, act=a * arch.ff)
+    linear("down_proj", "prod", a, mlp_grad)
+    return float(sum(saved.values())), copies
+
+
+def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
+                precision: str = "bf16", batch: int = 8, seq: int = 256,
+                activation_checkpointing: bool = False, loss_chunk_size: int = 0,
+                lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32") -> dict:
+    """Predicted peak memory of one training step, in bytes, with its breakdown.
+
+    Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
+    torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
+    "saved_for_backward_bytes" (what saved_tensors_hooks would see, plus tensors checkpointing
+    keeps alive), "params": count_parameters(...), "setup": the inputs}.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
+                        + ", ".join(PRECISIONS))
+    if base_dtype not in ("fp32", "bf16") or (base_dtype == "bf16" and method == "full"):
+        raise UserError(f"--base-dtype '{base_dtype}': use fp32, or bf16 for a frozen LoRA base")
+    for key, value in (("batch", batch), ("seq", seq)):
+        if value <= 0:
+            raise UserError(f"--{key} {value}: must be a positive integer")
+    if loss_chunk_size < 0:
+        raise UserError(f"--loss-chunk-size {loss_chunk_size}: use 0 (plain) or a positive row count")
+    arch = architecture(config)
+    counts = count_parameters(config, method=method, rank=rank, targets=targets)
+    full, autocast = method == "full", precision != "fp32"
+    s = _Setup(full=full, adapted=frozenset(_targets(arch, method, rank, targets)), rank=rank,
+               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=packed,
+               seq=seq, copy_frozen=base_dtype == "fp32")
+    tokens, d, v = batch * seq, arch.hidden, arch.vocab
+    first, first_copies = _layer(arch, s, first=True)
+    rest, rest_copies = _layer(arch, s, first=False)
+    chunked = 0 < loss_chunk_size < tokens
+    # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
+    # trains); the final norm; the targets (kept by the loss); the lm_head input when it is saved.
+    shared = 2 * F32 * arch.head_dim + (8 if full else 0) + 8 + F32 * (d + 1) + (F32 * d if full else 0)
+    if chunked:
+        shared += F32 * d  # the checkpointed chunk keeps the final hidden states
+    elif full:
+        shared += s.act * d  # lm_head keeps its input (under autocast: its 2-byte copy)
+    head_copy = 2 * d * v if autocast and (full or s.copy_frozen) else 0
+    if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
+        stored = arch.layers * F32 * d + shared + (1 if packed else 0) * seq
+        recompute = tokens * rest + rest_copies  # one layer re-run during backward
+        copies_stored = 0.0 if chunked else head_copy
+    else:
+        stored = first + (arch.layers - 1) * rest + shared
+        recompute = 0.0
+        copies_stored = first_copies + (arch.layers - 1) * rest_copies + (0.0 if chunked else head_copy)
+    logits_saved = 0.0 if chunked else tokens * v * F32  # fp32 log-probs saved by cross-entropy
+    # Loss working set at the start of backward: fp32 log-probs, their gradient, the logits' gradient
+    # (plain: all rows); chunked: one chunk re-run (its logits too) and its lm_head weight copy.
+    logits = tokens * v * 3 * F32 if not chunked else loss_chunk_size * v * 4 * F32 + head_copy
+    base_bytes = 2 if base_dtype == "bf16" else F32
+    trainable = counts["trainable"]
+    adapted_per_layer = sum(1 for n, _, _ in arch.linears if n in s.adapted)
+    n_trainable_tensors = arch.n_tensors if full else 2 * arch.layers * adapted_per_layer  # A and B
+    parts = {
+        "weights": (arch.total * (F32 if full else base_bytes)) + counts["adapter"] * F32,
+        "gradients": trainable * F32,
+        "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
+        "activations": tokens * stored + recompute,
+        "autocast_weight_copies": copies_stored,
+        "logits": logits,
+    }
+    peak = sum(parts.values())
+    parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
+    return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
+            "saved_for_backward_bytes": tokens * stored + copies_stored + logits_saved,
+            "params": counts,
+            "setup": dict(method=method, rank=None if full else rank, targets=None if full else targets,
+                          precision=precision, batch=batch, seq=seq, packed=packed,
+                          activation_checkpointing=activation_checkpointing,
+                          loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype)}
+
+
+# ---- time ----------------------------------------------------------------------------------------
+
+def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, gpu: str, mfu: float) -> dict:
+    """Seconds to train on `tokens` tokens at a given MFU on a named GPU (peak from telemetry)."""
+    if gpu not in GPU_PEAK:
+        raise UserError(f"--gpu '{gpu}'{closest(gpu, GPU_PEAK)}; use {', '.join(GPU_PEAK)}")
+    if not 0 < mfu <= 1:
+        raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
+    fpt = telemetry.flops_per_token(config, method=method, trainable_params=trainable, seq_len=seq)
+    peak = telemetry.peak_flops(GPU_PEAK[gpu])
+    return {"flops_per_token": fpt, "tokens": tokens, "gpu": gpu, "peak_flops": peak, "mfu": mfu,
+            "tokens_per_s": mfu * peak / fpt, "seconds": tokens * fpt / (mfu * peak)}
+
+
+# ---- recommendations -----------------------------------------------------------------------------
+
+def _largest_batch(config, budget: float, **kw) -> dict | None:
+    """plan_memory of the largest batch (64 down to 1) whose total fits `budget`, else None."""
+    for batch in (64, 32, 16, 8, 4, 2, 1):
+        m = plan_memory(config, batch=batch, **kw)
+        if m["total_bytes"] <= budget:
+            return m
+    return None
+
+
+def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, targets: str = "qv",
+              precision: str = "bf16", seq: int = 2048) -> list[dict]:
+    """Per method, the setting that fits `gpu_gb` GiB × (1 - margin).
+
+    Rule: the longest seq (seq, seq/2, ... 256) at which batch 1 fits; without activation
+    checkpointing if possible (it costs a third more compute); chunked cross-entropy (1024 rows)
+    only if it allows a larger batch; then the largest batch (≤ 64). LoRA first tries an fp32
+    frozen base, then a bf16 one (`base_dtype` in the row), and reports the largest rank (≤ 1024)
+    that still fits. A method that fits nowhere gets fits False and its batch-1, seq-256 need.
+    """
+    budget = gpu_gb * GIB * (1 - margin)
+    max_seq = getattr(config, "max_position_embeddings", None) or seq
+    seqs = [sq for sq in dict.fromkeys((seq, seq // 2, seq // 4, seq // 8, 256)) if 256 <= sq <= max_seq]
+    rows = []
+    for method, base in (("full", "fp32"), ("lora", "fp32"), ("lora", "bf16")):
+        if rows and method == "lora" and base == "bf16" and rows[-1]["fits"]:
+            continue
+        kw = dict(method=method, rank=rank, targets=targets, precision=precision, base_dtype=base)
+        best = None
+        for sq, ckpt in ((sq, ckpt) for sq in seqs for ckpt in (False, True)):
+            options = [_largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt,
+                                      loss_chunk_size=chunk, **kw) for chunk in (0, 1024)]
+            options = [m for m in options if m is not None]
+            if options:
+                best = max(options, key=lambda m: m["setup"]["batch"])  # ties: plain cross-entropy
+                break
+        row = best or plan_memory(config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True,
+                                  loss_chunk_size=1024, **kw)
+        out = {"gpu_gb": gpu_gb, "fits": best is not None, **row["setup"],
+               "total_gb": row["total_bytes"] / GIB, "budget_gb": budget / GIB}
+        if best is not None and method == "lora":
+            r, su = rank, {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed",
+                                                                            "lora_dropout")}
+            while r < 1024 and plan_memory(config, rank=2 * r, targets=targets,
+                                           **su)["total_bytes"] <= budget:
+                r *= 2
+            out["max_rank"] = r
+        rows.append(out)
+    return rows
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset (e.g. qwen2.5-0.5b), model directory or hub id")
+    p.add_argument("--method", default="lora", help="lora or full")
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank r")
+    p.add_argument("--targets", default="qv", help="qv, qkvo, all-linear or a comma list of modules")
+    p.add_argument("--lora-dropout", type=float, default=0.1, help="LoRA dropout (its mask costs memory)")
+    p.add_argument("--precision", default="bf16", help="fp32, bf16 or fp16 (autocast, fp32 weights)")
+    p.add_argument("--base-dtype", default="fp32", help="storage of frozen LoRA base weights: fp32 or bf16")
+    p.add_argument("--batch", type=int, default=8, help="packed rows per micro-batch")
+    p.add_argument("--seq", type=int, default=None, help="tokens per packed row (256; recommend: 2048)")
+    p.add_argument("--activation-checkpointing", action="store_true", help="recompute layers in backward")
+    p.add_argument("--loss-chunk-size", type=int, default=0, help="rows per cross-entropy chunk (0: plain)")
+    p.add_argument("--no-packing", action="store_true", help="rows hold one document (no attention mask)")
+    p.add_argument("--gpu-memory", type=float, default=None, help="GPU memory (GiB) to check")
+    p.add_argument("--recommend", action="store_true", help="what fits (12/24/80 GiB by default)")
+    p.add_argument("--margin", type=float, default=0.10, help="safety margin kept free when recommending")
+    p.add_argument("--gpu", default="h100", help="h100, h200 or a100 for the time model")
+    p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
+    p.add_argument("--tokens", type=float, default=1e8, help="token budget for the time model")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def build(args: argparse.Namespace) -> dict:
+    """Everything `ja-adapt plan` prints, as one JSON-ready dict."""
+    if not is_preset(args.model) and "/" not in args.model and not Path(args.model).exists():
+        # not a preset, not a directory, not owner/name: a typo, refused before any hub lookup
+        raise UserError(f"--model '{args.model}': unknown preset{closest(args.model, PRESETS)}; pass a "
+                        f"preset ({', '.join(PRESETS)}), a model directory or a hub id (owner/name)")
+    config = load_config(args.model)
+    _check_config(args.model, config)
+    mem = plan_memory(config, method=args.method, rank=args.rank, targets=args.targets,
+                      precision=args.precision, batch=args.batch, seq=args.seq or 256,
+                      activation_checkpointing=args.activation_checkpointing,
+                      loss_chunk_size=args.loss_chunk_size, lora_dropout=args.lora_dropout,
+                      packed=not args.no_packing, base_dtype=args.base_dtype)
+    out = {"model": args.model, "memory": mem,
+           "time": plan_time(config, method=args.method, trainable=mem["params"]["trainable"],
+                             seq=args.seq or 256, tokens=args.tokens, gpu=args.gpu, mfu=args.mfu)}
+    if args.gpu_memory is not None:
+        if args.gpu_memory <= 0:
+            raise UserError(f"--gpu-memory {args.gpu_memory}: must be a positive number of GB")
+        out["fits"] = mem["total_bytes"] <= args.gpu_memory * GIB * (1 - args.margin)
+    if args.recommend:
+        sizes = [args.gpu_memory] if args.gpu_memory else list(RECOMMEND_GB)
+        out["recommendations"] = [r for gb in sizes for r in recommend(
+            config, gpu_gb=gb, margin=args.margin, rank=args.rank, targets=args.targets,
+            precision=args.precision, seq=args.seq or 2048)]
+    return out
+
+
+def _table(out: dict) -> str:
+    mem, p, t = out["memory"], out["memory"]["params"], out["time"]
+    su = mem["setup"]
+    lines = [f"model {out['model']}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
+             f"{p['lm_head_untied']:,} untied lm_head, {p['non_embedding']:,} non-embedding)",
+             f"trainable ({su['method']}" + (f", r={su['rank']} on {su['targets']}" if su["rank"] else "")
+             + f"): {p['trainable']:,}",
+             f"memory, {su['precision']}, batch {su['batch']} x seq {su['seq']}, checkpointing "
+             f"{'on' if su['activation_checkpointing'] else 'off'}, loss chunk {su['loss_chunk_size']}:",
+             f"  {'component':<24}{'GiB':>10}"]
+    lines += [f"  {k:<24}{b / GIB:>10.3f}" for k, b in mem["bytes"].items()]
+    lines += [f"  {'peak allocated':<24}{mem['peak_allocated_bytes'] / GIB:>10.3f}",
+              f"  {'total':<24}{mem['total_bytes'] / GIB:>10.3f}"]
+    if "fits" in out:
+        lines.append(f"fits in the given GPU memory with the safety margin: {'yes' if out['fits'] else 'NO'}")
+    lines.append(f"time: {t['flops_per_token']:.3e} FLOPs/token; {t['tokens']:,.0f} tokens at MFU "
+                 f"{t['mfu']:.2f} on {t['gpu']} = {t['seconds'] / 3600:.2f} h "
+                 f"({t['tokens_per_s']:,.0f} tokens/s)")
+    for r in out.get("recommendations", []):
+        how = (f"batch {r['batch']} x seq {r['seq']}, checkpointing "
+               f"{'on' if r['activation_checkpointing'] else 'off'}"
+               f", loss chunk {r['loss_chunk_size']}")
+        rank = ""
+        if r["method"] == "lora":
+            rank = f" r={r['rank']}" + (f" (max r={r['max_rank']})" if r["fits"] else "")
+            rank += f", {r['base_dtype']} frozen base"
+        verdict = "fits" if r["fits"] else "does NOT fit even at"
+        lines.append(f"{r['gpu_gb']:g} GiB: {r['method']}{rank} {verdict} {how}: {r['total_gb']:.2f} GiB "
+                     f"of {r['budget_gb']:.2f} usable")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = build(args)
+    print(json.dumps(out, indent=2) if args.json else _table(out))
+    return 0

@@ -1,0 +1,323 @@
+"""The report's content as blocks (render.py), following the reference results chapter's outline.
+
+Every number comes from the results dict and is formatted here, at render time (report/fmt.py);
+no number is typed into this module's text.
+"""
+
+from __future__ import annotations
+
+from ja_adapt.report import fmt
+from ja_adapt.report.quality import METRICS
+
+NOT_RUN = "Not run: no experiment in the given directories measured this."
+
+
+def _ok(section) -> bool:
+    return isinstance(section, dict) and section.get("status", "ok") == "ok"
+
+
+def _mean(a):
+    return fmt.mean(a)
+
+
+def _primary(res):
+    return res["primary"].get("lora"), res["primary"].get("full")
+
+
+def executive_summary(res: dict) -> str:
+    """A few sentences of the headline numbers (also printed at the end of `compare`/`sweep`)."""
+    lora, full = _primary(res)
+    out = []
+    tr = res.get("tradeoff_analysis", {})
+    if lora and full and _ok(tr):
+        eff = res["efficiency_metrics"]["groups"][lora]
+        ret = tr["performance_retention"].get("ja_bits_per_char", {})
+        mem = res["memory_usage"].get("lora_vs_full") or {}
+        tim = res["time_efficiency"].get("lora_vs_full") or {}
+        s = (f"LoRA ({lora}) reached {fmt.share(ret.get('value'))} of full fine-tuning's Japanese held-out "
+             f"bits/char performance (full / LoRA: {fmt.num(ret.get('full'))} vs {fmt.num(ret.get('lora'))})")
+        if tr.get("gain_retention") is not None:
+            s += f" and {fmt.share(tr['gain_retention'])} of its improvement over the base model"
+        s += (f", training {fmt.share(_mean(eff['params_trainable']) / _mean(eff['params_total']), 2)} of the "
+              f"parameters, with {fmt.pct(mem.get('peak_reduction_pct'))} less peak memory and "
+              f"{fmt.pct(tim.get('total_time_reduction_pct'))} less training time.")
+        out.append(s)
+        seeds = len(res["groups"][lora]["seeds"])
+        out.append(f"Figures are means over {seeds} seed(s) per method; ± is the sample standard deviation.")
+    elif res["groups"]:
+        out.append(f"{len(res['groups'])} configuration(s) were trained; no LoRA-vs-full pair to compare.")
+    rec = res.get("recommendations", {})
+    if _ok(rec):
+        out.append(rec["items"][0]["text"])
+    return " ".join(out)
+
+
+def _group_table(groups: dict, cols: list[tuple[str, str, callable]]) -> tuple:
+    """Table with one row per group: cols = [(header, key, formatter)]."""
+    head = ["configuration", "seeds"] + [h for h, _, _ in cols]
+    rows = [[g, len(v.get("seeds", []))] + [fmt.agg(v.get(k), f) for _, k, f in cols] for g, v in sorted(groups.items())]
+    return ("table", head, rows)
+
+
+def _vs_list(d: dict | None, labels: dict[str, tuple[str, callable]]) -> tuple:
+    d = d or {}
+    return ("ul", [f"{text}: {f(d.get(k))}" for k, (text, f) in labels.items()])
+
+
+def primary_results(res: dict, plots: dict) -> list[tuple]:
+    b = [("h", 2, "1. Primary results"), ("h", 3, "1.1 Performance comparison"), ("h", 4, "Training convergence")]
+    b.append(_group_table(res["training_results"], [
+        ("final train loss (window mean)", "final_train_loss", fmt.num), ("final val loss", "final_val_loss", fmt.num),
+        ("best val loss", "best_val_loss", fmt.num), ("convergence step", "convergence_step", fmt.integer),
+        ("stability score", "stability_score", fmt.num), ("ja bits/char", "ja_bits_per_char", fmt.num),
+        ("ja token ppl", "ja_token_ppl", fmt.num)]))
+    b.append(("h", 4, "Statistical significance"))
+    st = res.get("statistical_results")
+    if _ok(st):
+        b.append(("p", "Per-document Japanese bits/char of seed-matched runs (diff = a − b; negative: a needs "
+                       "fewer bits). Wilcoxon signed-rank and paired t-test (scipy), Cohen's d_z, percentile "
+                       "paired-bootstrap CI; Holm adjustment over all rows."))
+        b.append(("table", ["a", "b", "seed", "n", "mean diff", "CI", "d_z", "Wilcoxon p", "Holm p", "t-test p",
+                            "BLEU b−a (p)"],
+                  [[r["a"], r["b"], r["seed"], fmt.integer(r.get("n")), fmt.num(r.get("mean_diff")),
+                    f"[{fmt.num(r.get('ci_low'))}, {fmt.num(r.get('ci_high'))}]", fmt.num(r.get("cohens_dz")),
+                    fmt.num(r.get("wilcoxon_p"), 3), fmt.num(r.get("wilcoxon_p_holm"), 3), fmt.num(r.get("ttest_p"), 3),
+                    f"{fmt.num(r.get('bleu_diff_b_minus_a'))} ({fmt.num(r.get('bleu_p'), 3)})"]
+                   for r in st["document_level"]]))
+        if st.get("seed_level"):
+            b.append(("p", "Across seeds (paired t-test over seed-matched runs, evaluate.stats.seed_compare):"))
+            b.append(("table", ["metric", "a", "b", "n seeds", "mean a", "mean b", "mean diff", "t-test p"],
+                      [[k, v["a"], v["b"], v["n"], fmt.num(v.get("mean_a")), fmt.num(v.get("mean_b")),
+                        fmt.num(v.get("mean_diff")), fmt.num(v.get("ttest_p"), 3) if "ttest_p" in v else v.get("skipped", "")]
+                       for k, v in st["seed_level"].items()]))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 3, "1.2 Efficiency analysis"))
+    b.append(("h", 4, "Parameter efficiency"))
+    eff = res["efficiency_metrics"]
+    b.append(_group_table(eff["groups"], [("total parameters", "params_total", fmt.integer),
+                                          ("trainable parameters", "params_trainable", fmt.integer),
+                                          ("trainable %", "trainable_pct", lambda x: fmt.pct(x, 3)),
+                                          ("artifact on disk", "artifact_bytes", fmt.nbytes)]))
+    if eff.get("lora_vs_full"):
+        b.append(_vs_list(eff["lora_vs_full"], {"parameter_reduction_pct": ("trainable-parameter reduction", fmt.pct),
+                                               "parameter_gain": ("fewer trainable parameters", fmt.times),
+                                               "artifact_reduction_pct": ("artifact size reduction", fmt.pct),
+                                               "artifact_gain": ("smaller artifact", fmt.times)}))
+    b.append(("h", 4, "Memory efficiency"))
+    mem = res["memory_usage"]
+    kinds = sorted({str(v.get("memory_kind")) for v in mem["groups"].values()})
+    b.append(("p", f"Memory kind: {', '.join(kinds)} (cuda_*: torch's CUDA allocator; any other kind is process "
+                   "memory on the CPU, which includes the Python runtime)."))
+    b.append(_group_table(mem["groups"], [("peak", "peak_mem_bytes", fmt.nbytes), ("mean", "mean_mem_bytes", fmt.nbytes),
+                                          ("optimizer state", "optimizer_state_bytes", fmt.nbytes),
+                                          ("model state", "model_state_bytes", fmt.nbytes)]))
+    if mem.get("lora_vs_full"):
+        b.append(_vs_list(mem["lora_vs_full"], {k: (k.replace("_pct", "").replace("_", " ") + " (LoRA vs full)", fmt.pct)
+                                                for k in mem["lora_vs_full"]}))
+    if mem.get("predicted_vs_measured"):
+        pm = mem["predicted_vs_measured"]
+        b.append(("p", "Predicted by ja-adapt plan: total = allocator peak + CUDA context and allocator overhead; "
+                       "measured / predicted uses the allocator peak for cuda_allocated measurements, else the total."))
+        b.append(("table", ["run", "method", "predicted allocated", "predicted total", "measured peak",
+                            "measured / predicted"],
+                  [[n, v["method"], fmt.nbytes(v.get("predicted_allocated_bytes")), fmt.nbytes(v["predicted_total_bytes"]),
+                    fmt.nbytes(v["measured_peak_bytes"]), fmt.num(v["ratio_measured_over_predicted"], 3)]
+                   for n, v in sorted(pm.items())]))
+        if "predicted_memory" in plots:
+            b.append(("img", plots["predicted_memory"], "Predicted (ja-adapt plan) vs measured peak memory"))
+    b.append(("h", 4, "Training time efficiency"))
+    tim = res["time_efficiency"]
+    b.append(_group_table(tim["groups"], [("total time", "train_time_s", fmt.seconds),
+                                          ("time / step", "time_per_step_s", fmt.seconds),
+                                          ("tokens / s", "tokens_per_s", fmt.num),
+                                          ("time to target", "time_to_target_s", fmt.seconds),
+                                          ("tokens to target", "tokens_to_target", fmt.integer)]))
+    if tim.get("lora_vs_full"):
+        b.append(_vs_list(tim["lora_vs_full"], {k: (k.replace("_pct", " (%)").replace("_", " "), fmt.pct)
+                                                for k in tim["lora_vs_full"]}))
+    if "memory_time" in plots:
+        b.append(("img", plots["memory_time"], "Memory and training time per configuration"))
+    return b
+
+
+def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
+    b = [("h", 2, "2. Detailed analysis"), ("h", 3, "2.1 Learning dynamics"), ("h", 4, "Loss curves")]
+    if "loss_curves" in plots:
+        b.append(("img", plots["loss_curves"], "Training and validation loss, raw and smoothed"))
+    ld = res["learning_dynamics"]["groups"]
+    b.append(_group_table(ld, [("initial loss drop", "initial_loss_drop", fmt.num),
+                               ("convergence step", "convergence_step", fmt.integer),
+                               ("step to target", "step_to_target", fmt.integer),
+                               ("generalization gap", "generalization_gap", fmt.num),
+                               ("overfitting onset", "overfitting_onset_step", fmt.integer)]))
+    obs = []
+    for g, v in sorted(ld.items()):
+        det = [s for s, d in v["overfitting_detected"].items() if d]
+        obs.append(f"{g}: overfitting detected in {len(det)} of {len(v['overfitting_detected'])} seed(s)"
+                   + (f", onset at step {fmt.agg(v['overfitting_onset_step'], fmt.integer)}" if det else ""))
+    b.append(("ul", obs))
+    b.append(("h", 4, "Learning rate sensitivity"))
+    ls = res.get("lr_sensitivity")
+    if _ok(ls):
+        b.append(("table", ["method", "metric", "best lr", "range within tolerance", "sensitivity coefficient", "lrs"],
+                  [[m, s["metric"], fmt.num(s.get("best_lr")), f"{fmt.num(s['range'][0])} – {fmt.num(s['range'][1])}"
+                    if s.get("range") else fmt.DASH, fmt.num(s.get("sensitivity_coefficient")), s.get("n_lrs")]
+                   for m, s in sorted(ls["by_method"].items())]))
+        if "lr_sensitivity" in plots:
+            b.append(("img", plots["lr_sensitivity"], "Learning-rate sensitivity"))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 3, "2.2 Japanese language-specific results"))
+    b.append(("h", 4, "Script-specific performance"))
+    jp = res.get("japanese_performance")
+    if _ok(jp):
+        scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
+        for title, key in (("Character accuracy (teacher-forced argmax)", "character_accuracy"),
+                           ("Bits per character", "bits_per_char")):
+            b.append(("p", title + ":"))
+            b.append(("table", ["model"] + scripts, [[g] + [fmt.agg(v[s]) for s in scripts]
+                                                     for g, v in jp[key].items()]))
+        if jp.get("performance_gap"):
+            b.append(("p", f"Accuracy gap ({jp['performance_gap_direction']}): " + ", ".join(
+                f"{s} {fmt.num(v)}" for s, v in jp["performance_gap"].items()) + "."))
+        if "script_accuracy" in plots:
+            b.append(("img", plots["script_accuracy"], "Character accuracy by script"))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 4, "Generation quality (BLEU, chrF)"))
+    bl = res.get("bleu_evaluation")
+    if _ok(bl):
+        b.append(_group_table({g: {**v, "seeds": [0] * v["bleu"]["n"]} for g, v in bl["groups"].items()}, [
+            ("BLEU", "bleu", fmt.num), ("chrF", "chrf", fmt.num), ("BLEU-1 precision", "bleu_1_precision", fmt.num),
+            ("BLEU-4 precision", "bleu_4_precision", fmt.num), ("sentence BLEU mean", "sentence_bleu_mean", fmt.num),
+            ("sentence BLEU sd", "sentence_bleu_std", fmt.num), ("prompts", "gen_prompts", fmt.integer)]))
+        if bl.get("performance_ratio") is not None:
+            b.append(("p", f"BLEU ratio {fmt.num(bl['performance_ratio'])}, chrF ratio {fmt.num(bl['chrf_ratio'])} "
+                           f"({bl['ratio_direction']})."))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 3, "2.3 Ablation studies"))
+    b.append(("h", 4, "LoRA rank sensitivity"))
+    rs = res.get("rank_sensitivity")
+    if _ok(rs):
+        b.append(("table", ["rank", "trainable parameters", rs["metric"], "peak memory", "time / step"],
+                  [[p["rank"], fmt.agg(p["params_trainable"], fmt.integer), fmt.agg(p["metric"]),
+                    fmt.agg(p["peak_mem_bytes"], fmt.nbytes), fmt.agg(p["time_per_step_s"], fmt.seconds)]
+                   for p in rs["points"]]))
+        b.append(("p", f"Diminishing-returns rank: {rs['diminishing_returns_rank']} (best rank: {rs['best_rank']})."))
+        if "rank_sensitivity" in plots:
+            b.append(("img", plots["rank_sensitivity"], "Quality vs trainable parameters over LoRA ranks"))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 4, "Mixed precision impact"))
+    pc = res.get("precision_comparison")
+    if _ok(pc):
+        for m, rows in sorted(pc["by_method"].items()):
+            b.append(("table", ["method", "precision", pc["metric"], "peak memory", "time / step", "total time"],
+                      [[m, p, fmt.agg(r["metric"]), fmt.agg(r["peak_mem_bytes"], fmt.nbytes),
+                        fmt.agg(r["time_per_step_s"], fmt.seconds), fmt.agg(r["train_time_s"], fmt.seconds)]
+                       for p, r in sorted(rows.items())]))
+        if "precision_comparison" in plots:
+            b.append(("img", plots["precision_comparison"], "Quality, memory and time per precision"))
+    else:
+        b.append(("p", NOT_RUN))
+    return b
+
+
+def comparative_analysis(res: dict, plots: dict) -> list[tuple]:
+    b = [("h", 2, "3. Comparative analysis"), ("h", 3, "3.1 LoRA vs full fine-tuning trade-offs")]
+    tr = res.get("tradeoff_analysis")
+    if _ok(tr):
+        b.append(("table", ["metric", "LoRA", "full", "retention", "direction"],
+                  [[METRICS[k][1], fmt.num(v["lora"]), fmt.num(v["full"]), fmt.num(v["value"]), v["direction"]]
+                   for k, v in tr["performance_retention"].items()]))
+        b.append(("ul", [f"gain retention: {fmt.num(tr.get('gain_retention'))}",
+                         f"parameter efficiency gain: {fmt.times(tr.get('parameter_efficiency_gain'))}",
+                         f"memory efficiency gain: {fmt.times(tr.get('memory_efficiency_gain'))}",
+                         f"time efficiency gain: {fmt.times(tr.get('time_efficiency_gain'))}",
+                         f"storage efficiency gain: {fmt.times(tr.get('storage_efficiency_gain'))}",
+                         f"efficiency score: {fmt.num(tr['efficiency_score']['value'])} "
+                         f"(= {tr['efficiency_score']['formula']})"]))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 3, "3.2 Stability and robustness"))
+    b.append(_group_table(res["stability_analysis"]["groups"], [
+        ("loss variance", "loss_variance", fmt.num), ("grad-norm variance", "grad_norm_variance", fmt.num),
+        ("cv loss", "cv_loss", fmt.num), ("cv grad norm", "cv_grad_norm", fmt.num),
+        ("skipped fraction", "skipped_fraction", fmt.num), ("stability score", "stability_score", fmt.num)]))
+    b.append(("h", 4, "Generalization"))
+    gr = res.get("generalization_results")
+    if _ok(gr):
+        b.append(("table", ["model", "held-out ja bits/char", "token ppl", "gain vs base (bits/char)", "generalization gap"],
+                  [[g, fmt.agg(v.get("ja_bits_per_char")), fmt.agg(v.get("ja_token_ppl")),
+                    fmt.agg(v.get("gain_vs_base_bits_per_char")), fmt.agg(v.get("generalization_gap"))]
+                   for g, v in gr["held_out"].items()]))
+        cd = gr["cross_domain"]
+        if _ok(cd):
+            b.append(("table", ["model", "cross-domain mean bits/char"] + cd["domains"],
+                      [[g, fmt.agg(v["mean_bits_per_char"])] + [fmt.agg(v["by_domain"][d]) for d in cd["domains"]]
+                       for g, v in cd["groups"].items()]))
+        fg = gr["catastrophic_forgetting"]
+        if _ok(fg):
+            b.append(("p", f"Catastrophic forgetting ({fg['direction']}):"))
+            b.append(("table", ["model"] + [f"{l} {k}" for l in fg["langs"] for k in ("retention", "bpb increase")],
+                      [[g] + [fmt.agg(v[f"{l}_{k}"]) for l in fg["langs"] for k in ("retention", "bpb_increase")]
+                       for g, v in fg["groups"].items()]))
+            if "learning_vs_forgetting" in plots:
+                b.append(("img", plots["learning_vs_forgetting"], "Japanese gain vs other-language loss per checkpoint"))
+    else:
+        b.append(("p", NOT_RUN))
+    b.append(("h", 4, "Linguistic complexity"))
+    cx = res.get("complexity_analysis")
+    if _ok(cx):
+        b.append(("table", ["model"] + [f"{k} bits/char" for k in cx["buckets"]],
+                  [[g, *(fmt.agg(v[k]) for k in cx["buckets"])] for g, v in cx["groups"].items()]))
+        if cx.get("lora_full_retention"):
+            b.append(("p", f"Retention per bucket ({cx['direction']}): " + ", ".join(
+                f"{k} {fmt.num(v)}" for k, v in cx["lora_full_retention"].items()) + "."))
+    else:
+        b.append(("p", NOT_RUN))
+    return b
+
+
+def closing(res: dict) -> list[tuple]:
+    b = [("h", 2, "4. Discussion"), ("h", 3, "4.1 Recommendations from the measurements")]
+    rec = res.get("recommendations")
+    b.append(("ul", [i["text"] for i in rec["items"]]) if _ok(rec) else ("p", rec.get("reason", NOT_RUN)))
+    b.append(("h", 2, "5. Limitations"))
+    lim = []
+    seeds = sorted({len(g["seeds"]) for g in res["groups"].values()})
+    lim.append(f"Seeds per configuration: {', '.join(str(s) for s in seeds)}; with fewer than 2, no spread or "
+               "seed-level test is possible.")
+    kinds = sorted({str(v.get("memory_kind")) for v in res["memory_usage"]["groups"].values()})
+    if any(not k.startswith("cuda") for k in kinds):
+        lim.append(f"Memory measured as {', '.join(k for k in kinds if not k.startswith('cuda'))} (process memory "
+                   "on the CPU) includes the Python runtime; compare it only between runs here.")
+    missing = [k for k in ("statistical_results", "japanese_performance", "bleu_evaluation", "rank_sensitivity",
+                           "precision_comparison", "lr_sensitivity", "generalization_results", "complexity_analysis")
+               if not _ok(res.get(k))]
+    if missing:
+        lim.append("Sections not run in these experiments: " + ", ".join(missing) + ".")
+    models = sorted({str(g["config"].get("model.name_or_path")) for g in res["groups"].values()})
+    lim.append(f"Model(s): {', '.join(models)}; results may not transfer to other model sizes.")
+    b.append(("ul", lim))
+    b.append(("h", 2, "6. Conclusion"))
+    b.append(("p", executive_summary(res)))
+    b.append(("h", 2, "Appendix: definitions and environment"))
+    b.append(("table", ["term", "definition"], sorted(res["definitions"].items())))
+    env = res["environment"]
+    b.append(("table", ["item", "value"],
+              [["hardware", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["hardware"])],
+               ["versions", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["versions"])],
+               ["data hashes", ", ".join(env["data_hashes"])],
+               ["sources", ", ".join(res["sources"])]]))
+    return b
+
+
+def build_document(res: dict, plots: dict) -> list[tuple]:
+    lora, full = _primary(res)
+    title = "Results Analysis: LoRA vs full fine-tuning for Japanese" if lora and full else "Results Analysis"
+    return [("h", 1, title), ("h", 2, "Executive summary"), ("p", executive_summary(res)),
+            *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
+            *closing(res)]

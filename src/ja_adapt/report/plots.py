@@ -1,0 +1,216 @@
+"""PNG plots drawn from results.json alone (matplotlib, Agg backend). Each function returns the
+written path, or None when its section was not run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"lora": "tab:blue", "full": "tab:orange", "base": "tab:gray"}
+GIB = 2 ** 30
+
+
+def _color(label: str, i: int = 0) -> str:
+    return COLORS.get(label.split()[0], f"C{i + 2}")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _ok(section) -> bool:
+    return isinstance(section, dict) and section.get("status", "ok") == "ok"
+
+
+def loss_curves(res: dict, path: Path) -> Path | None:
+    """Train (left) and validation (right) loss, raw (thin, faded) and smoothed, one line per run of
+    the primary LoRA and full groups."""
+    curves = res["learning_dynamics"]["curves"]
+    wanted = {v for v in res["primary"].values() if v}
+    runs = {n: c for n, c in curves.items() if c["group"] in wanted} or curves
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, c) in enumerate(sorted(runs.items())):
+        col = _color(c["group"], i)
+        for ax, key in zip(axes, ("train", "val")):
+            pts = c[key]
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            ax.plot(x, [p[1] for p in pts], color=col, alpha=0.25, lw=0.8)
+            ax.plot(x, [p[2] for p in pts], color=col, lw=1.6, label=f"{c['group']} s{c['seed']}")
+    for ax, title in zip(axes, ("training loss (raw faded, smoothed solid)", "validation loss")):
+        ax.set_xlabel("step")
+        ax.set_ylabel("nats / token")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def learning_vs_forgetting(res: dict, path: Path) -> Path | None:
+    """Japanese gain (bits/byte, base − checkpoint) against the other languages' loss (checkpoint −
+    base), one marker per checkpoint, connected in step order."""
+    forget = (res.get("generalization_results") or {}).get("catastrophic_forgetting") or {}
+    ck = forget.get("checkpoints") or {}
+    if not ck:
+        return None
+    langs = forget.get("langs", [])
+    fig, axes = plt.subplots(1, len(langs), figsize=(5.5 * len(langs), 4), squeeze=False)
+    for ax, lang in zip(axes[0], langs):
+        for i, (name, c) in enumerate(sorted(ck.items())):
+            pts = [p for p in c["points"] if p.get("ja_gain") is not None and p.get(f"{lang}_loss") is not None]
+            ax.plot([p["ja_gain"] for p in pts], [p[f"{lang}_loss"] for p in pts], "o-", ms=4,
+                    color=_color(c["group"], i), label=name)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("Japanese gain (base − model bits/byte)")
+        ax.set_ylabel(f"{lang} loss (model − base bits/byte)")
+        ax.set_title(f"learning vs forgetting: {lang}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _bars(ax, labels: list[str], series: dict[str, list], ylabel: str, errs: dict | None = None):
+    n = len(series)
+    width = 0.8 / max(n, 1)
+    for i, (name, vals) in enumerate(series.items()):
+        xs = [j + (i - (n - 1) / 2) * width for j in range(len(labels))]
+        e = (errs or {}).get(name)
+        ax.bar(xs, [v if v is not None else 0 for v in vals], width, yerr=e, capsize=3, label=name,
+               color=_color(name, i))
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def script_accuracy(res: dict, path: Path) -> Path | None:
+    jp = res.get("japanese_performance")
+    if not _ok(jp):
+        return None
+    acc = jp["character_accuracy"]
+    scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    _bars(ax, scripts, {g: [v[s]["mean"] for s in scripts] for g, v in acc.items()}, "character accuracy",
+          {g: [v[s]["sd"] or 0 for s in scripts] for g, v in acc.items()})
+    ax.set_title("character accuracy by script (mean ± sd over seeds)")
+    return _save(fig, path)
+
+
+def rank_sensitivity(res: dict, path: Path) -> Path | None:
+    rs = res.get("rank_sensitivity")
+    if not _ok(rs):
+        return None
+    pts = rs["points"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [p["params_trainable"]["mean"] for p in pts]
+    y = [p["metric"]["mean"] for p in pts]
+    ax.errorbar(x, y, yerr=[p["metric"]["sd"] or 0 for p in pts], fmt="o-", capsize=3)
+    for p, xi, yi in zip(pts, x, y):
+        ax.annotate(f"r={p['rank']}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel(rs["metric"])
+    ax.set_title("LoRA rank sensitivity")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def lr_sensitivity(res: dict, path: Path) -> Path | None:
+    ls = res.get("lr_sensitivity")
+    if not _ok(ls):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (method, s) in enumerate(sorted(ls["by_method"].items())):
+        pts = s["points"]
+        ax.errorbar([p["lr"] for p in pts], [p["metric"]["mean"] for p in pts],
+                    yerr=[p["metric"]["sd"] or 0 for p in pts], fmt="o-", capsize=3, label=method,
+                    color=_color(method, i))
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel(next(iter(ls["by_method"].values()))["metric"])
+    ax.set_title("learning-rate sensitivity")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def precision_comparison(res: dict, path: Path) -> Path | None:
+    pc = res.get("precision_comparison")
+    if not _ok(pc):
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for method, rows in pc["by_method"].items():
+        precs = sorted(rows)
+        for ax, key, ylabel, scale in zip(axes, ("metric", "peak_mem_bytes", "time_per_step_s"),
+                                          (pc["metric"], "peak memory (GiB)", "seconds / step"), (1, GIB, 1)):
+            _bars(ax, precs, {method: [(rows[p][key]["mean"] or 0) / scale for p in precs]}, ylabel)
+    fig.suptitle("precision comparison")
+    return _save(fig, path)
+
+
+def memory_time(res: dict, path: Path) -> Path | None:
+    """Peak / mean memory, optimizer and model state (GiB), and training time per group."""
+    mem = res["memory_usage"]["groups"]
+    tim = res["time_efficiency"]["groups"]
+    labels = [v for v in res["primary"].values() if v] or sorted(mem)   # sweeps have their own plots
+    if not labels:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    keys = ("peak_mem_bytes", "mean_mem_bytes", "optimizer_state_bytes", "model_state_bytes")
+    _bars(axes[0], [k.replace("_bytes", "").replace("_", " ") for k in keys],
+          {g: [(mem[g][k]["mean"] or 0) / GIB for k in keys] for g in labels}, "GiB")
+    axes[0].set_title(f"memory ({mem[labels[0]].get('memory_kind')})")
+    _bars(axes[1], ["total", "to target"], {g: [tim[g]["train_time_s"]["mean"], tim[g]["time_to_target_s"]["mean"]]
+                                           for g in labels}, "seconds",
+          {g: [tim[g]["train_time_s"]["sd"] or 0, tim[g]["time_to_target_s"]["sd"] or 0] for g in labels})
+    axes[1].set_title("training time")
+    return _save(fig, path)
+
+
+def predicted_memory(res: dict, path: Path) -> Path | None:
+    pm = res["memory_usage"].get("predicted_vs_measured")
+    if not pm:
+        return None
+    names = sorted(pm)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
+    w = 0.27
+    ax.bar([i - w for i in range(len(names))], [(pm[n].get("predicted_allocated_bytes") or 0) / GIB for n in names], w,
+           label="predicted allocated (plan)", color="tab:olive")
+    ax.bar(range(len(names)), [pm[n]["predicted_total_bytes"] / GIB for n in names], w,
+           label="predicted total (plan)", color="tab:green")
+    ax.bar([i + w for i in range(len(names))], [(pm[n]["measured_peak_bytes"] or 0) / GIB for n in names], w,
+           label=f"measured peak ({pm[names[0]].get('memory_kind')})", color="tab:purple")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("GiB")
+    ax.set_title("predicted vs measured memory")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+PLOTS = {"loss_curves": loss_curves, "learning_vs_forgetting": learning_vs_forgetting,
+         "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
+         "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
+         "memory_time": memory_time, "predicted_memory": predicted_memory}
+
+
+def draw_all(res: dict, plot_dir: Path) -> dict[str, Path]:
+    """Every plot whose section exists: {name: path}."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, fn in PLOTS.items():
+        p = fn(res, plot_dir / f"{name}.png")
+        if p is not None:
+            out[name] = p
+    return out

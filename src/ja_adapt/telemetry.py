@@ -1,0 +1,181 @@
+"""Hardware-dependent measurements behind small functions: FLOPs per token, MFU, memory, device facts.
+
+Everything that differs between CPU and GPU (CUDA memory statistics, bf16 support, synchronisation)
+lives here, so training, benchmarking and planning code is the same on both.
+
+FLOPs per trained token (defined once, here; docs/plan.md states the derivation):
+  N       = matmul weight parameters: every nn.Linear weight of the model, lm_head included (it is
+            a [vocab, hidden] matmul even when tied to the embedding). Embedding lookups, norms and
+            biases are not counted (lookups and element-wise ops are not matmuls; biases are O(N/d)).
+  attn    = 12 · L · (heads · head_dim) · T, T = seq_len, the full packed row length (PaLM's
+            convention: the whole T×T score matrix, not halved for the causal mask nor shortened by
+            document boundaries), so MFU is comparable with published numbers.
+  full    = 6 · N + attn                       (forward 2N, backward 4N: input and weight grads)
+  lora    = 4 · N_base + 6 · N_adapter + attn  (frozen base skips the 2N weight-gradient matmuls)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+
+import psutil
+import torch
+
+# Peak dense bf16 tensor throughput (FLOP/s), matched as a case-insensitive substring of the device
+# name. Dense figures only: H100's "1979 TFLOP/s" is with 2:4 sparsity and is never used.
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+}
+
+
+_MATMUL_CACHE: dict[str, tuple[int, int, int]] = {}
+
+
+def _matmul_shape(config) -> tuple[int, int, int]:
+    """(N matmul weight params incl. lm_head, layers, attention width) of a config, built on meta."""
+    key = config.to_json_string(use_diff=False)
+    if key not in _MATMUL_CACHE:
+        from transformers import AutoModelForCausalLM
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            model = AutoModelForCausalLM.from_config(config)
+        n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        _MATMUL_CACHE[key] = (n, config.num_hidden_layers, heads * head_dim)
+    return _MATMUL_CACHE[key]
+
+
+def matmul_params(config) -> int:
+    """N: parameters of every nn.Linear weight (decoder projections and lm_head) of `config`'s model."""
+    return _matmul_shape(config)[0]
+
+
+def flops_per_token(config, *, method: str, trainable_params: int, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward) of a causal LM built from `config`.
+
+    method: "full" (every weight trains; `trainable_params` is not needed for the formula) or
+    "lora" (`trainable_params` = the adapter parameters, N_adapter). seq_len: packed row length T.
+    """
+    n, layers, attn_width = _matmul_shape(config)
+    attention = 12.0 * layers * attn_width * seq_len
+    if method == "full":
+        return 6.0 * n + attention
+    if method == "lora":
+        return 4.0 * n + 6.0 * trainable_params + attention
+    raise ValueError(f"unknown method '{method}' (full or lora)")
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of a device from its name (e.g. 'NVIDIA H100 80GB HBM3'), None if unknown."""
+    upper = device_name.upper()
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in upper:
+            return value
+    return None
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak: float) -> float:
+    """Model FLOPs utilisation: achieved FLOP/s (tokens/s × FLOPs per token) over the peak."""
+    return tokens_per_s * flops_per_token / peak
+
+
+# ---- devices -------------------------------------------------------------------------------------
+
+def _device(device) -> torch.device:
+    return device if isinstance(device, torch.device) else torch.device(device)
+
+
+def bf16_supported(device) -> bool:
+    """Whether bf16 autocast runs natively: CUDA asks the GPU; CPU autocast supports bf16 always."""
+    dev = _device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return dev.type == "cpu"
+
+
+def sync(device) -> None:
+    """Wait for queued GPU work (so timings are real); a no-op on CPU."""
+    dev = _device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def device_info(device="cpu") -> dict:
+    """Facts about the machine a measurement ran on, for results.json."""
+    dev = _device(device)
+    info = {
+        "device_type": dev.type,
+        "device_name": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "python_version": sys.version.split()[0],
+        "bf16_supported": bf16_supported(dev),
+    }
+    if dev.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(dev)
+        info.update(device_name=props.name, device_memory_bytes=props.total_memory,
+                    peak_bf16_flops=peak_flops(props.name))
+    return info
+
+
+# ---- memory --------------------------------------------------------------------------------------
+
+def _ru_maxrss_bytes() -> int:
+    """Process lifetime peak RSS; ru_maxrss is KiB on Linux and bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class MemoryMeter:
+    """Peak memory over an interval (call `reset()` to start one).
+
+    CUDA: `peak_bytes()` is torch.cuda.max_memory_allocated (live tensors, comparable with the
+    planner's tensor bytes); `stats()` also gives max_memory_reserved (what the caching allocator
+    holds, closer to what nvidia-smi shows, minus the CUDA context).
+    CPU: `peak_bytes()` is a sampled high-water mark of the process RSS (psutil), updated at every
+    call to this meter, because ru_maxrss cannot be reset; `stats()` also gives ru_maxrss (the
+    process-lifetime peak, never lower). RSS includes the interpreter and libraries, not only tensors.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = _device(device)
+        self._process = psutil.Process()
+        self._high = 0
+        self.reset()
+
+    @property
+    def _cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def reset(self) -> None:
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._high = self._process.memory_info().rss
+
+    def current_bytes(self) -> int:
+        if self._cuda:
+            return torch.cuda.memory_allocated(self.device)
+        rss = self._process.memory_info().rss
+        self._high = max(self._high, rss)
+        return rss
+
+    def peak_bytes(self) -> int:
+        if self._cuda:
+            return torch.cuda.max_memory_allocated(self.device)
+        self.current_bytes()
+        return self._high
+
+    def stats(self) -> dict:
+        """All peak figures this device has, with the one `peak_bytes` reports named."""
+        if self._cuda:
+            return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
+                    "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
+                    "reported": "peak_allocated_bytes"}
+        return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": _ru_maxrss_bytes(),
+                "reported": "peak_rss_sampled_bytes"}

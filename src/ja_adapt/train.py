@@ -1,0 +1,335 @@
+"""The training loop shared by LoRA and full fine-tuning, plus run-directory set-up and resume.
+
+    run directory (the contract with every later stage)
+        config.yaml      the fully resolved configuration
+        metrics.jsonl    one flat record per logged step ({"kind": "train", ...}) and per
+                         validation ({"kind": "val", ...})
+        checkpoints/     step-N folders (checkpoint.py)
+        adapter/|model/  the final weights in Hugging Face format
+        summary.json     final / best losses, timings, parameter counts, memory, hashes, versions
+        tb/              TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+from ja_adapt import checkpoint, telemetry
+from ja_adapt.config import ExperimentConfig, config_hash, diff_keys, from_dict, save_config, to_dict
+from ja_adapt.data.pipeline import ExperimentData, prepare_data
+from ja_adapt.errors import UserError
+from ja_adapt.loss import IGNORE, token_nll
+from ja_adapt.methods import apply_method, count_parameters
+from ja_adapt.models import load_model, load_tokenizer, resolve_device
+
+# Config keys that may change between a run and its resume (training longer is allowed).
+RESUMABLE_CHANGES = {"train.max_steps", "train.progress", "data.num_workers"}
+
+
+class TrainingStopped(UserError):
+    """Training could not go on (non-finite losses); the last good checkpoint is intact."""
+
+
+# ---- set-up ------------------------------------------------------------------------------------
+
+def prepare_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None:
+    """Create `out`, or check it can be resumed; returns the checkpoint to resume from (if any).
+
+    An existing non-empty directory is never overwritten: `--resume` continues it, anything else
+    is refused.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise UserError(f"{out}: already exists and is not empty; pass --resume to continue that "
+                            "run, or choose another --out")
+        saved = out / "config.yaml"
+        if saved.is_file():
+            from ja_adapt.config import read_yaml
+            changed = [k for k in diff_keys(from_dict(read_yaml(saved), str(saved)), cfg)
+                       if k not in RESUMABLE_CHANGES]
+            if changed:
+                raise UserError(f"{out}: --resume with a different config (key '{changed[0]}' differs "
+                                f"from {saved}); resume with the same settings or choose another --out")
+        return checkpoint.latest(out / "checkpoints")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def build_model(cfg: ExperimentConfig, tokenizer, device: torch.device) -> torch.nn.Module:
+    """Base model (preset or pretrained) wrapped by the configured method, on `device`."""
+    torch.manual_seed(cfg.seed)
+    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                       vocab_size=len(tokenizer), seed=cfg.seed)
+    model.config.use_cache = False
+    if cfg.model.attn_implementation and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(cfg.model.attn_implementation)
+    if cfg.train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = apply_method(model, cfg).to(device)
+    return torch.compile(model) if cfg.train.compile else model
+
+
+def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device):
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = cfg.optim
+    fused = o.fused and device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                  weight_decay=o.weight_decay, fused=fused or None,
+                                  foreach=None if fused else True)
+    if o.schedule == "cosine":
+        # transformers' cosine decays to 0; min_lr_ratio lifts the floor through LambdaLR's factor.
+        scheduler = get_cosine_schedule_with_warmup(optimizer, o.warmup_steps, cfg.train.max_steps)
+        if o.min_lr_ratio > 0:
+            base = scheduler.lr_lambdas[0]
+            scheduler.lr_lambdas[0] = lambda s: o.min_lr_ratio + (1 - o.min_lr_ratio) * base(s) \
+                if s >= o.warmup_steps else base(s)
+    else:
+        scheduler = get_constant_schedule_with_warmup(optimizer, o.warmup_steps)
+    return optimizer, scheduler
+
+
+def autocast(cfg: ExperimentConfig, device: torch.device):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, device) -> tuple[float, int]:
+    """Mean next-token NLL (nats) over the first `n_batches` validation batches (0 = all)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    n = batches.batches_per_epoch if n_batches == 0 else min(n_batches, batches.batches_per_epoch)
+    for i in range(n):
+        batch = to_device(batches.get(i), device)
+        with autocast(cfg, device):
+            nll = token_nll(model, batch, cfg.train.loss_chunk_size)
+        total += nll.sum().item()
+        count += int((batch["targets"] != IGNORE).sum())
+    model.train(was_training)
+    return total / max(count, 1), count
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+
+def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> dict:
+    """Train `cfg` into the run directory `out`; returns the summary (also in summary.json)."""
+    out = Path(out)
+    resume_from = prepare_run_dir(cfg, out, resume)
+    if resume and (out / "summary.json").is_file() and resume_from is not None:
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("steps") == cfg.train.max_steps:
+            return summary                                  # already finished: nothing to do
+    save_config(cfg, out / "config.yaml")
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    data = prepare_data(cfg, tokenizer)
+    model = build_model(cfg, tokenizer, device)
+    optimizer, scheduler = build_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    torch.manual_seed(cfg.seed)                             # dropout stream, independent of init
+    state = checkpoint.TrainState()
+    if resume_from is not None:
+        state = checkpoint.restore(resume_from, model, optimizer, scheduler, scaler)
+    log = MetricsLog(out, state.step, cfg.train.tensorboard)
+    memory = telemetry.MemoryMeter(device)
+    trainable, total = count_parameters(model)
+    model.train()
+
+    bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc=f"train {cfg.method}",
+               unit="step", disable=None if cfg.train.progress else True, dynamic_ncols=True)
+    mem_samples: list[int] = []
+    stop_reason = "max_steps"
+    while state.step < cfg.train.max_steps:
+        t0 = time.perf_counter()
+        micro = [data.train.get(state.batch_index + i) for i in range(cfg.train.grad_accum)]
+        n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)
+        loss_sum = torch.zeros((), device=device)
+        for batch in micro:                                 # token-weighted gradient accumulation
+            batch = to_device(batch, device)
+            with autocast(cfg, device):
+                nll = token_nll(model, batch, cfg.train.loss_chunk_size)
+            loss = nll.sum() / n_targets
+            scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        state.batch_index += cfg.train.grad_accum
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad],
+            cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+        loss_value = loss_sum.item()                        # one host sync per step: the finite check
+        finite = math.isfinite(loss_value)
+        if finite:
+            scaler.step(optimizer)
+            state.nonfinite_in_row = 0
+        else:
+            state.nonfinite_total += 1
+            state.nonfinite_in_row += 1
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        telemetry.sync(device)
+        dt = time.perf_counter() - t0
+        state.step += 1
+        state.elapsed_s += dt
+        state.tokens_total += n_targets if finite else 0
+        mem_samples.append(memory.current_bytes())
+        bar.update(1)
+        if state.step % cfg.train.log_every == 0 or state.step == cfg.train.max_steps:
+            log.write({"kind": "train", "step": state.step, "loss": loss_value, "lr": lr,
+                       "grad_norm": float(grad_norm), "tokens": n_targets,
+                       "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
+                       "step_time_s": dt, "elapsed_s": state.elapsed_s,
+                       "peak_mem_bytes": memory.peak_bytes(), "mem_bytes": mem_samples[-1],
+                       "skipped": not finite})
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_targets / dt:.0f}")
+        if state.nonfinite_in_row >= cfg.train.max_nonfinite:
+            last = checkpoint.latest(out / "checkpoints")
+            bar.close()
+            raise TrainingStopped(
+                f"{out}: training stopped at step {state.step}: {state.nonfinite_in_row} non-finite "
+                f"losses in a row; last good checkpoint: {last or 'none'}; lower optim.lr or use "
+                "precision=bf16/fp32")
+        last_step = state.step == cfg.train.max_steps
+        if data.val is not None and ((cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
+                                     or last_step):
+            if run_validation(model, data, cfg, device, state, log):
+                stop_reason = "early_stopping"
+        if stop_reason == "early_stopping" or last_step or (
+                cfg.train.save_every and state.step % cfg.train.save_every == 0):
+            checkpoint.save(checkpoint.step_folder(out / "checkpoints", state.step), model, tokenizer,
+                            optimizer, scheduler, scaler, state)
+            checkpoint.prune(out / "checkpoints", cfg.train.keep_checkpoints)
+        if stop_reason == "early_stopping":
+            break
+    bar.close()
+    log.close()
+    return finish(cfg, out, model, tokenizer, optimizer, data, state, memory, mem_samples,
+                  trainable, total, stop_reason)
+
+
+def run_validation(model, data: ExperimentData, cfg, device, state, log) -> bool:
+    """Validate, track the best loss; True when early stopping says stop."""
+    val_loss, val_tokens = validation_loss(model, data.val, cfg.train.eval_batches, cfg, device)
+    log.write({"kind": "val", "step": state.step, "val_loss": val_loss, "val_tokens": val_tokens,
+               "elapsed_s": state.elapsed_s})
+    if state.best_val_loss is None or val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_val_step, state.evals_since_best = val_loss, state.step, 0
+    else:
+        state.evals_since_best += 1
+    patience = cfg.train.early_stopping_patience
+    return bool(patience) and state.evals_since_best >= patience
+
+
+class MetricsLog:
+    """metrics.jsonl (always) and TensorBoard (optional). On resume, records after the resumed
+    step are dropped so the log reads as one uninterrupted run."""
+
+    def __init__(self, out: Path, resumed_step: int, tensorboard: bool):
+        self.path = out / "metrics.jsonl"
+        if self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resumed_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+        self.file = self.path.open("a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out / "tb"), purge_step=resumed_step + 1)
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("kind", "step") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def finish(cfg, out: Path, model, tokenizer, optimizer, data, state, memory, mem_samples,
+           trainable: int, total: int, stop_reason: str) -> dict:
+    """Write the final HF-format weights and summary.json."""
+    final = out / checkpoint.weights_dirname(model)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    checkpoint.save_weights(model, tokenizer, tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
+    vals = [r for r in records if r["kind"] == "val"]
+    window = max(1, min(50, len(train_losses) // 10))
+    import numpy as np
+    opt_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+                    for t in s.values() if torch.is_tensor(t))
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+        sum(b.numel() * b.element_size() for b in model.buffers())
+    summary = {
+        "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,
+        "model": cfg.model.name_or_path, "stop_reason": stop_reason,
+        "vocab_size": len(tokenizer),
+        "steps": state.step, "tokens_total": state.tokens_total,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_train_loss_window_mean": float(np.mean(train_losses[-window:])) if train_losses else None,
+        "final_train_loss_window": window,
+        "final_val_loss": vals[-1]["val_loss"] if vals else None,
+        "best_val_loss": state.best_val_loss, "best_val_step": state.best_val_step,
+        "train_time_s": state.elapsed_s, "time_per_step_s": state.elapsed_s / max(state.step, 1),
+        "tokens_per_s": state.tokens_total / state.elapsed_s if state.elapsed_s else None,
+        "peak_mem_bytes": memory.peak_bytes(),
+        "mean_mem_bytes": float(np.mean(mem_samples)) if mem_samples else None,
+        "memory_kind": memory.stats()["reported"], "memory_stats": memory.stats(),
+        "params_total": total, "params_trainable": trainable,
+        "trainable_fraction": trainable / total,
+        "optimizer_state_bytes": opt_bytes, "model_state_bytes": model_bytes,
+        "artifact_dir": final.name, "artifact_bytes": _dir_bytes(final),
+        "nonfinite_skipped": state.nonfinite_total,
+        "padding_fraction": data.train.padding_fraction,
+        "seq_len": cfg.data.seq_len, "batch_size": cfg.train.batch_size,
+        "grad_accum": cfg.train.grad_accum,
+        "config_hash": config_hash(cfg), "data_hash": data.fingerprint,
+        "trained_domains": data.trained_domains,
+        "n_docs": {k: len(v) for k, v in data.splits.items()},
+        "device": telemetry.device_info(resolve_device(cfg.device)),
+        "versions": versions(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def versions() -> dict:
+    import peft
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__}

@@ -1,0 +1,222 @@
+"""plan: exact parameter counts (published facts, peft), the memory model against real tensors, the CLI."""
+
+import argparse
+import json
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ja_adapt import plan
+from ja_adapt.errors import UserError
+from ja_adapt.loss import token_nll
+from ja_adapt.methods import peft_lora_config
+from ja_adapt.models import load_model, preset_config
+
+V, B, T = 1024, 2, 48
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    plan.add_arguments(p)
+    return p
+
+
+def _run(argv, capsys) -> str:
+    assert plan.run(_parser().parse_args(argv)) == 0
+    return capsys.readouterr().out
+
+
+# ---- parameter counts ----------------------------------------------------------------------------
+
+def test_qwen25_05b_counts_are_the_published_facts():
+    c = preset_config("qwen2.5-0.5b")
+    full = plan.count_parameters(c, method="full")
+    assert full["total"] == full["trainable"] == 494_032_768
+    assert full["total"] - full["embedding"] == full["non_embedding"] == 357_898_112
+    expected = {"qv": 1_081_344, "qkvo": 2_162_688, "all-linear": 8_798_208}
+    for targets, n in expected.items():
+        assert plan.count_parameters(c, method="lora", rank=16, targets=targets)["trainable"] == n
+    # linear in r
+    assert plan.count_parameters(c, rank=32, targets="qv")["trainable"] == 2 * 1_081_344
+
+
+@pytest.mark.parametrize("targets", ["qv", "qkvo", "all-linear", "gate_proj,down_proj"])
+def test_tiny_counts_match_peft_on_the_meta_model(targets):
+    from peft import get_peft_model
+    config = preset_config("tiny", vocab_size=V, tie_word_embeddings=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    peft_model = get_peft_model(model, peft_lora_config(8, 16, 0.0, targets))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    counts = plan.count_parameters(config, method="lora", rank=8, targets=targets)
+    assert counts["trainable"] == trainable
+    assert counts["total"] + counts["adapter"] == total
+    assert counts["lm_head_untied"] == counts["embedding"] == V * config.hidden_size
+
+
+# ---- memory model against real tensors -----------------------------------------------------------
+
+def _model(method: str, targets: str = "qv", dropout: float = 0.1, ckpt: bool = False):
+    torch.manual_seed(0)
+    model = load_model("tiny", vocab_size=V)
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if method == "lora":
+        from peft import get_peft_model
+        model = get_peft_model(model, peft_lora_config(16, 32, dropout, targets))
+    return model.train()
+
+
+def _batch(packed: bool = True) -> dict:
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
+    one = torch.cat([torch.arange(30), torch.arange(T - 30)]) if packed else torch.arange(T)
+    return {"input_ids": ids, "position_ids": one.repeat(B, 1), "targets": ids.roll(-1, 1)}
+
+
+def _predict(method, precision, **kw):
+    return plan.plan_memory(preset_config("tiny", vocab_size=V), method=method, rank=16, precision=precision,
+                            batch=B, seq=T, **kw)
+
+
+@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
+def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
+    model = _model(method)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        nll = token_nll(model, _batch())
+    nll.mean().backward()
+    opt.step()
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
+            "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
+    predicted = _predict(method, precision, targets="qv")["bytes"]
+    assert {k: predicted[k] for k in real} == real
+
+
+CASES = [  # method, precision, checkpointing, loss chunk, targets, dropout, packed
+    ("full", "fp32", False, 0, "qv", 0.0, True),
+    ("full", "bf16", False, 0, "qv", 0.0, True),
+    ("full", "bf16", True, 0, "qv", 0.0, True),
+    ("full", "fp32", False, 32, "qv", 0.0, False),
+    ("full", "bf16", True, 32, "qv", 0.0, True),
+    ("lora", "fp32", False, 0, "qv", 0.1, True),
+    ("lora", "bf16", False, 0, "qv", 0.1, True),
+    ("lora", "bf16", False, 32, "all-linear", 0.0, False),
+    ("lora", "fp32", True, 0, "qkvo", 0.1, True),
+    ("lora", "bf16", True, 32, "all-linear", 0.1, True),
+]
+
+
+@pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
+def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
+    """Every tensor autograd saves in the engine's real forward (loss.token_nll), counted once per
+    storage and without the parameters, plus what checkpointing keeps alive (rotary cos/sin, mask)."""
+    model = _model(method, targets, dropout, ckpt)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def keep(t):
+        if t.untyped_storage().data_ptr() not in params:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    def keep_all(module, inputs, outputs):  # returns None so the outputs are left as they are
+        for t in outputs:
+            keep(t)
+
+    base.model.rotary_emb.register_forward_hook(keep_all)
+    if ckpt:  # the checkpoint closures keep the mask alive until backward
+        base.model.layers[0].register_forward_pre_hook(
+            lambda m, a, kw: keep(kw["attention_mask"]) if kw.get("attention_mask") is not None else None,
+            with_kwargs=True)
+
+    def pack(t):
+        keep(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            token_nll(model, _batch(packed), chunk)
+    predicted = _predict(method, precision, targets=targets, activation_checkpointing=ckpt,
+                         loss_chunk_size=chunk, lora_dropout=dropout, packed=packed)
+    assert predicted["saved_for_backward_bytes"] == pytest.approx(sum(seen.values()), rel=0.10)
+
+
+def test_memory_levers_move_the_right_components():
+    c = preset_config("qwen2.5-0.5b")
+    kw = dict(method="lora", rank=16, targets="qkvo", precision="bf16", batch=4, seq=2048)
+    plain = plan.plan_memory(c, **kw)
+    ckpt = plan.plan_memory(c, activation_checkpointing=True, **kw)
+    chunk = plan.plan_memory(c, loss_chunk_size=1024, **kw)
+    assert ckpt["bytes"]["activations"] < plain["bytes"]["activations"] / 5
+    assert chunk["bytes"]["logits"] < plain["bytes"]["logits"] / 5
+    assert ckpt["bytes"]["weights"] == plain["bytes"]["weights"]
+    full = plan.plan_memory(c, **{**kw, "method": "full"})
+    assert full["bytes"]["optimizer"] > 100 * plain["bytes"]["optimizer"]
+
+
+# ---- time, recommendations, CLI ------------------------------------------------------------------
+
+def test_time_model_is_flops_over_throughput(capsys):
+    out = json.loads(_run(["--model", "qwen2.5-0.5b", "--method", "full", "--seq", "1024", "--gpu", "a100",
+                           "--mfu", "0.5", "--tokens", "1e9", "--json"], capsys))
+    t = out["time"]
+    assert t["seconds"] == pytest.approx(1e9 * t["flops_per_token"] / (0.5 * 312e12))
+    assert out["memory"]["params"]["total"] == 494_032_768
+
+
+def test_recommendations_fit_their_budget(capsys):
+    out = json.loads(_run(["--model", "qwen2.5-0.5b", "--recommend", "--json"], capsys))
+    rows = out["recommendations"]
+    assert {r["gpu_gb"] for r in rows} == {12, 24, 80}
+    for r in rows:
+        if r["fits"]:
+            assert r["total_gb"] <= r["budget_gb"] == pytest.approx(r["gpu_gb"] * 0.9)
+    by = {(r["gpu_gb"], r["method"]): r for r in rows}
+    assert by[(80, "lora")]["fits"] and by[(80, "full")]["fits"]
+    tokens = {gb: by[(gb, "full")]["batch"] * by[(gb, "full")]["seq"] for gb in (12, 80)}
+    assert tokens[80] >= tokens[12]
+    text = _run(["--model", "qwen2.5-7b", "--gpu-memory", "24", "--recommend"], capsys)
+    assert "24 GiB: full does NOT fit" in text
+
+
+def test_presets_plan_fast(capsys):
+    _run(["--model", "tiny"], capsys)  # imports transformers' model classes once
+    for preset in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b"):
+        start = time.perf_counter()
+        text = _run(["--model", preset, "--batch", "4", "--seq", "2048", "--gpu-memory", "24"], capsys)
+        assert time.perf_counter() - start < 5
+        assert "weights" in text and "FLOPs/token" in text
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--model", "qwen2.5-05b"], "did you mean"),
+    (["--model", "tiny", "--rank", "0"], "--rank 0"),
+    (["--model", "tiny", "--method", "ful"], "did you mean 'full'"),
+    (["--model", "tiny", "--precision", "bf8"], "--precision"),
+    (["--model", "tiny", "--targets", "w1,w2"], "matches no nn.Linear"),
+    (["--model", "tiny", "--batch", "0"], "--batch 0"),
+    (["--model", "tiny", "--gpu", "v100"], "--gpu"),
+    (["--model", "tiny", "--method", "full", "--base-dtype", "bf16"], "--base-dtype"),
+])
+def test_bad_input_is_a_user_error(argv, needle):
+    with pytest.raises(UserError, match=needle):
+        plan.run(_parser().parse_args(argv))
+
+
+def test_config_dir_without_shapes_is_a_user_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 64}))
+    with pytest.raises(UserError, match="missing intermediate_size"):
+        plan.run(_parser().parse_args(["--model", str(tmp_path)]))
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))  # not even a model type
+    with pytest.raises(UserError):
+        plan.run(_parser().parse_args(["--model", str(tmp_path)]))
+
+
+def test_local_config_dir_plans_like_the_preset(tmp_path, capsys):
+    preset_config("qwen2.5-0.5b").save_pretrained(tmp_path)
+    out = json.loads(_run(["--model", str(tmp_path), "--json"], capsys))
+    assert out["memory"]["params"]["total"] == 494_032_768

@@ -1,0 +1,362 @@
+"""report: results.json from synthetic experiment directories, its schema, the rendered report.
+
+The fixtures write experiments.py's directory contract by hand (no training), with known numbers,
+so derived figures can be recomputed here from the raw files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ja_adapt.errors import UserError
+from ja_adapt.evaluate.forgetting import forgetting
+
+SCRIPTS = ("hiragana", "katakana", "kanji", "other")
+
+
+# ---- synthetic experiment directories ---------------------------------------------------------------
+
+def _group(lang, domain, trained, doc_bpc):
+    chars = [40 + 3 * i for i in range(len(doc_bpc))]
+    nll = [b * c * math.log(2) for b, c in zip(doc_bpc, chars)]
+    per_doc = [{"source": f"{domain}-{i}", "nll": n, "chars": c, "bytes": 3 * c, "tokens": c // 2,
+                "bits_per_char": b} for i, (n, c, b) in enumerate(zip(nll, chars, doc_bpc))]
+    s, ch, tok = sum(nll), sum(chars), sum(c // 2 for c in chars)
+    return {"lang": lang, "domain": domain, "trained": trained, "per_doc": per_doc, "nll_sum_nats": s,
+            "tokens": tok, "chars": ch, "bytes": 3 * ch, "documents": len(chars),
+            "token_ppl": math.exp(s / tok), "bits_per_char": s / math.log(2) / ch,
+            "bits_per_byte": s / math.log(2) / (3 * ch)}
+
+
+def make_eval(level: float, seed: int, base: dict | None = None, forget: float = 0.0, gen: bool = True) -> dict:
+    """An eval.json shaped like evaluate.run.evaluate_model's; `level` scales Japanese bits/char."""
+    rng = np.random.default_rng(seed + int(1000 * level))
+    groups = {"ja/news": _group("ja", "news", True, level + 0.05 * rng.standard_normal(12)),
+              "ja/wiki": _group("ja", "wiki", False, level + 0.3 + 0.05 * rng.standard_normal(6)),
+              "en/docs": _group("en", "docs", False, 1.0 + forget + 0.02 * rng.standard_normal(5)),
+              "zh/news": _group("zh", "news", False, 2.0 + 2 * forget + 0.02 * rng.standard_normal(5))}
+    by_lang = {}
+    for lang in ("ja", "en", "zh"):
+        gs = [g for g in groups.values() if g["lang"] == lang]
+        nll, ch, by = (sum(g[k] for g in gs) for k in ("nll_sum_nats", "chars", "bytes"))
+        by_lang[lang] = {"bits_per_char": nll / math.log(2) / ch, "bits_per_byte": nll / math.log(2) / by,
+                         "bytes": by, "chars": ch}
+    acc = {s: 0.9 - level / 10 + 0.01 * i for i, s in enumerate(SCRIPTS)}
+    ev = {"schema": "ja-adapt-eval/1", "config": {"bootstrap_resamples": 200, "seed": 0},
+          "tokenizer": {"sha256": "t" * 64},
+          "likelihood": {"by_group": groups, "by_lang": by_lang},
+          "scripts": {"overall": {**{s: {"bits_per_char": level + i, "char_accuracy": acc[s]}
+                                     for i, s in enumerate(SCRIPTS)},
+                                  "overall": {"bits_per_char": level, "char_accuracy": float(np.mean(list(acc.values())))}}},
+          "domains": {"held_out": {k: groups["ja/news"][k] for k in ("bits_per_char", "bits_per_byte", "token_ppl")},
+                      "cross_domain_mean_bits_per_char": groups["ja/wiki"]["bits_per_char"],
+                      "cross_domain_std_bits_per_char": None,
+                      "by_domain": {"news": {"trained": True, "bits_per_char": groups["ja/news"]["bits_per_char"]},
+                                    "wiki": {"trained": False, "bits_per_char": groups["ja/wiki"]["bits_per_char"]}}},
+          "buckets": {"overall": {"simple": {"bits_per_char": level - 0.1}, "complex": {"bits_per_char": level + 0.2}},
+                      "by_domain": {}},
+          "generation": {"n": 0, "skipped": "off"}}
+    if gen:
+        refs = ["今日は良い天気ですね。", "東京の桜は三月に咲きます。", "私は毎朝コーヒーを飲みます。", "京都には古いお寺があります。"]
+        hyps = refs if level < 2.5 else ["今日は天気。", "東京の桜。", "私は毎朝。", "京都。"]
+        ev["generation"] = {"n": 4, "bleu": 60 - 10 * level, "chrf": 70 - 10 * level, "bleu_1_precision": 80 - level,
+                            "bleu_4_precision": 40 - level, "sentence_bleu_mean": 50 - level, "sentence_bleu_std": 5.0,
+                            "samples": [{"source": "s", "prompt": "p", "reference": r, "hypothesis": h}
+                                        for r, h in zip(refs, hyps)]}
+    ev["forgetting"] = forgetting(ev, base)
+    return ev
+
+
+def make_run(out: Path, name: str, method: str, seed: int, overrides: dict, *, steps=200, level=2.0,
+             base_eval=None, mem=1e9, time_s=100.0, trainable=1000, overfit_at=None, evals=True) -> dict:
+    d = out / "runs" / name
+    d.mkdir(parents=True)
+    cfg = {"method": method, "precision": "bf16", "seed": seed, "lora": {"rank": 8, "alpha": 16.0},
+           "optim": {"lr": 3e-4}, "train": {"max_steps": steps}}
+    for k, v in overrides.items():
+        node = cfg
+        *parents, last = k.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = v
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rng = np.random.default_rng(seed)
+    recs = []
+    for s in range(1, steps + 1):
+        loss = level + 2.0 * math.exp(-s / 30) + 0.01 * rng.standard_normal()
+        recs.append({"kind": "train", "step": s, "loss": loss, "lr": 3e-4, "grad_norm": 1 + 0.1 * rng.random(),
+                     "tokens": 100, "tokens_total": 100 * s, "tokens_per_s": 100 / (time_s / steps),
+                     "step_time_s": time_s / steps, "elapsed_s": time_s * s / steps, "peak_mem_bytes": mem,
+                     "mem_bytes": mem * 0.9, "skipped": False})
+        if s % 10 == 0:
+            v = level + 0.1 + 2.0 * math.exp(-s / 30)
+            if overfit_at is not None and s > overfit_at:
+                v += 0.004 * (s - overfit_at)
+            recs.append({"kind": "val", "step": s, "val_loss": v, "val_tokens": 1000, "elapsed_s": time_s * s / steps})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    vals = [r for r in recs if r["kind"] == "val"]
+    summary = {"method": method, "precision": cfg["precision"], "seed": seed, "model": "tiny", "steps": steps,
+               "stop_reason": "max_steps", "tokens_total": 100 * steps,
+               "final_train_loss": recs[-2]["loss"], "final_train_loss_window_mean": level + 0.001,
+               "final_train_loss_window": 20, "final_val_loss": vals[-1]["val_loss"],
+               "best_val_loss": min(v["val_loss"] for v in vals), "best_val_step": 0,
+               "train_time_s": time_s, "time_per_step_s": time_s / steps, "tokens_per_s": 100 * steps / time_s,
+               "peak_mem_bytes": mem, "mean_mem_bytes": 0.9 * mem, "memory_kind": "cuda_allocated",
+               "params_total": 100_000, "params_trainable": trainable, "trainable_fraction": trainable / 100_000,
+               "optimizer_state_bytes": 8 * trainable, "model_state_bytes": 400_000 + 4 * trainable,
+               "artifact_dir": "adapter" if method == "lora" else "model",
+               "artifact_bytes": 4 * trainable + 1000, "nonfinite_skipped": 0, "config_hash": f"h-{name}",
+               "data_hash": "d0", "device": {"device_type": "cuda", "device_name": "Test GPU", "device_memory_bytes": 16 * 2 ** 30},
+               "versions": {"torch": "2.13.0"}}
+    (d / "summary.json").write_text(json.dumps(summary))
+    if evals:
+        (d / "eval.json").write_text(json.dumps(make_eval(level, seed, base_eval, forget=0.1 if method == "full" else 0.02)))
+        for s in (steps // 2, steps):
+            c = d / "checkpoints" / f"step-{s:08d}"
+            c.mkdir(parents=True)
+            ev = make_eval(level + (0.5 if s < steps else 0), seed, base_eval, gen=False)
+            (c / "eval.json").write_text(json.dumps(ev))
+    return {"name": name, "method": method, "seed": seed, "overrides": overrides, "dir": f"runs/{name}"}
+
+
+def make_compare(out: Path, seeds=(0, 1), lora_level=2.1, full_level=2.0) -> Path:
+    out.mkdir(parents=True)
+    base = make_eval(3.0, 99)
+    (out / "base").mkdir()
+    (out / "base" / "eval.json").write_text(json.dumps(base))
+    runs = []
+    for s in seeds:
+        runs.append(make_run(out, f"method-lora__s{s}", "lora", s, {"method": "lora"}, level=lora_level + 0.01 * s,
+                             base_eval=base, mem=2e9 + 1e7 * s, time_s=60.0 + s, trainable=1000))
+        runs.append(make_run(out, f"method-full__s{s}", "full", s, {"method": "full"}, level=full_level + 0.01 * s,
+                             base_eval=base, mem=5e9 + 2e7 * s, time_s=100.0 + 2 * s, trainable=100_000,
+                             overfit_at=120))
+    (out / "experiment.json").write_text(json.dumps({"kind": "compare", "config": {}, "grid": {"method": ["lora", "full"]},
+                                                     "seeds": list(seeds), "runs": runs, "base": "base"}))
+    (out / "plan.json").write_text(json.dumps({r["name"]: {"peak_allocated_bytes": 1.2e9 if r["method"] == "lora" else 4e9,
+                                                           "total_bytes": 1.5e9 if r["method"] == "lora" else 4.5e9}
+                                               for r in runs}))
+    return out
+
+
+def make_sweep(out: Path, key: str, values: list, seeds=(0,), metric=lambda v: 2.0) -> Path:
+    out.mkdir(parents=True)
+    runs = []
+    for v in values:
+        for s in seeds:
+            name = f"{key}-{v}__s{s}"
+            runs.append(make_run(out, name, "lora", s, {key: v}, level=metric(v), trainable=int(125 * v)
+                                 if key == "lora.rank" else 1000, evals=True))
+    (out / "experiment.json").write_text(json.dumps({"kind": "sweep", "config": {}, "grid": {key: values},
+                                                     "seeds": list(seeds), "runs": runs}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory) -> Path:
+    return make_compare(tmp_path_factory.mktemp("exp") / "cmp")
+
+
+@pytest.fixture(scope="module")
+def results(compare_dir):
+    from ja_adapt.report import build_results
+    return build_results([compare_dir])
+
+
+def _summaries(out: Path, method: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"runs/method-{method}__s*/summary.json"))]
+
+
+def _evals(out: Path, method: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"runs/method-{method}__s*/eval.json"))]
+
+
+def test_results_validate_against_the_schema(results):
+    import jsonschema
+    from ja_adapt.report import json_safe, schema
+    jsonschema.validate(json_safe(results), schema())
+    broken = json_safe(results)
+    broken["memory_usage"]["groups"]["lora"]["peak_mem_bytes"] = 123          # not an agg object
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema())
+    del broken["memory_usage"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema())
+
+
+def test_seed_aggregates_and_derived_ratios_recomputed_from_raw_files(results, compare_dir):
+    lo, fu = _summaries(compare_dir, "lora"), _summaries(compare_dir, "full")
+    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))          # noqa: E731
+    peak = results["memory_usage"]["groups"]["lora"]["peak_mem_bytes"]
+    assert peak["mean"] == pytest.approx(mean(lo, "peak_mem_bytes"))
+    assert peak["sd"] == pytest.approx(np.std([r["peak_mem_bytes"] for r in lo], ddof=1))
+    mem = results["memory_usage"]["lora_vs_full"]
+    assert mem["peak_reduction_pct"] == pytest.approx(100 * (1 - mean(lo, "peak_mem_bytes") / mean(fu, "peak_mem_bytes")))
+    assert mem["optimizer_reduction_pct"] == pytest.approx(
+        100 * (1 - mean(lo, "optimizer_state_bytes") / mean(fu, "optimizer_state_bytes")))
+    eff = results["efficiency_metrics"]["lora_vs_full"]
+    assert eff["parameter_reduction_pct"] == pytest.approx(100 * (1 - 1000 / 100_000))
+    assert eff["artifact_gain"] == pytest.approx(mean(fu, "artifact_bytes") / mean(lo, "artifact_bytes"))
+    tim = results["time_efficiency"]["lora_vs_full"]
+    assert tim["throughput_increase_pct"] == pytest.approx(100 * (mean(lo, "tokens_per_s") / mean(fu, "tokens_per_s") - 1))
+    assert tim["total_time_reduction_pct"] == pytest.approx(100 * (1 - mean(lo, "train_time_s") / mean(fu, "train_time_s")))
+    tr = results["tradeoff_analysis"]
+    assert tr["memory_efficiency_gain"] == pytest.approx(mean(fu, "peak_mem_bytes") / mean(lo, "peak_mem_bytes"))
+    assert tr["time_efficiency_gain"] == pytest.approx(mean(fu, "train_time_s") / mean(lo, "train_time_s"))
+    bpc = lambda evs: float(np.mean([e["domains"]["held_out"]["bits_per_char"] for e in evs]))  # noqa: E731
+    lb, fb = bpc(_evals(compare_dir, "lora")), bpc(_evals(compare_dir, "full"))
+    base = json.loads((compare_dir / "base" / "eval.json").read_text())["domains"]["held_out"]["bits_per_char"]
+    assert tr["performance_retention"]["ja_bits_per_char"]["value"] == pytest.approx(fb / lb)
+    assert tr["gain_retention"] == pytest.approx((base - lb) / (base - fb))
+    assert tr["efficiency_score"]["value"] == pytest.approx(
+        tr["gain_retention"] * math.sqrt(tr["memory_efficiency_gain"] * tr["time_efficiency_gain"]))
+    bleu = lambda evs: float(np.mean([e["generation"]["bleu"] for e in evs]))  # noqa: E731
+    assert results["bleu_evaluation"]["performance_ratio"] == pytest.approx(
+        bleu(_evals(compare_dir, "lora")) / bleu(_evals(compare_dir, "full")))
+
+
+def test_statistics_come_from_compare_models(results, compare_dir):
+    from ja_adapt.evaluate.run import EvalConfig, compare_models
+    a, b = _evals(compare_dir, "lora")[0], _evals(compare_dir, "full")[0]
+    ref = compare_models(a, b, EvalConfig(bootstrap_resamples=200, seed=0))["bits_per_char"]["ja"]
+    row = next(r for r in results["statistical_results"]["document_level"]
+               if (r["a"], r["b"]) == ("method-lora__s0", "method-full__s0"))
+    for k in ("mean_diff", "wilcoxon_p", "ci_low", "ci_high", "cohens_dz"):
+        assert row[k] == pytest.approx(ref[k])
+    seed = results["statistical_results"]["seed_level"]["ja_bits_per_char"]
+    assert seed["n"] == 2
+
+
+def test_stats_json_is_used_when_present(tmp_path):
+    from ja_adapt.report import build_results
+    out = make_compare(tmp_path / "cmp", seeds=(0,))
+    sentinel = {"bits_per_char": {"ja": {"n": 18, "mean_diff": 0.123456, "wilcoxon_p": 0.0421}}, "generation": {}}
+    entries = [{"a": "method-lora__s0", "b": "method-full__s0", "seed": 0, "stats": sentinel}] + [
+        {"a": f"method-{m}__s0", "b": "base", "seed": 0, "stats": sentinel} for m in ("lora", "full")]
+    (out / "stats.json").write_text(json.dumps({"pairs": entries[:1], "vs_base": entries[1:]}))
+    rows = build_results([out])["statistical_results"]["document_level"]
+    assert [r["mean_diff"] for r in rows] == [0.123456] * 3
+
+
+def test_overfitting_onset_found_in_the_run_logs(results):
+    ld = results["learning_dynamics"]["groups"]
+    assert ld["full"]["overfitting_detected"] == {"0": True, "1": True}
+    assert 110 <= ld["full"]["overfitting_onset_step"]["mean"] <= 130     # the fixture starts rising after 120
+    assert ld["lora"]["overfitting_onset_step"]["n"] == 0
+
+
+def test_report_numbers_come_from_results_json(results, tmp_path):
+    import copy
+    from ja_adapt.report import write_report
+    res = copy.deepcopy(results)
+    res["efficiency_metrics"]["groups"]["lora"]["params_trainable"]["mean"] = 7654321.0
+    res["memory_usage"]["lora_vs_full"]["peak_reduction_pct"] = 87.654
+    paths = write_report(tmp_path / "rep", res)
+    md = paths["report.md"].read_text(encoding="utf-8")
+    assert "7,654,321" in md and "87.7%" in md
+    written = json.loads(paths["results.json"].read_text())
+    assert written["memory_usage"]["lora_vs_full"]["peak_reduction_pct"] == 87.654
+    html = paths["report.html"].read_text(encoding="utf-8")
+    assert "7,654,321" in html and "<table>" in html
+    assert 'src="plots/' not in html
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) == len([p for p in paths if p.startswith("plots/")]) >= 5
+    assert base64.b64decode(imgs[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    for sec in ("Executive summary", "1. Primary results", "2. Detailed analysis", "3. Comparative analysis",
+                "4. Discussion", "5. Limitations", "6. Conclusion", "Appendix"):
+        assert f" {sec}" in md
+    assert "Not run" in md                                                  # no sweeps in a compare
+    assert results["rank_sensitivity"] == {"status": "not run"}
+
+
+def test_sweeps_merge_into_one_report(results, compare_dir, tmp_path):
+    import shutil
+    from ja_adapt.report import build_results
+    cmp = tmp_path / "cmp"
+    shutil.copytree(compare_dir, cmp)
+    entries = [{"a": f"method-lora__s{s}", "b": b, "seed": s, "stats": {}} for s in (0, 1)
+               for b in (f"method-full__s{s}", "base")] + [{"a": f"method-full__s{s}", "b": "base", "seed": s,
+                                                             "stats": {}} for s in (0, 1)]
+    (cmp / "stats.json").write_text(json.dumps({"pairs": entries, "vs_base": []}))   # skip recomputing
+    rank = make_sweep(tmp_path / "rank", "lora.rank", [4, 8, 16, 32], metric=lambda r: 2.0 + 0.4 / r)
+    lr = make_sweep(tmp_path / "lr", "optim.lr", [1e-4, 3e-4, 1e-3], metric=lambda v: 2 + abs(math.log10(v / 3e-4)))
+    res = build_results([cmp, rank, lr])
+    assert res["duplicates_skipped"]                # rank 8 / lr 3e-4 repeat the compare's LoRA seed 0
+    rs = res["rank_sensitivity"]
+    got = {}
+    for p in sorted(rank.glob("runs/*/eval.json")):
+        r = yaml.safe_load((p.parent / "config.yaml").read_text())["lora"]["rank"]
+        got[r] = json.loads(p.read_text())["domains"]["held_out"]["bits_per_char"]
+    got[8] = rs["points"][1]["metric"]["mean"]      # the merged compare group (2 seeds)
+    best = min(got.values())
+    assert rs["diminishing_returns_rank"] == min(r for r, v in got.items() if v <= best * 1.01)
+    assert [p["rank"] for p in rs["points"]] == [4, 8, 16, 32]
+    lrs = res["lr_sensitivity"]["by_method"]["lora"]
+    assert lrs["best_lr"] == 3e-4 and len(lrs["points"]) == 3
+    assert any(i["topic"] == "rank" for i in res["recommendations"]["items"])
+
+
+def test_cli_refuses_missing_or_invalid_directories(tmp_path, capsys):
+    from ja_adapt import cli
+    from ja_adapt.report import run
+    missing = tmp_path / "nope"
+    with pytest.raises(UserError, match="nope"):
+        run(argparse.Namespace(outs=[missing], out=None))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "experiment.json").write_text("{not json")
+    with pytest.raises(UserError, match="experiment.json"):
+        run(argparse.Namespace(outs=[bad], out=None))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "experiment.json").write_text(json.dumps({"kind": "compare", "runs": []}))
+    with pytest.raises(UserError, match="no finished run"):
+        run(argparse.Namespace(outs=[empty], out=None))
+    assert cli.main(["report", str(missing)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_metrics_log_damage_is_named(tmp_path):
+    from ja_adapt.report import build_results
+    out = make_compare(tmp_path / "cmp", seeds=(0,))
+    log = out / "runs" / "method-lora__s0" / "metrics.jsonl"
+    log.write_text(log.read_text() + "{broken\n")
+    with pytest.raises(UserError, match=r"metrics.jsonl:\d+"):
+        build_results([out])
+
+
+def test_predicted_memory_from_plan_json(results, compare_dir):
+    pm = results["memory_usage"]["predicted_vs_measured"]
+    s = json.loads((compare_dir / "runs" / "method-full__s1" / "summary.json").read_text())
+    assert pm["method-full__s1"]["predicted_total_bytes"] == 4.5e9
+    assert pm["method-full__s1"]["ratio_measured_over_predicted"] == pytest.approx(s["peak_mem_bytes"] / 4e9)
+
+
+def test_executive_summary_reads_results(results):
+    from ja_adapt.report import executive_summary
+    import copy
+    res = copy.deepcopy(results)
+    res["memory_usage"]["lora_vs_full"]["peak_reduction_pct"] = 33.333
+    assert "33.3% less peak memory" in executive_summary(res)
+
+
+def test_recommendations_derive_from_measurements(results):
+    items = {i["topic"]: i for i in results["recommendations"]["items"]}
+    tr = results["tradeoff_analysis"]
+    assert items["method"]["basis"]["retention"] == tr["gain_retention"]
+    expect = "Use LoRA by default" if tr["gain_retention"] >= 0.95 else "Prefer full fine-tuning"
+    assert items["method"]["text"].startswith(expect) and "Test GPU" in items["method"]["text"]
+    peak_full = results["memory_usage"]["groups"]["full"]["peak_mem_bytes"]["mean"]
+    assert f"({100 * peak_full / 2 ** 34:.1f}% of the device)" in items["hardware"]["text"]
+    en = results["generalization_results"]["catastrophic_forgetting"]["groups"]
+    better = "LoRA" if en["lora"]["en_retention"]["mean"] > en["full"]["en_retention"]["mean"] else "full fine-tuning"
+    assert items["forgetting:en"]["text"].startswith(f"Where en ability must be kept, {better}")

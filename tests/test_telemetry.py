@@ -1,0 +1,90 @@
+"""telemetry: FLOPs per token against torch's own FLOP counter, peaks, MFU, memory meter, device facts."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import AutoModelForCausalLM
+
+from ja_adapt import telemetry
+from ja_adapt.loss import token_nll
+from ja_adapt.methods import peft_lora_config
+from ja_adapt.models import preset_config
+
+V, B, T = 1024, 2, 32
+
+
+def _hand_n(c) -> int:
+    """Matmul weights from the config's numbers alone: 4 projections + 3 MLP matrices per layer, lm_head."""
+    hd = c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * hd, c.num_key_value_heads * hd
+    per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
+    return c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size
+
+
+@pytest.mark.parametrize("preset", ["qwen2.5-0.5b", "qwen2.5-7b"])
+def test_flops_formula_matches_hand_arithmetic(preset):
+    c = preset_config(preset)
+    n, attn = _hand_n(c), 12 * c.num_hidden_layers * c.hidden_size * 2048
+    assert telemetry.matmul_params(c) == n
+    assert telemetry.flops_per_token(c, method="full", trainable_params=0, seq_len=2048) == 6 * n + attn
+    assert telemetry.flops_per_token(c, method="lora", trainable_params=1000, seq_len=2048) == \
+        4 * n + 6 * 1000 + attn
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_flops_match_torch_flop_counter(method):
+    """torch counts every matmul of a real forward+backward (eager attention, so QK^T and AV too)."""
+    torch.manual_seed(0)
+    config = preset_config("tiny", vocab_size=V)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    if method == "lora":
+        from peft import get_peft_model
+        model = get_peft_model(model, peft_lora_config(8, 16, 0.0, "qkvo"))
+    ids = torch.randint(0, V, (B, T))
+    batch = {"input_ids": ids, "position_ids": torch.arange(T).repeat(B, 1), "targets": ids.roll(-1, 1)}
+    with FlopCounterMode(display=False) as counter:
+        token_nll(model, batch).sum().backward()
+    measured = counter.get_total_flops() / (B * T)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    predicted = telemetry.flops_per_token(config, method=method, trainable_params=trainable, seq_len=T)
+    if method == "full":
+        assert predicted == pytest.approx(measured, rel=1e-6)
+    else:  # the formula ignores that LoRA's first layer needs no input gradient for q/k/v (frozen embedding)
+        assert predicted == pytest.approx(measured, rel=0.05)
+        assert predicted > measured
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError):
+        telemetry.flops_per_token(preset_config("tiny"), method="prefix", trainable_params=0, seq_len=8)
+
+
+def test_peak_flops_and_mfu():
+    assert telemetry.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert telemetry.peak_flops("NVIDIA H200") == 989e12
+    assert telemetry.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert telemetry.peak_flops("Tesla T4") is None
+    assert telemetry.mfu(1000.0, 1e9, 1e13) == pytest.approx(0.1)
+
+
+def test_memory_meter_cpu_sees_an_allocation():
+    meter = telemetry.MemoryMeter("cpu")
+    meter.reset()
+    before = meter.current_bytes()
+    x = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, written so the pages are resident
+    assert meter.peak_bytes() >= before + 0.8 * x.numel() * 4
+    del x
+    stats = meter.stats()
+    assert stats["reported"] == "peak_rss_sampled_bytes"
+    # the lifetime peak is not lower, up to the kernel updating its high-water mark lazily
+    assert stats["ru_maxrss_bytes"] >= 0.95 * stats["peak_rss_sampled_bytes"]
+    meter.reset()  # a new interval: the sampled peak forgets the freed 64 MiB, ru_maxrss cannot
+    assert meter.peak_bytes() < stats["peak_rss_sampled_bytes"] - 32 * 1024 * 1024
+
+
+def test_device_facts():
+    info = telemetry.device_info("cpu")
+    assert info["device_type"] == "cpu" and info["torch_version"] == torch.__version__
+    assert {"device_name", "cpu_count", "cuda_version", "bf16_supported"} <= info.keys()
+    assert telemetry.bf16_supported("cpu") is True
+    telemetry.sync("cpu")  # a no-op off CUDA
