@@ -34,28 +34,38 @@ def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="none")
 
 
-def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0) -> torch.Tensor:
+def _chunk_nll_argmax(hidden, weight, bias, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = F.linear(hidden, weight, bias).float()
+    return (F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="none"),
+            logits.argmax(-1))
+
+
+def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0,
+              return_argmax: bool = False):
     """NLL in nats of each target, [B, T] fp32; 0 where targets == IGNORE.
 
     chunk_size: rows of the flattened [B*T, hidden] states per logits chunk; 0 computes all at once.
+    return_argmax: also return the [B, T] greedy next-token ids (evaluation; no autograd).
     """
     body, head = _decoder_and_head(model)
     hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                   use_cache=False).last_hidden_state
     b, t, d = hidden.shape
     flat_h, flat_y = hidden.reshape(b * t, d), batch["targets"].reshape(b * t)
-    if chunk_size <= 0 or chunk_size >= b * t:
-        nll = _chunk_nll(flat_h, head.weight, head.bias, flat_y)
-    else:
-        parts = []
-        for start in range(0, b * t, chunk_size):
-            h, y = flat_h[start:start + chunk_size], flat_y[start:start + chunk_size]
-            if torch.is_grad_enabled() and h.requires_grad:
-                parts.append(checkpoint(_chunk_nll, h, head.weight, head.bias, y, use_reentrant=False))
-            else:
-                parts.append(_chunk_nll(h, head.weight, head.bias, y))
-        nll = torch.cat(parts)
-    return nll.view(b, t)
+    step = b * t if chunk_size <= 0 else chunk_size
+    nlls, argmaxes = [], []
+    for start in range(0, b * t, step):
+        h, y = flat_h[start:start + step], flat_y[start:start + step]
+        if return_argmax:
+            nll, am = _chunk_nll_argmax(h, head.weight, head.bias, y)
+            argmaxes.append(am)
+        elif step < b * t and torch.is_grad_enabled() and h.requires_grad:
+            nll = checkpoint(_chunk_nll, h, head.weight, head.bias, y, use_reentrant=False)
+        else:
+            nll = _chunk_nll(h, head.weight, head.bias, y)
+        nlls.append(nll)
+    nll = torch.cat(nlls).view(b, t)
+    return (nll, torch.cat(argmaxes).view(b, t)) if return_argmax else nll
 
 
 def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from ja_adapt import checkpoint, telemetry
-from ja_adapt.config import ExperimentConfig, config_hash, diff_keys, from_dict, save_config, to_dict
+from ja_adapt.config import ExperimentConfig, config_hash, diff_keys, from_dict, save_config
 from ja_adapt.data.pipeline import ExperimentData, prepare_data
 from ja_adapt.errors import UserError
 from ja_adapt.loss import IGNORE, token_nll

@@ -21,11 +21,10 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError
-from ja_adapt.loss import IGNORE, _decoder_and_head, token_nll
+from ja_adapt.loss import IGNORE, token_nll
 
 
 @dataclass
@@ -105,27 +104,10 @@ def _bos_id(tokenizer) -> int:
 
 def score_batch(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, want_argmax: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """([B, T] NLL in nats, [B, T] argmax ids or None) of a loss.py batch in one forward pass.
-
-    Without argmax this is loss.token_nll itself. With it, the same computation (fp32 logits of the
-    head, cross-entropy with IGNORE) is written out here because token_nll does not return the
-    logits; tests check both paths agree.
-    """
+    """([B, T] NLL in nats, [B, T] argmax ids or None) of a loss.py batch in one forward pass."""
     if not want_argmax:
         return token_nll(model, batch, chunk_size), None
-    body, head = _decoder_and_head(model)
-    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                  use_cache=False).last_hidden_state
-    b, t, d = hidden.shape
-    flat_h, flat_y = hidden.reshape(b * t, d), batch["targets"].reshape(b * t)
-    step = b * t if chunk_size <= 0 else chunk_size
-    nlls, ams = [], []
-    for start in range(0, b * t, step):
-        logits = F.linear(flat_h[start:start + step], head.weight, head.bias).float()
-        nlls.append(F.cross_entropy(logits, flat_y[start:start + step], ignore_index=IGNORE,
-                                    reduction="none"))
-        ams.append(logits.argmax(-1))
-    return torch.cat(nlls).view(b, t), torch.cat(ams).view(b, t)
+    return token_nll(model, batch, chunk_size, return_argmax=True)
 
 
 def score_documents(model, tokenizer, docs: list[Document], *, max_length: int = 256, stride: int = 128,
