@@ -39,8 +39,27 @@ PRESETS: dict[str, dict] = {
 }
 
 
+DEMO_BASE = "demo-base"   # the demo's own pretrained base model (built and cached on first use)
+
+
 def is_preset(name: str) -> bool:
     return name in PRESETS
+
+
+def resolve_name(name_or_path: str) -> str:
+    """A preset or hub id as is; `demo-base` → its cached directory (built on first use).
+
+    A name that is not a preset, not an existing path and not `owner/name` is refused at once:
+    it is a typo, and a hub lookup would only retry against an unreachable network.
+    """
+    name_or_path = str(name_or_path)
+    if name_or_path == DEMO_BASE:
+        from ja_adapt.demo import ensure_base_model
+        return str(ensure_base_model())
+    if is_preset(name_or_path) or Path(name_or_path).exists() or "/" in name_or_path:
+        return name_or_path
+    raise UserError(f"model '{name_or_path}': not a preset{closest(name_or_path, PRESETS)}, not a "
+                    f"directory and not a hub id (owner/name); presets: {', '.join(PRESETS)}")
 
 
 def preset_config(name: str, **overrides) -> Qwen2Config:
@@ -53,6 +72,7 @@ def preset_config(name: str, **overrides) -> Qwen2Config:
 
 def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """Config of a preset, a local model directory (its config.json) or a hub id (when online)."""
+    name_or_path = resolve_name(name_or_path)
     if is_preset(name_or_path):
         return preset_config(name_or_path)
     path = Path(name_or_path)
@@ -81,6 +101,7 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size
     `vocab_size` resizes a preset to its tokenizer. Weights are kept in `dtype` (fp32 by default:
     mixed precision is autocast in the training loop, so master weights stay fp32).
     """
+    name_or_path = resolve_name(name_or_path)
     if is_preset(name_or_path):
         overrides = {"vocab_size": vocab_size} if vocab_size else {}
         config = preset_config(name_or_path, **overrides)
@@ -100,6 +121,10 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     """The tokenizer of a model directory or hub id (presets have none: pass `model.tokenizer`)."""
+    name_or_path = resolve_name(name_or_path)
+    if is_preset(name_or_path):
+        raise UserError(f"model '{name_or_path}' is an architecture preset without a tokenizer; set "
+                        "model.tokenizer to a tokenizer directory or hub id")
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:

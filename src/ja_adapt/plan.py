@@ -20,7 +20,7 @@ import torch
 from ja_adapt import telemetry
 from ja_adapt.errors import UserError, closest
 from ja_adapt.methods import resolve_targets
-from ja_adapt.models import PRESETS, is_preset, load_config
+from ja_adapt.models import load_config
 
 GIB = 1024 ** 3
 F32 = 4                                 # bytes of an fp32 element
@@ -360,11 +360,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> dict:
     """Everything `ja-adapt plan` prints, as one JSON-ready dict."""
-    if not is_preset(args.model) and "/" not in args.model and not Path(args.model).exists():
-        # not a preset, not a directory, not owner/name: a typo, refused before any hub lookup
-        raise UserError(f"--model '{args.model}': unknown preset{closest(args.model, PRESETS)}; pass a "
-                        f"preset ({', '.join(PRESETS)}), a model directory or a hub id (owner/name)")
-    config = load_config(args.model)
+    config = load_config(args.model)   # refuses a typo before any hub lookup
     _check_config(args.model, config)
     mem = plan_memory(config, method=args.method, rank=args.rank, targets=args.targets,
                       precision=args.precision, batch=args.batch, seq=args.seq or 256,

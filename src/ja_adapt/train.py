@@ -42,11 +42,11 @@ class TrainingStopped(UserError):
 
 # ---- set-up ------------------------------------------------------------------------------------
 
-def prepare_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None:
-    """Create `out`, or check it can be resumed; returns the checkpoint to resume from (if any).
+def check_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None:
+    """Check `out` can be written or resumed; returns the checkpoint to resume from (if any).
 
     An existing non-empty directory is never overwritten: `--resume` continues it, anything else
-    is refused.
+    is refused. Nothing is created here, so bad input found later leaves no directory behind.
     """
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another --out")
@@ -63,7 +63,6 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | No
                 raise UserError(f"{out}: --resume with a different config (key '{changed[0]}' differs "
                                 f"from {saved}); resume with the same settings or choose another --out")
         return checkpoint.latest(out / "checkpoints")
-    out.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -134,16 +133,17 @@ def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, devic
 def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> dict:
     """Train `cfg` into the run directory `out`; returns the summary (also in summary.json)."""
     out = Path(out)
-    resume_from = prepare_run_dir(cfg, out, resume)
+    resume_from = check_run_dir(cfg, out, resume)
     if resume and (out / "summary.json").is_file() and resume_from is not None:
         summary = json.loads((out / "summary.json").read_text())
         if summary.get("steps") == cfg.train.max_steps:
             return summary                                  # already finished: nothing to do
-    save_config(cfg, out / "config.yaml")
     device = resolve_device(cfg.device)
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
     data = prepare_data(cfg, tokenizer)
     model = build_model(cfg, tokenizer, device)
+    out.mkdir(parents=True, exist_ok=True)                  # inputs are good: now write
+    save_config(cfg, out / "config.yaml")
     optimizer, scheduler = build_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed)                             # dropout stream, independent of init
