@@ -19,12 +19,7 @@ from typing import Any
 import yaml
 
 from ja_adapt.errors import UserError, closest
-try:  # TEMPORARY until evaluate/run.py lands
-    from ja_adapt.evaluate.run import EvalConfig
-except ImportError:
-    @dataclass
-    class EvalConfig:
-        pass
+from ja_adapt.evaluate.config import EvalConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -284,6 +279,7 @@ def validate(cfg: ExperimentConfig) -> None:
             raise bad(f"data.{key}", f"must be in [0, 0.5), got {getattr(cfg.data, key)}")
     if cfg.data.num_workers <= 0:
         raise bad("data.num_workers", "must be positive")
+    cfg.eval.check()
 
 
 # ---- writing -------------------------------------------------------------------------------------
