@@ -22,7 +22,6 @@ from pathlib import Path
 from ja_adapt.config import ExperimentConfig, from_dict, parse_override, to_dict
 from ja_adapt.errors import UserError
 
-
 # ---- which runs ----------------------------------------------------------------------------------
 
 def run_name(overrides: dict, seed: int) -> str:

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import yaml
 
+from ja_adapt.charclass import HAN as _HAN
+from ja_adapt.charclass import KANA as _KANA
 from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError, closest
 
 DOC_CHARS = 500         # a document is closed once it reaches this many characters
 MAX_UNIT_CHARS = 2000   # a longer unit (paragraph, message) is first split at line breaks
 
-_HAN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002fa1f]")
-_KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ def _package_files(module: str, rel_dir: str, suffix: str) -> list[Path]:
 
 def _load_pydoc_topics() -> Iterator[Document]:
     """English: the standard library's help topics (Python language reference excerpts)."""
-    from pydoc_data.topics import topics  # a plain dict literal in a .py module of the stdlib
+    from pydoc_data.topics import (
+        topics,  # a plain dict literal in a .py module of the stdlib
+    )
 
     for key in sorted(topics):
         paragraphs = topics[key].split("\n\n")

@@ -24,13 +24,11 @@ from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 
+from ja_adapt.charclass import HAN as _HAN
+from ja_adapt.charclass import KANA as _KANA
 from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError
 
-# Script classes from the team spec (shared README "Japanese script classes"): hiragana, katakana
-# (ー, small/halfwidth forms included) and kanji (CJK ideographs + 々〆〇).
-_KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
-_HAN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002fa1f\u3005-\u3007]")
 _SUFFIXES = (".txt", ".jsonl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")   # owner/name
 _HUB_PREFIX = "hf:"

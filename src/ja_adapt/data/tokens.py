@@ -22,11 +22,11 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from itertools import chain
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
+from itertools import chain
 from pathlib import Path
 
 import numpy as np

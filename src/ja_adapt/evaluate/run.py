@@ -19,8 +19,8 @@ import numpy as np
 from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate import buckets as bk
-from ja_adapt.evaluate.config import EvalConfig
 from ja_adapt.evaluate import scripts as sc
+from ja_adapt.evaluate.config import EvalConfig
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import score_documents, summarize

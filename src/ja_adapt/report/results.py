@@ -16,7 +16,13 @@ from ja_adapt.errors import UserError
 from ja_adapt.evaluate.forgetting import learning_forgetting_points
 from ja_adapt.report import derived
 from ja_adapt.report.load import Experiment, Run, label, read_experiment
-from ja_adapt.report.quality import METRICS, compare, cross_domains, doc_test_row, quality
+from ja_adapt.report.quality import (
+    METRICS,
+    compare,
+    cross_domains,
+    doc_test_row,
+    quality,
+)
 
 SCHEMA_VERSION = "ja-adapt-results/1"
 NOT_RUN = {"status": "not run"}
