@@ -44,3 +44,25 @@ def tiny_docs() -> list[Document]:
     chat.append(Document("はい、そうです。", "ja", "conversation"))
     docs = [Document(_SENTENCES[6], "en", "docs"), Document("犬が走る。", "ja", "docs")]
     return news + chat + docs
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory, tiny_tokenizer):
+    """A tiny Qwen2 checkpoint + tokenizer saved to disk (loaded back like a hub model), and a small
+    Japanese JSONL corpus in two domains from the registry-package corpora."""
+    import json
+    import os
+
+    from ja_adapt.data.corpora import load_sources
+    from ja_adapt.models import load_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    model_dir = root / "tiny-model"
+    load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    docs, _ = load_sources(["hironsan-news", "chatterbot-ja"], max_chars_per_source=6000)
+    corpus = root / "ja.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d.text, "domain": d.domain}, ensure_ascii=False) + "\n"
+                              for d in docs), encoding="utf-8")
+    os.environ.setdefault("JA_ADAPT_CACHE", str(root / "cache"))
+    return root, model_dir, corpus

@@ -23,19 +23,8 @@ FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_tokenizer):
-    """A saved tiny Qwen2 checkpoint (+ tokenizer) and a Japanese JSONL corpus in two domains."""
-    root = tmp_path_factory.mktemp("train")
-    model_dir = root / "tiny-model"
-    load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-    from ja_adapt.data.corpora import load_sources
-    docs, _ = load_sources(["hironsan-news", "chatterbot-ja"], max_chars_per_source=6000)
-    corpus = root / "ja.jsonl"
-    corpus.write_text("".join(json.dumps({"text": d.text, "domain": d.domain}, ensure_ascii=False) + "\n"
-                              for d in docs), encoding="utf-8")
-    os.environ["JA_ADAPT_CACHE"] = str(root / "cache")
-    return root, model_dir, corpus
+def workdir(saved_tiny_model):
+    return saved_tiny_model
 
 
 def cfg_for(workdir, method, steps, *extra):

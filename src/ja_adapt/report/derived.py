@@ -145,14 +145,14 @@ def recommendations(res: dict, lora, full) -> dict:
                  "total_time_reduction_pct": tim.get("total_time_reduction_pct"),
                  "retention_target": cfg.retention_target}
         if kept is not None and kept >= cfg.retention_target:
-            text = (f"Use LoRA by default on {device}: it kept {fmt.share(kept)} {kept_kind} while peak memory "
-                    f"fell by {fmt.pct(mem.get('peak_reduction_pct'))} and training time by "
-                    f"{fmt.pct(tim.get('total_time_reduction_pct'))}.")
+            text = (f"Use LoRA by default on {device}: it kept {fmt.share(kept)} {kept_kind} with "
+                    f"{fmt.less(mem.get('peak_reduction_pct'))} peak memory and "
+                    f"{fmt.less(tim.get('total_time_reduction_pct'))} training time.")
         else:
             text = (f"Prefer full fine-tuning on {device} when Japanese quality matters most: LoRA kept only "
                     f"{fmt.share(kept)} {kept_kind} (target {fmt.share(cfg.retention_target)}); choose LoRA "
-                    f"when memory or time is the constraint (peak memory −{fmt.pct(mem.get('peak_reduction_pct'))}, "
-                    f"training time −{fmt.pct(tim.get('total_time_reduction_pct'))}).")
+                    f"when memory or time is the constraint (LoRA needed {fmt.less(mem.get('peak_reduction_pct'))} "
+                    f"peak memory and {fmt.less(tim.get('total_time_reduction_pct'))} training time).")
         items.append({"topic": "method", "text": text, "basis": basis})
         peaks = {g.method: g.summary("peak_mem_bytes")["mean"] for g in (lora, full)}
         if total and all(peaks.values()):

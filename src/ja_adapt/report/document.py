@@ -39,8 +39,8 @@ def executive_summary(res: dict) -> str:
         if tr.get("gain_retention") is not None:
             s += f" and {fmt.share(tr['gain_retention'])} of its improvement over the base model"
         s += (f", training {fmt.share(_mean(eff['params_trainable']) / _mean(eff['params_total']), 2)} of the "
-              f"parameters, with {fmt.pct(mem.get('peak_reduction_pct'))} less peak memory and "
-              f"{fmt.pct(tim.get('total_time_reduction_pct'))} less training time.")
+              f"parameters, with {fmt.less(mem.get('peak_reduction_pct'))} peak memory and "
+              f"{fmt.less(tim.get('total_time_reduction_pct'))} training time.")
         out.append(s)
         seeds = len(res["groups"][lora]["seeds"])
         out.append(f"Figures are means over {seeds} seed(s) per method; ± is the sample standard deviation.")

@@ -31,6 +31,13 @@ def pct(x, digits: int = 1) -> str:
     return f"{x:.{digits}f}%" if _ok(x) else DASH
 
 
+def less(x, digits: int = 1) -> str:
+    """A reduction in percent as words: 10.9 → '10.9% less', -189.4 → '189.4% more'."""
+    if not _ok(x):
+        return DASH
+    return f"{abs(x):.{digits}f}% {'less' if x >= 0 else 'more'}"
+
+
 def share(x, digits: int = 1) -> str:
     """A fraction shown as percent."""
     return f"{100 * x:.{digits}f}%" if _ok(x) else DASH

@@ -1,0 +1,90 @@
+"""compare and sweep end to end on a tiny model: runs, evaluations, statistics, report; resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ja_adapt import cli
+from ja_adapt.experiments import parse_grid, run_name
+
+FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
+        "optim.lr=3e-3", "train.eval_every=2", "train.eval_batches=2", "train.save_every=2",
+        "train.tensorboard=false", "train.progress=false", "data.val_fraction=0.1",
+        "data.test_fraction=0.2", "eval.gen_prompts=3", "eval.gen_max_new_tokens=8",
+        "eval.bootstrap_resamples=50", "eval.max_length=64", "eval.stride=32"]
+
+
+@pytest.fixture(scope="module")
+def compare_out(saved_tiny_model, tmp_path_factory):
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path_factory.mktemp("cmp") / "compare"
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "4",
+            "--out", str(out), *FAST]
+    assert cli.main(argv) == 0
+    return out, argv
+
+
+def test_compare_writes_runs_evals_stats_and_a_valid_report(compare_out):
+    from ja_adapt.report import validate
+    out, _ = compare_out
+    manifest = json.loads((out / "experiment.json").read_text())
+    assert {r["method"] for r in manifest["runs"]} == {"lora", "full"}
+    for r in manifest["runs"]:
+        run = out / r["dir"]
+        assert (run / "summary.json").is_file() and (run / "eval.json").is_file()
+        assert list((run / "checkpoints").glob("step-*/eval.json"))
+    assert (out / "base" / "eval.json").is_file() and (out / "stats.json").is_file()
+    results = json.loads((out / "results.json").read_text())
+    validate(results)
+    for section in ("training_results", "efficiency_metrics", "japanese_performance",
+                    "generalization_results", "definitions", "environment"):
+        assert section in results
+    report = (out / "report.md").read_text()
+    assert "LoRA" in report and (out / "report.html").stat().st_size > 10_000
+
+
+def test_rerunning_compare_skips_finished_work(compare_out):
+    out, argv = compare_out
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    stamps.update({p: p.stat().st_mtime_ns for p in out.glob("runs/*/eval.json")})
+    assert cli.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_compare_into_a_different_experiment_is_refused(compare_out, capsys):
+    out, argv = compare_out
+    assert cli.main([*argv, "lora.rank=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "different experiment" in err and len(err.splitlines()) == 1
+
+
+def test_two_point_sweep(saved_tiny_model, tmp_path):
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "rank"
+    assert cli.main(["sweep", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "2",
+                     "--grid", "lora.rank=2,4", "--out", str(out), *FAST, "train.eval_every=1",
+                     "eval.gen_prompts=0"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    ranks = json.dumps(results["rank_sensitivity"])
+    assert results["rank_sensitivity"].get("status") != "not run" and "2" in ranks and "4" in ranks
+    trainable = {json.loads((out / "runs" / run_name({"lora.rank": r}, 0) / "summary.json").read_text())
+                 ["params_trainable"] for r in (2, 4)}
+    assert len(trainable) == 2 and max(trainable) == 2 * min(trainable)   # LoRA size is linear in r
+
+
+def test_parse_grid():
+    assert parse_grid(["lora.rank=4,8", "method=lora,full"]) == {"lora.rank": [4, 8],
+                                                                 "method": ["lora", "full"]}
+    assert parse_grid(["optim.lr=1e-4,3e-4"]) == {"optim.lr": ["1e-4", "3e-4"]} or \
+        parse_grid(["optim.lr=1e-4,3e-4"])["optim.lr"] == [1e-4, 3e-4]
+
+
+def test_bad_grid_key_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys):
+    _, model_dir, corpus = saved_tiny_model
+    code = cli.main(["sweep", "--model", str(model_dir), "--data", str(corpus), "--grid", "lora.rnak=2,4",
+                     "--out", str(tmp_path / "x"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "lora.rank" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
