@@ -5,10 +5,18 @@
                                 model, safetensors) plus the tokenizer: loadable as they are
         optimizer.pt            AdamW state (tensors only; read back with weights_only=True)
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
+                                (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
         trainer_state.json      step, data position, scheduler / scaler state, counters
 
+    FSDP (sharded) runs replace adapter/|model/ and optimizer.pt by
+        shards/                 torch.distributed.checkpoint (DCP) files: weights and optimizer
+                                state, one file per rank, written by every rank; resumable on the
+                                same number of processes, `consolidate()` turns them into HF weights
+
 A folder is written as `step-N.tmp` and renamed when complete, so a killed run never leaves a
-half checkpoint behind: `latest()` only sees complete ones.
+half checkpoint behind: `latest()` only sees complete ones. With several processes `save`, `restore`
+and `save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
+DCP keeps its index (`shards/.metadata`) as a pickle: resume only from checkpoints you wrote.
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ja_adapt import distributed
+from ja_adapt.errors import UserError
 from ja_adapt.methods import is_adapter
+
+SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
 
 
 @dataclass
@@ -36,36 +48,80 @@ class TrainState:
     best_val_loss: float | None = None
     best_val_step: int | None = None
     evals_since_best: int = 0       # validations without improvement (early stopping)
+    world_size: int = 1             # processes that wrote it (batch_index counts global batches)
 
 
 def weights_dirname(model: torch.nn.Module) -> str:
     return "adapter" if is_adapter(model) else "model"
 
 
-def save_weights(model: torch.nn.Module, tokenizer, out: Path) -> None:
-    """Hugging Face format: a peft adapter directory or a full model directory, with the tokenizer."""
-    model.save_pretrained(out, safe_serialization=True)
+def save_weights(model: torch.nn.Module, tokenizer, out: Path, state_dict: dict | None = None) -> None:
+    """Hugging Face format: a peft adapter directory or a full model directory, with the tokenizer.
+    state_dict: the full weights when `model`'s own parameters are FSDP shards."""
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
 
 
-def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState) -> Path:
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(model, tokenizer, tmp / weights_dirname(model))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    rng = {"cpu": torch.get_rng_state()}
+def save_final(model, tokenizer, final: Path, sharded: bool) -> None:
+    """The run's final HF weights in `final`, replaced atomically. Collective: FSDP shards are
+    gathered into one full state dict on rank 0, which writes it."""
+    state_dict = distributed.full_state_dict(model) if sharded else None
+    if distributed.is_main():
+        tmp = final.with_name(final.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_weights(model, tokenizer, tmp, state_dict)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    distributed.barrier()
+
+
+def _rng_states() -> dict[str, torch.Tensor]:
+    """Every rank's generator states: keys cpu, cuda0, ... (rank 0, as in a single process) and
+    the same with `.rankR` for rank R > 0. Collective."""
+    local = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
-        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    save_file(rng, str(tmp / "rng.safetensors"))
-    meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None}
-    (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+        local.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    out = {}
+    for key in sorted(local):
+        for r, s in enumerate(distributed.all_gather(local[key])):
+            out[key if r == 0 else f"{key}.rank{r}"] = s
+    return out
+
+
+def _shard_state(model, optimizer) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    return {"model": model_sd, "optim": optim_sd}
+
+
+def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState,
+         sharded: bool = False) -> Path:
+    """Write checkpoint `folder` (layout above). Collective with several processes."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    if distributed.is_main():
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    rng = _rng_states()
+    distributed.barrier()                               # tmp exists before any rank writes in it
+    if sharded:                                         # every rank writes its DCP shard
+        import torch.distributed.checkpoint as dcp
+        dcp.save(_shard_state(model, optimizer), checkpoint_id=str(tmp / SHARDS))
+    if distributed.is_main():
+        if not sharded:
+            save_weights(model, tokenizer, tmp / weights_dirname(model))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(rng, str(tmp / "rng.safetensors"))
+        meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+        (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    distributed.barrier()                               # complete for every rank
     return folder
 
 
@@ -109,16 +165,60 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
                            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
 
 
-def restore(folder: Path, model, optimizer, scheduler, scaler) -> TrainState:
-    """Load a checkpoint written by `save` into freshly built objects; returns the train state."""
-    _load_weights(model, folder / weights_dirname(model))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = False) -> TrainState:
+    """Load a checkpoint written by `save` into freshly built objects; returns the train state.
+    Every rank reads the checkpoint (a shared file system); it must have the same world size."""
     meta = json.loads((folder / "trainer_state.json").read_text())
+    written_by = meta["state"].get("world_size", 1)
+    if written_by != distributed.world():
+        raise UserError(f"{folder}: written by {written_by} process(es), resumed with "
+                        f"{distributed.world()}; resume with the same number of processes")
+    if sharded != (folder / SHARDS).is_dir():
+        raise UserError(f"{folder}: {'not ' if sharded else ''}a sharded (FSDP) checkpoint; resume "
+                        "with the train.strategy that wrote it")
+    if sharded:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+        sd = _shard_state(model, optimizer)
+        dcp.load(sd, checkpoint_id=str(folder / SHARDS))
+        set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+    else:
+        _load_weights(model, folder / weights_dirname(model))
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(meta["scheduler"])
     if meta["scaler"] is not None:
         scaler.load_state_dict(meta["scaler"])
     rng = load_file(str(folder / "rng.safetensors"))
-    torch.set_rng_state(rng["cpu"])
+    suffix = "" if distributed.is_main() else f".rank{distributed.rank()}"
+    torch.set_rng_state(rng["cpu" + suffix])
     if torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([rng[k] for k in sorted(rng) if k.startswith("cuda")])
+        torch.cuda.set_rng_state_all([rng[f"cuda{i}{suffix}"] for i in range(torch.cuda.device_count())])
     return TrainState(**meta["state"])
+
+
+def consolidate(folder: Path, out: Path | None = None) -> Path:
+    """HF weights (adapter/ or model/, with the tokenizer) from a sharded checkpoint `folder` of a
+    run directory, in one process: the model is rebuilt from the run's config.yaml and the DCP
+    shards are read into it without a process group. Returns the written directory."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        set_model_state_dict,
+    )
+
+    from ja_adapt.config import from_dict, read_yaml
+    from ja_adapt.models import load_tokenizer
+    from ja_adapt.train import build_model
+    folder = Path(folder)
+    if not (folder / SHARDS).is_dir():
+        raise UserError(f"{folder}: no {SHARDS}/ folder; not a sharded (FSDP) checkpoint")
+    saved = folder.parent.parent / "config.yaml"
+    cfg = from_dict(read_yaml(saved), str(saved))
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    model = build_model(cfg, tokenizer, torch.device("cpu"))
+    sd = get_model_state_dict(model)
+    dcp.load({"model": sd}, checkpoint_id=str(folder / SHARDS), no_dist=True)
+    set_model_state_dict(model, sd)
+    out = Path(out) if out is not None else folder / weights_dirname(model)
+    save_weights(model, tokenizer, out)
+    return out

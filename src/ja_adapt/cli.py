@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -53,12 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_training_flags(parser)
         parser.add_argument("--resume", action="store_true",
                             help="continue the run in --out from its last complete checkpoint")
+        parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                            help="train with N local processes (re-launches through torchrun)")
     elif name == "merge":
         parser.add_argument("run", type=Path, help="a LoRA run directory")
         parser.add_argument("--out", type=Path, help="output directory (default RUN/merged)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "train" and args.nproc < 1:
+        raise UserError(f"--nproc: must be >= 1, got {args.nproc}")
+    if args.command == "train" and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        import subprocess
+
+        from ja_adapt.distributed import launch_command
+        argv = [a for i, a in enumerate(args.argv) if a != "--nproc" and not a.startswith("--nproc=")
+                and not (i > 0 and args.argv[i - 1] == "--nproc")]
+        return subprocess.call(launch_command(args.nproc, argv))
     if args.command == "train":
         from ja_adapt.train import train
         summary = train(config_from_args(args), args.out, resume=args.resume)
@@ -98,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # train --nproc re-launches with it
     try:
         return args._module.run(args)
     except UserError as e:

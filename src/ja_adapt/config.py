@@ -81,6 +81,7 @@ class TrainConfig:
     loss_chunk_size: int = 0            # rows per chunked-cross-entropy chunk; 0 = plain cross-entropy
     activation_checkpointing: bool = False  # recompute layer activations in backward to save memory
     compile: bool = False               # torch.compile the model
+    strategy: str = "auto"              # multi-process: auto (= ddp), ddp or fsdp (docs/scaling.md)
     tensorboard: bool = True            # also write TensorBoard event files
     progress: bool = True               # progress bar on a terminal
 
@@ -272,6 +273,11 @@ def validate(cfg: ExperimentConfig) -> None:
                 "early_stopping_patience", "loss_chunk_size"):
         if getattr(cfg.train, key) < 0:
             raise bad(f"train.{key}", f"must be ≥ 0, got {getattr(cfg.train, key)}")
+    if cfg.train.strategy not in ("auto", "ddp", "fsdp"):
+        raise bad("train.strategy", f"is '{cfg.train.strategy}'; use auto, ddp or fsdp")
+    if cfg.train.strategy == "fsdp" and cfg.precision == "fp16":
+        raise bad("train.strategy", "fsdp does not support precision=fp16 (loss scaling of sharded "
+                  "gradients); use precision=bf16 or fp32")
     if cfg.data.seq_len <= 1:
         raise bad("data.seq_len", f"must be > 1, got {cfg.data.seq_len}")
     for key in ("val_fraction", "test_fraction"):

@@ -8,6 +8,10 @@
         adapter/|model/  the final weights in Hugging Face format
         summary.json     final / best losses, timings, parameter counts, memory, hashes, versions
         tb/              TensorBoard event files
+
+Several processes (torchrun, `accelerate launch`, `ja-adapt train --nproc N`) run this same loop;
+distributed.py holds the specifics (global batches, DDP / FSDP wrapping, reductions) and only rank 0
+writes the run directory (`if main:` below), except DCP checkpoint shards. docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -16,17 +20,25 @@ import contextlib
 import json
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+)
 
-from ja_adapt import checkpoint, telemetry
-from ja_adapt.config import ExperimentConfig, config_hash, diff_keys, from_dict, save_config
-from ja_adapt.data.pipeline import ExperimentData, prepare_data
+from ja_adapt import checkpoint, distributed, telemetry
+from ja_adapt.config import (
+    ExperimentConfig,
+    config_hash,
+    diff_keys,
+    from_dict,
+    save_config,
+)
+from ja_adapt.data.pipeline import prepare_data
 from ja_adapt.errors import UserError
 from ja_adapt.loss import IGNORE, token_nll
 from ja_adapt.methods import apply_method, count_parameters
@@ -113,18 +125,25 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 @torch.no_grad()
 def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, device) -> tuple[float, int]:
-    """Mean next-token NLL (nats) over the first `n_batches` validation batches (0 = all)."""
+    """Mean next-token NLL (nats) over the first `n_batches` validation batches (0 = all).
+    model: a causal LM, or a distributed.LossForward (called with the batch; FSDP needs this).
+    With several processes `batches` are global batches (distributed.global_batches): each rank
+    evaluates its rows and the sums are all-reduced, so every rank returns the same value."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     n = batches.batches_per_epoch if n_batches == 0 else min(n_batches, batches.batches_per_epoch)
     for i in range(n):
-        batch = to_device(batches.get(i), device)
+        batch = to_device(distributed.shard_rows(batches.get(i)), device)
         with autocast(cfg, device):
-            nll = token_nll(model, batch, cfg.train.loss_chunk_size)
+            nll = (model(**batch) if isinstance(model, distributed.LossForward)
+                   else token_nll(model, batch, cfg.train.loss_chunk_size))
         total += nll.sum().item()
         count += int((batch["targets"] != IGNORE).sum())
     model.train(was_training)
+    if distributed.world() > 1:
+        total, count = distributed.all_reduce(torch.tensor([total, count], dtype=torch.float64)).tolist()
+        count = int(count)
     return total / max(count, 1), count
 
 
@@ -138,45 +157,53 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
         summary = json.loads((out / "summary.json").read_text())
         if summary.get("steps") == cfg.train.max_steps:
             return summary                                  # already finished: nothing to do
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # joins a launcher's process group
+    main, world = distributed.is_main(), distributed.world()
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
-    data = prepare_data(cfg, tokenizer)
+    with distributed.main_first():                          # rank 0 fills the token cache
+        data = prepare_data(cfg, tokenizer)
+    batches = distributed.global_batches(data.train)        # B*world rows; rank r trains on its B
+    val_batches = distributed.global_batches(data.val) if data.val is not None else None
     model = build_model(cfg, tokenizer, device)
-    out.mkdir(parents=True, exist_ok=True)                  # inputs are good: now write
-    save_config(cfg, out / "config.yaml")
+    engine = distributed.wrap_model(model, cfg, device, token_nll)   # batch -> [B, T] NLL
+    sharded = distributed.is_sharded(engine)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)              # inputs are good: now write
+        save_config(cfg, out / "config.yaml")
     optimizer, scheduler = build_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    torch.manual_seed(cfg.seed)                             # dropout stream, independent of init
-    state = checkpoint.TrainState()
+    torch.manual_seed(cfg.seed + distributed.rank())        # dropout stream, independent of init
+    state = checkpoint.TrainState(world_size=world)
     if resume_from is not None:
-        state = checkpoint.restore(resume_from, model, optimizer, scheduler, scaler)
-    log = MetricsLog(out, state.step, cfg.train.tensorboard)
+        state = checkpoint.restore(resume_from, model, optimizer, scheduler, scaler, sharded)
+    log = MetricsLog(out, state.step, cfg.train.tensorboard) if main else None
     memory = telemetry.MemoryMeter(device)
     trainable, total = count_parameters(model)
-    model.train()
+    engine.train()
 
     bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc=f"train {cfg.method}",
-               unit="step", disable=None if cfg.train.progress else True, dynamic_ncols=True)
+               unit="step", disable=None if cfg.train.progress and main else True, dynamic_ncols=True)
     mem_samples: list[int] = []
     stop_reason = "max_steps"
     while state.step < cfg.train.max_steps:
         t0 = time.perf_counter()
-        micro = [data.train.get(state.batch_index + i) for i in range(cfg.train.grad_accum)]
-        n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)
+        micro = [batches.get(state.batch_index + i) for i in range(cfg.train.grad_accum)]
+        n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's
         loss_sum = torch.zeros((), device=device)
-        for batch in micro:                                 # token-weighted gradient accumulation
-            batch = to_device(batch, device)
+        for i, batch in enumerate(micro):                   # token-weighted gradient accumulation
+            batch = to_device(distributed.shard_rows(batch), device)
             with autocast(cfg, device):
-                nll = token_nll(model, batch, cfg.train.loss_chunk_size)
-            loss = nll.sum() / n_targets
-            scaler.scale(loss).backward()
+                nll = engine(**batch)
+            loss = nll.sum() / n_targets                    # this rank's share of the global mean
+            with distributed.grad_sync(engine, i == len(micro) - 1):
+                scaler.scale(loss * world).backward()       # x world: DDP / FSDP average over ranks
             loss_sum += loss.detach()
         state.batch_index += cfg.train.grad_accum
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad],
             cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-        loss_value = loss_sum.item()                        # one host sync per step: the finite check
+        loss_value = distributed.all_reduce(loss_sum).item()  # one host sync per step: finite check
         finite = math.isfinite(loss_value)
         if finite:
             scaler.step(optimizer)
@@ -196,12 +223,17 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
         mem_samples.append(memory.current_bytes())
         bar.update(1)
         if state.step % cfg.train.log_every == 0 or state.step == cfg.train.max_steps:
-            log.write({"kind": "train", "step": state.step, "loss": loss_value, "lr": lr,
-                       "grad_norm": float(grad_norm), "tokens": n_targets,
-                       "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
-                       "step_time_s": dt, "elapsed_s": state.elapsed_s,
-                       "peak_mem_bytes": memory.peak_bytes(), "mem_bytes": mem_samples[-1],
-                       "skipped": not finite})
+            record = {"kind": "train", "step": state.step, "loss": loss_value, "lr": lr,
+                      "grad_norm": float(grad_norm), "tokens": n_targets,
+                      "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
+                      "step_time_s": dt, "elapsed_s": state.elapsed_s,
+                      "peak_mem_bytes": memory.peak_bytes(), "mem_bytes": mem_samples[-1],
+                      "skipped": not finite}
+            if world > 1:                                   # tokens are global; memory per rank
+                record.update(world_size=world, peak_mem_bytes_max_rank=int(distributed.all_reduce(
+                    torch.tensor(memory.peak_bytes()), "max")))
+            if main:
+                log.write(record)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_targets / dt:.0f}")
         if state.nonfinite_in_row >= cfg.train.max_nonfinite:
             last = checkpoint.latest(out / "checkpoints")
@@ -213,26 +245,34 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
         last_step = state.step == cfg.train.max_steps
         if data.val is not None and ((cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
                                      or last_step):
-            if run_validation(model, data, cfg, device, state, log):
+            if run_validation(distributed.eval_module(engine), val_batches, cfg, device, state, log):
                 stop_reason = "early_stopping"
         if stop_reason == "early_stopping" or last_step or (
                 cfg.train.save_every and state.step % cfg.train.save_every == 0):
             checkpoint.save(checkpoint.step_folder(out / "checkpoints", state.step), model, tokenizer,
-                            optimizer, scheduler, scaler, state)
-            checkpoint.prune(out / "checkpoints", cfg.train.keep_checkpoints)
+                            optimizer, scheduler, scaler, state, sharded)   # collective
+            if main:
+                checkpoint.prune(out / "checkpoints", cfg.train.keep_checkpoints)
         if stop_reason == "early_stopping":
             break
     bar.close()
-    log.close()
-    return finish(cfg, out, model, tokenizer, optimizer, data, state, memory, mem_samples,
-                  trainable, total, stop_reason)
+    if main:
+        log.close()
+    final = out / checkpoint.weights_dirname(model)
+    checkpoint.save_final(model, tokenizer, final, sharded)   # collective
+    peak_max = int(distributed.all_reduce(torch.tensor(memory.peak_bytes()), "max"))
+    summary = finish(cfg, out, final, model, tokenizer, optimizer, batches, data, state, memory,
+                     mem_samples, trainable, total, stop_reason, world, peak_max) if main else None
+    distributed.barrier()                                   # summary.json is written
+    return summary if main else json.loads((out / "summary.json").read_text())
 
 
-def run_validation(model, data: ExperimentData, cfg, device, state, log) -> bool:
+def run_validation(model, val_batches, cfg, device, state, log) -> bool:
     """Validate, track the best loss; True when early stopping says stop."""
-    val_loss, val_tokens = validation_loss(model, data.val, cfg.train.eval_batches, cfg, device)
-    log.write({"kind": "val", "step": state.step, "val_loss": val_loss, "val_tokens": val_tokens,
-               "elapsed_s": state.elapsed_s})
+    val_loss, val_tokens = validation_loss(model, val_batches, cfg.train.eval_batches, cfg, device)
+    if distributed.is_main():
+        log.write({"kind": "val", "step": state.step, "val_loss": val_loss, "val_tokens": val_tokens,
+                   "elapsed_s": state.elapsed_s})
     if state.best_val_loss is None or val_loss < state.best_val_loss:
         state.best_val_loss, state.best_val_step, state.evals_since_best = val_loss, state.step, 0
     else:
@@ -271,29 +311,29 @@ class MetricsLog:
             self.tb.close()
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a tensor: the local shard of an FSDP DTensor, else the tensor."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def finish(cfg, out: Path, model, tokenizer, optimizer, data, state, memory, mem_samples,
-           trainable: int, total: int, stop_reason: str) -> dict:
-    """Write the final HF-format weights and summary.json."""
-    final = out / checkpoint.weights_dirname(model)
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    checkpoint.save_weights(model, tokenizer, tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+def finish(cfg, out: Path, final: Path, model, tokenizer, optimizer, batches, data, state, memory,
+           mem_samples, trainable: int, total: int, stop_reason: str, world: int = 1,
+           peak_max: int | None = None) -> dict:
+    """Write summary.json (rank 0) next to the final weights in `final`. With several processes
+    tokens are global, memory is rank 0's with the largest rank's peak beside it, and state
+    sizes are per rank (FSDP shards)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
     vals = [r for r in records if r["kind"] == "val"]
     window = max(1, min(50, len(train_losses) // 10))
     import numpy as np
-    opt_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+    opt_bytes = sum(_local(t).numel() * t.element_size() for s in optimizer.state.values()
                     for t in s.values() if torch.is_tensor(t))
-    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+    model_bytes = sum(_local(p).numel() * p.element_size() for p in model.parameters()) + \
         sum(b.numel() * b.element_size() for b in model.buffers())
     summary = {
         "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,
@@ -315,9 +355,11 @@ def finish(cfg, out: Path, model, tokenizer, optimizer, data, state, memory, mem
         "optimizer_state_bytes": opt_bytes, "model_state_bytes": model_bytes,
         "artifact_dir": final.name, "artifact_bytes": _dir_bytes(final),
         "nonfinite_skipped": state.nonfinite_total,
-        "padding_fraction": data.train.padding_fraction,
+        "padding_fraction": batches.padding_fraction,
         "seq_len": cfg.data.seq_len, "batch_size": cfg.train.batch_size,
         "grad_accum": cfg.train.grad_accum,
+        "world_size": world, "strategy": distributed.resolve_strategy(cfg),
+        "peak_mem_bytes_max_rank": peak_max if peak_max is not None else memory.peak_bytes(),
         "config_hash": config_hash(cfg), "data_hash": data.fingerprint,
         "trained_domains": data.trained_domains,
         "n_docs": {k: len(v) for k, v in data.splits.items()},
