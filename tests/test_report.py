@@ -360,3 +360,20 @@ def test_recommendations_derive_from_measurements(results):
     en = results["generalization_results"]["catastrophic_forgetting"]["groups"]
     better = "LoRA" if en["lora"]["en_retention"]["mean"] > en["full"]["en_retention"]["mean"] else "full fine-tuning"
     assert items["forgetting:en"]["text"].startswith(f"Where en ability must be kept, {better}")
+
+
+def test_corpus_manifest_becomes_the_data_sources_appendix(tmp_path):
+    from ja_adapt.report import build_results, write_report
+    out = make_compare(tmp_path / "cmp", seeds=(0,))
+    manifest = {"sources": [{"name": "hg-help-ja", "lang": "ja", "domain": "docs", "role": "adapt",
+                             "package": "mercurial", "licence": "GPL-2.0-or-later", "status": "used",
+                             "n_docs": 123, "n_chars": 45678, "n_bytes": 99999}],
+                "sizes": [{"set": "ja-train", "lang": "ja", "domain": "docs", "docs": 120, "chars": 45000}]}
+    (out / "corpora.json").write_text(json.dumps(manifest), encoding="utf-8")
+    res = build_results([out])
+    assert res["environment"]["data_sources"]["sources"][0]["licence"] == "GPL-2.0-or-later"
+    paths = write_report(tmp_path / "rep", res)
+    md = paths["report.md"].read_text(encoding="utf-8")
+    assert "Appendix: data sources" in md and "GPL-2.0-or-later" in md and "45,678" in md
+    assert "Appendix: data sources" not in write_report(tmp_path / "none", build_results(
+        [make_compare(tmp_path / "plain", seeds=(0,))]))["report.md"].read_text(encoding="utf-8")

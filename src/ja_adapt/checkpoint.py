@@ -129,6 +129,10 @@ def step_folder(checkpoints: Path, step: int) -> Path:
     return checkpoints / f"step-{step:08d}"
 
 
+def step_of(folder: Path) -> int:
+    return int(folder.name.split("-")[1])
+
+
 def complete(checkpoints: Path) -> list[Path]:
     """Complete checkpoint folders, oldest first."""
     if not checkpoints.is_dir():

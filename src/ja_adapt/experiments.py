@@ -121,10 +121,8 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     runs = plan_runs(cfg, grid, seeds)
     write_manifest(out, kind, cfg, grid, seeds, runs)
     docs = eval_documents(cfg)
-    base_model, tokenizer = artifacts.load_base(cfg)
     trained = sorted({d.domain for d in docs if d.lang == "ja"} & _trained_domains(cfg))
-    base = evaluate_into(out / "base" / "eval.json", base_model, tokenizer, cfg, docs, trained)
-    del base_model
+    base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
     for r in runs:
         run_dir = out / r["dir"]
         run_cfg = r["config"]
@@ -133,8 +131,10 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
             run_cfg.train.max_steps
         if not finished:
             train(run_cfg, run_dir, resume=run_dir.exists())
+        final_step = json.loads(summary_path.read_text())["steps"]
         for ckpt in checkpoint.complete(run_dir / "checkpoints"):
-            if not (ckpt / "eval.json").is_file():
+            # the final step's point on the learning curve is the run's own (full) evaluation
+            if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:
                 model, tok = artifacts.load_weights(ckpt / checkpoint_weights(ckpt), run_cfg)
                 evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)
         model, tok, _ = artifacts.load_run(run_dir)
@@ -148,6 +148,35 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     paths = write_report(out, results)
     print(executive_summary(results))
     print(f"\nreport: {paths.get('report.html', out / 'report.html')}")
+    return results
+
+
+def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
+    """The base model's evaluation, shared between experiments through the user cache: the same
+    base weights, tokenizer, documents and eval settings give the same (deterministic) result."""
+    import hashlib
+    import shutil
+
+    from ja_adapt import artifacts
+    from ja_adapt.cache import cache_root
+    from ja_adapt.data.sources import corpus_fingerprint
+    from ja_adapt.models import resolve_name
+    if path.is_file():
+        return json.loads(path.read_text())
+    model = resolve_name(cfg.model.name_or_path)
+    weights = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns)
+                     for f in Path(model).glob("*.safetensors")) if Path(model).is_dir() else []
+    key = hashlib.sha256(json.dumps([model, weights, cfg.model.tokenizer, cfg.seed, corpus_fingerprint(docs),
+                                     to_dict(cfg)["eval"], trained], default=str).encode()).hexdigest()[:24]
+    cached = cache_root() / "evals" / f"base-{key}.json"
+    if cached.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, path)
+        return json.loads(path.read_text())
+    base_model, tokenizer = artifacts.load_base(cfg)
+    results = evaluate_into(path, base_model, tokenizer, cfg, docs, trained)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, cached)
     return results
 
 

@@ -228,7 +228,9 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
                       "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
                       "step_time_s": dt, "elapsed_s": state.elapsed_s,
                       "peak_mem_bytes": memory.peak_bytes(), "mem_bytes": mem_samples[-1],
-                      "skipped": not finite}
+                      "params_trainable": trainable, "params_total": total, "skipped": not finite}
+            if device.type == "cuda":                       # the caching allocator's share too
+                record["peak_mem_reserved_bytes"] = memory.stats()["peak_reserved_bytes"]
             if world > 1:                                   # tokens are global; memory per rank
                 record.update(world_size=world, peak_mem_bytes_max_rank=int(distributed.all_reduce(
                     torch.tensor(memory.peak_bytes()), "max")))

@@ -312,6 +312,7 @@ def closing(res: dict) -> list[tuple]:
                ["versions", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["versions"])],
                ["data hashes", ", ".join(env["data_hashes"])],
                ["sources", ", ".join(res["sources"])]]))
+    b += data_sources(env.get("data_sources"))
     return b
 
 
@@ -321,3 +322,20 @@ def build_document(res: dict, plots: dict) -> list[tuple]:
     return [("h", 1, title), ("h", 2, "Executive summary"), ("p", executive_summary(res)),
             *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
             *closing(res)]
+
+
+def data_sources(ds: dict | None) -> list[tuple]:
+    """Appendix: the corpora an experiment recorded (OUT/corpora.json), with licences and sizes."""
+    if not ds:
+        return []
+    return [("h", 2, "Appendix: data sources"),
+            ("p", "Text from installed packages; no model or dataset hub was used. A source whose status "
+                  "is 'missing optional' was not installed and was skipped."),
+            ("table", ["source", "lang", "domain", "role", "package", "licence", "status", "docs", "chars",
+                       "bytes"],
+             [[m.get("name"), m.get("lang"), m.get("domain"), m.get("role", ""), m.get("package"),
+               m.get("licence"), m.get("status"), f"{m.get('n_docs', 0):,}", f"{m.get('n_chars', 0):,}",
+               f"{m.get('n_bytes', 0):,}"] for m in ds["sources"]]),
+            ("h", 3, "Documents per set, language and domain"),
+            ("table", ["set", "lang", "domain", "docs", "chars"],
+             [[r["set"], r["lang"], r["domain"], f"{r['docs']:,}", f"{r['chars']:,}"] for r in ds["sizes"]])]

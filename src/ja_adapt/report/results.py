@@ -7,6 +7,8 @@ measurements by ja_adapt.analysis, or a definition. Quality figures are mean ± 
 
 from __future__ import annotations
 
+import json
+
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,4 +378,16 @@ def environment(exps: list[Experiment]) -> dict:
     return {"hardware": devices, "versions": versions, "report_python": platform.python_version(),
             "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
             "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
-            "configs": {str(e.out): e.manifest.get("config", {}) for e in exps}}
+            "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},
+            "data_sources": data_sources(exps)}
+
+
+def data_sources(exps: list[Experiment]) -> dict | None:
+    """The corpus manifest (OUT/corpora.json: sources with licences and sizes, documents per set)
+    of the first experiment that has one, e.g. the demo's; None when no experiment recorded one."""
+    for e in exps:
+        path = Path(e.out) / "corpora.json"
+        if path.is_file():
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            return {"sources": manifest.get("sources", []), "sizes": manifest.get("sizes", [])}
+    return None

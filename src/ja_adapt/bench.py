@@ -1,0 +1,562 @@
+"""`ja-adapt bench`: ja-adapt's training engine against TRL's SFTTrainer, side by side, A/B alternated.
+
+Every run is its own process (`python -m ja_adapt.bench --worker SPEC --result OUT`), so peak RSS
+and CUDA peaks are per run and no side inherits another's caches. Sides:
+  ja-adapt     the engine: train.build_model / build_optimizer / autocast / loss.token_nll over
+               PackedBatches, the step of train.train (see `_engine_worker`)
+  ja-adapt+emu the same step under `emulated_bf16` instead of torch.autocast (a proposed change to
+               train.autocast for CPUs without bf16 matrix instructions; see emulated_bf16)
+  trl-default  TRL SFTTrainer with its defaults (no packing, pad to the longest row, gradient
+               checkpointing on, fused AdamW): what most users run
+  trl-best     SFTTrainer with its best documented throughput settings: packing="bfd" with
+               padding-free batches, gradient checkpointing as the engine has it
+All sides share the model (preset, seeded random weights), the documents and tokenizer, batch, seq,
+precision, LoRA config and AdamW hyper-parameters (lr, betas, eps, weight decay, clip, warmup).
+
+The engine replicates train.train's step rather than calling train.train, because train.train
+builds the model with the tokenizer's vocabulary (the bench keeps the preset's, 151,936 for Qwen2.5)
+and always re-reads the corpus and saves a checkpoint; the step itself is the same calls in the
+same order (tests/test_bench.py checks its losses against train.train's).
+
+Timing: a step is the interval between the ends of consecutive optimizer steps (data fetch, forward,
+backward, clip, AdamW, bookkeeping; CUDA synchronised); the first `warmup` steps are dropped.
+tokens/s counts non-padding tokens only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ja_adapt.errors import UserError
+
+SIDES = ("ja-adapt", "ja-adapt+emu", "trl-default", "trl-best")
+ENGINES = ("ja-adapt", "ja-adapt+emu")
+CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
+
+
+@dataclass
+class BenchConfig:
+    preset: str = "tiny"                 # model architecture preset (random weights, seeded)
+    methods: list[str] = field(default_factory=lambda: ["lora", "full"])  # methods to benchmark
+    sides: list[str] = field(default_factory=lambda: list(SIDES))  # engine and peers to run
+    precision: str = "bf16"              # fp32, bf16 or fp16 (autocast with fp32 master weights)
+    batch: int = 8                       # rows per step (B)
+    seq: int = 256                       # tokens per row (T); the peers' max_length
+    steps: int = 12                      # measured optimizer steps per run
+    warmup: int = 3                      # steps run first and not measured
+    repeats: int = 3                     # alternating repetitions of every side
+    device: str = "auto"                 # auto, cpu, cuda
+    threads: int = 0                     # CPU threads per run (OMP_NUM_THREADS); 0 = torch's default
+    seed: int = 0                        # model init, document lengths, data order
+    corpora: list[str] = field(default_factory=lambda: list(CORPORA))  # Japanese package corpora
+    max_chars: int | None = None         # cap per corpus (tests); None = all of it
+    docs: str | None = None              # JSONL of {"text"} documents instead of the corpora
+    doc_chars: float = 250.0             # median document length in characters (log-normal)
+    doc_sigma: float = 1.0               # log-normal sigma of document lengths
+    vocab_size: int = 8192               # tokenizer trained on the documents (capped by the model's)
+    overrides: list[str] = field(default_factory=list)  # engine config overrides (key=value)
+
+    def validate(self) -> None:
+        from ja_adapt.models import PRESETS
+        if self.preset not in PRESETS:
+            raise UserError(f"--preset '{self.preset}': use one of {', '.join(PRESETS)}")
+        for m in self.methods:
+            if m not in ("lora", "full"):
+                raise UserError(f"--method '{m}': use lora, full or lora,full")
+        for s in self.sides:
+            if s not in SIDES:
+                raise UserError(f"--sides '{s}': use a comma list of {', '.join(SIDES)}")
+        for key in ("batch", "seq", "steps", "repeats"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"--{key} {getattr(self, key)}: must be a positive integer")
+        if self.warmup < 0:
+            raise UserError(f"--warmup {self.warmup}: must be >= 0")
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+def bench_documents(cfg: BenchConfig) -> list[str]:
+    """Japanese texts of log-normal length: the corpora's sentences regrouped, in corpus order.
+
+    The package corpora come in ~500-character documents; real corpora have heavy-tailed lengths,
+    which is what makes padding costly, so sentences are regrouped to lengths drawn from
+    LogNormal(log(doc_chars), doc_sigma) (seeded).
+    """
+    if cfg.docs:                            # exported by --export-docs on a machine with the corpora
+        path = Path(cfg.docs)
+        if not path.is_file():
+            raise UserError(f"--docs {path}: no such file; write one with --export-docs {path}")
+        return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line]
+    from ja_adapt.data.corpora import load_sources
+    docs, _ = load_sources(cfg.corpora, max_chars_per_source=cfg.max_chars)
+    rng = np.random.default_rng(cfg.seed)
+    draw = lambda: max(8.0, rng.lognormal(np.log(cfg.doc_chars), cfg.doc_sigma))
+    out, cur, target = [], "", draw()
+    for doc in docs:
+        for unit in re.split(r"(?<=[。！？\n])", doc.text):
+            cur += unit
+            if len(cur) >= target and cur.strip():
+                out.append(cur.strip())
+                cur, target = "", draw()
+    if cur.strip():
+        out.append(cur.strip())
+    if not out:
+        raise UserError(f"--corpora {','.join(cfg.corpora)}: no text; install the corpus packages")
+    return out
+
+
+def engine_config(cfg: BenchConfig, method: str):
+    """The engine's ExperimentConfig: `key=value` overrides (train.compile=true ...), then the
+    bench's own settings, which win."""
+    from ja_adapt.config import load_config
+    flags = {"model.name_or_path": cfg.preset, "method": method, "precision": cfg.precision,
+             "seed": cfg.seed, "device": cfg.device, "data.seq_len": cfg.seq,
+             "train.batch_size": cfg.batch, "train.max_steps": cfg.warmup + cfg.steps + 1,
+             "optim.warmup_steps": 1, "train.tensorboard": False, "train.progress": False}
+    return load_config(None, cfg.overrides, flags)
+
+
+def prepare(cfg: BenchConfig, work: Path) -> dict:
+    """Documents (JSONL), tokenizer and token cache in `work`, shared by every run."""
+    from ja_adapt.data.documents import Document
+    from ja_adapt.data.tokens import build_token_store
+    from ja_adapt.models import PRESETS
+    from ja_adapt.tokenizer import train_tokenizer
+    texts = bench_documents(cfg)
+    model_vocab = PRESETS[cfg.preset]["vocab_size"]
+    tok = train_tokenizer(texts, min(cfg.vocab_size, model_vocab), out_dir=work / "tokenizer")
+    (work / "docs.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                                             for t in texts), encoding="utf-8")
+    build_token_store([Document(t) for t in texts], tok, work / "cache")
+    lengths = np.array([len(ids) + 1 for ids in tok(texts)["input_ids"]])
+    return {"tokenizer": str(work / "tokenizer"), "docs": str(work / "docs.jsonl"),
+            "cache": str(work / "cache"), "model_vocab": model_vocab,
+            "n_docs": len(texts), "n_tokens": int(lengths.sum()),
+            "doc_tokens_p10_p50_p90": [float(x) for x in np.percentile(lengths, [10, 50, 90])]}
+
+
+# ---- workers (one process per run) ---------------------------------------------------------------
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM (per process image, so not inherited from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    from ja_adapt.telemetry import _ru_maxrss_bytes
+    return _ru_maxrss_bytes()
+
+
+class emulated_bf16(TorchFunctionMode):
+    """bf16 autocast, emulated for CPUs without bf16 matrix kernels (AVX2-only x86: ATen's bf16
+    GEMM there is a slow generic loop, 10-60x slower than fp32 — measured in docs/bench.md).
+
+    F.linear and scaled_dot_product_attention (the matmuls of an SDPA decoder and its lm_head)
+    round their floating inputs to bf16, compute in fp32 and return bf16, as autocast does: bf16
+    products are exact in fp32, so only the accumulation order differs from a bf16 GEMM with fp32
+    accumulation. Gradients pass through the same bf16 roundings (the casts' backward). Other ops
+    see bf16 activations, as under autocast. Written by hand: torch has no such mode.
+    """
+    OPS = frozenset({F.linear, F.scaled_dot_product_attention})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.OPS:
+            return func(*args, **kwargs)
+        r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
+        return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
+
+
+class _Vocab:
+    """Stands in for the tokenizer in train.build_model, which needs only len(): the model keeps the
+    preset's vocabulary (the tokenizer's ids are a subset)."""
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _summarise(spec: dict, ends: list[float], real: list[int], slots: list[int], device,
+               model_config, method: str, trainable: int, extra: dict) -> dict:
+    """One run's numbers from per-step end times (ends[0] = loop start) and token counts."""
+    from ja_adapt import telemetry
+    w = spec["bench"]["warmup"]
+    dts = np.diff(ends)[w:]
+    tok = sum(real[w:len(ends) - 1])
+    out = {"side": spec["side"], "method": method, "repeat": spec["repeat"],
+           "steps": len(dts), "tokens_per_s": tok / float(dts.sum()),
+           "step_time_s": float(np.median(dts)), "real_tokens_per_step": tok / len(dts),
+           "padding_fraction": 1 - sum(real[w:]) / max(sum(slots[w:]), 1),
+           "trainable_params": trainable, "peak_rss_bytes": _peak_rss_bytes()}
+    if device.type == "cuda":
+        import torch
+        out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
+        peak = telemetry.peak_flops(torch.cuda.get_device_name(device))
+        fpt = telemetry.flops_per_token(model_config, method=method, trainable_params=trainable,
+                                        seq_len=spec["bench"]["seq"])
+        out["mfu"] = telemetry.mfu(out["tokens_per_s"], fpt, peak) if peak else None
+    out.update(extra)
+    return out
+
+
+def _engine_worker(spec: dict) -> dict:
+    """train.train's step (grad_accum 1), timed. Returns the run's numbers and its losses."""
+    import torch
+
+    from ja_adapt import telemetry, train
+    from ja_adapt.config import from_dict
+    from ja_adapt.data.documents import Document
+    from ja_adapt.data.packing import PackedBatches
+    from ja_adapt.data.tokens import build_token_store
+    from ja_adapt.loss import IGNORE, token_nll
+    from ja_adapt.methods import count_parameters
+    from ja_adapt.models import load_tokenizer, resolve_device
+    cfg = from_dict(spec["engine"])
+    device = resolve_device(cfg.device)
+    tok = load_tokenizer(spec["tokenizer"])
+    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
+    store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
+    data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    model = train.build_model(cfg, _Vocab(spec["model_vocab"]), device)
+    optimizer, scheduler = train.build_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    torch.manual_seed(cfg.seed)
+    memory = telemetry.MemoryMeter(device)
+    trainable, _ = count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+    emulate = spec["side"] == "ja-adapt+emu" and cfg.precision == "bf16"
+    precision = emulated_bf16 if emulate else (lambda: train.autocast(cfg, device))
+    model.train()
+    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
+    ends, real, slots, losses = [time.perf_counter()], [], [], []
+    for step in range(n_steps):                       # the body of train.train's loop
+        batch = data.get(step)
+        n_targets = int((batch["targets"] != IGNORE).sum())
+        real.append(data.real_tokens(batch))
+        slots.append(batch["input_ids"].numel())
+        batch = train.to_device(batch, device)
+        with precision():
+            nll = token_nll(model, batch, cfg.train.loss_chunk_size)
+        loss = nll.sum() / n_targets
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        loss_value = loss.detach().item()             # train.train's one host sync per step
+        if np.isfinite(loss_value):
+            scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        telemetry.sync(device)
+        memory.current_bytes()
+        losses.append(loss_value)
+        float(grad_norm)                              # train.train logs it every step (log_every=1)
+        ends.append(time.perf_counter())
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    extra = {"losses": losses, "bf16_emulated": emulate}
+    from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
+    plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
+                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
+                       activation_checkpointing=cfg.train.activation_checkpointing,
+                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout)
+    extra["planned_peak_allocated_bytes"] = plan["peak_allocated_bytes"]
+    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
+
+
+def _trl_worker(spec: dict) -> dict:
+    """TRL SFTTrainer on the same model, texts, tokenizer and optimizer settings, timed by callback."""
+    import datasets
+    import torch
+    import trl
+    from transformers import TrainerCallback
+
+    from ja_adapt import telemetry
+    from ja_adapt.config import from_dict
+    from ja_adapt.methods import count_parameters, peft_lora_config
+    from ja_adapt.models import load_model, load_tokenizer, resolve_device
+    cfg = from_dict(spec["engine"])
+    device = resolve_device(cfg.device)
+    tok = load_tokenizer(spec["tokenizer"])
+    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
+    model = load_model(cfg.model.name_or_path, vocab_size=spec["model_vocab"], seed=cfg.seed)
+    model.config.use_cache = False                    # as the engine: packed position_ids work
+    model.set_attn_implementation(cfg.model.attn_implementation)
+    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
+    best = spec["side"] == "trl-best"
+    o = cfg.optim
+    settings = {"packing": True, "packing_strategy": "bfd", "padding_free": True,
+                "gradient_checkpointing": cfg.train.activation_checkpointing} if best else {}
+    args = trl.SFTConfig(
+        output_dir=str(Path(spec["workdir"]) / "trl-out"), max_steps=n_steps,
+        per_device_train_batch_size=cfg.train.batch_size, max_length=cfg.data.seq_len,
+        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", learning_rate=o.lr,
+        weight_decay=o.weight_decay, adam_beta1=o.beta1, adam_beta2=o.beta2, adam_epsilon=o.eps,
+        max_grad_norm=o.grad_clip, warmup_steps=o.warmup_steps, lr_scheduler_type="cosine",
+        report_to="none", save_strategy="no", use_cpu=device.type == "cpu", seed=cfg.seed,
+        disable_tqdm=True, **settings)
+    peft_config = (peft_lora_config(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.targets)
+                   if cfg.method == "lora" else None)
+    trainer = trl.SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config,
+                             train_dataset=datasets.Dataset.from_dict({"text": texts}))
+    real, slots, ends = [], [], []
+    collate = trainer.data_collator
+
+    def counting(features):                           # non-padding tokens of every batch, in order
+        out = collate(features)
+        mask = out.get("attention_mask")
+        real.append(int(mask.sum()) if mask is not None else out["input_ids"].numel())
+        slots.append(out["input_ids"].numel())
+        return out
+    trainer.data_collator = counting
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if not ends:
+                ends.append(time.perf_counter())
+        def on_step_end(self, args, state, control, **kw):
+            telemetry.sync(device)
+            ends.append(time.perf_counter())
+    trainer.add_callback(Clock())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer.train()
+    trainable, _ = count_parameters(trainer.model)
+    base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable,
+                      {"trl_version": trl.__version__})
+
+
+def worker(spec: dict) -> dict:
+    """Run one side of one repetition in this process; `spec` as written by `run_bench`."""
+    return _engine_worker(spec) if spec["side"] in ENGINES else _trl_worker(spec)
+
+
+# ---- orchestration ---------------------------------------------------------------------------------
+
+def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
+    """Run `worker(spec)` in a fresh interpreter; its result JSON, or {"error": ...}."""
+    name = f"{spec['method']}-{spec['side']}-{spec['repeat']}"
+    spec_path, result_path = work / f"{name}.spec.json", work / f"{name}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "ja_adapt.bench", "--worker", str(spec_path), "--result", str(result_path)]
+    env = dict(os.environ)
+    if spec["bench"]["threads"] > 0:       # the same thread count for every side
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["bench"]["threads"])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {"side": spec["side"], "method": spec["method"], "repeat": spec["repeat"],
+                "error": f"timed out after {timeout} s"}
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"side": spec["side"], "method": spec["method"], "repeat": spec["repeat"],
+                "error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return json.loads(result_path.read_text())
+
+
+def _spread(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _memory_key(runs: list[dict]) -> str:
+    return "peak_allocated_bytes" if any("peak_allocated_bytes" in r for r in runs) else "peak_rss_bytes"
+
+
+def summarise(runs: list[dict]) -> dict:
+    """{"rows": per (method, side) min/median/max of each metric over repeats,
+    "ratios": per (method, engine side, peer side) engine ÷ peer tokens/s and peak memory, paired
+    by repeat (runs of one repeat ran back to back)}."""
+    ok = [r for r in runs if "error" not in r]
+    mem = _memory_key(ok)
+    rows, ratios = [], []
+    for method in dict.fromkeys(r["method"] for r in ok):
+        sides = {}
+        for r in ok:
+            if r["method"] == method:
+                sides.setdefault(r["side"], {})[r["repeat"]] = r
+        for side, by_repeat in sides.items():
+            mine = list(by_repeat.values())
+            row = {"method": method, "side": side, "runs": len(mine), "memory": mem}
+            for key in ("tokens_per_s", "step_time_s", "padding_fraction", "mfu", mem,
+                        "peak_reserved_bytes", "peak_rss_bytes"):
+                row[key] = _spread([r.get(key) for r in mine])
+            rows.append(row)
+        for engine in (s for s in sides if s in ENGINES):
+            for peer in (s for s in sides if s not in ENGINES):
+                pairs = [(e, sides[peer][k]) for k, e in sides[engine].items() if k in sides[peer]]
+                ratios.append({"method": method, "engine": engine, "peer": peer, "memory": mem,
+                               "speedup": _spread([e["tokens_per_s"] / p["tokens_per_s"] for e, p in pairs]),
+                               "memory_ratio": _spread([e[mem] / p[mem] for e, p in pairs])})
+    return {"rows": rows, "ratios": ratios}
+
+
+def _fmt(s: dict | None, f: str) -> str:
+    if s is None:
+        return "—"
+    return f"{f.format(s['median'])} ({f.format(s['min'])}–{f.format(s['max'])})"
+
+
+def table(summary: dict) -> str:
+    """Two Markdown tables: median (min–max) over repeats, then the engine ÷ peer ratios."""
+    gib = lambda s: s and {k: v / 2 ** 30 for k, v in s.items()}
+    rows = summary["rows"]
+    mem = rows[0]["memory"] if rows else "peak_rss_bytes"
+    label = "peak alloc GiB" if mem == "peak_allocated_bytes" else "peak RSS GiB"
+    out = [f"| method | side | tokens/s | step s | padding | {label} | reserved GiB | MFU |",
+           "|---" * 8 + "|"]
+    for r in rows:
+        out.append(" | ".join([
+            f"| {r['method']}", r["side"], _fmt(r["tokens_per_s"], "{:,.0f}"),
+            _fmt(r["step_time_s"], "{:.3f}"), _fmt(r["padding_fraction"], "{:.0%}"),
+            _fmt(gib(r[mem]), "{:.2f}"), _fmt(gib(r["peak_reserved_bytes"]), "{:.2f}"),
+            _fmt(r["mfu"], "{:.1%}")]) + " |")
+    out += ["", f"| method | engine | peer | tokens/s ratio | {label.split(' GiB')[0]} ratio |",
+            "|---" * 5 + "|"]
+    for r in summary["ratios"]:
+        out.append(f"| {r['method']} | {r['engine']} | {r['peer']} | {_fmt(r['speedup'], '{:.2f}×')} "
+                   f"| {_fmt(r['memory_ratio'], '{:.2f}×')} |")
+    return "\n".join(out)
+
+
+def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900,
+              log=print) -> dict:
+    """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,
+    ...), each run in its own process. Returns (and writes to `out`) runs, summary and facts."""
+    cfg.validate()
+    from ja_adapt import telemetry
+    from ja_adapt.models import resolve_device
+    if "trl-default" in cfg.sides or "trl-best" in cfg.sides:
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            log("bench: trl is not installed; running ja-adapt only")
+            cfg.sides = [s for s in cfg.sides if s == "ja-adapt"]
+    engine = {m: engine_config(cfg, m) for m in cfg.methods}   # validates overrides before any work
+    from ja_adapt.config import to_dict
+    result = {"config": asdict(cfg), "engine_config": to_dict(engine[cfg.methods[0]]),
+              "device": telemetry.device_info(resolve_device(cfg.device)), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="ja-adapt-bench-") as tmp:
+        work = Path(tmp)
+        facts = prepare(cfg, work)
+        result["data"] = {k: v for k, v in facts.items() if k not in ("tokenizer", "docs", "cache")}
+        log(f"bench: {facts['n_docs']} documents, {facts['n_tokens']:,} tokens "
+            f"(p10/p50/p90 {facts['doc_tokens_p10_p50_p90']}), load {os.getloadavg()[0]:.2f}")
+        for repeat in range(cfg.repeats):
+            k = repeat % len(cfg.sides)
+            for method in cfg.methods:
+                for side in cfg.sides[k:] + cfg.sides[:k]:
+                    spec = {**facts, "side": side, "method": method, "repeat": repeat,
+                            "workdir": str(work), "bench": asdict(cfg), "engine": to_dict(engine[method])}
+                    r = _spawn(spec, work, timeout)
+                    result["runs"].append(r)
+                    log(f"bench: {method} {side} #{repeat}: " + (r["error"] if "error" in r else
+                        f"{r['tokens_per_s']:,.0f} tokens/s, step {r['step_time_s']:.3f} s"))
+                    result.update(load_average=os.getloadavg(), summary=summarise(result["runs"]))
+                    if out is not None:            # after every run: a killed benchmark keeps its runs
+                        Path(out).parent.mkdir(parents=True, exist_ok=True)
+                        Path(out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+# ---- command line ------------------------------------------------------------------------------------
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    p.add_argument("--preset", default=d.preset, help="model preset (random weights)")
+    p.add_argument("--method", default=",".join(d.methods), help="lora, full or lora,full")
+    p.add_argument("--sides", default=",".join(d.sides), help="engine and peers, comma list")
+    p.add_argument("--precision", default=d.precision, help="fp32, bf16 or fp16")
+    p.add_argument("--batch", type=int, default=d.batch, help="rows per step")
+    p.add_argument("--seq", type=int, default=d.seq, help="tokens per row (peers: max_length)")
+    p.add_argument("--steps", type=int, default=d.steps, help="measured steps per run")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="unmeasured steps first")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="alternating repetitions")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads per run (0: default)")
+    p.add_argument("--corpora", default=",".join(d.corpora), help="package corpora (data/corpora.py)")
+    p.add_argument("--max-chars", type=int, default=None, help="cap each corpus (quick runs)")
+    p.add_argument("--docs", default=None, help="JSONL documents instead of --corpora")
+    p.add_argument("--export-docs", type=Path, default=None,
+                   help="write the benchmark documents to this JSONL and stop (for offline machines)")
+    p.add_argument("--out", type=Path, default=Path("bench.json"), help="results JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="engine config overrides, e.g. train.loss_chunk_size=1024 train.compile=true")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(preset=args.preset, methods=_csv(args.method), sides=_csv(args.sides),
+                       precision=args.precision, batch=args.batch, seq=args.seq, steps=args.steps,
+                       warmup=args.warmup, repeats=args.repeats, device=args.device, threads=args.threads,
+                       corpora=_csv(args.corpora), max_chars=args.max_chars, docs=args.docs,
+                       overrides=list(args.overrides))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.export_docs is not None:
+        texts = bench_documents(cfg)
+        args.export_docs.parent.mkdir(parents=True, exist_ok=True)
+        args.export_docs.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                                            for t in texts), encoding="utf-8")
+        print(f"{args.export_docs}: {len(texts)} documents")
+        return 0
+    result = run_bench(cfg, args.out)
+    print(table(result["summary"]))
+    print(f"results: {args.out}")
+    errors = [r for r in result["runs"] if "error" in r]
+    return 1 if errors else 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m ja_adapt.bench --worker SPEC --result OUT` (one run); anything else is the CLI."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        p = argparse.ArgumentParser(prog="ja_adapt.bench")
+        p.add_argument("--worker", type=Path, required=True)
+        p.add_argument("--result", type=Path, required=True)
+        a = p.parse_args(argv)
+        a.result.write_text(json.dumps(worker(json.loads(a.worker.read_text()))))
+        return 0
+    # Not through ja_adapt.cli, which imports every subcommand (evaluation needs more packages than
+    # a bare GPU machine has); the same parser and the same one-line error handling.
+    from ja_adapt.errors import EXIT_USER_ERROR
+    p = argparse.ArgumentParser(prog="ja-adapt bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"ja-adapt bench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

