@@ -156,7 +156,7 @@ def read_experiment(out: Path) -> Experiment:
 def label(run: Run, varied: set[str]) -> str:
     """A readable group name: the method plus the varied keys, e.g. `lora r=8 bf16`."""
     parts = [run.method]
-    for key in sorted(varied - {"method", "seed"}):
+    for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"}):   # settings a reader compares
         v = run.config.get(key)
         short = LABEL_KEYS.get(key, key)
         if key == "lora.rank" and run.method != "lora":

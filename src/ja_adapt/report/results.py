@@ -79,6 +79,14 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
             g.dynamics[r.seed] = an.curve_analysis(r.train, r.val, r.summary, cfg)
             g.quality[r.seed] = quality(r.eval)
         groups.append(g)
+    labels = [g.label for g in groups]
+    for g in groups:                         # differing only in unlabelled keys: name the experiment
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label} [{Path(g.runs[0].out).name}]"
+    labels = [g.label for g in groups]
+    for g in groups:                         # a swept key without a short label: the run's own name
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label} {g.runs[0].name.rsplit('__s', 1)[0]}"
     return sorted(groups, key=lambda g: g.label)
 
 
