@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from ja_adapt import __version__
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # peft and transformers warn each other about renamed APIs on every load: noise for a user
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # train --nproc re-launches with it
