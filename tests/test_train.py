@@ -15,7 +15,6 @@ import torch
 
 from ja_adapt import cli
 from ja_adapt.config import load_config
-from ja_adapt.models import load_model
 
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
         "optim.lr=3e-3", "train.eval_every=3", "train.eval_batches=2", "train.tensorboard=false",
