@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from ja_adapt import cli
-from ja_adapt.models import load_model
 
 # fp32, no dropout: LoRA dropout draws its masks per rank (seed + rank), so a 2-process run cannot
 # reproduce a 1-process run's masks; with dropout=0 the two runs compute the same function.
@@ -27,19 +26,9 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_tokenizer):
-    """A saved tiny Qwen2 checkpoint (+ tokenizer) and a Japanese JSONL corpus in two domains."""
-    root = tmp_path_factory.mktemp("dist")
-    model_dir = root / "tiny-model"
-    load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-    from ja_adapt.data.corpora import load_sources
-    docs, _ = load_sources(["hironsan-news", "chatterbot-ja"], max_chars_per_source=6000)
-    corpus = root / "ja.jsonl"
-    corpus.write_text("".join(json.dumps({"text": d.text, "domain": d.domain}, ensure_ascii=False) + "\n"
-                              for d in docs), encoding="utf-8")
-    os.environ["JA_ADAPT_CACHE"] = str(root / "cache")      # inherited by the launched processes
-    return root, model_dir, corpus
+def workdir(saved_tiny_model):
+    """conftest's saved tiny checkpoint and corpus; JA_ADAPT_CACHE is inherited by launched processes."""
+    return saved_tiny_model
 
 
 def train_argv(workdir, method: str, out: Path, *extra: str) -> list[str]:
