@@ -222,12 +222,12 @@ def _engine_worker(spec: dict) -> dict:
     """train.train's step (grad_accum 1), timed. Returns the run's numbers and its losses."""
     import torch
 
-    from ja_adapt import telemetry, train
+    from ja_adapt import distributed, telemetry, train
     from ja_adapt.config import from_dict
     from ja_adapt.data.documents import Document
     from ja_adapt.data.packing import PackedBatches
     from ja_adapt.data.tokens import build_token_store
-    from ja_adapt.loss import IGNORE, token_nll
+    from ja_adapt.loss import token_nll
     from ja_adapt.methods import count_parameters
     from ja_adapt.models import load_tokenizer, resolve_device
     cfg = from_dict(spec["engine"])
@@ -242,31 +242,17 @@ def _engine_worker(spec: dict) -> dict:
     torch.manual_seed(cfg.seed)
     memory = telemetry.MemoryMeter(device)
     trainable, _ = count_parameters(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
     emulate = spec["side"] == "ja-adapt+emu" and cfg.precision == "bf16"
-    precision = emulated_bf16 if emulate else (lambda: train.autocast(cfg, device))
+    engine = distributed.wrap_model(model, cfg, device, token_nll)   # what train.train steps
     model.train()
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
     ends, real, slots, losses = [time.perf_counter()], [], [], []
-    for step in range(n_steps):                       # the body of train.train's loop
+    for step in range(n_steps):                       # train.train's step itself
         batch = data.get(step)
-        n_targets = int((batch["targets"] != IGNORE).sum())
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        batch = train.to_device(batch, device)
-        with precision():
-            nll = token_nll(model, batch, cfg.train.loss_chunk_size)
-        loss = nll.sum() / n_targets
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        loss_value = loss.detach().item()             # train.train's one host sync per step
-        if np.isfinite(loss_value):
-            scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        loss_value, grad_norm, _, _ = train.train_step(engine, model, optimizer, scheduler, scaler, [batch],
+                                                       cfg, device, emulated_bf16 if emulate else None)
         telemetry.sync(device)
         memory.current_bytes()
         losses.append(loss_value)

@@ -149,6 +149,41 @@ def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, devic
 
 # ---- the loop ----------------------------------------------------------------------------------
 
+def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], cfg: ExperimentConfig,
+               device: torch.device, precision=None) -> tuple[float, torch.Tensor, int, float]:
+    """One optimizer step over the micro-batches of a global batch (the step LoRA and full share).
+
+    Token-weighted gradient accumulation (each micro-batch's NLL sum over the global target count),
+    clipping, a (loss-scaled) AdamW step that is skipped when the loss is not finite, the schedule.
+    `precision` replaces the autocast context (the benchmark's emulated bf16).
+    Returns (loss, grad norm tensor, target tokens, the learning rate used).
+    """
+    world = distributed.world()
+    precision = precision or (lambda: autocast(cfg, device))
+    n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's
+    loss_sum = torch.zeros((), device=device)
+    for i, batch in enumerate(micro):
+        batch = to_device(distributed.shard_rows(batch), device)
+        with precision():
+            nll = engine(**batch)
+        loss = nll.sum() / n_targets                        # this rank's share of the global mean
+        with distributed.grad_sync(engine, i == len(micro) - 1):
+            scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks
+        loss_sum += loss.detach()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        [p for p in model.parameters() if p.requires_grad],
+        cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+    loss_value = distributed.all_reduce(loss_sum).item()   # one host sync per step: the finite check
+    if math.isfinite(loss_value):
+        scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    return loss_value, grad_norm, n_targets, lr
+
+
 def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> dict:
     """Train `cfg` into the run directory `out`; returns the summary (also in summary.json)."""
     out = Path(out)
@@ -188,33 +223,12 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     while state.step < cfg.train.max_steps:
         t0 = time.perf_counter()
         micro = [batches.get(state.batch_index + i) for i in range(cfg.train.grad_accum)]
-        n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's
-        loss_sum = torch.zeros((), device=device)
-        for i, batch in enumerate(micro):                   # token-weighted gradient accumulation
-            batch = to_device(distributed.shard_rows(batch), device)
-            with autocast(cfg, device):
-                nll = engine(**batch)
-            loss = nll.sum() / n_targets                    # this rank's share of the global mean
-            with distributed.grad_sync(engine, i == len(micro) - 1):
-                scaler.scale(loss * world).backward()       # x world: DDP / FSDP average over ranks
-            loss_sum += loss.detach()
         state.batch_index += cfg.train.grad_accum
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad],
-            cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-        loss_value = distributed.all_reduce(loss_sum).item()  # one host sync per step: finite check
+        loss_value, grad_norm, n_targets, lr = train_step(engine, model, optimizer, scheduler, scaler,
+                                                          micro, cfg, device)
         finite = math.isfinite(loss_value)
-        if finite:
-            scaler.step(optimizer)
-            state.nonfinite_in_row = 0
-        else:
-            state.nonfinite_total += 1
-            state.nonfinite_in_row += 1
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
+        state.nonfinite_in_row = 0 if finite else state.nonfinite_in_row + 1
+        state.nonfinite_total += 0 if finite else 1
         telemetry.sync(device)
         dt = time.perf_counter() - t0
         state.step += 1
