@@ -147,6 +147,6 @@ def test_out_must_be_a_demo_directory(tmp_path):
 
 def test_cli_registers_demo():
     from ja_adapt.cli import build_parser
-    args = build_parser().parse_args(["demo", "--quick", "--out", "x"])
+    args = build_parser("demo").parse_args(["demo", "--quick", "--out", "x"])
     assert args._module is demo and args.quick and args.out == Path("x")
-    assert build_parser().parse_args(["demo"]).out == demo.DEFAULT_OUT
+    assert build_parser("demo").parse_args(["demo"]).out == demo.DEFAULT_OUT

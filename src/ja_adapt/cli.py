@@ -86,34 +86,31 @@ def run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported (start-up stays fast: the
+    evaluation, report and benchmark modules pull in MeCab, matplotlib and TRL)."""
     parser = argparse.ArgumentParser(
         prog="ja-adapt", description="Adapt a causal LM to Japanese with LoRA and full fine-tuning, "
         "side by side, and write up the comparison.")
     parser.add_argument("--version", action="version", version=f"ja-adapt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:                 # a subcommand whose module is not built yet
-                continue
-            raise
-        if not hasattr(mod, "add_arguments"):
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_module=mod)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     # peft and transformers warn each other about renamed APIs on every load: noise for a user
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((a for a in argv if a in SUBCOMMANDS), None))
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)   # train --nproc re-launches with it
+    args.argv = argv                                            # train --nproc re-launches with it
     try:
         return args._module.run(args)
     except UserError as e:
