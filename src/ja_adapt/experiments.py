@@ -14,7 +14,6 @@ Re-running the same command skips finished runs and evaluations and resumes a ki
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 from pathlib import Path
@@ -91,22 +90,13 @@ def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seed
     path.write_text(json.dumps(manifest, indent=1))
 
 
-def eval_documents(cfg: ExperimentConfig, tokenizer=None):
-    """The evaluation set of an experiment: the test split of every training domain plus the
-    eval-only corpora (other domains, English and Chinese for forgetting)."""
-    from ja_adapt.data.pipeline import read_eval_documents
-    return read_eval_documents(cfg)
-
-
 def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained_domains,
                   base_results=None, light: bool = False) -> dict:
     """Evaluate once and cache the result at `path` (skipped when it exists)."""
     from ja_adapt.evaluate.run import evaluate_model, write_eval
     if path.is_file():
         return json.loads(path.read_text())
-    eval_cfg = copy.deepcopy(cfg.eval)
-    if light:                                   # checkpoints: likelihood only, for the curves
-        eval_cfg = eval_cfg.light() if hasattr(eval_cfg, "light") else eval_cfg
+    eval_cfg = cfg.eval.light() if light else cfg.eval   # checkpoints: likelihood only, for the curves
     results = evaluate_model(model, tokenizer, docs, eval_cfg, trained_domains=trained_domains,
                              base_results=base_results)
     write_eval(path, results)
@@ -120,8 +110,9 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     from ja_adapt.train import train
     runs = plan_runs(cfg, grid, seeds)
     write_manifest(out, kind, cfg, grid, seeds, runs)
-    docs = eval_documents(cfg)
-    trained = sorted({d.domain for d in docs if d.lang == "ja"} & _trained_domains(cfg))
+    from ja_adapt.data.pipeline import eval_set
+    docs, train_domains = eval_set(cfg)
+    trained = sorted({d.domain for d in docs if d.lang == "ja"} & set(train_domains))
     base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
     for r in runs:
         run_dir = out / r["dir"]
@@ -182,11 +173,6 @@ def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
 
 def checkpoint_weights(ckpt: Path) -> str:
     return "adapter" if (ckpt / "adapter").is_dir() else "model"
-
-
-def _trained_domains(cfg: ExperimentConfig) -> set[str]:
-    from ja_adapt.data.pipeline import training_domains
-    return set(training_domains(cfg))
 
 
 def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig) -> None:

@@ -68,15 +68,12 @@ def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
     return docs, split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
 
 
-def training_domains(cfg) -> list[str]:
-    return sorted({d.domain for d in training_splits(cfg)[1]["train"]})
-
-
-def read_eval_documents(cfg) -> list[Document]:
-    """The evaluation set: the test split of the training corpora plus the eval-only corpora."""
+def eval_set(cfg) -> tuple[list[Document], list[str]]:
+    """(the evaluation documents, the trained domains), reading the corpora once: the test split of
+    the training corpora plus the eval-only corpora, and the domains of the train split."""
     _, splits = training_splits(cfg)
     extra = read_specs(cfg.data.eval_paths) if cfg.data.eval_paths else []
-    return splits["test"] + extra
+    return splits["test"] + extra, sorted({d.domain for d in splits["train"]})
 
 
 def prepare_data(cfg, tokenizer) -> ExperimentData:

@@ -335,11 +335,12 @@ def run(args: argparse.Namespace) -> int:
     cfg, trained = EvalConfig(), list(args.trained_domain)
     if args.run_dir:
         from ja_adapt.artifacts import load_run
-        from ja_adapt.data.pipeline import read_eval_documents, training_domains
+        from ja_adapt.data.pipeline import eval_set
         model, tokenizer, run_cfg = load_run(args.run_dir, device)
         cfg = dataclasses.replace(run_cfg.eval) if isinstance(run_cfg.eval, EvalConfig) else cfg
-        trained = trained or training_domains(run_cfg)
-        docs = None if args.data else read_eval_documents(run_cfg)
+        run_docs, run_trained = eval_set(run_cfg)
+        trained = trained or run_trained
+        docs = None if args.data else run_docs
     else:
         if not args.data:
             raise UserError("--data: required with --model (the corpus to evaluate)")
