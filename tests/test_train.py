@@ -102,14 +102,15 @@ def test_resume_after_sigkill_equals_uninterrupted_run(workdir, tmp_path):
 
 def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp_path, monkeypatch):
     import ja_adapt.train as train_mod
-    real = train_mod.token_nll
+    import ja_adapt.distributed as distributed_mod
+    real = distributed_mod.training_loss
     calls = {"n": 0}
 
-    def poisoned(model, batch, chunk_size=0):
+    def poisoned(model, batch, scale, chunk_size=0):
         calls["n"] += 1
-        nll = real(model, batch, chunk_size)
-        return nll * float("nan") if calls["n"] > 4 and model.training else nll
-    monkeypatch.setattr(train_mod, "token_nll", poisoned)
+        loss, nll = real(model, batch, scale, chunk_size)
+        return (loss * float("nan"), nll) if calls["n"] > 4 and model.training else (loss, nll)
+    monkeypatch.setattr(distributed_mod, "training_loss", poisoned)
     cfg = cfg_for(workdir, "lora", 20, "train.save_every=2", "train.max_nonfinite=3",
                   "train.eval_every=0")
     with pytest.raises(train_mod.TrainingStopped, match="3 non-finite losses in a row"):

@@ -227,7 +227,6 @@ def _engine_worker(spec: dict) -> dict:
     from ja_adapt.data.documents import Document
     from ja_adapt.data.packing import PackedBatches
     from ja_adapt.data.tokens import build_token_store
-    from ja_adapt.loss import token_nll
     from ja_adapt.methods import count_parameters
     from ja_adapt.models import load_tokenizer, resolve_device
     cfg = from_dict(spec["engine"])
@@ -243,7 +242,7 @@ def _engine_worker(spec: dict) -> dict:
     memory = telemetry.MemoryMeter(device)
     trainable, _ = count_parameters(model)
     emulate = spec["side"] == "ja-adapt+emu" and cfg.precision == "bf16"
-    engine = distributed.wrap_model(model, cfg, device, token_nll)   # what train.train steps
+    engine = distributed.wrap_model(model, cfg, device)   # what train.train steps
     model.train()
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
     ends, real, slots, losses = [time.perf_counter()], [], [], []

@@ -26,13 +26,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ja_adapt.errors import UserError
+from ja_adapt.loss import training_loss
 
 # ---- the process group ---------------------------------------------------------------------------
 
@@ -139,20 +139,22 @@ def shard_rows(batch: dict[str, torch.Tensor], r: int | None = None, n: int | No
 class LossForward(nn.Module):
     """The training forward as one module call, so DDP / FSDP hooks see the whole computation.
 
-    token_nll reaches into the decoder and lm_head weight instead of calling the model's forward;
-    wrapping it in a module's forward puts the DDP reducer set-up and FSDP's root all-gather of
-    the embedding / lm_head around it. In: a batch's three [B, T] int64 tensors; out: [B, T] NLL.
+    loss.training_loss reaches into the decoder and lm_head weight instead of calling the model's
+    forward; wrapping it in a module's forward puts the DDP reducer set-up and FSDP's root
+    all-gather of the embedding / lm_head around it. In: a batch's three [B, T] int64 tensors and
+    the loss scale; out: (scale * summed NLL, the [B, T] NLL detached).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, chunk_size: int):
+    def __init__(self, model: nn.Module, chunk_size: int):
         super().__init__()
-        self.model, self.loss_fn, self.chunk_size = model, loss_fn, chunk_size
+        self.model, self.chunk_size = model, chunk_size
 
-    def forward(self, input_ids, position_ids, targets) -> torch.Tensor:
+    def forward(self, input_ids, position_ids, targets, scale: float = 1.0):
         batch = {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
-        # token_nll returns a view; FSDP2 warns on view outputs (in-place ops would skip its
-        # backward hook), so hand out a copy of the small [B, T] tensor (values unchanged).
-        return self.loss_fn(self.model, batch, self.chunk_size).clone()
+        loss, nll = training_loss(self.model, batch, scale, self.chunk_size)
+        # nll is a view; FSDP2 warns on view outputs (in-place ops would skip its backward hook),
+        # so hand out a copy of the small [B, T] tensor (values unchanged).
+        return loss, nll.clone()
 
 
 def resolve_strategy(cfg) -> str:
@@ -174,13 +176,13 @@ def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def wrap_model(model: nn.Module, cfg, device: torch.device, loss_fn: Callable) -> nn.Module:
+def wrap_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
     """`model` (on `device`) behind a LossForward: as it is (one process), DDP or FSDP2.
 
     FSDP2 replaces the parameters of `model` in place by sharded DTensors, so build the optimizer
     from `model.parameters()` after this call. Returns the module the loop calls with a batch.
     """
-    engine = LossForward(model, loss_fn, cfg.train.loss_chunk_size)
+    engine = LossForward(model, cfg.train.loss_chunk_size)
     strategy = resolve_strategy(cfg)
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP

@@ -7,17 +7,24 @@ A batch is a dict of three [B, T] int64 tensors:
   targets       the token to predict at each position (input_ids shifted left inside a document),
                 IGNORE where there is none: a document's last token, the end of a row, padding
 
-Chunked cross-entropy: the logits of a row chunk are computed, turned into fp32 NLL and dropped;
-under autograd each chunk is checkpointed so the full [B*T, vocab] fp32 logits never exist at once
-(151,936 columns for Qwen2.5). Written by hand because neither transformers nor torch provides a
-checkpointed chunked CE for an arbitrary HF decoder.
+The NLL of a target is the fp32 cross-entropy of its next-token logits, computed in `_head_chunk`
+and nowhere else. Two entry points:
+  token_nll      per-token NLL [B, T] (evaluation, validation; differentiable by plain autograd)
+  training_loss  scale * sum of the targets' NLL, the scalar the training step backpropagates,
+                 through the fused lm_head + cross-entropy below (and the per-token NLL, detached)
+
+Fused lm_head + cross-entropy (training): for a summed loss, d loss / d logits = scale *
+(softmax - onehot) is known in the forward pass, so each row chunk's logits are made, turned into
+the gradients of the hidden states and of the lm_head weight, and dropped. The [B*T, vocab] fp32
+logits (151,936 columns for Qwen2.5) never exist whole and backward runs no softmax and no GEMM of
+its own (checkpointed chunks would recompute the logits). Measured in docs/bench.md. Written by
+hand because neither transformers nor torch ships a fused linear cross-entropy for CPU and CUDA.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 IGNORE = -100
 
@@ -28,49 +35,99 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return base.model, base.get_output_embeddings()
 
 
-def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-               targets: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(hidden, weight, bias).float()
-    return F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="none")
+def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+    """The final hidden states [B*T, d], the flat targets [B*T], the lm_head, and (B, T)."""
+    body, head = _decoder_and_head(model)
+    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                  use_cache=False).last_hidden_state
+    b, t, d = hidden.shape
+    return hidden.reshape(b * t, d), batch["targets"].reshape(b * t), head, (b, t)
 
 
-def _chunk_nll_argmax(hidden, weight, bias, targets) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = F.linear(hidden, weight, bias).float()
-    return (F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="none"),
-            logits.argmax(-1))
+def _head_chunk(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 log-probabilities [rows, vocab], NLL [rows], 0 at IGNORE): the loss's one definition
+    (F.cross_entropy's own two steps, kept apart so the fused loss can reuse the log-probs)."""
+    log_probs = F.log_softmax(F.linear(hidden, weight, bias).float(), dim=-1)
+    return log_probs, F.nll_loss(log_probs, targets, ignore_index=IGNORE, reduction="none")
 
 
 def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0,
               return_argmax: bool = False):
     """NLL in nats of each target, [B, T] fp32; 0 where targets == IGNORE.
 
-    chunk_size: rows of the flattened [B*T, hidden] states per logits chunk; 0 computes all at once.
+    chunk_size: rows of the flattened [B*T, hidden] states per logits chunk; 0 computes all at once
+    (chunks save memory without autograd; with autograd every chunk's logits are kept).
     return_argmax: also return the [B, T] greedy next-token ids (evaluation; no autograd).
     """
-    body, head = _decoder_and_head(model)
-    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                  use_cache=False).last_hidden_state
-    b, t, d = hidden.shape
-    flat_h, flat_y = hidden.reshape(b * t, d), batch["targets"].reshape(b * t)
+    flat_h, flat_y, head, (b, t) = _hidden(model, batch)
     step = b * t if chunk_size <= 0 else chunk_size
     nlls, argmaxes = [], []
     for start in range(0, b * t, step):
-        h, y = flat_h[start:start + step], flat_y[start:start + step]
-        if return_argmax:
-            nll, am = _chunk_nll_argmax(h, head.weight, head.bias, y)
-            argmaxes.append(am)
-        elif step < b * t and torch.is_grad_enabled() and h.requires_grad:
-            nll = checkpoint(_chunk_nll, h, head.weight, head.bias, y, use_reentrant=False)
-        else:
-            nll = _chunk_nll(h, head.weight, head.bias, y)
+        log_probs, nll = _head_chunk(flat_h[start:start + step], head.weight, head.bias,
+                                     flat_y[start:start + step])
         nlls.append(nll)
+        if return_argmax:
+            argmaxes.append(log_probs.argmax(-1))
     nll = torch.cat(nlls).view(b, t)
     return (nll, torch.cat(argmaxes).view(b, t)) if return_argmax else nll
 
 
-def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean NLL over real targets, number of real targets) — the training loss."""
-    nll = token_nll(model, batch, chunk_size)
-    n = (batch["targets"] != IGNORE).sum()
-    return nll.sum() / n.clamp(min=1), n
+class _FusedHeadLoss(torch.autograd.Function):
+    """scale * sum(NLL) with its gradients made in the forward pass, row chunk by row chunk.
+
+    The gradient GEMMs take (softmax - onehot), whose entries lie in [-1, 1], and `scale` is applied
+    in fp32 afterwards, so bf16 / fp16 inputs do not underflow. They go through F.linear like the
+    logits, so autocast (and precision.emulated_bf16) treat them as they treat a Linear's backward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, scale: float, chunk_size: int, grad_enabled: bool):
+        rows = hidden.shape[0]
+        step = rows if chunk_size <= 0 else chunk_size
+        # needs_input_grad ignores torch.no_grad(), hence the caller's grad mode
+        want_h, want_w, want_b = (grad_enabled and w for w in ctx.needs_input_grad[:3])
+        nll = torch.empty(rows, dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        for start in range(0, rows, step):
+            h, y = hidden[start:start + step], targets[start:start + step]
+            log_probs, nll[start:start + step] = _head_chunk(h, weight, bias, y)
+            if not (want_h or want_w or want_b):
+                continue
+            real = (y != IGNORE).unsqueeze(1)
+            # softmax - onehot, in place in the log-probs (rows without a target get 0)
+            dlogits = log_probs.exp_().mul_(real)
+            dlogits.scatter_add_(1, y.clamp(min=0).unsqueeze(1), -real.to(dlogits.dtype))
+            if want_h:
+                grad_h[start:start + step] = F.linear(dlogits, weight.t()).float()
+            if want_w:
+                grad_w += F.linear(dlogits.t(), h.t()).float()
+            if want_b:
+                grad_b += dlogits.sum(0)
+        ctx.scale = scale
+        ctx.dtypes = hidden.dtype, weight.dtype, None if bias is None else bias.dtype
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.mark_non_differentiable(nll)
+        return nll.sum() * scale, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_nll):
+        factor = grad_loss.float() * ctx.scale
+        grads = [None if g is None else (g * factor).to(dtype)
+                 for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
+        return (*grads, None, None, None, None)
+
+
+def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], scale: float,
+                  chunk_size: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale * the sum of the targets' NLL, a differentiable scalar; the [B, T] NLL, detached).
+
+    scale: 1 / (the global batch's target count) gives the token-weighted mean of the step.
+    chunk_size: rows per logits chunk; 0 = all rows at once.
+    """
+    flat_h, flat_y, head, (b, t) = _hidden(model, batch)
+    loss, nll = _FusedHeadLoss.apply(flat_h, head.weight, head.bias, flat_y, float(scale), chunk_size,
+                                     torch.is_grad_enabled())
+    return loss, nll.view(b, t)

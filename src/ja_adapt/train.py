@@ -90,7 +90,12 @@ def build_model(cfg: ExperimentConfig, tokenizer, device: torch.device) -> torch
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = apply_method(model, cfg).to(device)
-    return torch.compile(model) if cfg.train.compile else model
+    if cfg.train.compile:
+        # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
+        # in place: parameter names and saved weights stay as they are.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.model.compile()
+    return model
 
 
 def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device):
@@ -136,7 +141,7 @@ def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, devic
     for i in range(n):
         batch = to_device(distributed.shard_rows(batches.get(i)), device)
         with autocast(cfg, device):
-            nll = (model(**batch) if isinstance(model, distributed.LossForward)
+            nll = (model(**batch)[1] if isinstance(model, distributed.LossForward)
                    else token_nll(model, batch, cfg.train.loss_chunk_size))
         total += nll.sum().item()
         count += int((batch["targets"] != IGNORE).sum())
@@ -164,9 +169,8 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], c
     loss_sum = torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
-        with precision():
-            nll = engine(**batch)
-        loss = nll.sum() / n_targets                        # this rank's share of the global mean
+        with precision():                                   # this rank's share of the global mean
+            loss, _ = engine(**batch, scale=1.0 / n_targets)
         with distributed.grad_sync(engine, i == len(micro) - 1):
             scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks
         loss_sum += loss.detach()
@@ -200,7 +204,7 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     batches = distributed.global_batches(data.train)        # B*world rows; rank r trains on its B
     val_batches = distributed.global_batches(data.val) if data.val is not None else None
     model = build_model(cfg, tokenizer, device)
-    engine = distributed.wrap_model(model, cfg, device, token_nll)   # batch -> [B, T] NLL
+    engine = distributed.wrap_model(model, cfg, device)   # batch -> (loss, [B, T] NLL)
     sharded = distributed.is_sharded(engine)
     if main:
         out.mkdir(parents=True, exist_ok=True)              # inputs are good: now write
