@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from ja_adapt import plan
 from ja_adapt.errors import UserError
-from ja_adapt.loss import token_nll
+from ja_adapt.loss import training_loss
 from ja_adapt.methods import peft_lora_config
 from ja_adapt.models import load_model, preset_config
 
@@ -86,8 +86,8 @@ def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        nll = token_nll(model, _batch())
-    nll.mean().backward()
+        loss, _ = training_loss(model, _batch(), 1.0 / (B * T))
+    loss.backward()
     opt.step()
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
     real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
@@ -112,7 +112,7 @@ CASES = [  # method, precision, checkpointing, loss chunk, targets, dropout, pac
 
 @pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
 def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
-    """Every tensor autograd saves in the engine's real forward (loss.token_nll), counted once per
+    """Every tensor autograd saves in the engine's real forward (loss.training_loss), counted once per
     storage and without the parameters, plus what checkpointing keeps alive (rotary cos/sin, mask)."""
     model = _model(method, targets, dropout, ckpt)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -139,7 +139,7 @@ def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, target
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            token_nll(model, _batch(packed), chunk)
+            training_loss(model, _batch(packed), 1.0, chunk)
     predicted = _predict(method, precision, targets=targets, activation_checkpointing=ckpt,
                          loss_chunk_size=chunk, lora_dropout=dropout, packed=packed)
     assert predicted["saved_for_backward_bytes"] == pytest.approx(sum(seen.values()), rel=0.10)

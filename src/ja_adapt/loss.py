@@ -115,7 +115,8 @@ class _FusedHeadLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, _grad_nll):
         factor = grad_loss.float() * ctx.scale
-        grads = [None if g is None else (g * factor).to(dtype)
+        # in place: the buffers are ours, and an fp32 one then becomes the .grad without a copy
+        grads = [None if g is None else g.mul_(factor).to(dtype)
                  for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
         return (*grads, None, None, None, None)
 

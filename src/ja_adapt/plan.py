@@ -224,27 +224,26 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     tokens, d, v = batch * seq, arch.hidden, arch.vocab
     first, first_copies = _layer(arch, s, first=True)
     rest, rest_copies = _layer(arch, s, first=False)
-    chunked = 0 < loss_chunk_size < tokens
+    chunk = loss_chunk_size if 0 < loss_chunk_size < tokens else tokens
     # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
-    # trains); the final norm; the targets (kept by the loss); the lm_head input when it is saved.
-    shared = 2 * F32 * arch.head_dim + (8 if full else 0) + 8 + F32 * (d + 1) + (F32 * d if full else 0)
-    if chunked:
-        shared += F32 * d  # the checkpointed chunk keeps the final hidden states
-    elif full:
-        shared += s.act * d  # lm_head keeps its input (under autocast: its 2-byte copy)
+    # trains); the final norm; the hidden states' gradient the fused loss made in the forward
+    # (loss.training_loss keeps neither the lm_head input nor the targets).
+    shared = 2 * F32 * arch.head_dim + (8 if full else 0) + F32 * (d + 1) + (F32 * d if full else 0)
+    shared += F32 * d
+    head_grad = F32 * v * d if full else 0  # the lm_head weight's gradient, made in the forward
     head_copy = 2 * d * v if autocast and (full or s.copy_frozen) else 0
     if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
         stored = arch.layers * F32 * d + shared + (1 if packed else 0) * seq
         recompute = tokens * rest + rest_copies  # one layer re-run during backward
-        copies_stored = 0.0 if chunked else head_copy
+        copies_stored = 0.0
     else:
         stored = first + (arch.layers - 1) * rest + shared
         recompute = 0.0
-        copies_stored = first_copies + (arch.layers - 1) * rest_copies + (0.0 if chunked else head_copy)
-    logits_saved = 0.0 if chunked else tokens * v * F32  # fp32 log-probs saved by cross-entropy
-    # Loss working set at the start of backward: fp32 log-probs, their gradient, the logits' gradient
-    # (plain: all rows); chunked: one chunk re-run (its logits too) and its lm_head weight copy.
-    logits = tokens * v * 3 * F32 if not chunked else loss_chunk_size * v * 4 * F32 + head_copy
+        copies_stored = first_copies + (arch.layers - 1) * rest_copies
+    # Loss working set: one chunk's fp32 logits and log-probabilities (the latter become
+    # softmax - onehot in place), the lm_head weight's gradient and, under autocast, its 2-byte
+    # copy (not saved for backward: the fused loss keeps only gradients).
+    logits = chunk * v * 2 * F32 + head_grad + head_copy
     base_bytes = 2 if base_dtype == "bf16" else F32
     trainable = counts["trainable"]
     adapted_per_layer = sum(1 for n, _, _ in arch.linears if n in s.adapted)
@@ -260,7 +259,7 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     peak = sum(parts.values())
     parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
     return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
-            "saved_for_backward_bytes": tokens * stored + copies_stored + logits_saved,
+            "saved_for_backward_bytes": tokens * stored + copies_stored + head_grad,
             "params": counts,
             "setup": dict(method=method, rank=None if full else rank, targets=None if full else targets,
                           precision=precision, batch=batch, seq=seq, packed=packed,
