@@ -143,6 +143,7 @@ def test_existing_out_is_refused_without_resume(workdir, tmp_path, capsys):
     (["--method", "lorra"], "did you mean 'lora'"),
     (["optim.warmup_steps=50"], "optim.warmup_steps"),
     (["precision=fp8"], "precision"),
+    (["train.emulate_bf16=yes"], "train.emulate_bf16"),
 ])
 def test_bad_config_is_one_line_exit_2(workdir, tmp_path, capsys, argv_extra, expected):
     _, model_dir, corpus = workdir

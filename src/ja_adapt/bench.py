@@ -2,21 +2,21 @@
 
 Every run is its own process (`python -m ja_adapt.bench --worker SPEC --result OUT`), so peak RSS
 and CUDA peaks are per run and no side inherits another's caches. Sides:
-  ja-adapt     the engine: train.build_model / build_optimizer / autocast / loss.token_nll over
-               PackedBatches, the step of train.train (see `_engine_worker`)
-  ja-adapt+emu the same step under `emulated_bf16` instead of torch.autocast (a proposed change to
-               train.autocast for CPUs without bf16 matrix instructions; see emulated_bf16)
+  ja-adapt     the engine: train.build_model / build_optimizer / wrap_model and train.train_step
+               (the fused loss of loss.training_loss, precision.autocast) over PackedBatches
   trl-default  TRL SFTTrainer with its defaults (no packing, pad to the longest row, gradient
                checkpointing on, fused AdamW): what most users run
   trl-best     SFTTrainer with its best documented throughput settings: packing="bfd" with
                padding-free batches, gradient checkpointing as the engine has it
 All sides share the model (preset, seeded random weights), the documents and tokenizer, batch, seq,
 precision, LoRA config and AdamW hyper-parameters (lr, betas, eps, weight decay, clip, warmup).
+Engine settings go in as `key=value` (train.compile=true, train.loss_chunk_size=512,
+train.emulate_bf16=off ...).
 
-The engine replicates train.train's step rather than calling train.train, because train.train
-builds the model with the tokenizer's vocabulary (the bench keeps the preset's, 151,936 for Qwen2.5)
-and always re-reads the corpus and saves a checkpoint; the step itself is the same calls in the
-same order (tests/test_bench.py checks its losses against train.train's).
+The engine calls train.train_step itself rather than train.train, because train.train builds the
+model with the tokenizer's vocabulary (the bench keeps the preset's, 151,936 for Qwen2.5) and
+always re-reads the corpus and saves a checkpoint (tests/test_bench.py checks its losses against
+train.train's).
 
 Timing: a step is the interval between the ends of consecutive optimizer steps (data fetch, forward,
 backward, clip, AdamW, bookkeeping; CUDA synchronised); the first `warmup` steps are dropped.
@@ -38,14 +38,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from ja_adapt.errors import UserError
 
-SIDES = ("ja-adapt", "ja-adapt+emu", "trl-default", "trl-best")
-ENGINES = ("ja-adapt", "ja-adapt+emu")
+SIDES = ("ja-adapt", "trl-default", "trl-best")
+ENGINES = ("ja-adapt",)
 CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
 
 
@@ -164,26 +161,6 @@ def _peak_rss_bytes() -> int:
     return _ru_maxrss_bytes()
 
 
-class emulated_bf16(TorchFunctionMode):
-    """bf16 autocast, emulated for CPUs without bf16 matrix kernels (AVX2-only x86: ATen's bf16
-    GEMM there is a slow generic loop, 10-60x slower than fp32 — measured in docs/bench.md).
-
-    F.linear and scaled_dot_product_attention (the matmuls of an SDPA decoder and its lm_head)
-    round their floating inputs to bf16, compute in fp32 and return bf16, as autocast does: bf16
-    products are exact in fp32, so only the accumulation order differs from a bf16 GEMM with fp32
-    accumulation. Gradients pass through the same bf16 roundings (the casts' backward). Other ops
-    see bf16 activations, as under autocast. Written by hand: torch has no such mode.
-    """
-    OPS = frozenset({F.linear, F.scaled_dot_product_attention})
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func not in self.OPS:
-            return func(*args, **kwargs)
-        r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
-        return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
-
-
 class _Vocab:
     """Stands in for the tokenizer in train.build_model, which needs only len(): the model keeps the
     preset's vocabulary (the tokenizer's ids are a subset)."""
@@ -222,7 +199,7 @@ def _engine_worker(spec: dict) -> dict:
     """train.train's step (grad_accum 1), timed. Returns the run's numbers and its losses."""
     import torch
 
-    from ja_adapt import distributed, telemetry, train
+    from ja_adapt import distributed, precision, telemetry, train
     from ja_adapt.config import from_dict
     from ja_adapt.data.documents import Document
     from ja_adapt.data.packing import PackedBatches
@@ -241,7 +218,6 @@ def _engine_worker(spec: dict) -> dict:
     torch.manual_seed(cfg.seed)
     memory = telemetry.MemoryMeter(device)
     trainable, _ = count_parameters(model)
-    emulate = spec["side"] == "ja-adapt+emu" and cfg.precision == "bf16"
     engine = distributed.wrap_model(model, cfg, device)   # what train.train steps
     model.train()
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
@@ -251,14 +227,15 @@ def _engine_worker(spec: dict) -> dict:
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
         loss_value, grad_norm, _, _ = train.train_step(engine, model, optimizer, scheduler, scaler, [batch],
-                                                       cfg, device, emulated_bf16 if emulate else None)
+                                                       cfg, device)
         telemetry.sync(device)
         memory.current_bytes()
         losses.append(loss_value)
         float(grad_norm)                              # train.train logs it every step (log_every=1)
         ends.append(time.perf_counter())
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    extra = {"losses": losses, "bf16_emulated": emulate}
+    extra = {"losses": losses,
+             "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
     from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
     plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
                        precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,

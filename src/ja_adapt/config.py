@@ -80,7 +80,8 @@ class TrainConfig:
     log_every: int = 1                  # steps between metrics.jsonl records
     loss_chunk_size: int = 0            # rows per chunked-cross-entropy chunk; 0 = plain cross-entropy
     activation_checkpointing: bool = False  # recompute layer activations in backward to save memory
-    compile: bool = False               # torch.compile the model
+    compile: bool = False               # torch.compile the decoder (minutes of compiling on CPU)
+    emulate_bf16: str = "auto"          # bf16 on a CPU without bf16 GEMM: auto, on, off (precision.py)
     strategy: str = "auto"              # multi-process: auto (= ddp), ddp or fsdp (docs/scaling.md)
     tensorboard: bool = True            # also write TensorBoard event files
     progress: bool = True               # progress bar on a terminal
@@ -273,6 +274,8 @@ def validate(cfg: ExperimentConfig) -> None:
                 "early_stopping_patience", "loss_chunk_size"):
         if getattr(cfg.train, key) < 0:
             raise bad(f"train.{key}", f"must be ≥ 0, got {getattr(cfg.train, key)}")
+    if cfg.train.emulate_bf16 not in ("auto", "on", "off"):
+        raise bad("train.emulate_bf16", f"is '{cfg.train.emulate_bf16}'; use auto, on or off")
     if cfg.train.strategy not in ("auto", "ddp", "fsdp"):
         raise bad("train.strategy", f"is '{cfg.train.strategy}'; use auto, ddp or fsdp")
     if cfg.train.strategy == "fsdp" and cfg.precision == "fp16":

@@ -40,9 +40,9 @@ JA_CROSS_SOURCES = ["chatterbot-ja", "jupyterlab-ja", "debian-man-ja", "debian-m
 EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out documents (forgetting)
 
 # The demo's experiment settings: configs/demo.yaml holds the same keys (a test keeps them equal),
-# with data paths relative to the default --out and the model named `demo-base`. fp32: CPUs without
-# bf16/fp16 instructions (AVX2 only) emulate autocast at ~15x the fp32 step time; the precision
-# sweep measures exactly that.
+# with data paths relative to the default --out and the model named `demo-base`. fp32: on CPUs
+# without bf16/fp16 instructions (AVX2 only) fp16 autocast takes ~15x the fp32 step time and bf16
+# is emulated on fp32 kernels (precision.py); the precision sweep measures both.
 DEMO_SETTINGS: dict = {
     "method": "lora", "precision": "fp32", "seed": 0,
     "lora.rank": 16, "lora.alpha": 32.0, "lora.dropout": 0.1, "lora.targets": "qv",

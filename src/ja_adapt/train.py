@@ -16,7 +16,6 @@ writes the run directory (`if main:` below), except DCP checkpoint shards. docs/
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import platform
@@ -30,7 +29,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from ja_adapt import checkpoint, distributed, telemetry
+from ja_adapt import checkpoint, distributed, precision, telemetry
 from ja_adapt.config import (
     ExperimentConfig,
     config_hash,
@@ -118,10 +117,7 @@ def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch
 
 
 def autocast(cfg: ExperimentConfig, device: torch.device):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return precision.autocast(cfg.precision, device, cfg.train.emulate_bf16)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -155,21 +151,19 @@ def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, devic
 # ---- the loop ----------------------------------------------------------------------------------
 
 def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], cfg: ExperimentConfig,
-               device: torch.device, precision=None) -> tuple[float, torch.Tensor, int, float]:
+               device: torch.device) -> tuple[float, torch.Tensor, int, float]:
     """One optimizer step over the micro-batches of a global batch (the step LoRA and full share).
 
     Token-weighted gradient accumulation (each micro-batch's NLL sum over the global target count),
     clipping, a (loss-scaled) AdamW step that is skipped when the loss is not finite, the schedule.
-    `precision` replaces the autocast context (the benchmark's emulated bf16).
     Returns (loss, grad norm tensor, target tokens, the learning rate used).
     """
     world = distributed.world()
-    precision = precision or (lambda: autocast(cfg, device))
     n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's
     loss_sum = torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
-        with precision():                                   # this rank's share of the global mean
+        with autocast(cfg, device):                         # this rank's share of the global mean
             loss, _ = engine(**batch, scale=1.0 / n_targets)
         with distributed.grad_sync(engine, i == len(micro) - 1):
             scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks

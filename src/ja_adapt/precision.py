@@ -1,0 +1,61 @@
+"""Mixed precision for the training step: torch autocast, or its emulation on CPUs without bf16
+matrix instructions.
+
+`precision: bf16` means autocast to bf16 with fp32 master weights. On an x86 CPU without bf16
+GEMM kernels (AVX2 only: no AVX512-BF16 / AMX, so oneDNN reports no bf16 support) ATen's bf16
+matmul is a generic loop, 10-60x slower than fp32 (docs/bench.md). There `emulated_bf16` computes
+what autocast computes with fp32 kernels. `train.emulate_bf16` chooses: auto (emulate exactly on
+such CPUs), on, off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+EMULATE_CHOICES = ("auto", "on", "off")
+
+
+class emulated_bf16(TorchFunctionMode):
+    """bf16 autocast, emulated for CPUs without bf16 matrix kernels.
+
+    F.linear and scaled_dot_product_attention (the matmuls of an SDPA decoder, its lm_head and the
+    fused loss's gradient products) round their floating inputs to bf16, compute in fp32 and
+    return bf16, as autocast does: bf16 products are exact in fp32, so only the accumulation order
+    differs from a bf16 GEMM with fp32 accumulation. Gradients pass through the same bf16 roundings
+    (the casts' backward). Other ops see bf16 activations, as under autocast. Written by hand:
+    torch has no such mode.
+    """
+    OPS = frozenset({F.linear, F.scaled_dot_product_attention})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.OPS:
+            return func(*args, **kwargs)
+        r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
+        return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has native bf16 GEMM kernels (oneDNN's own check)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def emulates_bf16(precision: str, device: torch.device, emulate: str = "auto") -> bool:
+    if precision != "bf16" or device.type != "cpu" or emulate == "off":
+        return False
+    return emulate == "on" or not cpu_has_bf16_matmul()
+
+
+def autocast(precision: str, device: torch.device, emulate: str = "auto"):
+    """The context one forward pass runs in: none (fp32), autocast to bf16 / fp16, or its
+    emulation (see the module docstring)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    if emulates_bf16(precision, device, emulate):
+        return emulated_bf16()
+    return torch.autocast(device_type=device.type, dtype=dtype)
