@@ -4,6 +4,7 @@ Every run is its own process (`python -m ja_adapt.bench --worker SPEC --result O
 and CUDA peaks are per run and no side inherits another's caches. Sides:
   ja-adapt     the engine: train.build_model / build_optimizer / wrap_model and train.train_step
                (the fused loss of loss.training_loss, precision.autocast) over PackedBatches
+  ja-adapt+compile  the same with train.compile=true (compiling happens in the warmup steps)
   trl-default  TRL SFTTrainer with its defaults (no packing, pad to the longest row, gradient
                checkpointing on, fused AdamW): what most users run
   trl-best     SFTTrainer with its best documented throughput settings: packing="bfd" with
@@ -41,8 +42,8 @@ import numpy as np
 
 from ja_adapt.errors import UserError
 
-SIDES = ("ja-adapt", "trl-default", "trl-best")
-ENGINES = ("ja-adapt",)
+SIDES = ("ja-adapt", "ja-adapt+compile", "trl-default", "trl-best")
+ENGINES = ("ja-adapt", "ja-adapt+compile")
 CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
 
 
@@ -50,7 +51,7 @@ CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
 class BenchConfig:
     preset: str = "tiny"                 # model architecture preset (random weights, seeded)
     methods: list[str] = field(default_factory=lambda: ["lora", "full"])  # methods to benchmark
-    sides: list[str] = field(default_factory=lambda: list(SIDES))  # engine and peers to run
+    sides: list[str] = field(default_factory=lambda: ["ja-adapt", "trl-default", "trl-best"])  # of SIDES
     precision: str = "bf16"              # fp32, bf16 or fp16 (autocast with fp32 master weights)
     batch: int = 8                       # rows per step (B)
     seq: int = 256                       # tokens per row (T); the peers' max_length
@@ -207,6 +208,7 @@ def _engine_worker(spec: dict) -> dict:
     from ja_adapt.methods import count_parameters
     from ja_adapt.models import load_tokenizer, resolve_device
     cfg = from_dict(spec["engine"])
+    cfg.train.compile = cfg.train.compile or spec["side"] == "ja-adapt+compile"
     device = resolve_device(cfg.device)
     tok = load_tokenizer(spec["tokenizer"])
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
@@ -234,7 +236,7 @@ def _engine_worker(spec: dict) -> dict:
         float(grad_norm)                              # train.train logs it every step (log_every=1)
         ends.append(time.perf_counter())
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    extra = {"losses": losses,
+    extra = {"losses": losses, "compiled": cfg.train.compile,
              "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
     from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
     plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
@@ -416,7 +418,7 @@ def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | Non
             import trl  # noqa: F401
         except ImportError:
             log("bench: trl is not installed; running ja-adapt only")
-            cfg.sides = [s for s in cfg.sides if s == "ja-adapt"]
+            cfg.sides = [s for s in cfg.sides if s in ENGINES]
     engine = {m: engine_config(cfg, m) for m in cfg.methods}   # validates overrides before any work
     from ja_adapt.config import to_dict
     result = {"config": asdict(cfg), "engine_config": to_dict(engine[cfg.methods[0]]),
@@ -454,7 +456,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BenchConfig()
     p.add_argument("--preset", default=d.preset, help="model preset (random weights)")
     p.add_argument("--method", default=",".join(d.methods), help="lora, full or lora,full")
-    p.add_argument("--sides", default=",".join(d.sides), help="engine and peers, comma list")
+    p.add_argument("--sides", default=",".join(d.sides), help=f"comma list of {', '.join(SIDES)}")
     p.add_argument("--precision", default=d.precision, help="fp32, bf16 or fp16")
     p.add_argument("--batch", type=int, default=d.batch, help="rows per step")
     p.add_argument("--seq", type=int, default=d.seq, help="tokens per row (peers: max_length)")
