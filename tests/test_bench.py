@@ -1,5 +1,5 @@
-"""ja-adapt bench: MFU arithmetic, the engine's step against
-train.train, the TRL peer adapter, the summary arithmetic and the command line (tiny, CPU)."""
+"""ja-adapt bench: MFU arithmetic, the engine's step against train.train, the TRL peer adapter,
+the summary arithmetic and the command line (tiny, CPU)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,10 @@ import json
 from dataclasses import asdict
 
 import pytest
-import torch
 
 from ja_adapt import bench, telemetry
 from ja_adapt.cli import main
 from ja_adapt.config import to_dict
-from ja_adapt.loss import IGNORE
-
-
-def _batch(vocab: int, b: int = 2, t: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (b, t), generator=g)
-    targets = ids.roll(-1, 1)
-    targets[:, -1] = IGNORE
-    targets[0, 5] = IGNORE                            # a document end inside the row
-    pos = torch.arange(t).repeat(b, 1)
-    pos[0, 6:] -= 6                                   # the next document restarts at 0
-    return {"input_ids": ids, "position_ids": pos, "targets": targets}
-
 
 # ---- MFU ---------------------------------------------------------------------------------------------
 

@@ -101,8 +101,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(workdir, tmp_path):
 
 
 def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp_path, monkeypatch):
-    import ja_adapt.train as train_mod
     import ja_adapt.distributed as distributed_mod
+    import ja_adapt.train as train_mod
     real = distributed_mod.training_loss
     calls = {"n": 0}
 
@@ -199,3 +199,26 @@ def test_every_shipped_config_loads_and_validates(path):
     assert cfg.train.max_steps > cfg.optim.warmup_steps
     assert path.read_text().startswith("#") and "ja-adapt " in path.read_text().splitlines()[1] + \
         path.read_text().splitlines()[0]
+
+
+def test_mfu_is_logged_per_step_where_the_device_peak_is_known(workdir, tmp_path, monkeypatch):
+    """On a GPU named in telemetry's table every train record carries MFU = tokens/s x FLOPs per
+    token / peak; here a CPU poses as a 1 TFLOP/s device. Without a known peak there is no MFU."""
+    from transformers import AutoConfig
+
+    import ja_adapt.train as train_mod
+    from ja_adapt import telemetry
+    monkeypatch.setattr(telemetry, "device_peak_flops", lambda device: 1e12)
+    cfg = cfg_for(workdir, "lora", 3, "train.eval_every=0")
+    summary = train_mod.train(cfg, tmp_path / "run")
+    records = [r for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+               if (r := json.loads(x))["kind"] == "train"]
+    fpt = telemetry.flops_per_token(AutoConfig.from_pretrained(workdir[1]), method="lora",
+                                    trainable_params=summary["params_trainable"], seq_len=cfg.data.seq_len)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * fpt / 1e12, rel=1e-9) and r["mfu"] > 0
+    assert summary["mfu_median"] == pytest.approx(sorted(r["mfu"] for r in records)[1])
+    monkeypatch.setattr(telemetry, "device_peak_flops", lambda device: None)
+    train_mod.train(cfg, tmp_path / "cpu")
+    assert all("mfu" not in json.loads(x) for x in (tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines())

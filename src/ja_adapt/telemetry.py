@@ -79,6 +79,14 @@ def peak_flops(device_name: str) -> float | None:
     return None
 
 
+def device_peak_flops(device) -> float | None:
+    """Peak dense bf16 FLOP/s of one device of the run (CUDA, named in PEAK_BF16_FLOPS), else None."""
+    dev = _device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return peak_flops(torch.cuda.get_device_name(dev))
+
+
 def mfu(tokens_per_s: float, flops_per_token: float, peak: float) -> float:
     """Model FLOPs utilisation: achieved FLOP/s (tokens/s × FLOPs per token) over the peak."""
     return tokens_per_s * flops_per_token / peak

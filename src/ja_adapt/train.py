@@ -212,6 +212,11 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     log = MetricsLog(out, state.step, cfg.train.tensorboard) if main else None
     memory = telemetry.MemoryMeter(device)
     trainable, total = count_parameters(model)
+    # MFU per step (GPU): FLOPs per trained token (telemetry's formula) over the peak of all devices
+    peak = telemetry.device_peak_flops(device)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    flops_per_token = telemetry.flops_per_token(base.config, method=cfg.method, trainable_params=trainable,
+                                                seq_len=cfg.data.seq_len) if peak else None
     engine.train()
 
     bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc=f"train {cfg.method}",
@@ -243,6 +248,8 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
                       "params_trainable": trainable, "params_total": total, "skipped": not finite}
             if device.type == "cuda":                       # the caching allocator's share too
                 record["peak_mem_reserved_bytes"] = memory.stats()["peak_reserved_bytes"]
+            if peak:
+                record["mfu"] = telemetry.mfu(n_targets / dt, flops_per_token, peak * world)
             if world > 1:                                   # tokens are global; memory per rank
                 record.update(world_size=world, peak_mem_bytes_max_rank=int(distributed.all_reduce(
                     torch.tensor(memory.peak_bytes()), "max")))
@@ -361,6 +368,7 @@ def finish(cfg, out: Path, final: Path, model, tokenizer, optimizer, batches, da
         "best_val_loss": state.best_val_loss, "best_val_step": state.best_val_step,
         "train_time_s": state.elapsed_s, "time_per_step_s": state.elapsed_s / max(state.step, 1),
         "tokens_per_s": state.tokens_total / state.elapsed_s if state.elapsed_s else None,
+        "mfu_median": float(np.median(mfus)) if (mfus := [r["mfu"] for r in records if "mfu" in r]) else None,
         "peak_mem_bytes": memory.peak_bytes(),
         "mean_mem_bytes": float(np.mean(mem_samples)) if mem_samples else None,
         "memory_kind": memory.stats()["reported"], "memory_stats": memory.stats(),
