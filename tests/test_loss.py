@@ -104,3 +104,24 @@ def test_training_loss_without_grad_builds_no_graph():
         ref = _hf_nll(model, batch)
     assert loss.grad_fn is None
     torch.testing.assert_close(loss, 0.5 * ref.sum(), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_training_loss_under_fp16_autocast_keeps_weight_gradients_finite():
+    """fp16: the lm_head weight's gradient (a sum over all rows before loss scaling) is made in
+    fp32, so large hidden states do not overflow it; it matches fp32 autograd at fp16 precision."""
+    model, batch = _model(), _batch(300, b=4, t=64)
+    batch["targets"][batch["targets"] != IGNORE] = 5  # one token's gradient row sums 250 rows
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        head.weight.mul_(0.02)
+    model.model.norm.weight.data.fill_(300.0)       # hidden states of ~300: products beyond fp16
+    n = int((batch["targets"] != IGNORE).sum())
+    (_hf_nll(model, batch).sum() / n).backward()
+    want = head.weight.grad.clone()
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss, _ = training_loss(model, batch, 1.0 / n)
+    loss.backward()
+    got = head.weight.grad
+    assert torch.isfinite(got).all() and torch.isfinite(loss)
+    assert (got - want).abs().max() <= 0.05 * want.abs().max()

@@ -23,6 +23,8 @@ hand because neither transformers nor torch ships a fused linear cross-entropy f
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -77,8 +79,10 @@ class _FusedHeadLoss(torch.autograd.Function):
     """scale * sum(NLL) with its gradients made in the forward pass, row chunk by row chunk.
 
     The gradient GEMMs take (softmax - onehot), whose entries lie in [-1, 1], and `scale` is applied
-    in fp32 afterwards, so bf16 / fp16 inputs do not underflow. They go through F.linear like the
-    logits, so autocast (and precision.emulated_bf16) treat them as they treat a Linear's backward.
+    in fp32 afterwards, so bf16 inputs do not underflow. They go through F.linear like the logits,
+    so bf16 autocast (and precision.emulated_bf16) treat them as they treat a Linear's backward.
+    Under fp16 autocast they run in fp32: the weight gradient, summed over every row before any
+    loss scaling, could exceed fp16's range, and GradScaler could not bring it back.
     """
 
     @staticmethod
@@ -91,6 +95,10 @@ class _FusedHeadLoss(torch.autograd.Function):
         grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if want_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        device_type = hidden.device.type
+        fp16 = (torch.is_autocast_enabled(device_type)
+                and torch.get_autocast_dtype(device_type) == torch.float16)
+        fp32_products = torch.autocast(device_type, enabled=False) if fp16 else contextlib.nullcontext()
         for start in range(0, rows, step):
             h, y = hidden[start:start + step], targets[start:start + step]
             log_probs, nll[start:start + step] = _head_chunk(h, weight, bias, y)
@@ -100,10 +108,12 @@ class _FusedHeadLoss(torch.autograd.Function):
             # softmax - onehot, in place in the log-probs (rows without a target get 0)
             dlogits = log_probs.exp_().mul_(real)
             dlogits.scatter_add_(1, y.clamp(min=0).unsqueeze(1), -real.to(dlogits.dtype))
-            if want_h:
-                grad_h[start:start + step] = F.linear(dlogits, weight.t()).float()
-            if want_w:
-                grad_w += F.linear(dlogits.t(), h.t()).float()
+            with fp32_products:
+                w, hh = (weight.float(), h.float()) if fp16 else (weight, h)
+                if want_h:
+                    grad_h[start:start + step] = F.linear(dlogits, w.t()).float()
+                if want_w:
+                    grad_w += F.linear(dlogits.t(), hh.t()).float()
             if want_b:
                 grad_b += dlogits.sum(0)
         ctx.scale = scale
