@@ -19,21 +19,51 @@ from torch.overrides import TorchFunctionMode
 EMULATE_CHOICES = ("auto", "on", "off")
 
 
+def _bf16(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.to(torch.bfloat16)
+
+
+class _Bf16Linear(torch.autograd.Function):
+    """F.linear as bf16 autocast computes it, on fp32 kernels. It saves the bf16 operands, as
+    autocast's own backward does, rather than fp32 copies of them (half the activation memory)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        xb, wb, bb = _bf16(x), _bf16(weight), _bf16(bias)
+        out = F.linear(xb.float(), wb.float(), None if bb is None else bb.float())
+        ctx.save_for_backward(xb if ctx.needs_input_grad[1] else None,
+                              wb if ctx.needs_input_grad[0] else None)
+        ctx.dtypes = x.dtype, weight.dtype, None if bias is None else bias.dtype
+        return out.to(torch.bfloat16)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xb, wb = ctx.saved_tensors
+        g = grad.to(torch.bfloat16).float()
+        back = lambda t, i: t.to(torch.bfloat16).to(ctx.dtypes[i])  # bf16 result, as autocast's
+        gx = back(g @ wb.float(), 0) if ctx.needs_input_grad[0] else None
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = back(g2.t() @ xb.float().reshape(-1, xb.shape[-1]), 1) if ctx.needs_input_grad[1] else None
+        gb = back(g2.sum(0), 2) if ctx.dtypes[2] is not None and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
 class emulated_bf16(TorchFunctionMode):
     """bf16 autocast, emulated for CPUs without bf16 matrix kernels.
 
     F.linear and scaled_dot_product_attention (the matmuls of an SDPA decoder, its lm_head and the
     fused loss's gradient products) round their floating inputs to bf16, compute in fp32 and
     return bf16, as autocast does: bf16 products are exact in fp32, so only the accumulation order
-    differs from a bf16 GEMM with fp32 accumulation. Gradients pass through the same bf16 roundings
-    (the casts' backward). Other ops see bf16 activations, as under autocast. Written by hand:
-    torch has no such mode.
+    differs from a bf16 GEMM with fp32 accumulation. Gradients pass through the same bf16 roundings.
+    Other ops see bf16 activations, as under autocast. Written by hand: torch has no such mode.
     """
-    OPS = frozenset({F.linear, F.scaled_dot_product_attention})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func not in self.OPS:
+        if func is F.linear:
+            given = {**dict(zip(("input", "weight", "bias"), args)), **kwargs}
+            return _Bf16Linear.apply(given["input"], given["weight"], given.get("bias"))
+        if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
         r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
         return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
