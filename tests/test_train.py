@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 import torch
 
 from ja_adapt import cli
@@ -100,7 +101,11 @@ def test_resume_after_sigkill_equals_uninterrupted_run(workdir, tmp_path):
         json.loads((tmp_path / "whole" / "summary.json").read_text())["final_train_loss"]
 
 
-def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["optim.fused=true", "train.log_every=5"]], ids=["per-step", "deferred"])
+def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp_path, monkeypatch, extra):
+    """Steps 5.. have a NaN loss: their updates are skipped (the step-6 checkpoint holds the step-4
+    weights) and the run stops after 3 in a row, also when the step reads its loss back only at log
+    steps (fused AdamW skips by itself)."""
     import ja_adapt.distributed as distributed_mod
     import ja_adapt.train as train_mod
     real = distributed_mod.training_loss
@@ -112,12 +117,47 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp
         return (loss * float("nan"), nll) if calls["n"] > 4 and model.training else (loss, nll)
     monkeypatch.setattr(distributed_mod, "training_loss", poisoned)
     cfg = cfg_for(workdir, "lora", 20, "train.save_every=2", "train.max_nonfinite=3",
-                  "train.eval_every=0")
-    with pytest.raises(train_mod.TrainingStopped, match="3 non-finite losses in a row"):
+                  "train.eval_every=0", *extra)
+    with pytest.raises(train_mod.TrainingStopped, match="at step 7: 3 non-finite losses in a row"):
         train_mod.train(cfg, tmp_path / "run")
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["skipped"] for r in records] == [False] * 4 + [True] * 3
-    assert (tmp_path / "run" / "checkpoints" / "step-00000004" / "adapter").is_dir()
+    assert [r["step"] for r in records] == ([5] if extra else [1, 2, 3, 4, 5, 6, 7])
+    assert all(r["skipped"] == (r["step"] > 4) for r in records)
+    ckpt = tmp_path / "run" / "checkpoints"
+    before, after = (load_file(ckpt / f"step-0000000{k}" / "adapter" / "adapter_model.safetensors")
+                     for k in (4, 6))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fused_step_reads_nothing_back_from_the_device(workdir, tmp_path, monkeypatch):
+    """With optim.fused the training step, forward included, makes no host read of a tensor (no
+    .item(), float() or bool()): on a GPU each would be a sync. Without it the finite check reads."""
+    import ja_adapt.train as train_mod
+    reads = {"n": 0, "in_step": False}
+    real_step = train_mod.train_step
+
+    def step(*args, **kwargs):
+        reads["in_step"] = True
+        try:
+            return real_step(*args, **kwargs)
+        finally:
+            reads["in_step"] = False
+    monkeypatch.setattr(train_mod, "train_step", step)
+    for name in ("item", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original):
+            reads["n"] += reads["in_step"]
+            return _original(self, *a)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    counts = {}
+    for fused in ("true", "false"):
+        reads["n"] = 0
+        train_mod.train(cfg_for(workdir, "lora", 3, f"optim.fused={fused}", "train.eval_every=0"),
+                        tmp_path / fused)
+        counts[fused] = reads["n"]
+    # foreach AdamW also reads its (host) step counters, so "false" reads more than once per step
+    assert counts["true"] == 0 and counts["false"] >= 3
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:

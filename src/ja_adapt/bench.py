@@ -223,20 +223,25 @@ def _engine_worker(spec: dict) -> dict:
     engine = distributed.wrap_model(model, cfg, device)   # what train.train steps
     model.train()
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
-    ends, real, slots, losses = [time.perf_counter()], [], [], []
+    # As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
+    # device and the clock syncs only at the end of warmup and of the run (no per-step times then).
+    defer = train.defers_sync(cfg)
+    warmup = spec["bench"]["warmup"]
+    ends, real, slots, results = [time.perf_counter()], [], [], []
     for step in range(n_steps):                       # train.train's step itself
         batch = data.get(step)
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        loss_value, grad_norm, _, _ = train.train_step(engine, model, optimizer, scheduler, scaler, [batch],
-                                                       cfg, device)
-        telemetry.sync(device)
+        results.append(train.train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device))
+        if not defer or step in (warmup - 1, n_steps - 1):
+            telemetry.sync(device)
+        if not defer:
+            results[-1][0].item(), results[-1][1].item()   # train.train reads both (log_every=1)
         memory.current_bytes()
-        losses.append(loss_value)
-        float(grad_norm)                              # train.train logs it every step (log_every=1)
         ends.append(time.perf_counter())
+    losses = [loss.item() for loss, *_ in results]
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    extra = {"losses": losses, "compiled": cfg.train.compile,
+    extra = {"losses": losses, "compiled": cfg.train.compile, "sync_deferred": defer,
              "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
     from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
     plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
@@ -244,6 +249,8 @@ def _engine_worker(spec: dict) -> dict:
                        activation_checkpointing=cfg.train.activation_checkpointing,
                        loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout)
     extra["planned_peak_allocated_bytes"] = plan["peak_allocated_bytes"]
+    if defer:                                         # only the window's total time is synced
+        extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
     return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
 
 

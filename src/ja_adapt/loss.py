@@ -37,10 +37,26 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return base.model, base.get_output_embeddings()
 
 
+def packed_attention_mask(position_ids: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] bool (True = attend): causal within each document of a packed row.
+
+    A document starts wherever the position does not go up by one, as in transformers'
+    find_packed_sequence_indices. Built here, on the device, because transformers' own detection
+    reads a tensor back to the host in every forward (a GPU sync); given a 4D mask it uses it as is.
+    """
+    first = position_ids[:, :1] - 1
+    doc = (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
+    t = position_ids.shape[-1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=position_ids.device).tril()
+    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+
+
 def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
     """The final hidden states [B*T, d], the flat targets [B*T], the lm_head, and (B, T)."""
     body, head = _decoder_and_head(model)
+    sdpa = getattr(body.config, "_attn_implementation", None) == "sdpa"   # takes a bool 4D mask
     hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                  attention_mask=packed_attention_mask(batch["position_ids"]) if sdpa else None,
                   use_cache=False).last_hidden_state
     b, t, d = hidden.shape
     return hidden.reshape(b * t, d), batch["targets"].reshape(b * t), head, (b, t)

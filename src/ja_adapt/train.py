@@ -100,10 +100,9 @@ def build_model(cfg: ExperimentConfig, tokenizer, device: torch.device) -> torch
 def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device):
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
-    fused = o.fused and device.type == "cuda"
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                                  weight_decay=o.weight_decay, fused=fused or None,
-                                  foreach=None if fused else True)
+                                  weight_decay=o.weight_decay, fused=o.fused or None,
+                                  foreach=None if o.fused else True)
     if o.schedule == "cosine":
         # transformers' cosine decays to 0; min_lr_ratio lifts the floor through LambdaLR's factor.
         scheduler = get_cosine_schedule_with_warmup(optimizer, o.warmup_steps, cfg.train.max_steps)
@@ -150,16 +149,25 @@ def validation_loss(model, batches, n_batches: int, cfg: ExperimentConfig, devic
 
 # ---- the loop ----------------------------------------------------------------------------------
 
+def defers_sync(cfg: ExperimentConfig) -> bool:
+    """Whether the step keeps its loss on the device: fused AdamW can skip a non-finite step by
+    itself (its found_inf input), so nothing needs to be read back until the next log step.
+    fp16 keeps GradScaler's path."""
+    return cfg.optim.fused and cfg.precision != "fp16"
+
+
 def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], cfg: ExperimentConfig,
-               device: torch.device) -> tuple[float, torch.Tensor, int, float]:
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """One optimizer step over the micro-batches of a global batch (the step LoRA and full share).
 
     Token-weighted gradient accumulation (each micro-batch's NLL sum over the global target count),
     clipping, a (loss-scaled) AdamW step that is skipped when the loss is not finite, the schedule.
-    Returns (loss, grad norm tensor, target tokens, the learning rate used).
+    Returns (loss, grad norm, target tokens, the learning rate used); loss and grad norm are 0-dim
+    tensors on the device. With defers_sync(cfg) the step reads nothing back from the device;
+    otherwise one .item() decides whether AdamW steps.
     """
     world = distributed.world()
-    n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's
+    n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's, on host
     loss_sum = torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
@@ -172,14 +180,18 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], c
     grad_norm = torch.nn.utils.clip_grad_norm_(
         [p for p in model.parameters() if p.requires_grad],
         cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-    loss_value = distributed.all_reduce(loss_sum).item()   # one host sync per step: the finite check
-    if math.isfinite(loss_value):
+    loss_sum = distributed.all_reduce(loss_sum)
+    if defers_sync(cfg):                                    # fused AdamW skips where found_inf is 1
+        optimizer.found_inf = (~torch.isfinite(loss_sum)).float()
+        optimizer.step()
+        optimizer.found_inf = None
+    elif math.isfinite(loss_sum.item()):                    # the one host sync of this path
         scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
-    return loss_value, grad_norm, n_targets, lr
+    return loss_sum, grad_norm, n_targets, lr
 
 
 def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> dict:
@@ -222,60 +234,69 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc=f"train {cfg.method}",
                unit="step", disable=None if cfg.train.progress and main else True, dynamic_ncols=True)
     mem_samples: list[int] = []
+    pending: list[tuple] = []       # steps not read back yet: (step, loss, grad norm, targets, lr)
+    defer = defers_sync(cfg)        # read back at log / validation / checkpoint steps only
     stop_reason = "max_steps"
+    window_start = time.perf_counter()
     while state.step < cfg.train.max_steps:
-        t0 = time.perf_counter()
         micro = [batches.get(state.batch_index + i) for i in range(cfg.train.grad_accum)]
         state.batch_index += cfg.train.grad_accum
-        loss_value, grad_norm, n_targets, lr = train_step(engine, model, optimizer, scheduler, scaler,
-                                                          micro, cfg, device)
-        finite = math.isfinite(loss_value)
-        state.nonfinite_in_row = 0 if finite else state.nonfinite_in_row + 1
-        state.nonfinite_total += 0 if finite else 1
-        telemetry.sync(device)
-        dt = time.perf_counter() - t0
+        pending.append((state.step + 1, *train_step(engine, model, optimizer, scheduler, scaler,
+                                                    micro, cfg, device)))
         state.step += 1
-        state.elapsed_s += dt
-        state.tokens_total += n_targets if finite else 0
         mem_samples.append(memory.current_bytes())
         bar.update(1)
-        if state.step % cfg.train.log_every == 0 or state.step == cfg.train.max_steps:
-            record = {"kind": "train", "step": state.step, "loss": loss_value, "lr": lr,
-                      "grad_norm": float(grad_norm), "tokens": n_targets,
-                      "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
-                      "step_time_s": dt, "elapsed_s": state.elapsed_s,
-                      "peak_mem_bytes": memory.peak_bytes(), "mem_bytes": mem_samples[-1],
-                      "params_trainable": trainable, "params_total": total, "skipped": not finite}
-            if device.type == "cuda":                       # the caching allocator's share too
-                record["peak_mem_reserved_bytes"] = memory.stats()["peak_reserved_bytes"]
-            if peak:
-                record["mfu"] = telemetry.mfu(n_targets / dt, flops_per_token, peak * world)
-            if world > 1:                                   # tokens are global; memory per rank
-                record.update(world_size=world, peak_mem_bytes_max_rank=int(distributed.all_reduce(
-                    torch.tensor(memory.peak_bytes()), "max")))
-            if main:
-                log.write(record)
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_targets / dt:.0f}")
-        if state.nonfinite_in_row >= cfg.train.max_nonfinite:
-            last = checkpoint.latest(out / "checkpoints")
-            bar.close()
-            raise TrainingStopped(
-                f"{out}: training stopped at step {state.step}: {state.nonfinite_in_row} non-finite "
-                f"losses in a row; last good checkpoint: {last or 'none'}; lower optim.lr or use "
-                "precision=bf16/fp32")
         last_step = state.step == cfg.train.max_steps
-        if data.val is not None and ((cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
-                                     or last_step):
-            if run_validation(distributed.eval_module(engine), val_batches, cfg, device, state, log):
-                stop_reason = "early_stopping"
-        if stop_reason == "early_stopping" or last_step or (
-                cfg.train.save_every and state.step % cfg.train.save_every == 0):
+        validate = data.val is not None and ((cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
+                                             or last_step)
+        save = last_step or (cfg.train.save_every and state.step % cfg.train.save_every == 0)
+        if not defer or state.step % cfg.train.log_every == 0 or validate or save:
+            telemetry.sync(device)                          # the window's steps are done
+            dt = (time.perf_counter() - window_start) / len(pending)   # its mean step time
+            for step, loss, grad_norm, n_targets, lr in pending:
+                loss_value = loss.item()
+                finite = math.isfinite(loss_value)
+                state.nonfinite_in_row = 0 if finite else state.nonfinite_in_row + 1
+                state.nonfinite_total += 0 if finite else 1
+                state.elapsed_s += dt
+                state.tokens_total += n_targets if finite else 0
+                if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+                    record = {"kind": "train", "step": step, "loss": loss_value, "lr": lr,
+                              "grad_norm": grad_norm.item(), "tokens": n_targets,
+                              "tokens_total": state.tokens_total, "tokens_per_s": n_targets / dt,
+                              "step_time_s": dt, "elapsed_s": state.elapsed_s,
+                              "peak_mem_bytes": memory.peak_bytes(),
+                              "mem_bytes": mem_samples[len(mem_samples) - 1 - (state.step - step)],
+                              "params_trainable": trainable, "params_total": total, "skipped": not finite}
+                    if device.type == "cuda":               # the caching allocator's share too
+                        record["peak_mem_reserved_bytes"] = memory.stats()["peak_reserved_bytes"]
+                    if peak:
+                        record["mfu"] = telemetry.mfu(n_targets / dt, flops_per_token, peak * world)
+                    if world > 1:                           # tokens are global; memory per rank
+                        record.update(world_size=world, peak_mem_bytes_max_rank=int(distributed.all_reduce(
+                            torch.tensor(memory.peak_bytes()), "max")))
+                    if main:
+                        log.write(record)
+                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_targets / dt:.0f}")
+                if state.nonfinite_in_row >= cfg.train.max_nonfinite:
+                    last = checkpoint.latest(out / "checkpoints")
+                    bar.close()
+                    raise TrainingStopped(
+                        f"{out}: training stopped at step {step}: {state.nonfinite_in_row} non-finite "
+                        f"losses in a row; last good checkpoint: {last or 'none'}; lower optim.lr or use "
+                        "precision=bf16/fp32")
+            pending.clear()
+        if validate and run_validation(distributed.eval_module(engine), val_batches, cfg, device, state, log):
+            stop_reason = "early_stopping"
+        if stop_reason == "early_stopping" or save:
             checkpoint.save(checkpoint.step_folder(out / "checkpoints", state.step), model, tokenizer,
                             optimizer, scheduler, scaler, state, sharded)   # collective
             if main:
                 checkpoint.prune(out / "checkpoints", cfg.train.keep_checkpoints)
         if stop_reason == "early_stopping":
             break
+        if not pending:                                     # the next window starts here
+            window_start = time.perf_counter()
     bar.close()
     if main:
         log.close()
