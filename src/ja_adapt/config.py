@@ -63,7 +63,7 @@ class OptimConfig:
     schedule: str = "cosine"            # cosine (to min_lr_ratio * lr) or constant after warmup
     min_lr_ratio: float = 0.0           # final lr as a fraction of the peak
     grad_clip: float = 1.0              # max global gradient norm; 0 disables clipping
-    fused: bool = False                 # torch's fused AdamW kernel (CUDA only; foreach otherwise)
+    fused: bool = False                 # torch's fused AdamW; also lets the step skip host syncs (train.py)
 
 
 @dataclass
@@ -77,7 +77,8 @@ class TrainConfig:
     keep_checkpoints: int = 0           # most recent checkpoints kept (0 = all, for per-checkpoint eval)
     early_stopping_patience: int = 0    # stop after this many validations without improvement; 0 = off
     max_nonfinite: int = 5              # consecutive non-finite losses before the run stops
-    log_every: int = 1                  # steps between metrics.jsonl records
+    log_every: int = 1                  # steps between metrics.jsonl records (with optim.fused, the
+                                        # loss is read back from the GPU only then)
     loss_chunk_size: int = 0            # rows per chunked-cross-entropy chunk; 0 = plain cross-entropy
     activation_checkpointing: bool = False  # recompute layer activations in backward to save memory
     compile: bool = False               # torch.compile the decoder (minutes of compiling on CPU)
