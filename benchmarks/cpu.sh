@@ -18,4 +18,4 @@ $PY -m ja_adapt.bench --preset tiny --method full,lora --sides ja-adapt,ja-adapt
 # torch.autocast, whose bf16 matmuls take a slow generic path there (tens of seconds per step).
 $PY -m ja_adapt.bench --preset tiny --method full,lora --sides ja-adapt,trl-default,trl-best \
   --precision bf16 --batch 8 --seq 256 --steps ${BF16_STEPS:-2} --warmup 1 --repeats ${BF16_REPEATS:-1} \
-  --threads 1 --docs "$DOCS" --out "$OUT/cpu-tiny-bf16.json"
+  --threads 1 --docs "$DOCS" --out "$OUT/cpu-tiny-bf16.json" train.loss_chunk_size=512

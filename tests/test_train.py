@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 import torch
+from safetensors.torch import load_file
 
 from ja_adapt import cli
 from ja_adapt.config import load_config
