@@ -171,8 +171,8 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], c
     loss_sum = torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
-        with autocast(cfg, device):                         # this rank's share of the global mean
-            loss, _ = engine(**batch, scale=1.0 / n_targets)
+        with autocast(cfg, device):
+            loss, _ = engine(**batch, scale=1.0 / n_targets)   # this rank's share of the global mean
         with distributed.grad_sync(engine, i == len(micro) - 1):
             scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks
         loss_sum += loss.detach()
