@@ -205,7 +205,7 @@ def _engine_worker(spec: dict) -> dict:
     from ja_adapt.data.documents import Document
     from ja_adapt.data.packing import PackedBatches
     from ja_adapt.data.tokens import build_token_store
-    from ja_adapt.methods import count_parameters
+    from ja_adapt.methods import base_model, count_parameters
     from ja_adapt.models import load_tokenizer, resolve_device
     cfg = from_dict(spec["engine"])
     cfg.train.compile = cfg.train.compile or spec["side"] == "ja-adapt+compile"
@@ -240,7 +240,7 @@ def _engine_worker(spec: dict) -> dict:
         memory.current_bytes()
         ends.append(time.perf_counter())
     losses = [loss.item() for loss, *_ in results]
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     extra = {"losses": losses, "compiled": cfg.train.compile, "sync_deferred": defer,
              "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
     from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
@@ -263,7 +263,7 @@ def _trl_worker(spec: dict) -> dict:
 
     from ja_adapt import telemetry
     from ja_adapt.config import from_dict
-    from ja_adapt.methods import count_parameters, peft_lora_config
+    from ja_adapt.methods import base_model, count_parameters, peft_lora_config
     from ja_adapt.models import load_model, load_tokenizer, resolve_device
     cfg = from_dict(spec["engine"])
     device = resolve_device(cfg.device)
@@ -312,7 +312,7 @@ def _trl_worker(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     trainer.train()
     trainable, _ = count_parameters(trainer.model)
-    base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    base = base_model(trainer.model)
     return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable,
                       {"trl_version": trl.__version__})
 

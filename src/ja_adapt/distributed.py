@@ -33,6 +33,7 @@ from torch import nn
 
 from ja_adapt.errors import UserError
 from ja_adapt.loss import training_loss
+from ja_adapt.methods import base_model
 
 # ---- the process group ---------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ def resolve_strategy(cfg) -> str:
 
 def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The repeated transformer blocks (HF's `_no_split_modules`), the unit of FSDP sharding."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     names = set(getattr(base, "_no_split_modules", None) or [])
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:

@@ -28,12 +28,14 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ja_adapt.methods import base_model
+
 IGNORE = -100
 
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The transformer body and lm_head of a causal LM, seen through a peft wrapper if any."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return base.model, base.get_output_embeddings()
 
 
@@ -115,6 +117,7 @@ class _FusedHeadLoss(torch.autograd.Function):
         fp16 = (torch.is_autocast_enabled(device_type)
                 and torch.get_autocast_dtype(device_type) == torch.float16)
         fp32_products = torch.autocast(device_type, enabled=False) if fp16 else contextlib.nullcontext()
+        w = weight.float() if fp16 else weight
         for start in range(0, rows, step):
             h, y = hidden[start:start + step], targets[start:start + step]
             log_probs, nll[start:start + step] = _head_chunk(h, weight, bias, y)
@@ -125,11 +128,10 @@ class _FusedHeadLoss(torch.autograd.Function):
             dlogits = log_probs.exp_().mul_(real)
             dlogits.scatter_add_(1, y.clamp(min=0).unsqueeze(1), -real.to(dlogits.dtype))
             with fp32_products:
-                w, hh = (weight.float(), h.float()) if fp16 else (weight, h)
                 if want_h:
                     grad_h[start:start + step] = F.linear(dlogits, w.t()).float()
                 if want_w:
-                    grad_w += F.linear(dlogits.t(), hh.t()).float()
+                    grad_w += F.linear(dlogits.t(), (h.float() if fp16 else h).t()).float()
             if want_b:
                 grad_b += dlogits.sum(0)
         ctx.scale = scale

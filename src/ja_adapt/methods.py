@@ -76,6 +76,11 @@ def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Mo
     return METHODS[cfg.method](model, cfg)
 
 
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model itself: under a peft wrapper, the wrapped one."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def is_adapter(model: torch.nn.Module) -> bool:
     """True when the model is a peft wrapper (its artifact is an adapter, not a full model)."""
     return hasattr(model, "peft_config")

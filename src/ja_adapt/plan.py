@@ -228,8 +228,8 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
     # trains); the final norm; the hidden states' gradient the fused loss made in the forward
     # (loss.training_loss keeps neither the lm_head input nor the targets).
-    shared = 2 * F32 * arch.head_dim + (8 if full else 0) + F32 * (d + 1) + (F32 * d if full else 0)
-    shared += F32 * d
+    shared = (2 * F32 * arch.head_dim + (8 if full else 0) + F32 * (d + 1) + (F32 * d if full else 0)
+              + F32 * d)
     head_grad = F32 * v * d if full else 0  # the lm_head weight's gradient, made in the forward
     head_copy = 2 * d * v if autocast and (full or s.copy_frozen) else 0
     if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input

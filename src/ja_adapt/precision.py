@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-EMULATE_CHOICES = ("auto", "on", "off")
-
 
 def _bf16(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.to(torch.bfloat16)

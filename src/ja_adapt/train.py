@@ -40,7 +40,7 @@ from ja_adapt.config import (
 from ja_adapt.data.pipeline import prepare_data
 from ja_adapt.errors import UserError
 from ja_adapt.loss import IGNORE, token_nll
-from ja_adapt.methods import apply_method, count_parameters
+from ja_adapt.methods import apply_method, base_model, count_parameters
 from ja_adapt.models import load_model, load_tokenizer, resolve_device
 
 # Config keys that may change between a run and its resume (training longer is allowed).
@@ -92,8 +92,7 @@ def build_model(cfg: ExperimentConfig, tokenizer, device: torch.device) -> torch
     if cfg.train.compile:
         # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
         # in place: parameter names and saved weights stay as they are.
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.model.compile()
+        base_model(model).model.compile()
     return model
 
 
@@ -226,8 +225,7 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     trainable, total = count_parameters(model)
     # MFU per step (GPU): FLOPs per trained token (telemetry's formula) over the peak of all devices
     peak = telemetry.device_peak_flops(device)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    flops_per_token = telemetry.flops_per_token(base.config, method=cfg.method, trainable_params=trainable,
+    flops_per_token = telemetry.flops_per_token(base_model(model).config, method=cfg.method, trainable_params=trainable,
                                                 seq_len=cfg.data.seq_len) if peak else None
     engine.train()
 
