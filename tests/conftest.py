@@ -66,3 +66,4 @@ def saved_tiny_model(tmp_path_factory, tiny_tokenizer):
                               for d in docs), encoding="utf-8")
     os.environ.setdefault("JA_ADAPT_CACHE", str(root / "cache"))
     return root, model_dir, corpus
+

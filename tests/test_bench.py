@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from ja_adapt import bench, telemetry
+from ja_adapt import bench, bench_workers, telemetry
 from ja_adapt.cli import main
 from ja_adapt.config import to_dict
 
@@ -52,7 +52,7 @@ def test_engine_step_reproduces_train_train(prepared, tmp_path):
     from ja_adapt.train import train
     spec = _spec(prepared, "ja-adapt", "lora")
     spec["model_vocab"] = len(load_tokenizer(spec["tokenizer"]))  # train.train's vocabulary
-    result = bench.worker(spec)
+    result = bench_workers.worker(spec)
     cfg = from_dict(spec["engine"])
     cfg.model.tokenizer = spec["tokenizer"]
     cfg.data.paths = [spec["docs"]]
@@ -68,7 +68,7 @@ def test_engine_step_reproduces_train_train(prepared, tmp_path):
 
 def test_trl_peer_runs_one_step(prepared):
     pytest.importorskip("trl")
-    r = bench.worker(_spec(prepared, "trl-best", "lora", steps=1, warmup=0))
+    r = bench_workers.worker(_spec(prepared, "trl-best", "lora", steps=1, warmup=0))
     assert r["side"] == "trl-best" and r["steps"] == 1 and r["tokens_per_s"] > 0
     # LoRA r=16 on q/v of the tiny preset: 4 layers x 16 x ((256+256) + (256+128)), as the engine
     assert r["trainable_params"] == 4 * 16 * (512 + 384)

@@ -8,10 +8,10 @@ import torch
 
 from ja_adapt.data import tokens as tokens_mod
 from ja_adapt.data.documents import Document
-from ja_adapt.data.packing import PackedBatches, PackingConfig, unpacked_batches
+from ja_adapt.data.packing import IGNORE, PackedBatches
 from ja_adapt.data.tokens import TokenStore, build_token_store
 from ja_adapt.errors import UserError
-from ja_adapt.loss import IGNORE, token_nll
+from ja_adapt.loss import token_nll
 from ja_adapt.models import load_model
 
 
@@ -35,6 +35,27 @@ def encode_calls(monkeypatch):
 
 
 # --- token store -------------------------------------------------------------------------------
+
+def unpacked_batches(store: TokenStore, doc_indices,
+                     pad_id: int | None = None) -> dict[str, torch.Tensor]:
+    """One document per row, right-padded to the longest: three int64 [len(doc_indices), L] tensors
+    with the same contract as `PackedBatches.get` (positions 0.., padding positions L, L+1, ...).
+    The reference the packed batches are checked against."""
+    pad_id = store.pad_id if pad_id is None else pad_id
+    docs = [np.asarray(store.doc_tokens(int(i)), dtype=np.int64) for i in doc_indices]
+    if not docs:
+        raise ValueError("unpacked_batches: no documents")
+    width = max(len(d) for d in docs)
+    input_ids = np.full((len(docs), width), pad_id, dtype=np.int64)
+    targets = np.full((len(docs), width), IGNORE, dtype=np.int64)
+    position_ids = np.tile(np.arange(width, dtype=np.int64), (len(docs), 1))
+    for row, d in enumerate(docs):
+        input_ids[row, :len(d)] = d
+        targets[row, :len(d) - 1] = d[1:]
+        position_ids[row, len(d):] += width - len(d)  # padding: width, width+1, ...
+    return {"input_ids": torch.from_numpy(input_ids), "position_ids": torch.from_numpy(position_ids),
+            "targets": torch.from_numpy(targets)}
+
 
 def test_store_holds_each_document_then_eos(store, tiny_docs, tiny_tokenizer):
     eos = tiny_tokenizer.eos_token_id
@@ -184,7 +205,7 @@ def test_random_access_is_exact_and_seeded(store):
     with pytest.raises(UserError, match="seq_len"):
         PackedBatches(store, seq_len=1, batch_size=2, seed=0)
     with pytest.raises(UserError, match="batch_size"):
-        PackedBatches.from_config(store, PackingConfig(seq_len=8, batch_size=0), seed=0)
+        PackedBatches(store, seq_len=8, batch_size=0, seed=0)
 
 
 def _doc_spans(batch, t):

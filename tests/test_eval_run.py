@@ -13,8 +13,9 @@ from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.buckets import classify, sentences
 from ja_adapt.evaluate.forgetting import learning_forgetting_points, retention
-from ja_adapt.evaluate.run import (EvalConfig, add_arguments, compare_models, evaluate_model, run,
-                                   summary_table, write_eval)
+from ja_adapt.cli.evaluate import add_arguments, run, summary_table
+from ja_adapt.config import EvalConfig
+from ja_adapt.evaluate.run import compare_models, evaluate_model, write_eval
 from ja_adapt.models import load_model
 
 CFG = EvalConfig(max_length=32, stride=16, gen_prompts=3, gen_prefix_chars=8, gen_ref_chars=8,
@@ -114,11 +115,19 @@ def _eval(argv: list[str]) -> int:
 
 
 @pytest.mark.parametrize("key,value", [("stride", 32), ("stride", 0), ("batch_size", 0),
-                                       ("gen_prompts", -1), ("bucket_kanji_ratio", 0.0)])
+                                       ("gen_prompts", -1)])
 def test_bad_config_names_the_key(key, value):
     import dataclasses
     with pytest.raises(UserError, match=f"eval.{key}"):
         dataclasses.replace(CFG, **{key: value}).check()
+
+
+def test_bad_bucket_rule_names_the_key():
+    import dataclasses
+
+    from ja_adapt.config import BucketConfig
+    with pytest.raises(UserError, match="eval.buckets.kanji_ratio"):
+        dataclasses.replace(CFG, buckets=BucketConfig(kanji_ratio=0.0)).check()
 
 
 def test_cli_eval_model_writes_and_refuses_overwrite(tiny_tokenizer, tmp_path, capsys):

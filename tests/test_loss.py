@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ja_adapt.loss import IGNORE, token_nll, training_loss
-from ja_adapt.methods import peft_lora_config
+from ja_adapt.method_spec import resolve_targets
 from ja_adapt.models import load_model
 
 
@@ -27,8 +27,8 @@ def _model(method: str = "full", vocab: int = 300):
     model = load_model("tiny", vocab_size=vocab, seed=1)
     model.config.use_cache = False
     if method == "lora":
-        from peft import get_peft_model
-        model = get_peft_model(model, peft_lora_config(8, 16, 0.0, "qv"))
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qv"), task_type="CAUSAL_LM"))
     return model
 
 

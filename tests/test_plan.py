@@ -9,9 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ja_adapt import plan
+from ja_adapt.cli import plan as plan_cli
 from ja_adapt.errors import UserError
 from ja_adapt.loss import training_loss
-from ja_adapt.methods import peft_lora_config
+from ja_adapt.method_spec import resolve_targets
 from ja_adapt.models import load_model, preset_config
 
 V, B, T = 1024, 2, 48
@@ -19,12 +20,12 @@ V, B, T = 1024, 2, 48
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    plan.add_arguments(p)
+    plan_cli.add_arguments(p)
     return p
 
 
 def _run(argv, capsys) -> str:
-    assert plan.run(_parser().parse_args(argv)) == 0
+    assert plan_cli.run(_parser().parse_args(argv)) == 0
     return capsys.readouterr().out
 
 
@@ -44,11 +45,11 @@ def test_qwen25_05b_counts_are_the_published_facts():
 
 @pytest.mark.parametrize("targets", ["qv", "qkvo", "all-linear", "gate_proj,down_proj"])
 def test_tiny_counts_match_peft_on_the_meta_model(targets):
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
     config = preset_config("tiny", vocab_size=V, tie_word_embeddings=False)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    peft_model = get_peft_model(model, peft_lora_config(8, 16, 0.0, targets))
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets(targets), task_type="CAUSAL_LM"))
     trainable, total = peft_model.get_nb_trainable_parameters()
     counts = plan.count_parameters(config, method="lora", rank=8, targets=targets)
     assert counts["trainable"] == trainable
@@ -64,8 +65,8 @@ def _model(method: str, targets: str = "qv", dropout: float = 0.1, ckpt: bool = 
     if ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
-        from peft import get_peft_model
-        model = get_peft_model(model, peft_lora_config(16, 32, dropout, targets))
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=resolve_targets(targets), task_type="CAUSAL_LM"))
     return model.train()
 
 
@@ -204,16 +205,16 @@ def test_presets_plan_fast(capsys):
 ])
 def test_bad_input_is_a_user_error(argv, needle):
     with pytest.raises(UserError, match=needle):
-        plan.run(_parser().parse_args(argv))
+        plan_cli.run(_parser().parse_args(argv))
 
 
 def test_config_dir_without_shapes_is_a_user_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 64}))
     with pytest.raises(UserError, match="missing intermediate_size"):
-        plan.run(_parser().parse_args(["--model", str(tmp_path)]))
+        plan_cli.run(_parser().parse_args(["--model", str(tmp_path)]))
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))  # not even a model type
     with pytest.raises(UserError):
-        plan.run(_parser().parse_args(["--model", str(tmp_path)]))
+        plan_cli.run(_parser().parse_args(["--model", str(tmp_path)]))
 
 
 def test_local_config_dir_plans_like_the_preset(tmp_path, capsys):

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
+from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.forgetting import forgetting
+from ja_adapt.experiments import write_stats
 
 SCRIPTS = ("hiragana", "katakana", "kanji", "other")
 
@@ -145,6 +147,8 @@ def make_compare(out: Path, seeds=(0, 1), lora_level=2.1, full_level=2.0) -> Pat
     (out / "plan.json").write_text(json.dumps({r["name"]: {"peak_allocated_bytes": 1.2e9 if r["method"] == "lora" else 4e9,
                                                            "total_bytes": 1.5e9 if r["method"] == "lora" else 4.5e9}
                                                for r in runs}))
+    # stats.json as `compare` writes it (the report reads statistics, never computes them)
+    write_stats(out, runs, with_overrides(ExperimentConfig(), {"eval.bootstrap_resamples": 200, "eval.seed": 0}))
     return out
 
 
@@ -182,7 +186,8 @@ def _evals(out: Path, method: str) -> list[dict]:
 
 def test_results_validate_against_the_schema(results):
     import jsonschema
-    from ja_adapt.report import json_safe, schema
+    from ja_adapt.jsonio import json_safe
+    from ja_adapt.report import schema
     jsonschema.validate(json_safe(results), schema())
     broken = json_safe(results)
     broken["memory_usage"]["groups"]["lora"]["peak_mem_bytes"] = 123          # not an agg object
@@ -225,7 +230,8 @@ def test_seed_aggregates_and_derived_ratios_recomputed_from_raw_files(results, c
 
 
 def test_statistics_come_from_compare_models(results, compare_dir):
-    from ja_adapt.evaluate.run import EvalConfig, compare_models
+    from ja_adapt.config import EvalConfig
+    from ja_adapt.evaluate.run import compare_models
     a, b = _evals(compare_dir, "lora")[0], _evals(compare_dir, "full")[0]
     ref = compare_models(a, b, EvalConfig(bootstrap_resamples=200, seed=0))["bits_per_char"]["ja"]
     row = next(r for r in results["statistical_results"]["document_level"]
@@ -307,7 +313,7 @@ def test_sweeps_merge_into_one_report(results, compare_dir, tmp_path):
 
 def test_cli_refuses_missing_or_invalid_directories(tmp_path, capsys):
     from ja_adapt import cli
-    from ja_adapt.report import run
+    from ja_adapt.cli.report import run
     missing = tmp_path / "nope"
     with pytest.raises(UserError, match="nope"):
         run(argparse.Namespace(outs=[missing], out=None))

@@ -46,7 +46,8 @@ def test_run_learns_and_writes_loadable_weights(workdir, tmp_path, method):
 
     from ja_adapt.data.pipeline import prepare_data
     from ja_adapt.models import load_tokenizer
-    from ja_adapt.train import train, validation_loss
+    from ja_adapt.step import validation_loss
+    from ja_adapt.train import train
     cfg = cfg_for(workdir, method, 8)
     summary = train(cfg, tmp_path / "run")
     run = tmp_path / "run"
@@ -59,9 +60,8 @@ def test_run_learns_and_writes_loadable_weights(workdir, tmp_path, method):
     _, model_dir, _ = workdir
     if method == "lora":
         base = AutoModelForCausalLM.from_pretrained(model_dir)
-        model = PeftModel.from_pretrained(base, run / "adapter")
-        assert summary["params_trainable"] == model.get_nb_trainable_parameters()[0] or \
-            summary["params_trainable"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+        model = PeftModel.from_pretrained(base, run / "adapter", is_trainable=True)
+        assert summary["params_trainable"] == model.get_nb_trainable_parameters()[0]
     else:
         model = AutoModelForCausalLM.from_pretrained(run / "model")
         assert summary["params_trainable"] == summary["params_total"]
@@ -232,13 +232,6 @@ def test_merge_writes_a_full_model_with_the_adapter_folded_in(workdir, tmp_path)
         assert torch.allclose(merged(x).logits, peft_model(x).logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")),
-                         ids=lambda p: p.name)
-def test_every_shipped_config_loads_and_validates(path):
-    cfg = load_config(path)
-    assert cfg.train.max_steps > cfg.optim.warmup_steps
-    assert path.read_text().startswith("#") and "ja-adapt " in path.read_text().splitlines()[1] + \
-        path.read_text().splitlines()[0]
 
 
 def test_mfu_is_logged_per_step_where_the_device_peak_is_known(workdir, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 
 @dataclass
@@ -88,7 +89,6 @@ def definitions(cfg: AnalysisConfig = AnalysisConfig()) -> dict[str, str]:
 def smooth(values, window: int) -> np.ndarray:
     """Centred moving average of width `window`, same length as values; edges repeat the nearest
     value (scipy.ndimage.uniform_filter1d, mode="nearest"). Centred, so a minimum is not shifted late."""
-    from scipy.ndimage import uniform_filter1d
     x = np.asarray(values, dtype=np.float64)
     if len(x) == 0:
         return x

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 
+from ja_adapt.checkpoint import weights_in
 from ja_adapt.config import ExperimentConfig, from_dict, read_yaml
 from ja_adapt.errors import UserError
-from ja_adapt.models import load_model, load_tokenizer
+from ja_adapt.models import load_model, load_tokenizer, tokenizer_for
 
 
 def run_config(run_dir: Path) -> ExperimentConfig:
@@ -24,22 +26,11 @@ def run_config(run_dir: Path) -> ExperimentConfig:
     return from_dict(read_yaml(path), str(path))
 
 
-def weights_dir(run_dir: Path) -> Path:
-    """The final weights of a run (adapter/ or model/), or a checkpoint folder's."""
-    run_dir = Path(run_dir)
-    for name in ("adapter", "model"):
-        if (run_dir / name).is_dir():
-            return run_dir / name
-    raise UserError(f"{run_dir}: no adapter/ or model/ directory; the run has not finished "
-                    "(resume it with `ja-adapt train ... --resume`)")
-
-
 def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | str = "cpu"):
     """(model, tokenizer) from an adapter/ or model/ folder written by a run with config `cfg`."""
     weights = Path(weights)
     tokenizer = load_tokenizer(weights)
     if (weights / "adapter_config.json").is_file():
-        from peft import PeftModel
         base = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
                           vocab_size=len(tokenizer), seed=cfg.seed)
         model = PeftModel.from_pretrained(base, str(weights))
@@ -51,13 +42,13 @@ def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | st
 def load_run(run_dir: Path, device: torch.device | str = "cpu"):
     """(model, tokenizer, config) of a finished run."""
     cfg = run_config(run_dir)
-    model, tokenizer = load_weights(weights_dir(run_dir), cfg, device)
+    model, tokenizer = load_weights(weights_in(run_dir), cfg, device)
     return model, tokenizer, cfg
 
 
 def load_base(cfg: ExperimentConfig, device: torch.device | str = "cpu"):
     """(model, tokenizer) of the base model a run started from."""
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    tokenizer = tokenizer_for(cfg)
     model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
                        vocab_size=len(tokenizer), seed=cfg.seed)
     return model.to(device).eval(), tokenizer

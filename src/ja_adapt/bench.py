@@ -1,8 +1,9 @@
 """`ja-adapt bench`: ja-adapt's training engine against TRL's SFTTrainer, side by side, A/B alternated.
 
-Every run is its own process (`python -m ja_adapt.bench --worker SPEC --result OUT`), so peak RSS
-and CUDA peaks are per run and no side inherits another's caches. Sides:
-  ja-adapt     the engine: train.build_model / build_optimizer / wrap_model and train.train_step
+Every run is its own process (bench_workers.py), so peak RSS and CUDA peaks are per run and no side
+inherits another's caches. Sides:
+  ja-adapt     the engine: methods.build_model, step.build_optimizer, distributed.wrap_model and
+               step.train_step
                (the fused loss of loss.training_loss, precision.autocast) over PackedBatches
   ja-adapt+compile  the same with train.compile=true (compiling happens in the warmup steps)
   trl-default  TRL SFTTrainer with its defaults (no packing, pad to the longest row, gradient
@@ -14,7 +15,7 @@ precision, LoRA config and AdamW hyper-parameters (lr, betas, eps, weight decay,
 Engine settings go in as `key=value` (train.compile=true, train.loss_chunk_size=512,
 train.emulate_bf16=off ...).
 
-The engine calls train.train_step itself rather than train.train, because train.train builds the
+The engine calls step.train_step itself rather than train.train, because train.train builds the
 model with the tokenizer's vocabulary (the bench keeps the preset's, 151,936 for Qwen2.5) and
 always re-reads the corpus and saves a checkpoint (tests/test_bench.py checks its losses against
 train.train's).
@@ -40,10 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ja_adapt.errors import UserError
+from ja_adapt import telemetry
+from ja_adapt.bench_workers import ENGINES
+from ja_adapt.config import load_config, to_dict
+from ja_adapt.data.corpora import load_sources
+from ja_adapt.data.documents import Document
+from ja_adapt.data.tokens import build_token_store
+from ja_adapt.errors import EXIT_USER_ERROR, UserError
+from ja_adapt.method_spec import SPECS
+from ja_adapt.models import PRESETS, resolve_device
+from ja_adapt.tokenizer import train_tokenizer
 
 SIDES = ("ja-adapt", "ja-adapt+compile", "trl-default", "trl-best")
-ENGINES = ("ja-adapt", "ja-adapt+compile")
 CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
 
 
@@ -70,12 +79,11 @@ class BenchConfig:
     overrides: list[str] = field(default_factory=list)  # engine config overrides (key=value)
 
     def validate(self) -> None:
-        from ja_adapt.models import PRESETS
         if self.preset not in PRESETS:
             raise UserError(f"--preset '{self.preset}': use one of {', '.join(PRESETS)}")
         for m in self.methods:
-            if m not in ("lora", "full"):
-                raise UserError(f"--method '{m}': use lora, full or lora,full")
+            if m not in SPECS:
+                raise UserError(f"--method '{m}': use a comma list of {', '.join(SPECS)}")
         for s in self.sides:
             if s not in SIDES:
                 raise UserError(f"--sides '{s}': use a comma list of {', '.join(SIDES)}")
@@ -100,7 +108,6 @@ def bench_documents(cfg: BenchConfig) -> list[str]:
         if not path.is_file():
             raise UserError(f"--docs {path}: no such file; write one with --export-docs {path}")
         return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line]
-    from ja_adapt.data.corpora import load_sources
     docs, _ = load_sources(cfg.corpora, max_chars_per_source=cfg.max_chars)
     rng = np.random.default_rng(cfg.seed)
     draw = lambda: max(8.0, rng.lognormal(np.log(cfg.doc_chars), cfg.doc_sigma))
@@ -121,7 +128,6 @@ def bench_documents(cfg: BenchConfig) -> list[str]:
 def engine_config(cfg: BenchConfig, method: str):
     """The engine's ExperimentConfig: `key=value` overrides (train.compile=true ...), then the
     bench's own settings, which win."""
-    from ja_adapt.config import load_config
     flags = {"model.name_or_path": cfg.preset, "method": method, "precision": cfg.precision,
              "seed": cfg.seed, "device": cfg.device, "data.seq_len": cfg.seq,
              "train.batch_size": cfg.batch, "train.max_steps": cfg.warmup + cfg.steps + 1,
@@ -131,10 +137,6 @@ def engine_config(cfg: BenchConfig, method: str):
 
 def prepare(cfg: BenchConfig, work: Path) -> dict:
     """Documents (JSONL), tokenizer and token cache in `work`, shared by every run."""
-    from ja_adapt.data.documents import Document
-    from ja_adapt.data.tokens import build_token_store
-    from ja_adapt.models import PRESETS
-    from ja_adapt.tokenizer import train_tokenizer
     texts = bench_documents(cfg)
     model_vocab = PRESETS[cfg.preset]["vocab_size"]
     tok = train_tokenizer(texts, min(cfg.vocab_size, model_vocab), out_dir=work / "tokenizer")
@@ -148,180 +150,6 @@ def prepare(cfg: BenchConfig, work: Path) -> dict:
             "doc_tokens_p10_p50_p90": [float(x) for x in np.percentile(lengths, [10, 50, 90])]}
 
 
-# ---- workers (one process per run) ---------------------------------------------------------------
-
-def _peak_rss_bytes() -> int:
-    """This process's peak RSS: VmHWM (per process image, so not inherited from the parent)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    from ja_adapt.telemetry import _ru_maxrss_bytes
-    return _ru_maxrss_bytes()
-
-
-class _Vocab:
-    """Stands in for the tokenizer in train.build_model, which needs only len(): the model keeps the
-    preset's vocabulary (the tokenizer's ids are a subset)."""
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def _summarise(spec: dict, ends: list[float], real: list[int], slots: list[int], device,
-               model_config, method: str, trainable: int, extra: dict) -> dict:
-    """One run's numbers from per-step end times (ends[0] = loop start) and token counts."""
-    from ja_adapt import telemetry
-    w = spec["bench"]["warmup"]
-    dts = np.diff(ends)[w:]
-    tok = sum(real[w:len(ends) - 1])
-    out = {"side": spec["side"], "method": method, "repeat": spec["repeat"],
-           "steps": len(dts), "tokens_per_s": tok / float(dts.sum()),
-           "step_time_s": float(np.median(dts)), "real_tokens_per_step": tok / len(dts),
-           "padding_fraction": 1 - sum(real[w:]) / max(sum(slots[w:]), 1),
-           "trainable_params": trainable, "peak_rss_bytes": _peak_rss_bytes()}
-    if device.type == "cuda":
-        import torch
-        out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
-        peak = telemetry.peak_flops(torch.cuda.get_device_name(device))
-        fpt = telemetry.flops_per_token(model_config, method=method, trainable_params=trainable,
-                                        seq_len=spec["bench"]["seq"])
-        out["mfu"] = telemetry.mfu(out["tokens_per_s"], fpt, peak) if peak else None
-    out.update(extra)
-    return out
-
-
-def _engine_worker(spec: dict) -> dict:
-    """train.train's step (grad_accum 1), timed. Returns the run's numbers and its losses."""
-    import torch
-
-    from ja_adapt import distributed, precision, telemetry, train
-    from ja_adapt.config import from_dict
-    from ja_adapt.data.documents import Document
-    from ja_adapt.data.packing import PackedBatches
-    from ja_adapt.data.tokens import build_token_store
-    from ja_adapt.methods import base_model, count_parameters
-    from ja_adapt.models import load_tokenizer, resolve_device
-    cfg = from_dict(spec["engine"])
-    cfg.train.compile = cfg.train.compile or spec["side"] == "ja-adapt+compile"
-    device = resolve_device(cfg.device)
-    tok = load_tokenizer(spec["tokenizer"])
-    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
-    store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
-    data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
-    model = train.build_model(cfg, _Vocab(spec["model_vocab"]), device)
-    optimizer, scheduler = train.build_optimizer(model, cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    torch.manual_seed(cfg.seed)
-    memory = telemetry.MemoryMeter(device)
-    trainable, _ = count_parameters(model)
-    engine = distributed.wrap_model(model, cfg, device)   # what train.train steps
-    model.train()
-    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
-    # As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
-    # device and the clock syncs only at the end of warmup and of the run (no per-step times then).
-    defer = train.defers_sync(cfg)
-    warmup = spec["bench"]["warmup"]
-    ends, real, slots, results = [time.perf_counter()], [], [], []
-    for step in range(n_steps):                       # train.train's step itself
-        batch = data.get(step)
-        real.append(data.real_tokens(batch))
-        slots.append(batch["input_ids"].numel())
-        results.append(train.train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device))
-        if not defer or step in (warmup - 1, n_steps - 1):
-            telemetry.sync(device)
-        if not defer:
-            results[-1][0].item(), results[-1][1].item()   # train.train reads both (log_every=1)
-        memory.current_bytes()
-        ends.append(time.perf_counter())
-    losses = [loss.item() for loss, *_ in results]
-    base = base_model(model)
-    extra = {"losses": losses, "compiled": cfg.train.compile, "sync_deferred": defer,
-             "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
-    from ja_adapt.plan import plan_memory  # the planner's prediction for this very step
-    plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
-                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
-                       activation_checkpointing=cfg.train.activation_checkpointing,
-                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout)
-    extra["planned_peak_allocated_bytes"] = plan["peak_allocated_bytes"]
-    if defer:                                         # only the window's total time is synced
-        extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
-    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
-
-
-def _trl_worker(spec: dict) -> dict:
-    """TRL SFTTrainer on the same model, texts, tokenizer and optimizer settings, timed by callback."""
-    import datasets
-    import torch
-    import trl
-    from transformers import TrainerCallback
-
-    from ja_adapt import telemetry
-    from ja_adapt.config import from_dict
-    from ja_adapt.methods import base_model, count_parameters, peft_lora_config
-    from ja_adapt.models import load_model, load_tokenizer, resolve_device
-    cfg = from_dict(spec["engine"])
-    device = resolve_device(cfg.device)
-    tok = load_tokenizer(spec["tokenizer"])
-    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
-    model = load_model(cfg.model.name_or_path, vocab_size=spec["model_vocab"], seed=cfg.seed)
-    model.config.use_cache = False                    # as the engine: packed position_ids work
-    model.set_attn_implementation(cfg.model.attn_implementation)
-    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
-    best = spec["side"] == "trl-best"
-    o = cfg.optim
-    settings = {"packing": True, "packing_strategy": "bfd", "padding_free": True,
-                "gradient_checkpointing": cfg.train.activation_checkpointing} if best else {}
-    args = trl.SFTConfig(
-        output_dir=str(Path(spec["workdir"]) / "trl-out"), max_steps=n_steps,
-        per_device_train_batch_size=cfg.train.batch_size, max_length=cfg.data.seq_len,
-        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", learning_rate=o.lr,
-        weight_decay=o.weight_decay, adam_beta1=o.beta1, adam_beta2=o.beta2, adam_epsilon=o.eps,
-        max_grad_norm=o.grad_clip, warmup_steps=o.warmup_steps, lr_scheduler_type="cosine",
-        report_to="none", save_strategy="no", use_cpu=device.type == "cpu", seed=cfg.seed,
-        disable_tqdm=True, **settings)
-    peft_config = (peft_lora_config(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.targets)
-                   if cfg.method == "lora" else None)
-    trainer = trl.SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config,
-                             train_dataset=datasets.Dataset.from_dict({"text": texts}))
-    real, slots, ends = [], [], []
-    collate = trainer.data_collator
-
-    def counting(features):                           # non-padding tokens of every batch, in order
-        out = collate(features)
-        mask = out.get("attention_mask")
-        real.append(int(mask.sum()) if mask is not None else out["input_ids"].numel())
-        slots.append(out["input_ids"].numel())
-        return out
-    trainer.data_collator = counting
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if not ends:
-                ends.append(time.perf_counter())
-        def on_step_end(self, args, state, control, **kw):
-            telemetry.sync(device)
-            ends.append(time.perf_counter())
-    trainer.add_callback(Clock())
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trainer.train()
-    trainable, _ = count_parameters(trainer.model)
-    base = base_model(trainer.model)
-    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable,
-                      {"trl_version": trl.__version__})
-
-
-def worker(spec: dict) -> dict:
-    """Run one side of one repetition in this process; `spec` as written by `run_bench`."""
-    return _engine_worker(spec) if spec["side"] in ENGINES else _trl_worker(spec)
-
-
 # ---- orchestration ---------------------------------------------------------------------------------
 
 def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
@@ -329,7 +157,7 @@ def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
     name = f"{spec['method']}-{spec['side']}-{spec['repeat']}"
     spec_path, result_path = work / f"{name}.spec.json", work / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec))
-    cmd = [sys.executable, "-m", "ja_adapt.bench", "--worker", str(spec_path), "--result", str(result_path)]
+    cmd = [sys.executable, "-m", "ja_adapt.bench_workers", str(spec_path), str(result_path)]
     env = dict(os.environ)
     if spec["bench"]["threads"] > 0:       # the same thread count for every side
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["bench"]["threads"])
@@ -418,16 +246,13 @@ def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | Non
     """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,
     ...), each run in its own process. Returns (and writes to `out`) runs, summary and facts."""
     cfg.validate()
-    from ja_adapt import telemetry
-    from ja_adapt.models import resolve_device
     if "trl-default" in cfg.sides or "trl-best" in cfg.sides:
         try:
-            import trl  # noqa: F401
+            import trl  # noqa: F401  (optional: the `bench` extra)
         except ImportError:
             log("bench: trl is not installed; running ja-adapt only")
             cfg.sides = [s for s in cfg.sides if s in ENGINES]
     engine = {m: engine_config(cfg, m) for m in cfg.methods}   # validates overrides before any work
-    from ja_adapt.config import to_dict
     result = {"config": asdict(cfg), "engine_config": to_dict(engine[cfg.methods[0]]),
               "device": telemetry.device_info(resolve_device(cfg.device)), "runs": []}
     with tempfile.TemporaryDirectory(prefix="ja-adapt-bench-") as tmp:
@@ -462,7 +287,7 @@ def _csv(text: str) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BenchConfig()
     p.add_argument("--preset", default=d.preset, help="model preset (random weights)")
-    p.add_argument("--method", default=",".join(d.methods), help="lora, full or lora,full")
+    p.add_argument("--method", default=",".join(d.methods), help=f"comma list of {', '.join(SPECS)}")
     p.add_argument("--sides", default=",".join(d.sides), help=f"comma list of {', '.join(SIDES)}")
     p.add_argument("--precision", default=d.precision, help="fp32, bf16 or fp16")
     p.add_argument("--batch", type=int, default=d.batch, help="rows per step")
@@ -507,18 +332,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """`python -m ja_adapt.bench --worker SPEC --result OUT` (one run); anything else is the CLI."""
+    """`python -m ja_adapt.bench ...`: the bench command line without ja_adapt.cli (whose other
+    subcommands need more packages than a bare GPU machine has); the same parser and the same
+    one-line error handling."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:
-        p = argparse.ArgumentParser(prog="ja_adapt.bench")
-        p.add_argument("--worker", type=Path, required=True)
-        p.add_argument("--result", type=Path, required=True)
-        a = p.parse_args(argv)
-        a.result.write_text(json.dumps(worker(json.loads(a.worker.read_text()))))
-        return 0
-    # Not through ja_adapt.cli, which imports every subcommand (evaluation needs more packages than
-    # a bare GPU machine has); the same parser and the same one-line error handling.
-    from ja_adapt.errors import EXIT_USER_ERROR
     p = argparse.ArgumentParser(prog="ja-adapt bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)

@@ -28,11 +28,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
+from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 
 from ja_adapt import distributed
+from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.errors import UserError
-from ja_adapt.methods import is_adapter
+from ja_adapt.methods import build_model, is_adapter
+from ja_adapt.models import tokenizer_for
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
 
@@ -52,7 +62,17 @@ class TrainState:
 
 
 def weights_dirname(model: torch.nn.Module) -> str:
+    """Where a model's weights go in a run or checkpoint folder: adapter/ (peft) or model/."""
     return "adapter" if is_adapter(model) else "model"
+
+
+def weights_in(folder: Path) -> Path:
+    """The weights a run or checkpoint folder holds: its adapter/ or model/ directory."""
+    for name in ("adapter", "model"):
+        if (Path(folder) / name).is_dir():
+            return Path(folder) / name
+    raise UserError(f"{folder}: no adapter/ or model/ directory; the run has not finished "
+                    "(resume it with `ja-adapt train ... --resume`)")
 
 
 def save_weights(model: torch.nn.Module, tokenizer, out: Path, state_dict: dict | None = None) -> None:
@@ -92,7 +112,6 @@ def _rng_states() -> dict[str, torch.Tensor]:
 
 
 def _shard_state(model, optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import get_state_dict
     model_sd, optim_sd = get_state_dict(model, optimizer)
     return {"model": model_sd, "optim": optim_sd}
 
@@ -108,7 +127,6 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
     rng = _rng_states()
     distributed.barrier()                               # tmp exists before any rank writes in it
     if sharded:                                         # every rank writes its DCP shard
-        import torch.distributed.checkpoint as dcp
         dcp.save(_shard_state(model, optimizer), checkpoint_id=str(tmp / SHARDS))
     if distributed.is_main():
         if not sharded:
@@ -156,7 +174,6 @@ def prune(checkpoints: Path, keep: int) -> None:
 def _load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Put the trainable weights saved in `folder` back into `model` (same architecture)."""
     if is_adapter(model):
-        from peft import set_peft_model_state_dict
         set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
         return
     state = {}
@@ -181,8 +198,6 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
         raise UserError(f"{folder}: {'not ' if sharded else ''}a sharded (FSDP) checkpoint; resume "
                         "with the train.strategy that wrote it")
     if sharded:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_state_dict
         sd = _shard_state(model, optimizer)
         dcp.load(sd, checkpoint_id=str(folder / SHARDS))
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
@@ -204,21 +219,12 @@ def consolidate(folder: Path, out: Path | None = None) -> Path:
     """HF weights (adapter/ or model/, with the tokenizer) from a sharded checkpoint `folder` of a
     run directory, in one process: the model is rebuilt from the run's config.yaml and the DCP
     shards are read into it without a process group. Returns the written directory."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
-        set_model_state_dict,
-    )
-
-    from ja_adapt.config import from_dict, read_yaml
-    from ja_adapt.models import load_tokenizer
-    from ja_adapt.train import build_model
     folder = Path(folder)
     if not (folder / SHARDS).is_dir():
         raise UserError(f"{folder}: no {SHARDS}/ folder; not a sharded (FSDP) checkpoint")
     saved = folder.parent.parent / "config.yaml"
     cfg = from_dict(read_yaml(saved), str(saved))
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    tokenizer = tokenizer_for(cfg)
     model = build_model(cfg, tokenizer, torch.device("cpu"))
     sd = get_model_state_dict(model)
     dcp.load({"model": sd}, checkpoint_id=str(folder / SHARDS), no_dist=True)

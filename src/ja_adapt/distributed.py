@@ -26,11 +26,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sys
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ja_adapt.data.packing import PackedBatches
 from ja_adapt.errors import UserError
 from ja_adapt.loss import training_loss
 from ja_adapt.methods import base_model
@@ -120,7 +126,6 @@ def global_batches(packed):
     process with batch_size B*world would train on at step g."""
     if world() == 1:
         return packed
-    from ja_adapt.data.packing import PackedBatches
     return PackedBatches(packed.store, packed.seq_len, packed.batch_size * world(),
                          seed=packed.seed, shuffle=packed.shuffle, pad_id=packed.pad_id)
 
@@ -186,13 +191,10 @@ def wrap_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
     engine = LossForward(model, cfg.train.loss_chunk_size)
     strategy = resolve_strategy(cfg)
     if strategy == "ddp":
-        from torch.nn.parallel import DistributedDataParallel as DDP
         # Buffers (rotary frequencies) are identical on every rank: no per-forward sync.
         return DDP(engine, device_ids=[device.index] if device.type == "cuda" else None,
                    forward_sync_buffers=False)
     if strategy == "fsdp":
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         mesh = init_device_mesh(device.type, (world(),))
         # bf16: all-gather / compute in bf16, reduce-scatter gradients in fp32 into fp32 shards.
         mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
@@ -206,21 +208,17 @@ def wrap_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
 def eval_module(engine: nn.Module) -> nn.Module:
     """The module to validate with: DDP's inner module (no gradient sync, no collectives, so ranks
     may differ in batch count), the FSDP root itself (its hooks gather the sharded weights)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
     return engine.module if isinstance(engine, DDP) else engine
 
 
 def is_sharded(engine: nn.Module) -> bool:
     """True when parameters are FSDP shards (checkpoints go through DCP)."""
-    from torch.distributed.fsdp import FSDPModule
     return isinstance(engine, FSDPModule)
 
 
 def grad_sync(engine: nn.Module, enabled: bool):
     """Context for one micro-batch's backward: gradients are reduced across ranks only when
     `enabled` (the last micro-batch of a step), saving grad_accum-1 reductions per step."""
-    from torch.distributed.fsdp import FSDPModule
-    from torch.nn.parallel import DistributedDataParallel as DDP
     if isinstance(engine, DDP) and not enabled:
         return engine.no_sync()
     if isinstance(engine, FSDPModule):
@@ -231,10 +229,6 @@ def grad_sync(engine: nn.Module, enabled: bool):
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
     """The full (unsharded) CPU state dict of an FSDP-sharded `model`, on rank 0 (None elsewhere).
     Collective: every rank calls it."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return sd if is_main() else None
 
@@ -242,6 +236,5 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
 def launch_command(nproc: int, argv: list[str]) -> list[str]:
     """argv for `torch.distributed.run` starting `nproc` local processes of `ja-adapt <argv>`
     (a free rendezvous port is chosen by the standalone mode)."""
-    import sys
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", "-m", "ja_adapt", *argv]

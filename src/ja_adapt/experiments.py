@@ -6,20 +6,30 @@
                                  plus eval.json (final weights) and checkpoints/*/eval.json
     OUT/stats.json               paired statistics (LoRA vs full, each vs base, seed-matched)
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
-    OUT/report.md, report.html, results.json, plots/
 
-Re-running the same command skips finished runs and evaluations and resumes a killed run.
+Re-running the same command skips finished runs and evaluations and resumes a killed run. The
+report over OUT is the report stage's (ja_adapt.report); `ja-adapt compare` / `sweep` (cli/experiments.py)
+run both.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import itertools
 import json
+import shutil
 from pathlib import Path
 
-from ja_adapt.config import ExperimentConfig, from_dict, parse_override, to_dict
+from ja_adapt import artifacts, checkpoint
+from ja_adapt.cache import cache_root
+from ja_adapt.config import ExperimentConfig, parse_override, to_dict, with_overrides
+from ja_adapt.data.pipeline import eval_set
+from ja_adapt.data.sources import corpus_fingerprint
 from ja_adapt.errors import UserError
+from ja_adapt.evaluate.run import compare_models, evaluate_model, write_eval
+from ja_adapt.models import model_config, resolve_name
+from ja_adapt.plan import plan_memory
+from ja_adapt.train import train
 
 # ---- which runs ----------------------------------------------------------------------------------
 
@@ -27,20 +37,6 @@ def run_name(overrides: dict, seed: int) -> str:
     """A filesystem-safe, readable name: `method-lora__lora.rank-8__s0`."""
     parts = [f"{k}-{v}" for k, v in overrides.items()]
     return "__".join(parts + [f"s{seed}"]).replace("/", "_")
-
-
-def with_overrides(cfg: ExperimentConfig, overrides: dict) -> ExperimentConfig:
-    d = to_dict(cfg)
-    for key, value in overrides.items():
-        node = d
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    new = from_dict(d, "grid")
-    from ja_adapt.config import validate
-    validate(new)
-    return new
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -93,7 +89,6 @@ def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seed
 def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained_domains,
                   base_results=None, light: bool = False) -> dict:
     """Evaluate once and cache the result at `path` (skipped when it exists)."""
-    from ja_adapt.evaluate.run import evaluate_model, write_eval
     if path.is_file():
         return json.loads(path.read_text())
     eval_cfg = cfg.eval.light() if light else cfg.eval   # checkpoints: likelihood only, for the curves
@@ -103,14 +98,10 @@ def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, tra
     return results
 
 
-def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-            report: bool = True) -> dict:
-    """Train and evaluate every run (skipping finished work), then write the report."""
-    from ja_adapt import artifacts, checkpoint
-    from ja_adapt.train import train
+def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int]) -> None:
+    """Train and evaluate every run (skipping finished work); then stats.json and plan.json."""
     runs = plan_runs(cfg, grid, seeds)
     write_manifest(out, kind, cfg, grid, seeds, runs)
-    from ja_adapt.data.pipeline import eval_set
     docs, train_domains = eval_set(cfg)
     trained = sorted({d.domain for d in docs if d.lang == "ja"} & set(train_domains))
     base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
@@ -126,32 +117,17 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
         for ckpt in checkpoint.complete(run_dir / "checkpoints"):
             # the final step's point on the learning curve is the run's own (full) evaluation
             if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:
-                model, tok = artifacts.load_weights(ckpt / checkpoint_weights(ckpt), run_cfg)
+                model, tok = artifacts.load_weights(checkpoint.weights_in(ckpt), run_cfg)
                 evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)
         model, tok, _ = artifacts.load_run(run_dir)
         evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base)
     write_stats(out, runs, cfg)
     write_plan(out, cfg, runs)
-    if not report:
-        return {}
-    from ja_adapt.report import build_results, executive_summary, write_report
-    results = build_results([out])
-    paths = write_report(out, results)
-    print(executive_summary(results))
-    print(f"\nreport: {paths.get('report.html', out / 'report.html')}")
-    return results
 
 
 def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
     """The base model's evaluation, shared between experiments through the user cache: the same
     base weights, tokenizer, documents and eval settings give the same (deterministic) result."""
-    import hashlib
-    import shutil
-
-    from ja_adapt import artifacts
-    from ja_adapt.cache import cache_root
-    from ja_adapt.data.sources import corpus_fingerprint
-    from ja_adapt.models import resolve_name
     if path.is_file():
         return json.loads(path.read_text())
     model = resolve_name(cfg.model.name_or_path)
@@ -171,13 +147,8 @@ def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
     return results
 
 
-def checkpoint_weights(ckpt: Path) -> str:
-    return "adapter" if (ckpt / "adapter").is_dir() else "model"
-
-
 def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig) -> None:
     """Paired statistics between every pair of grid points with the same seed, and each vs base."""
-    from ja_adapt.evaluate.run import compare_models
     base = json.loads((out / "base" / "eval.json").read_text())
     evals = {r["name"]: json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
     pairs = []
@@ -192,8 +163,6 @@ def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig) -> None:
 
 def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
     """Predicted memory of each run's configuration (ja_adapt.plan), shown beside the measured."""
-    from ja_adapt.models import load_config as model_config
-    from ja_adapt.plan import plan_memory
     plans = {}
     for r in runs:
         c = r["config"]
@@ -206,29 +175,3 @@ def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
             activation_checkpointing=c.train.activation_checkpointing,
             loss_chunk_size=c.train.loss_chunk_size)
     (out / "plan.json").write_text(json.dumps(plans, indent=1, default=str))
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ja_adapt.cli import add_training_flags
-    add_training_flags(parser)
-    parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
-    if parser.prog.split()[-1] == "sweep":
-        parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
-                            help="a swept key and its values (repeatable: the runs are the product)")
-    parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ja_adapt.cli import config_from_args
-    cfg = config_from_args(args)
-    if args.seeds <= 0:
-        raise UserError(f"--seeds must be positive, got {args.seeds}")
-    seeds = [cfg.seed + i for i in range(args.seeds)]
-    if args.command == "compare":
-        grid = {"method": ["lora", "full"]}
-    else:
-        grid = parse_grid(args.grid)
-    run_all(args.out, args.command, cfg, grid, seeds, report=not args.no_report)
-    return 0

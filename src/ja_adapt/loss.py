@@ -28,9 +28,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ja_adapt.data.packing import IGNORE
 from ja_adapt.methods import base_model
-
-IGNORE = -100
 
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:

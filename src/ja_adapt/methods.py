@@ -1,8 +1,9 @@
-"""Adaptation methods: how a model is wrapped and which parameters train.
+"""Adaptation methods: how a model is wrapped and which parameters train, and the model builder.
 
-LoRA and full fine-tuning share one training loop; they differ only here. A method is a function
-`(model, cfg) -> model` in a small registry that refuses duplicates, so peft's other methods (DoRA,
-AdaLoRA, IA3, prefix tuning, QLoRA) plug in with one function each.
+LoRA and full fine-tuning share one training loop; they differ only here. A method is its torch-free
+`MethodSpec` (method_spec.py: what config, plan and telemetry read) plus its builder below: the peft
+config that wraps the model, or None when the model trains as it is (full fine-tuning). Both
+registries refuse duplicates, and a test keeps their names equal.
 """
 
 from __future__ import annotations
@@ -11,69 +12,78 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
 
-from ja_adapt.errors import UserError, closest
+from ja_adapt.method_spec import SPECS, method_spec, resolve_targets
+from ja_adapt.models import load_model
 
 if TYPE_CHECKING:
     from ja_adapt.config import ExperimentConfig
 
-# Module-name presets for Qwen2-style decoders (names of nn.Linear modules inside each layer).
-TARGET_PRESETS: dict[str, list[str]] = {
-    "qv": ["q_proj", "v_proj"],
-    "qkvo": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all-linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
-
-METHODS: dict[str, Callable[[torch.nn.Module, "ExperimentConfig"], torch.nn.Module]] = {}
+# name → the peft config of a method (None: no wrapper, every weight trains)
+BUILDERS: dict[str, Callable[["ExperimentConfig"], object | None]] = {}
 
 
 def register(name: str):
+    """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS)."""
     def add(fn):
-        if name in METHODS:
+        if name in BUILDERS:
             raise ValueError(f"method '{name}' is already registered")
-        METHODS[name] = fn
+        if name not in SPECS:
+            raise ValueError(f"method '{name}' has no MethodSpec in method_spec.py")
+        BUILDERS[name] = fn
         return fn
     return add
 
 
-def resolve_targets(targets: str) -> list[str]:
-    """A preset name or a comma-separated list of module names → module names."""
-    if targets in TARGET_PRESETS:
-        return list(TARGET_PRESETS[targets])
-    names = [t.strip() for t in targets.split(",") if t.strip()]
-    if not names or any(not n.replace("_", "").isalnum() for n in names):
-        raise UserError(f"config: key 'lora.targets' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
-                        f"use {', '.join(TARGET_PRESETS)} or a comma list of module names")
-    return names
-
-
-def peft_lora_config(rank: int, alpha: float, dropout: float, targets: str):
-    from peft import LoraConfig as PeftLoraConfig
-    return PeftLoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
-                          target_modules=resolve_targets(targets), bias="none", task_type="CAUSAL_LM")
-
-
 @register("lora")
-def apply_lora(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Module:
-    """peft LoRA on the target projections; the base weights are frozen."""
-    from peft import get_peft_model
-    lora = cfg.lora
-    return get_peft_model(model, peft_lora_config(lora.rank, lora.alpha, lora.dropout, lora.targets))
+def lora_config(cfg: "ExperimentConfig"):
+    """peft LoRA on the target projections (`lora.*` keys); the base weights are frozen."""
+    return PeftLoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=resolve_targets(cfg.lora.targets), bias="none",
+                          task_type="CAUSAL_LM")
 
 
 @register("full")
-def apply_full(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Module:
-    """Full fine-tuning: every weight trains."""
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+def full_config(cfg: "ExperimentConfig"):
+    """Full fine-tuning: no wrapper, every weight trains."""
+    return None
+
+
+def peft_config(cfg: "ExperimentConfig"):
+    """The peft config of `cfg.method`, or None for a method without a wrapper."""
+    method_spec(cfg.method)                     # a UserError naming the key for an unknown method
+    return BUILDERS[cfg.method](cfg)
 
 
 def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Module:
-    if cfg.method not in METHODS:
-        raise UserError(f"config: key 'method' is '{cfg.method}'{closest(cfg.method, METHODS)}; "
-                        f"known: {', '.join(METHODS)}")
-    return METHODS[cfg.method](model, cfg)
+    """`model` wrapped by the configured method, with exactly the method's parameters trainable."""
+    config = peft_config(cfg)
+    if config is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    return get_peft_model(model, config)
+
+
+def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> torch.nn.Module:
+    """Base model (preset or pretrained) wrapped by the configured method, on `device`."""
+    torch.manual_seed(cfg.seed)
+    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                       vocab_size=len(tokenizer), seed=cfg.seed)
+    model.config.use_cache = False
+    if cfg.model.attn_implementation and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(cfg.model.attn_implementation)
+    if cfg.train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = apply_method(model, cfg).to(device)
+    if cfg.train.compile:
+        # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
+        # in place: parameter names and saved weights stay as they are.
+        base_model(model).model.compile()
+    return model
 
 
 def base_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -86,8 +96,8 @@ def is_adapter(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config")
 
 
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; tied weights counted once."""
+def count_trainable(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts of a built model; tied weights counted once."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total

@@ -1,8 +1,9 @@
 """Models and tokenizers: load by hub id or local directory, or build an architecture preset.
 
-Presets are Qwen2-architecture configs with random weights: the public Qwen2.5 configs (see
-docs/models.md) for the memory planner and benchmarks, and `tiny` (about 5M parameters) for tests
-and CPU runs. A real model (hub id or local directory) always goes through transformers' Auto
+Presets are Qwen2-architecture configs with random weights: the public Qwen2.5 configs (their
+config.json facts, below) for the memory planner and benchmarks, and `tiny` (about 5M parameters)
+for tests and CPU runs. Aliases are names an application resolves to a directory on first use
+(the command line registers `demo-base`, the demo's own pretrained model). A real model (hub id or local directory) always goes through transformers' Auto
 classes with safetensors weights and `trust_remote_code` off unless the config turns it on.
 """
 
@@ -20,6 +21,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from ja_adapt.config import MODEL_ALIASES
 from ja_adapt.errors import UserError, closest
 
 # Public Qwen2.5 configuration facts (config.json of each release). All: rope_theta 1e6,
@@ -45,23 +47,20 @@ PRESETS: dict[str, dict] = {
 }
 
 
-DEMO_BASE = "demo-base"   # the demo's own pretrained base model (built and cached on first use)
-
-
 def is_preset(name: str) -> bool:
     return name in PRESETS
 
 
 def resolve_name(name_or_path: str) -> str:
-    """A preset or hub id as is; `demo-base` → its cached directory (built on first use).
+    """A preset, path or hub id as is; a registered alias (config.MODEL_ALIASES) → the directory
+    it resolves to. A preset name always means the preset, even if an alias reuses it.
 
     A name that is not a preset, not an existing path and not `owner/name` is refused at once:
     it is a typo, and a hub lookup would only retry against an unreachable network.
     """
     name_or_path = str(name_or_path)
-    if name_or_path == DEMO_BASE:
-        from ja_adapt.demo import ensure_base_model
-        return str(ensure_base_model())
+    if name_or_path in MODEL_ALIASES and not is_preset(name_or_path):
+        return str(MODEL_ALIASES[name_or_path]())
     if is_preset(name_or_path) or Path(name_or_path).exists() or "/" in name_or_path:
         return name_or_path
     raise UserError(f"model '{name_or_path}': not a preset{closest(name_or_path, PRESETS)}, not a "
@@ -76,7 +75,7 @@ def preset_config(name: str, **overrides) -> Qwen2Config:
     return Qwen2Config(**{**PRESETS[name], **overrides})
 
 
-def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
+def model_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """Config of a preset, a local model directory (its config.json) or a hub id (when online)."""
     name_or_path = resolve_name(name_or_path)
     if is_preset(name_or_path):
@@ -114,7 +113,7 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         return model
-    config = load_config(name_or_path, trust_remote_code)
+    config = model_config(name_or_path, trust_remote_code)
     try:
         return AutoModelForCausalLM.from_pretrained(
             str(name_or_path), config=config, dtype=dtype, use_safetensors=True,
@@ -138,6 +137,11 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         raise UserError(f"tokenizer '{name_or_path}': cannot load ({first}); set model.tokenizer "
                         "to a directory with tokenizer.json") from None
     return tok
+
+
+def tokenizer_for(cfg) -> "PreTrainedTokenizerBase":
+    """The tokenizer of an experiment config: `model.tokenizer`, else the model's own."""
+    return load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

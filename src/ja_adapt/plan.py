@@ -1,4 +1,4 @@
-"""`ja-adapt plan`: parameter counts, a memory model and a time model, before any GPU is rented.
+"""Parameter counts, a memory model and a time model of a training step, before any GPU is rented.
 
 Parameters are exact: the model is built on the meta device from its config (no memory, no
 weights), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
@@ -6,32 +6,28 @@ count peft reports. Memory and time are models; docs/plan.md states every formul
 The memory model enumerates the tensors a Llama-style decoder (RMSNorm, rotary, SDPA attention,
 gated SiLU MLP; Qwen2 among them) saves for backward under ja-adapt's training step: fp32 weights,
 autocast to bf16/fp16, AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
+What a method trains comes from its MethodSpec (method_spec.py). The `ja-adapt plan` command line
+over these functions is cli/plan.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM
 
 from ja_adapt import telemetry
+from ja_adapt.config import PRECISIONS
 from ja_adapt.errors import UserError, closest
-from ja_adapt.methods import resolve_targets
-from ja_adapt.models import load_config
+from ja_adapt.method_spec import SPECS, resolve_targets
 
 GIB = 1024 ** 3
 F32 = 4                                 # bytes of an fp32 element
-PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 weights
-METHODS = ("lora", "full")
 GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> telemetry table key
 CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
 ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
 RECOMMEND_GB = (12, 24, 80)             # consumer / professional / enterprise GPU memory
-REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -55,28 +51,11 @@ class Arch:
 _ARCH_CACHE: dict[str, Arch] = {}
 
 
-def _check_config(model: str, config) -> None:
-    """A local config.json must state the shapes: defaults would plan a model that is not there."""
-    path = Path(model)
-    cfg_file = (path.parent if path.suffix == ".json" else path) / "config.json"
-    if path.exists() and cfg_file.is_file():
-        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-        missing = [k for k in REQUIRED_KEYS if k not in raw]
-        if missing:
-            raise UserError(f"{cfg_file}: missing {', '.join(missing)}; the planner needs the "
-                            "model's shapes (copy the model's full config.json)")
-    for key in REQUIRED_KEYS:
-        if not isinstance(getattr(config, key, None), int):
-            raise UserError(f"model '{model}': config has no integer '{key}'; the planner supports "
-                            "decoder configs with " + ", ".join(REQUIRED_KEYS))
-
-
 def architecture(config) -> Arch:
     """Parameter counts and layer shapes of `config`'s causal LM, built on the meta device."""
     key = config.to_json_string(use_diff=False)
     if key in _ARCH_CACHE:
         return _ARCH_CACHE[key]
-    from transformers import AutoModelForCausalLM
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     params = list(model.parameters())  # deduplicated: a tied lm_head is the embedding
@@ -97,9 +76,10 @@ def architecture(config) -> Arch:
 
 
 def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
-    if method not in METHODS:
-        raise UserError(f"--method '{method}'{closest(method, METHODS)}; use {' or '.join(METHODS)}")
-    if method == "full":
+    """The per-layer nn.Linear names a method adapts (none when it trains the base as it is)."""
+    if method not in SPECS:
+        raise UserError(f"--method '{method}'{closest(method, SPECS)}; use {' or '.join(SPECS)}")
+    if not SPECS[method].adapts_linears:
         return set()
     if rank <= 0:
         raise UserError(f"--rank {rank}: the LoRA rank must be a positive integer (e.g. 16)")
@@ -118,7 +98,7 @@ def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: s
     return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
             "non_embedding": arch.total - arch.embedding - arch.lm_head,
             "matmul": telemetry.matmul_params(config),
-            "adapter": adapter, "trainable": arch.total if method == "full" else adapter}
+            "adapter": adapter, "trainable": arch.total if SPECS[method].trains_base else adapter}
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -208,8 +188,8 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     if precision not in PRECISIONS:
         raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
                         + ", ".join(PRECISIONS))
-    if base_dtype not in ("fp32", "bf16") or (base_dtype == "bf16" and method == "full"):
-        raise UserError(f"--base-dtype '{base_dtype}': use fp32, or bf16 for a frozen LoRA base")
+    if base_dtype not in ("fp32", "bf16") or (base_dtype == "bf16" and SPECS[method].trains_base):
+        raise UserError(f"--base-dtype '{base_dtype}': use fp32, or bf16 for a frozen base (LoRA)")
     for key, value in (("batch", batch), ("seq", seq)):
         if value <= 0:
             raise UserError(f"--{key} {value}: must be a positive integer")
@@ -217,7 +197,7 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
         raise UserError(f"--loss-chunk-size {loss_chunk_size}: use 0 (plain) or a positive row count")
     arch = architecture(config)
     counts = count_parameters(config, method=method, rank=rank, targets=targets)
-    full, autocast = method == "full", precision != "fp32"
+    full, autocast = SPECS[method].trains_base, precision != "fp32"
     s = _Setup(full=full, adapted=frozenset(_targets(arch, method, rank, targets)), rank=rank,
                dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=packed,
                seq=seq, copy_frozen=base_dtype == "fp32")
@@ -306,8 +286,10 @@ def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, ta
     max_seq = getattr(config, "max_position_embeddings", None) or seq
     seqs = [sq for sq in dict.fromkeys((seq, seq // 2, seq // 4, seq // 8, 256)) if 256 <= sq <= max_seq]
     rows = []
-    for method, base in (("full", "fp32"), ("lora", "fp32"), ("lora", "bf16")):
-        if rows and method == "lora" and base == "bf16" and rows[-1]["fits"]:
+    options_per_method = [(spec.name, base) for spec in sorted(SPECS.values(), key=lambda m: not m.trains_base)
+                          for base in (("fp32",) if spec.trains_base else ("fp32", "bf16"))]
+    for method, base in options_per_method:
+        if rows and base == "bf16" and rows[-1]["method"] == method and rows[-1]["fits"]:
             continue
         kw = dict(method=method, rank=rank, targets=targets, precision=precision, base_dtype=base)
         best = None
@@ -322,7 +304,7 @@ def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, ta
                                   loss_chunk_size=1024, **kw)
         out = {"gpu_gb": gpu_gb, "fits": best is not None, **row["setup"],
                "total_gb": row["total_bytes"] / GIB, "budget_gb": budget / GIB}
-        if best is not None and method == "lora":
+        if best is not None and SPECS[method].adapts_linears:
             r, su = rank, {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed",
                                                                             "lora_dropout")}
             while r < 1024 and plan_memory(config, rank=2 * r, targets=targets,
@@ -331,89 +313,3 @@ def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, ta
             out["max_rank"] = r
         rows.append(out)
     return rows
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="preset (e.g. qwen2.5-0.5b), model directory or hub id")
-    p.add_argument("--method", default="lora", help="lora or full")
-    p.add_argument("--rank", type=int, default=16, help="LoRA rank r")
-    p.add_argument("--targets", default="qv", help="qv, qkvo, all-linear or a comma list of modules")
-    p.add_argument("--lora-dropout", type=float, default=0.1, help="LoRA dropout (its mask costs memory)")
-    p.add_argument("--precision", default="bf16", help="fp32, bf16 or fp16 (autocast, fp32 weights)")
-    p.add_argument("--base-dtype", default="fp32", help="storage of frozen LoRA base weights: fp32 or bf16")
-    p.add_argument("--batch", type=int, default=8, help="packed rows per micro-batch")
-    p.add_argument("--seq", type=int, default=None, help="tokens per packed row (256; recommend: 2048)")
-    p.add_argument("--activation-checkpointing", action="store_true", help="recompute layers in backward")
-    p.add_argument("--loss-chunk-size", type=int, default=0, help="rows per cross-entropy chunk (0: plain)")
-    p.add_argument("--no-packing", action="store_true", help="rows hold one document (no attention mask)")
-    p.add_argument("--gpu-memory", type=float, default=None, help="GPU memory (GiB) to check")
-    p.add_argument("--recommend", action="store_true", help="what fits (12/24/80 GiB by default)")
-    p.add_argument("--margin", type=float, default=0.10, help="safety margin kept free when recommending")
-    p.add_argument("--gpu", default="h100", help="h100, h200 or a100 for the time model")
-    p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
-    p.add_argument("--tokens", type=float, default=1e8, help="token budget for the time model")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-
-
-def build(args: argparse.Namespace) -> dict:
-    """Everything `ja-adapt plan` prints, as one JSON-ready dict."""
-    config = load_config(args.model)   # refuses a typo before any hub lookup
-    _check_config(args.model, config)
-    mem = plan_memory(config, method=args.method, rank=args.rank, targets=args.targets,
-                      precision=args.precision, batch=args.batch, seq=args.seq or 256,
-                      activation_checkpointing=args.activation_checkpointing,
-                      loss_chunk_size=args.loss_chunk_size, lora_dropout=args.lora_dropout,
-                      packed=not args.no_packing, base_dtype=args.base_dtype)
-    out = {"model": args.model, "memory": mem,
-           "time": plan_time(config, method=args.method, trainable=mem["params"]["trainable"],
-                             seq=args.seq or 256, tokens=args.tokens, gpu=args.gpu, mfu=args.mfu)}
-    if args.gpu_memory is not None:
-        if args.gpu_memory <= 0:
-            raise UserError(f"--gpu-memory {args.gpu_memory}: must be a positive number of GB")
-        out["fits"] = mem["total_bytes"] <= args.gpu_memory * GIB * (1 - args.margin)
-    if args.recommend:
-        sizes = [args.gpu_memory] if args.gpu_memory else list(RECOMMEND_GB)
-        out["recommendations"] = [r for gb in sizes for r in recommend(
-            config, gpu_gb=gb, margin=args.margin, rank=args.rank, targets=args.targets,
-            precision=args.precision, seq=args.seq or 2048)]
-    return out
-
-
-def _table(out: dict) -> str:
-    mem, p, t = out["memory"], out["memory"]["params"], out["time"]
-    su = mem["setup"]
-    lines = [f"model {out['model']}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
-             f"{p['lm_head_untied']:,} untied lm_head, {p['non_embedding']:,} non-embedding)",
-             f"trainable ({su['method']}" + (f", r={su['rank']} on {su['targets']}" if su["rank"] else "")
-             + f"): {p['trainable']:,}",
-             f"memory, {su['precision']}, batch {su['batch']} x seq {su['seq']}, checkpointing "
-             f"{'on' if su['activation_checkpointing'] else 'off'}, loss chunk {su['loss_chunk_size']}:",
-             f"  {'component':<24}{'GiB':>10}"]
-    lines += [f"  {k:<24}{b / GIB:>10.3f}" for k, b in mem["bytes"].items()]
-    lines += [f"  {'peak allocated':<24}{mem['peak_allocated_bytes'] / GIB:>10.3f}",
-              f"  {'total':<24}{mem['total_bytes'] / GIB:>10.3f}"]
-    if "fits" in out:
-        lines.append(f"fits in the given GPU memory with the safety margin: {'yes' if out['fits'] else 'NO'}")
-    lines.append(f"time: {t['flops_per_token']:.3e} FLOPs/token; {t['tokens']:,.0f} tokens at MFU "
-                 f"{t['mfu']:.2f} on {t['gpu']} = {t['seconds'] / 3600:.2f} h "
-                 f"({t['tokens_per_s']:,.0f} tokens/s)")
-    for r in out.get("recommendations", []):
-        how = (f"batch {r['batch']} x seq {r['seq']}, checkpointing "
-               f"{'on' if r['activation_checkpointing'] else 'off'}"
-               f", loss chunk {r['loss_chunk_size']}")
-        rank = ""
-        if r["method"] == "lora":
-            rank = f" r={r['rank']}" + (f" (max r={r['max_rank']})" if r["fits"] else "")
-            rank += f", {r['base_dtype']} frozen base"
-        verdict = "fits" if r["fits"] else "does NOT fit even at"
-        lines.append(f"{r['gpu_gb']:g} GiB: {r['method']}{rank} {verdict} {how}: {r['total_gb']:.2f} GiB "
-                     f"of {r['budget_gb']:.2f} usable")
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    out = build(args)
-    print(json.dumps(out, indent=2) if args.json else _table(out))
-    return 0

@@ -10,8 +10,9 @@ FLOPs per trained token (defined once, here; docs/plan.md states the derivation)
   attn    = 12 · L · (heads · head_dim) · T, T = seq_len, the full packed row length (PaLM's
             convention: the whole T×T score matrix, not halved for the causal mask nor shortened by
             document boundaries), so MFU is comparable with published numbers.
-  full    = 6 · N + attn                       (forward 2N, backward 4N: input and weight grads)
-  lora    = 4 · N_base + 6 · N_adapter + attn  (frozen base skips the 2N weight-gradient matmuls)
+  base trains (full)   6 · N + attn                   (forward 2N, backward 4N: input and weight grads)
+  frozen base (lora)   4 · N + 6 · N_trainable + attn (the base skips its 2N weight-gradient matmuls)
+Which applies is the method's `MethodSpec.trains_base` (method_spec.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import sys
 
 import psutil
 import torch
+from transformers import AutoModelForCausalLM
+
+from ja_adapt.method_spec import method_spec
 
 # Peak dense bf16 tensor throughput (FLOP/s), matched as a case-insensitive substring of the device
 # name. Dense figures only: H100's "1979 TFLOP/s" is with 2:4 sparsity and is never used.
@@ -40,7 +44,6 @@ def _matmul_shape(config) -> tuple[int, int, int]:
     """(N matmul weight params incl. lm_head, layers, attention width) of a config, built on meta."""
     key = config.to_json_string(use_diff=False)
     if key not in _MATMUL_CACHE:
-        from transformers import AutoModelForCausalLM
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             model = AutoModelForCausalLM.from_config(config)
         n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -58,16 +61,14 @@ def matmul_params(config) -> int:
 def flops_per_token(config, *, method: str, trainable_params: int, seq_len: int) -> float:
     """Training FLOPs per token (forward + backward) of a causal LM built from `config`.
 
-    method: "full" (every weight trains; `trainable_params` is not needed for the formula) or
-    "lora" (`trainable_params` = the adapter parameters, N_adapter). seq_len: packed row length T.
+    method: a registered method; one that trains its base (full) needs no `trainable_params`, one
+    with a frozen base (lora) takes its trainable (adapter) parameters. seq_len: packed row length T.
     """
     n, layers, attn_width = _matmul_shape(config)
     attention = 12.0 * layers * attn_width * seq_len
-    if method == "full":
+    if method_spec(method).trains_base:
         return 6.0 * n + attention
-    if method == "lora":
-        return 4.0 * n + 6.0 * trainable_params + attention
-    raise ValueError(f"unknown method '{method}' (full or lora)")
+    return 4.0 * n + 6.0 * trainable_params + attention
 
 
 def peak_flops(device_name: str) -> float | None:
@@ -134,7 +135,7 @@ def device_info(device="cpu") -> dict:
 
 # ---- memory --------------------------------------------------------------------------------------
 
-def _ru_maxrss_bytes() -> int:
+def ru_maxrss_bytes() -> int:
     """Process lifetime peak RSS; ru_maxrss is KiB on Linux and bytes on macOS."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
@@ -185,5 +186,5 @@ class MemoryMeter:
             return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
                     "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
                     "reported": "peak_allocated_bytes"}
-        return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": _ru_maxrss_bytes(),
+        return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": ru_maxrss_bytes(),
                 "reported": "peak_rss_sampled_bytes"}

@@ -136,9 +136,7 @@ def _package_files(module: str, rel_dir: str, suffix: str) -> list[Path]:
 
 def _load_pydoc_topics() -> Iterator[Document]:
     """English: the standard library's help topics (Python language reference excerpts)."""
-    from pydoc_data.topics import (
-        topics,  # a plain dict literal in a .py module of the stdlib
-    )
+    from pydoc_data.topics import topics  # 0.5 MB of stdlib text: loaded only for this source
 
     for key in sorted(topics):
         paragraphs = topics[key].split("\n\n")

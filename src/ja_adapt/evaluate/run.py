@@ -3,28 +3,28 @@
 evaluate_model runs one likelihood pass per (lang, domain) group and derives from it the corpus,
 per-script, per-domain, forgetting and complexity-bucket metrics; generation is the only other
 model call. Every metric carries a `definition` id into docs/metrics.md and its sample counts.
+The `ja-adapt eval` command line over these functions is cli/evaluate.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ja_adapt.config import EvalConfig
 from ja_adapt.data.documents import Document
+from ja_adapt.data.tokens import tokenizer_fingerprint
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
-from ja_adapt.evaluate.config import EvalConfig
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
-from ja_adapt.evaluate.likelihood import score_documents, summarize
+from ja_adapt.evaluate.likelihood import bits_per, score_documents, summarize
 from ja_adapt.evaluate.stats import bleu_chrf_paired_bootstrap, holm, paired_compare
+from ja_adapt.jsonio import write_json
 
 DOCS = "docs/metrics.md"
 SCHEMA = "ja-adapt-eval/1"
@@ -44,11 +44,10 @@ def group_documents(groups) -> dict[str, list[Document]]:
     return dict(sorted(out.items()))
 
 
-def tokenizer_fingerprint(tokenizer) -> dict:
-    import hashlib
-    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode("utf-8")
+def tokenizer_record(tokenizer) -> dict:
+    """Which tokenizer scored the text (token_ppl compares only between equal sha256)."""
     return {"name_or_path": str(getattr(tokenizer, "name_or_path", "")), "vocab_size": len(tokenizer),
-            "sha256": hashlib.sha256(vocab).hexdigest(), "note": PPL_NOTE}
+            "sha256": tokenizer_fingerprint(tokenizer), "note": PPL_NOTE}
 
 
 def _pool(summaries: list[dict]) -> dict:
@@ -59,8 +58,7 @@ def _pool(summaries: list[dict]) -> dict:
             "documents": sum(s["documents"] for s in summaries), "nll_sum_nats": nll,
             "tokens": tok, "chars": ch, "bytes": by,
             "token_ppl": math.exp(nll / tok) if tok else None,
-            "bits_per_char": nll / math.log(2) / ch if ch else None,
-            "bits_per_byte": nll / math.log(2) / by if by else None}
+            "bits_per_char": bits_per(nll, ch), "bits_per_byte": bits_per(nll, by)}
 
 
 def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained_domains=(),
@@ -93,13 +91,13 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained_domains
         btally = bucket_domains.setdefault(domain, bk.new_tally())
         for s in scores:
             bits = sc.tally_document(tally, s.doc.text, s.spans, s.nll, s.argmax == s.token_ids)
-            bk.tally_document(btally, s.doc.text, bits, cfg.buckets())
+            bk.tally_document(btally, s.doc.text, bits, cfg.buckets)
         script_groups[key] = tally
     by_lang = {lang: _pool([v for v in lik.values() if v["lang"] == lang])
                for lang in sorted({v["lang"] for v in lik.values()})}
     results = {
         "schema": SCHEMA, "definitions": DOCS, "config": dataclasses.asdict(cfg),
-        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "tokenizer": tokenizer_record(tokenizer),
         "likelihood": {"definition": f"{DOCS}#likelihood-protocol", "note": PPL_NOTE,
                        "by_group": lik, "by_lang": by_lang},
         "scripts": _scripts_section(script_groups),
@@ -111,8 +109,9 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained_domains
     return results
 
 
-def _merge(tallies: list[dict]) -> dict:
-    total = sc.new_tally()
+def _merge(tallies, new_tally=sc.new_tally) -> dict:
+    """The sum of per-group tallies ({class: {count: value}}, scripts or buckets)."""
+    total = new_tally()
     for t in tallies:
         for script, counts in t.items():
             for k, v in counts.items():
@@ -151,18 +150,9 @@ def _domains_section(lik: dict, trained: list[str], lang: str) -> dict:
 
 
 def _buckets_section(bucket_domains: dict, cfg: EvalConfig) -> dict:
-    return {"definition": f"{DOCS}#complexity-buckets", "rule": dataclasses.asdict(cfg.buckets()),
-            "overall": bk.summarize_tally(_merge_buckets(bucket_domains.values())),
+    return {"definition": f"{DOCS}#complexity-buckets", "rule": dataclasses.asdict(cfg.buckets),
+            "overall": bk.summarize_tally(_merge(bucket_domains.values(), bk.new_tally)),
             "by_domain": {d: bk.summarize_tally(t) for d, t in sorted(bucket_domains.items())}}
-
-
-def _merge_buckets(tallies) -> dict:
-    total = bk.new_tally()
-    for t in tallies:
-        for b, counts in t.items():
-            for k, v in counts.items():
-                total[b][k] += v
-    return total
 
 
 # ---- comparing two evaluated models ---------------------------------------------------------------
@@ -235,138 +225,6 @@ def _script_ratios(a: dict | None, b: dict | None) -> dict:
 
 # ---- output -----------------------------------------------------------------------------------------
 
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def write_eval(path, results: dict) -> Path:
-    """Write results as UTF-8 JSON (NaN/inf as null) atomically: a temp file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(results), ensure_ascii=False, indent=1, allow_nan=False),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def _f(x, fmt=".4f") -> str:
-    return "-" if x is None else format(x, fmt)
-
-
-def summary_table(results: dict) -> str:
-    """A plain-text summary of eval results for the terminal."""
-    lines = [f"{'group':<24}{'docs':>6}{'tokens':>9}{'chars':>9}{'tok ppl':>10}{'bits/char':>11}{'bits/byte':>11}"]
-    rows = list(results["likelihood"]["by_group"].items()) + \
-        [(f"{lang} (all)", v) for lang, v in results["likelihood"]["by_lang"].items()]
-    for name, v in rows:
-        lines.append(f"{name:<24}{v['documents']:>6}{v['tokens']:>9}{v['chars']:>9}{_f(v['token_ppl'], '.2f'):>10}"
-                     f"{_f(v['bits_per_char']):>11}{_f(v['bits_per_byte']):>11}")
-    lines.append(f"({PPL_NOTE})")
-    overall = results.get("scripts", {}).get("overall", {})
-    if overall:
-        lines.append(f"\n{'script':<12}{'chars':>8}{'bits/char':>11}{'char acc':>10}")
-        for name, v in overall.items():
-            lines.append(f"{name:<12}{v['chars']:>8}{_f(v['bits_per_char']):>11}{_f(v['char_accuracy'], '.3f'):>10}")
-    g = results.get("generation", {})
-    if g.get("n"):
-        lines.append(f"\ngeneration (n={g['n']}): BLEU {g['bleu']:.2f} (BLEU-1 {g['bleu_1_precision']:.1f}, "
-                     f"BLEU-4 {g['bleu_4_precision']:.1f}; sentence {g['sentence_bleu_mean']:.2f} ± "
-                     f"{_f(g['sentence_bleu_std'], '.2f')}), chrF {g['chrf']:.2f}\n  {g['bleu_signature']}")
-    for lang, v in results.get("forgetting", {}).get("by_lang", {}).items():
-        lines.append(f"forgetting {lang}: bits/byte {v['adapted_bits_per_byte']:.4f}"
-                     + (f", base {v['base_bits_per_byte']:.4f}, retention {_f(v['retention'])}"
-                        if "retention" in v else ""))
-    for b, v in results.get("buckets", {}).get("overall", {}).items():
-        lines.append(f"bucket {b}: {v['sentences']} sentences, bits/char {_f(v['bits_per_char'])}")
-    return "\n".join(lines)
-
-
-# ---- command line: ja-adapt eval ---------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="?", type=Path, help="a run directory written by `ja-adapt train`")
-    parser.add_argument("--model", help="instead of RUN_DIR: a model directory, hub id or preset")
-    parser.add_argument("--adapter", type=Path, help="a peft adapter directory to load on --model")
-    parser.add_argument("--tokenizer", help="tokenizer directory / hub id (default: the model's own)")
-    parser.add_argument("--data", action="append", help="corpus to evaluate (repeatable); default for "
-                        "RUN_DIR: its test split and eval-only corpora")
-    parser.add_argument("--trained-domain", action="append", default=[],
-                        help="a domain the model was trained on (repeatable; RUN_DIR knows its own)")
-    parser.add_argument("--base-eval", type=Path, help="the base model's eval.json, for forgetting")
-    parser.add_argument("--out", type=Path, help="output file (default RUN_DIR/eval.json or ./eval.json)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed"):
-        parser.add_argument(f"--{f.replace('_', '-')}", type=int, help=f"eval.{f}")
-
-
-def _device(name: str):
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def run(args: argparse.Namespace) -> int:
-    """`ja-adapt eval`: evaluate a run directory or a model (+ adapter) and write eval.json."""
-    if (args.run_dir is None) == (args.model is None):
-        raise UserError("eval: pass either RUN_DIR or --model (not both, not neither)")
-    if args.adapter and not args.model:
-        raise UserError("--adapter: needs --model (the base model the adapter was trained on)")
-    out = args.out or (args.run_dir / "eval.json" if args.run_dir else Path("eval.json"))
-    if out.exists() and not args.force:
-        raise UserError(f"{out}: already exists; pass --force to overwrite or --out elsewhere")
-    base = None
-    if args.base_eval:
-        try:
-            base = json.loads(args.base_eval.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{args.base_eval}: cannot read the base eval.json ({e})") from None
-    device = _device(args.device)
-    cfg, trained = EvalConfig(), list(args.trained_domain)
-    if args.run_dir:
-        from ja_adapt.artifacts import load_run
-        from ja_adapt.data.pipeline import eval_set
-        model, tokenizer, run_cfg = load_run(args.run_dir, device)
-        cfg = dataclasses.replace(run_cfg.eval) if isinstance(run_cfg.eval, EvalConfig) else cfg
-        run_docs, run_trained = eval_set(run_cfg)
-        trained = trained or run_trained
-        docs = None if args.data else run_docs
-    else:
-        if not args.data:
-            raise UserError("--data: required with --model (the corpus to evaluate)")
-        model, tokenizer = _load_model(args, device)
-    if args.data:
-        from ja_adapt.data.sources import read_corpus
-        docs = read_corpus(args.data)
-    overrides = {f: getattr(args, f) for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed")
-                 if getattr(args, f) is not None}
-    cfg = dataclasses.replace(cfg, **overrides)
-    results = evaluate_model(model, tokenizer, docs, cfg, trained_domains=trained, base_results=base)
-    write_eval(out, results)
-    print(summary_table(results))
-    print(f"\n{out}")
-    return 0
-
-
-def _load_model(args, device):
-    from ja_adapt.models import is_preset, load_model, load_tokenizer
-    if is_preset(args.model) and not args.tokenizer:
-        raise UserError(f"--tokenizer: required with the preset '{args.model}' (presets have no tokenizer)")
-    tokenizer = load_tokenizer(args.tokenizer or args.model)
-    model = load_model(args.model, vocab_size=len(tokenizer) if is_preset(args.model) else None)
-    if args.adapter:
-        if not (args.adapter / "adapter_config.json").is_file():
-            raise UserError(f"{args.adapter}: no adapter_config.json; pass a peft adapter directory")
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(model, str(args.adapter))
-    return model.to(device).eval(), tokenizer
+    """Write results as strict UTF-8 JSON (NaN/inf as null), atomically."""
+    return write_json(path, results)

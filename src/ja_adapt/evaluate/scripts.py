@@ -1,6 +1,7 @@
 """Japanese script classes and per-script bits per character and character accuracy.
 
-Script classes: ja_adapt.charclass (the team spec, characters classified as written, no NFKC).
+Script classes: ja_adapt.charclass (one definition for the whole package; characters are
+classified as written, no NFKC normalisation).
 
 Per-character attribution (docs/metrics.md#per-script-bits-per-character): each scored token's loss
 is shared among the characters whose UTF-8 bytes it covers, in proportion to the bytes of each

@@ -10,6 +10,8 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 from scipy import stats as sps
 
 from ja_adapt.evaluate.generation import BLEU_TOKENIZER
@@ -117,8 +119,6 @@ def bleu_chrf_paired_bootstrap(hyps_a: list[str], hyps_b: list[str], references:
     Returns per metric (BLEU with ja-mecab, chrF): both scores, b - a, b's p-value, b's bootstrap
     mean and 95% CI half-width, and the signature (which records the seed and resamples).
     """
-    from sacrebleu.metrics import BLEU, CHRF
-    from sacrebleu.significance import PairedTest
     if not (len(hyps_a) == len(hyps_b) == len(references)):
         raise ValueError("paired bootstrap needs the same prompts for both systems")
     if len(references) < 2:

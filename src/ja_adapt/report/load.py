@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ja_adapt.config import flatten
 from ja_adapt.errors import UserError
 
 # Keys that do not change what a run measures (left out when grouping runs by configuration).
@@ -56,18 +57,6 @@ class Experiment:
     stats: dict | None
     plan: dict | None
     runs: list[Run]
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{"lora": {"rank": 8}} → {"lora.rank": 8} (lists kept as values)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def read_json(path: Path, required: bool = True) -> dict | None:

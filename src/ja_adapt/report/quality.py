@@ -1,8 +1,7 @@
 """Quality numbers read from eval.json (evaluate.run.evaluate_model) and paired statistics.
 
-Statistics are never re-implemented here: they come from OUT/stats.json (experiments.write_stats,
-i.e. evaluate.run.compare_models) or, when that file lacks a pair, from compare_models itself;
-seed-level tests use evaluate.stats.seed_compare and evaluate.stats.holm.
+Statistics are never computed here: document-level ones are read from OUT/stats.json (written by
+experiments.write_stats with evaluate.run.compare_models); a pair it lacks is reported as not run.
 """
 
 from __future__ import annotations
@@ -74,23 +73,21 @@ def _find(stats: dict | None, a: str, b: str):
     return None, False
 
 
-def compare(stats: dict | None, a_name: str, a_eval: dict, b_name: str, b_eval: dict) -> tuple[dict, str, str]:
-    """compare_models(a, b): from stats.json when there, else computed. Returns (stats, a, b) with
-    the order the statistics were computed in (diff = a - b)."""
+def compare(stats: dict | None, a_name: str, b_name: str) -> tuple[dict | None, str, str]:
+    """The stats.json entry of runs a, b (compare_models output; None when absent). Returns
+    (stats, a, b) in the order the statistics were computed in (diff = a - b)."""
     found, flipped = _find(stats, a_name, b_name)
-    if found is not None:
-        return found, (b_name if flipped else a_name), (a_name if flipped else b_name)
-    from ja_adapt.evaluate.run import EvalConfig, compare_models
-    cfg = EvalConfig(**{k: v for k, v in (a_eval.get("config") or {}).items()
-                        if k in EvalConfig.__dataclass_fields__})
-    return compare_models(a_eval, b_eval, cfg), a_name, b_name
+    return found, (b_name if flipped else a_name), (a_name if flipped else b_name)
 
 
-def doc_test_row(cmp: dict, a: str, b: str, seed, target_lang: str = "ja") -> dict:
-    """One row of the document-level table: paired per-document bits/char, a vs b."""
-    t = _get(cmp, "bits_per_char", target_lang) or {}
+def doc_test_row(cmp: dict | None, a: str, b: str, seed, target_lang: str = "ja") -> dict:
+    """One row of the document-level table: paired per-document bits/char, a vs b (cmp None: the
+    experiments' stats.json has no such pair, the row says so)."""
     row = {"a": a, "b": b, "seed": seed, "metric": f"{target_lang} bits/char per document",
            "direction": "diff = a - b; < 0 means a is better"}
+    if cmp is None:
+        return {**row, "skipped": "not in stats.json: compare the two in one `ja-adapt compare` / `sweep`"}
+    t = _get(cmp, "bits_per_char", target_lang) or {}
     for k in ("n", "mean_a", "mean_b", "mean_diff", "sd_diff", "cohens_dz", "ci_low", "ci_high",
               "ci_confidence", "wilcoxon_p", "ttest_p", "ttest_t", "skipped"):
         if k in t:

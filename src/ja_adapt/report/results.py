@@ -8,7 +8,6 @@ measurements by ja_adapt.analysis, or a definition. Quality figures are mean ± 
 from __future__ import annotations
 
 import json
-
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,10 @@ from pathlib import Path
 from ja_adapt import analysis as an
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.forgetting import learning_forgetting_points
+from ja_adapt.evaluate.scripts import SCRIPTS
+from ja_adapt.evaluate.stats import holm, seed_compare
 from ja_adapt.report import derived
-from ja_adapt.report.load import Experiment, Run, label, read_experiment
+from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
 from ja_adapt.report.quality import (
     METRICS,
     compare,
@@ -73,7 +74,7 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
                 continue
             seen[r.seed] = r
         members = sorted(seen.values(), key=lambda r: r.seed)
-        g = Group(label(members[0], varied - an_ignored()), members[0].method, members[0].config, members,
+        g = Group(label(members[0], varied - IGNORED_KEYS), members[0].method, members[0].config, members,
                   from_compare=any(r.kind == "compare" for r in members))
         for r in members:
             g.dynamics[r.seed] = an.curve_analysis(r.train, r.val, r.summary, cfg)
@@ -88,11 +89,6 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
         if labels.count(g.label) > 1:
             g.label = f"{g.label} {g.runs[0].name.rsplit('__s', 1)[0]}"
     return sorted(groups, key=lambda g: g.label)
-
-
-def an_ignored() -> set[str]:
-    from ja_adapt.report.load import IGNORED_KEYS
-    return IGNORED_KEYS
 
 
 def primary(groups: list[Group], method: str) -> Group | None:
@@ -196,7 +192,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     has_eval = any(g.quality[s] for g in groups for s in g.quality)
     qgroups = [g for g in (lora, full) if g is not None]
     base_q = quality(base_eval)
-    res["statistical_results"] = statistics(exps, lora, full, base_eval) if has_eval and lora and full else dict(NOT_RUN)
+    res["statistical_results"] = statistics_section(exps, lora, full, base_eval) if has_eval and lora and full else dict(NOT_RUN)
     has_scripts = any(g.q("char_accuracy_overall")["n"] for g in qgroups)
     res["japanese_performance"] = japanese(qgroups, base_q) if has_scripts else dict(NOT_RUN)
     res["bleu_evaluation"] = bleu(qgroups, base_q, lora, full)
@@ -247,21 +243,20 @@ def memory_section(exps: list[Experiment], groups, lora, full) -> dict:
     return out
 
 
-def statistics(exps, lora: Group, full: Group, base_eval) -> dict:
-    from ja_adapt.evaluate.stats import holm, seed_compare
+def statistics_section(exps, lora: Group, full: Group, base_eval) -> dict:
+    """Document-level rows read from each experiment's stats.json, Holm-adjusted together, and
+    seed-level tests over the groups' per-seed values."""
     stats_of = {r.name: e.stats for e in exps for r in e.runs}
     rows = []
     fulls = {r.seed: r for r in full.runs}
     for r in lora.runs:
         f = fulls.get(r.seed)
         if f is not None and r.eval and f.eval:
-            cmp, a, b = compare(stats_of[r.name], r.name, r.eval, f.name, f.eval)
-            rows.append(doc_test_row(cmp, a, b, r.seed))
+            rows.append(doc_test_row(*compare(stats_of[r.name], r.name, f.name), r.seed))
     for g in (lora, full):
         for r in g.runs:
             if r.eval and base_eval:
-                cmp, a, b = compare(stats_of[r.name], r.name, r.eval, "base", base_eval)
-                rows.append(doc_test_row(cmp, a, b, r.seed))
+                rows.append(doc_test_row(*compare(stats_of[r.name], r.name, "base"), r.seed))
     ps = [row.get("wilcoxon_p") for row in rows]
     idx = [i for i, p in enumerate(ps) if p is not None]
     for i, p in zip(idx, holm([ps[i] for i in idx]) if idx else []):
@@ -277,7 +272,6 @@ def statistics(exps, lora: Group, full: Group, base_eval) -> dict:
 
 
 def japanese(groups: list[Group], base_q: dict) -> dict:
-    from ja_adapt.evaluate.scripts import SCRIPTS
     names = (*SCRIPTS, "overall")
     out = {"character_accuracy": {}, "bits_per_char": {}}
     if base_q:

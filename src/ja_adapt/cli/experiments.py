@@ -1,0 +1,41 @@
+"""`ja-adapt compare` and `ja-adapt sweep`: run the experiment (experiments.run_all), then its report."""
+
+from __future__ import annotations
+
+import argparse
+
+from ja_adapt.cli.flags import add_training_flags, config_from_args
+from ja_adapt.errors import UserError
+from ja_adapt.experiments import parse_grid, run_all
+from ja_adapt.method_spec import SPECS
+from ja_adapt.report import build_results, executive_summary, write_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_flags(parser)
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
+    if parser.prog.split()[-1] == "sweep":
+        parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                            help="a swept key and its values (repeatable: the runs are the product)")
+    else:
+        parser.add_argument("--methods", default="lora,full",
+                            help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
+    parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.seeds <= 0:
+        raise UserError(f"--seeds must be positive, got {args.seeds}")
+    seeds = [cfg.seed + i for i in range(args.seeds)]
+    if args.command == "compare":
+        grid = parse_grid([f"method={args.methods}"])
+    else:
+        grid = parse_grid(args.grid)
+    run_all(args.out, args.command, cfg, grid, seeds)
+    if not args.no_report:
+        results = build_results([args.out])
+        paths = write_report(args.out, results)
+        print(executive_summary(results))
+        print(f"\nreport: {paths['report.html']}")
+    return 0
