@@ -91,3 +91,49 @@ def test_bad_grid_key_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "lora.rank" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(saved_tiny_model, tmp_path):
+    """--tune: seed-0 runs over each method's grid, the lowest final validation loss wins, the
+    other seeds train at the winner; stats pair the winners seed by seed and the shared values."""
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "tuned"
+    assert cli.main(["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "3",
+                     "--out", str(out), "--seeds", "2", "--tune", "lora:optim.lr=1e-3,1e-2",
+                     "--tune", "full:optim.lr=1e-4,1e-3", *FAST, "eval.gen_prompts=0",
+                     "train.save_every=0", "--no-report"]) == 0
+    manifest = json.loads((out / "experiment.json").read_text())
+    tuning = manifest["tuning"]
+    assert tuning["spec"]["grids"] == {"lora": [1e-3, 1e-2], "full": [1e-4, 1e-3]}
+    for method, grid in tuning["spec"]["grids"].items():
+        losses = {lr: json.loads((out / "runs" / run_name({"method": method, "optim.lr": lr}, 0)
+                                  / "summary.json").read_text())["final_val_loss"] for lr in grid}
+        assert tuning["val_loss"][method] == {str(lr): v for lr, v in losses.items()}
+        assert tuning["chosen"][method] == min(losses, key=losses.get)
+        assert tuning["at_grid_edge"][method] is True                # a two-point grid: always
+        seed1 = out / "runs" / run_name({"method": method, "optim.lr": tuning["chosen"][method]}, 1)
+        assert json.loads((seed1 / "summary.json").read_text())["seed"] == 1
+    names = {r["name"] for r in manifest["runs"]}
+    assert len(names) == 4 + 2                                       # 2 x 2 tuning runs + 2 seed-1 runs
+    pairs = {(p["a"], p["b"]) for p in json.loads((out / "stats.json").read_text())["pairs"]}
+    chosen = {m: tuning["chosen"][m] for m in ("lora", "full")}
+    for seed in (0, 1):
+        a, b = (run_name({"method": m, "optim.lr": chosen[m]}, seed) for m in ("lora", "full"))
+        assert (a, b) in pairs or (b, a) in pairs
+    shared = (run_name({"method": "lora", "optim.lr": 1e-3}, 0), run_name({"method": "full", "optim.lr": 1e-3}, 0))
+    assert shared in pairs or shared[::-1] in pairs
+    light = [r for r in manifest["runs"] if r["light"]]
+    assert len(light) == 2 and all(not json.loads((out / r["dir"] / "eval.json").read_text())
+                                   ["generation"].get("n") for r in light)
+
+
+def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, capsys):
+    _, model_dir, corpus = saved_tiny_model
+    base = ["compare", "--model", str(model_dir), "--data", str(corpus), "--out", str(tmp_path / "x"), *FAST]
+    for tune, words in ((["prefix:optim.lr=1e-3"], "method 'prefix' is not compared"),
+                        (["optim.lr=1e-3", "lora.rank=4"], "one tuned key"),
+                        (["optim.lr=abc"], "optim.lr")):
+        assert cli.main([*base, *[a for t in tune for a in ("--tune", t)]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()

@@ -1,6 +1,13 @@
-"""`compare` and `sweep`: which runs, on the same data and budget, resumable; then the report.
+"""`compare` and `sweep`: which runs, on the same data and budget, resumable.
 
-    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs
+The comparison protocol (`run_compare`): each method first gets its own value of a tuned key (the
+learning rate) from a grid, by final validation loss of seed-0 runs; then every other seed trains at
+each method's chosen value. The seed-0 run at the chosen value is one of the seeds (selection
+used the validation split; every reported quality number is measured on the test split and the
+evaluation-only corpora). A user who fixes the rate passes no grid and skips tuning.
+
+    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs,
+                                 tuning (grid per method, validation losses, chosen value)
     OUT/base/eval.json           the base model's evaluation (the reference for gains and forgetting)
     OUT/runs/<name>/             one run directory per (method | grid point, seed), see train.py;
                                  plus eval.json (final weights) and checkpoints/*/eval.json
@@ -52,31 +59,36 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
+def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, light: bool = False) -> dict:
+    """One run: its name, overrides, validated config; `light` runs get a likelihood-only
+    evaluation (tuning points that were not chosen)."""
+    run_cfg = with_overrides(cfg, {**overrides, "seed": seed})
+    name = run_name(overrides, seed)
+    return {"name": name, "method": run_cfg.method, "seed": seed, "overrides": overrides,
+            "dir": f"runs/{name}", "light": light, "config": run_cfg}
+
+
 def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int]) -> list[dict]:
     """Every grid point × seed, each with its overrides and name; validated up front."""
-    runs = []
     keys = list(grid)
-    for values in itertools.product(*[grid[k] for k in keys]):
-        overrides = dict(zip(keys, values))
-        for seed in seeds:
-            run_cfg = with_overrides(cfg, {**overrides, "seed": seed})
-            runs.append({"name": run_name(overrides, seed), "method": run_cfg.method, "seed": seed,
-                         "overrides": overrides, "dir": f"runs/{run_name(overrides, seed)}",
-                         "config": run_cfg})
-    return runs
+    return [planned_run(cfg, dict(zip(keys, values)), seed)
+            for values in itertools.product(*[grid[k] for k in keys]) for seed in seeds]
 
 
 # ---- doing them ----------------------------------------------------------------------------------
 
 def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-                   runs: list[dict]) -> None:
+                   runs: list[dict], extra: dict | None = None) -> None:
+    """experiment.json; re-running the same experiment merges runs, a different one is refused.
+    extra: more top-level keys (purpose, tuning); `extra["tuning"]["spec"]` must match too."""
     manifest = {"kind": kind, "config": to_dict(cfg), "grid": grid, "seeds": seeds, "base": "base",
-                "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs]}
+                "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs], **(extra or {})}
     path = out / "experiment.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        spec = lambda m: (m.get("tuning") or {}).get("spec")
         if old.get("config") != manifest["config"] or old.get("grid") != grid or \
-                old.get("kind") != kind:
+                old.get("kind") != kind or spec(old) != spec(manifest):
             raise UserError(f"{path}: {out} holds a different experiment; re-run it with the same "
                             "command to resume, or choose another --out")
         manifest["seeds"] = sorted(set(old.get("seeds", [])) | set(seeds))
@@ -98,15 +110,142 @@ def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, tra
     return results
 
 
-def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int]) -> None:
-    """Train and evaluate every run (skipping finished work); then stats.json and plan.json."""
+def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
+            purpose: str = "quality") -> None:
+    """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
+    purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
+    the report shows no quality for it)."""
     runs = plan_runs(cfg, grid, seeds)
-    write_manifest(out, kind, cfg, grid, seeds, runs)
-    docs, train_domains = eval_set(cfg)
-    trained = sorted({d.domain for d in docs if d.lang == "ja"} & set(train_domains))
-    base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
+    write_manifest(out, kind, cfg, grid, seeds, runs, {"purpose": purpose})
+    ev = _Evaluation(out, cfg)
     for r in runs:
-        run_dir = out / r["dir"]
+        ev.train_and_evaluate(r)
+    write_stats(out, runs, cfg)
+    write_plan(out, cfg, runs)
+
+
+def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
+                tune_key: str | None = None, tune_grids: dict[str, list] | None = None) -> dict:
+    """The comparison protocol (module docstring). tune_grids: method → values of `tune_key`; a
+    method without a grid trains every seed at the configured value. Returns the tuning record."""
+    grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
+    spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
+            f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
+    extra = {"purpose": "quality", "tuning": {"spec": spec}}
+    grid = {"method": list(methods)}
+    ev = _Evaluation(out, cfg)
+    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0]) for v in grids[m]]
+                   for m in methods if m in grids}
+    all_tuning = [r for rs in tuning_runs.values() for r in rs]
+    write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
+    for r in all_tuning:                     # trained first, evaluated once the choice is known
+        ev.train(r)
+    record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}}
+    for m, rs in tuning_runs.items():
+        losses = {str(r["overrides"][tune_key]): ev.val_loss(r) for r in rs}
+        best = min(rs, key=lambda r: ev.val_loss(r))
+        record["val_loss"][m] = losses
+        record["chosen"][m] = best["overrides"][tune_key]
+        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
+        for r in rs:
+            r["light"] = r is not best
+    runs = []
+    for m in methods:
+        fixed = {"method": m, tune_key: record["chosen"][m]} if m in grids else {"method": m}
+        runs += [r for r in tuning_runs.get(m, [])]
+        runs += [planned_run(cfg, fixed, s) for s in seeds if m not in grids or s != seeds[0]]
+    extra["tuning"] = record if grids else {"spec": None}
+    write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
+    for r in runs:
+        ev.train_and_evaluate(r)
+    headline = [r for r in runs if not r["light"]]
+    write_stats(out, runs, cfg, pairs=_compare_pairs(runs, tune_key))
+    write_plan(out, cfg, headline)
+    return record
+
+
+def _coerced(cfg: ExperimentConfig, key: str, value):
+    """`value` as the config stores it for `key` (e.g. "1e-3" → 0.001), refused with the key named
+    when invalid."""
+    node = with_overrides(cfg, {key: value})
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _ordered(values: list) -> list:
+    """Numeric grids ascending (so "at the grid's edge" means the smallest or largest value)."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return sorted(set(values)) if numeric else list(dict.fromkeys(values))
+
+
+def parse_tune(items: list[str], methods: list[str]) -> tuple[str | None, dict[str, list]]:
+    """`--tune optim.lr=1e-4,3e-4` (every method) or `--tune lora:optim.lr=1e-3,3e-3` (one method),
+    repeatable → (key, {method: values}). One tuned key per comparison."""
+    key, grids = None, {}
+    for item in items:
+        method, _, rest = item.rpartition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
+        if method and method not in methods:
+            raise UserError(f"--tune {item}: method '{method}' is not compared; compared: {', '.join(methods)}")
+        ((k, values),) = parse_grid([rest]).items()
+        if key not in (None, k):
+            raise UserError(f"--tune {item}: one tuned key per comparison (already tuning '{key}')")
+        key = k
+        for m in ([method] if method else methods):
+            if m in grids:
+                raise UserError(f"--tune {item}: method '{m}' already has a grid")
+            grids[m] = values
+    return key, grids
+
+
+def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, dict]]:
+    """The pairs a comparison tests: the methods at their chosen settings, seed by seed, and (from
+    the tuning runs) the methods at each shared value of the tuned key."""
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        if a["seed"] != b["seed"] or a["method"] == b["method"]:
+            continue
+        chosen = not a["light"] and not b["light"]
+        shared = tune_key is not None and tune_key in a["overrides"] and \
+            a["overrides"].get(tune_key) == b["overrides"].get(tune_key)
+        if chosen or shared:
+            pairs.append((a, b))
+    return pairs
+
+
+class _Evaluation:
+    """Training and evaluating runs of one experiment against its evaluation documents and base."""
+
+    def __init__(self, out: Path, cfg: ExperimentConfig):
+        self.out = out
+        docs, train_domains = eval_set(cfg)
+        trained = sorted({d.domain for d in docs if d.lang == "ja"} & set(train_domains))
+        self.docs, self.trained = docs, trained
+        self.base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
+
+    def train(self, r: dict) -> dict:
+        """Train run `r` unless finished; its summary."""
+        run_dir, run_cfg = self.out / r["dir"], r["config"]
+        summary_path = run_dir / "summary.json"
+        finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
+            run_cfg.train.max_steps
+        if not finished:
+            train(run_cfg, run_dir, resume=run_dir.exists())
+        return json.loads(summary_path.read_text())
+
+    def val_loss(self, r: dict) -> float:
+        loss = self.train(r)["final_val_loss"]
+        if loss is None:
+            raise UserError(f"{self.out / r['dir']}: no validation loss to tune on; set "
+                            "data.val_fraction > 0 so the corpus has a validation split")
+        return loss
+
+    def train_and_evaluate(self, r: dict) -> None:
+        """Train `r`, evaluate its checkpoints (likelihood only, for the curves) and its final
+        weights (everything, or likelihood only for a light run)."""
+        docs, trained, base = self.docs, self.trained, self.base
+        run_dir, run_cfg = self.out / r["dir"], r["config"]
+        final_step = self.train(r)["steps"]
         run_cfg = r["config"]
         summary_path = run_dir / "summary.json"
         finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
@@ -120,9 +259,7 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
                 model, tok = artifacts.load_weights(checkpoint.weights_in(ckpt), run_cfg)
                 evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)
         model, tok, _ = artifacts.load_run(run_dir)
-        evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base)
-    write_stats(out, runs, cfg)
-    write_plan(out, cfg, runs)
+        evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base, light=r["light"])
 
 
 def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
@@ -147,18 +284,19 @@ def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
     return results
 
 
-def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig) -> None:
-    """Paired statistics between every pair of grid points with the same seed, and each vs base."""
+def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,
+                pairs: list[tuple[dict, dict]] | None = None) -> None:
+    """Paired document-level statistics (evaluate.run.compare_models) of `pairs` (default: every
+    two runs with the same seed), and of each fully evaluated run against the base model."""
     base = json.loads((out / "base" / "eval.json").read_text())
     evals = {r["name"]: json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
-    pairs = []
-    for a, b in itertools.combinations(runs, 2):
-        if a["seed"] == b["seed"]:
-            pairs.append({"a": a["name"], "b": b["name"], "seed": a["seed"],
-                          "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval)})
+    if pairs is None:
+        pairs = [(a, b) for a, b in itertools.combinations(runs, 2) if a["seed"] == b["seed"]]
+    entries = [{"a": a["name"], "b": b["name"], "seed": a["seed"],
+                "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval)} for a, b in pairs]
     vs_base = [{"a": r["name"], "b": "base", "seed": r["seed"],
-                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs]
-    (out / "stats.json").write_text(json.dumps({"pairs": pairs, "vs_base": vs_base}, indent=1))
+                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs if not r.get("light")]
+    (out / "stats.json").write_text(json.dumps({"pairs": entries, "vs_base": vs_base}, indent=1))
 
 
 def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 from ja_adapt.cli.flags import add_training_flags, config_from_args
 from ja_adapt.errors import UserError
-from ja_adapt.experiments import parse_grid, run_all
+from ja_adapt.experiments import parse_grid, parse_tune, run_all, run_compare
 from ja_adapt.method_spec import SPECS
 from ja_adapt.report import build_results, executive_summary, write_report
 
@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     else:
         parser.add_argument("--methods", default="lora,full",
                             help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
+        parser.add_argument("--tune", action="append", default=[], metavar="[METHOD:]KEY=V1,V2",
+                            help="tune KEY per method on the first seed by validation loss, then train "
+                            "the other seeds at each method's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
+                            "lora:optim.lr=1e-3,3e-3 for one method; repeatable)")
     parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
 
 
@@ -29,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
     seeds = [cfg.seed + i for i in range(args.seeds)]
     if args.command == "compare":
-        grid = parse_grid([f"method={args.methods}"])
+        methods = parse_grid([f"method={args.methods}"])["method"]
+        key, grids = parse_tune(args.tune, methods)
+        run_compare(args.out, cfg, methods, seeds, key, grids)
     else:
-        grid = parse_grid(args.grid)
-    run_all(args.out, args.command, cfg, grid, seeds)
+        run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds)
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)
