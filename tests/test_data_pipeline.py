@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ja_adapt.config import load_config
-from ja_adapt.data import corpora
+from ja_adapt.data import corpora, pipeline
 from ja_adapt.data.corpora import SOURCES
 from ja_adapt.data.pipeline import eval_set, prepare_data, read_specs, training_splits
 from ja_adapt.data.sources import read_corpus
@@ -35,10 +35,12 @@ def corpus(tmp_path: Path, name: str = "ja.jsonl", extra: list[dict] = ()) -> Pa
     return jsonl(tmp_path / name, records + list(extra))
 
 
-def cfg_for(paths, *overrides, eval_paths=None):
-    flags = {"data.paths": [str(p) for p in paths]}
+def cfg_for(paths, *overrides, eval_paths=None, seen_paths=None, decontaminate=True):
+    flags = {"data.paths": [str(p) for p in paths], "data.decontaminate": decontaminate}
     if eval_paths is not None:
         flags["data.eval_paths"] = [str(p) for p in eval_paths]
+    if seen_paths is not None:
+        flags["data.seen_paths"] = [str(p) for p in seen_paths]
     return load_config(None, ["precision=fp32", "data.seq_len=16", "train.batch_size=2",
                               "data.val_fraction=0.1", "data.test_fraction=0.1", *overrides], flags)
 
@@ -71,7 +73,7 @@ def test_read_specs_of_a_language_code_selects_every_installed_source_of_it(monk
         requested.append(list(names))
         return real(names, **kw)
 
-    monkeypatch.setattr(corpora, "load_sources", spy)
+    monkeypatch.setattr(pipeline, "load_sources", spy)
     docs = read_specs(["corpus:ja"])
     ja_sources = [n for n, s in SOURCES.items() if s.lang == "ja"]
     assert requested == [ja_sources]
@@ -144,21 +146,41 @@ def test_eval_set_is_the_test_split_plus_the_eval_corpora(tmp_path):
     path = corpus(tmp_path)
     extra = jsonl(tmp_path / "other.jsonl", [{"text": "これは別の分野の文章です。", "domain": "legal"},
                                              {"text": "An English text.", "lang": "en", "domain": "en-docs"}])
-    cfg = cfg_for([path], eval_paths=[extra, "corpus:chatterbot-ja"])
-    docs, domains = eval_set(cfg)
+    cfg = cfg_for([path], eval_paths=[extra, "corpus:chatterbot-ja"], decontaminate=False)
+    evs = eval_set(cfg)
+    docs = evs.docs
     expected_test = split_documents(read_corpus([str(path)]), 0.1, 0.1)["test"]
     extra_docs = read_corpus([str(extra)]) + corpora.load_sources(["chatterbot-ja"])[0]
     assert set(docs) == set(expected_test) | set(extra_docs)
     assert len(docs) == len(expected_test) + len(extra_docs)
     assert docs[:len(expected_test)] == expected_test
-    assert domains == ["chat", "news"]
+    assert evs.trained == [("ja", "chat"), ("ja", "news")]           # (lang, domain) of the train split
+    assert evs.decontamination is None                                 # decontaminate=False
     train = set(training_splits(cfg)[1]["train"])
     assert not train & set(docs)
 
 
+def test_eval_set_removes_documents_contained_in_training_text(tmp_path):
+    """An evaluation document copied from a training document (or from data.seen_paths, a base
+    model's pretraining corpus) is dropped and counted; data.decontaminate=false keeps it."""
+    path = corpus(tmp_path)
+    train = training_splits(cfg_for([path]))[1]["train"]
+    seen = jsonl(tmp_path / "seen.jsonl", [{"text": "事前学習の文章はここにあります。" * 4, "domain": "pre"}])
+    extra = jsonl(tmp_path / "other.jsonl", [{"text": train[0].text, "domain": "legal"},
+                                             {"text": "事前学習の文章はここにあります。" * 3, "domain": "legal"},
+                                             {"text": "まったく関係のない新しい法律の文章です。", "domain": "legal"}])
+    evs = eval_set(cfg_for([path], eval_paths=[extra], seen_paths=[seen]))
+    legal = [d.text for d in evs.docs if d.domain == "legal"]
+    assert legal == ["まったく関係のない新しい法律の文章です。"]
+    assert evs.decontamination["groups"]["ja/legal"]["removed_by"] == {"data.paths (train + val splits)": 1,
+                                                                       "data.seen_paths": 1}
+    kept = eval_set(cfg_for([path], eval_paths=[extra], seen_paths=[seen], decontaminate=False))
+    assert len([d for d in kept.docs if d.domain == "legal"]) == 3 and kept.decontamination is None
+
+
 def test_eval_set_without_eval_paths(tmp_path):
-    docs, domains = eval_set(cfg_for([corpus(tmp_path)]))
-    assert docs and {d.domain for d in docs} <= {"chat", "news"} and domains == ["chat", "news"]
+    evs = eval_set(cfg_for([corpus(tmp_path)], decontaminate=False))  # the fixture repeats its sentences
+    assert evs.docs and {d.domain for d in evs.docs} <= {"chat", "news"}
 
 
 # ---- prepare_data --------------------------------------------------------------------------------

@@ -90,9 +90,9 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
 
 
 def test_demo_yaml_is_the_demo_config():
-    """configs/demo.yaml + the sweep commands in its header are exactly what `ja-adapt demo` runs."""
-    from ja_adapt.config import parse_override
-    from ja_adapt.experiments import parse_grid, with_overrides
+    """configs/demo.yaml + the commands in its header are exactly what `ja-adapt demo` runs."""
+    from ja_adapt.config import parse_override, with_overrides
+    from ja_adapt.experiments import parse_grid, parse_tune
 
     path = REPO / "configs/demo.yaml"
     from_yaml = load_config(path)
@@ -101,8 +101,15 @@ def test_demo_yaml_is_the_demo_config():
 
     header = " ".join(line.lstrip("#").strip() for line in path.read_text().splitlines()
                       if line.startswith("#")).replace("\\ ", " ")
-    commands = [c for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
-    plan = demo.sweep_plan(demo.FULL, built)
+    compare = shlex.split(next(c for c in header.split("ja-adapt ")[1:] if c.startswith("compare")))
+    tunes = [compare[i + 1] for i, w in enumerate(compare) if w == "--tune"]
+    key, grids = parse_tune(tunes, ["lora", "full"])
+    assert key == demo.TUNE_KEY
+    assert {m: [float(v) for v in g] for m, g in grids.items()} == demo.FULL.tune_grids
+    assert int(compare[compare.index("--seeds") + 1]) == demo.FULL.seeds
+    lr = 3.0e-3                                     # any chosen rate: the commands name it LR
+    commands = [c.replace("=LR", f"={lr}") for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
+    plan = demo.sweep_plan(demo.FULL, built, {"lora": lr})
     assert len(commands) == len(plan)
     seen = {}
     for command in commands:
@@ -110,9 +117,9 @@ def test_demo_yaml_is_the_demo_config():
         grids = [words[i + 1] for i, w in enumerate(words) if w == "--grid"]
         overrides = dict(parse_override(w) for w in words if "=" in w and w not in grids)
         cfg = with_overrides(built, overrides)
-        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg))
-    for grid, cfg in plan.values():
-        assert seen[tuple(grid)] == (grid, to_dict(cfg))
+        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg), "probe" if "--probe" in words else "quality")
+    for grid, cfg, purpose in plan.values():
+        assert seen[tuple(grid)] == (grid, to_dict(cfg), purpose)
 
 
 def _replace_source(monkeypatch, name, **changes):

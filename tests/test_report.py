@@ -233,24 +233,34 @@ def test_statistics_come_from_compare_models(results, compare_dir):
     from ja_adapt.config import EvalConfig
     from ja_adapt.evaluate.run import compare_models
     a, b = _evals(compare_dir, "lora")[0], _evals(compare_dir, "full")[0]
-    ref = compare_models(a, b, EvalConfig(bootstrap_resamples=200, seed=0))["bits_per_char"]["ja"]
+    ref = compare_models(a, b, EvalConfig(bootstrap_resamples=200, seed=0))["bits_per_char"]["held_out"]
     row = next(r for r in results["statistical_results"]["document_level"]
                if (r["a"], r["b"]) == ("method-lora__s0", "method-full__s0"))
-    for k in ("mean_diff", "wilcoxon_p", "ci_low", "ci_high", "cohens_dz"):
-        assert row[k] == pytest.approx(ref[k])
-    seed = results["statistical_results"]["seed_level"]["ja_bits_per_char"]
-    assert seed["n"] == 2
+    assert row["level"] == "document" and row["n"] == ref["n"] == 12
+    for k in ("diff", "ci_low", "ci_high"):
+        assert row[k] == pytest.approx(ref["char_weighted"][k])
+    assert row["wilcoxon_p"] == pytest.approx(ref["wilcoxon"]["p"]) and row["cohens_dz"] == pytest.approx(ref["cohens_dz"])
+    # seed level (about the methods): Welch over the per-seed held-out bits/char, as scipy computes it
+    from scipy import stats as sps
+    per_seed = {m: [e["domains"]["held_out"]["bits_per_char"] for e in _evals(compare_dir, m)] for m in ("lora", "full")}
+    head = results["headline"]["metrics"]["ja_bits_per_char"]
+    assert head["lora"]["n"] == head["full"]["n"] == 2
+    welch = sps.ttest_ind(per_seed["lora"], per_seed["full"], equal_var=False)
+    assert head["difference"]["p"] == pytest.approx(welch.pvalue)
+    assert head["difference"]["diff"] == pytest.approx(np.mean(per_seed["lora"]) - np.mean(per_seed["full"]))
 
 
 def test_stats_json_is_used_when_present(tmp_path):
     from ja_adapt.report import build_results
     out = make_compare(tmp_path / "cmp", seeds=(0,))
-    sentinel = {"bits_per_char": {"ja": {"n": 18, "mean_diff": 0.123456, "wilcoxon_p": 0.0421}}, "generation": {}}
+    sentinel = {"bits_per_char": {"held_out": {"n": 18, "wilcoxon": {"p": 0.0421},
+                                               "char_weighted": {"diff": 0.123456, "ci_low": 0.1, "ci_high": 0.2}}},
+                "generation": {}}
     entries = [{"a": "method-lora__s0", "b": "method-full__s0", "seed": 0, "stats": sentinel}] + [
         {"a": f"method-{m}__s0", "b": "base", "seed": 0, "stats": sentinel} for m in ("lora", "full")]
     (out / "stats.json").write_text(json.dumps({"pairs": entries[:1], "vs_base": entries[1:]}))
     rows = build_results([out])["statistical_results"]["document_level"]
-    assert [r["mean_diff"] for r in rows] == [0.123456] * 3
+    assert [r["diff"] for r in rows] == [0.123456] * 3 and [r["wilcoxon_p"] for r in rows] == [0.0421] * 3
 
 
 def test_overfitting_onset_found_in_the_run_logs(results):
@@ -347,25 +357,38 @@ def test_predicted_memory_from_plan_json(results, compare_dir):
     assert pm["method-full__s1"]["ratio_measured_over_predicted"] == pytest.approx(s["peak_mem_bytes"] / 4e9)
 
 
-def test_executive_summary_reads_results(results):
-    from ja_adapt.report import executive_summary
+def test_executive_summary_states_only_resolved_differences(results):
     import copy
+
+    from ja_adapt.report import executive_summary
     res = copy.deepcopy(results)
-    res["memory_usage"]["lora_vs_full"]["peak_reduction_pct"] = 33.333
-    assert "33.3% less peak memory" in executive_summary(res)
+    m = res["headline"]["metrics"]["ja_bits_per_char"]
+    m["difference"].update(diff=0.987654, ci_low=0.5, ci_high=1.5)
+    m["resolved"], m["better"] = True, "full"
+    from ja_adapt.report import fmt
+    assert f"full better by {fmt.num(0.987654)} (LoRA − full [{fmt.num(0.5)}, {fmt.num(1.5)}])" in executive_summary(res)
+    for k in res["headline"]["families"]["japanese_quality"]:
+        res["headline"]["metrics"][k]["resolved"] = False
+    text = executive_summary(res)
+    assert "Japanese quality: no resolved difference" in text and "0.9877" in text
 
 
-def test_recommendations_derive_from_measurements(results):
+def test_recommendations_come_only_from_resolved_differences(results):
     items = {i["topic"]: i for i in results["recommendations"]["items"]}
-    tr = results["tradeoff_analysis"]
-    assert items["method"]["basis"]["retention"] == tr["gain_retention"]
-    expect = "Use LoRA by default" if tr["gain_retention"] >= 0.95 else "Prefer full fine-tuning"
-    assert items["method"]["text"].startswith(expect) and "Test GPU" in items["method"]["text"]
+    head = results["headline"]
+    resolved = [k for k in head["families"]["japanese_quality"] if head["metrics"][k]["resolved"]]
+    assert items["method"]["basis"]["resolved_quality"] == resolved
+    expect = "Resolved Japanese-quality differences" if resolved else "No resolved difference"
+    assert items["method"]["text"].startswith(expect)
+    for k in resolved:
+        assert head["metrics"][k]["name"] in items["method"]["text"]
     peak_full = results["memory_usage"]["groups"]["full"]["peak_mem_bytes"]["mean"]
     assert f"({100 * peak_full / 2 ** 34:.1f}% of the device)" in items["hardware"]["text"]
-    en = results["generalization_results"]["catastrophic_forgetting"]["groups"]
-    better = "LoRA" if en["lora"]["en_retention"]["mean"] > en["full"]["en_retention"]["mean"] else "full fine-tuning"
-    assert items["forgetting:en"]["text"].startswith(f"Where en ability must be kept, {better}")
+    forgot = [k for k in head["families"]["forgetting"] if head["metrics"][k]["resolved"]]
+    forget_items = [i for i in results["recommendations"]["items"] if i["topic"] == "forgetting"]
+    assert len(forget_items) == max(len(forgot), 1)
+    if not forgot:
+        assert forget_items[0]["text"].startswith("No resolved difference in forgetting")
 
 
 def test_corpus_manifest_becomes_the_data_sources_appendix(tmp_path):

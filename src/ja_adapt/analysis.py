@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import stats as sps
 from scipy.ndimage import uniform_filter1d
 
 
@@ -201,12 +202,22 @@ def curve_analysis(train: list[dict], val: list[dict], summary: dict, cfg: Analy
 
 # ---- seeds, ratios ------------------------------------------------------------------------------
 
-def aggregate(by_seed: dict) -> dict:
-    """{seed: value} → {"mean", "sd" (ddof=1, None for one value), "n", "by_seed"}; None values dropped."""
+def aggregate(by_seed: dict, single_ci: dict | None = None) -> dict:
+    """{seed: value} → {"mean", "sd" (ddof=1, None for one value), "n", "by_seed", and a 95%
+    interval: over seeds (Student t of the mean, scipy) with ≥ 2 values; with one value,
+    `single_ci` (that run's own bootstrap interval over documents or prompts) when given.
+    None values dropped."""
     vals = {str(k): float(v) for k, v in by_seed.items() if v is not None and math.isfinite(float(v))}
     x = np.array(list(vals.values()), dtype=np.float64)
-    return {"mean": float(x.mean()) if len(x) else None,
-            "sd": float(x.std(ddof=1)) if len(x) >= 2 else None, "n": len(x), "by_seed": vals}
+    out = {"mean": float(x.mean()) if len(x) else None,
+           "sd": float(x.std(ddof=1)) if len(x) >= 2 else None, "n": len(x), "by_seed": vals}
+    if len(x) >= 2:
+        half = float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+        out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half, ci_level="seed")
+    elif len(x) == 1 and single_ci and single_ci.get("ci_low") is not None:
+        out.update(ci_low=single_ci["ci_low"], ci_high=single_ci["ci_high"],
+                   ci_level=single_ci.get("unit", "bootstrap"))
+    return out
 
 
 def reduction_pct(lora, full) -> float | None:

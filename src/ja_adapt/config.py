@@ -58,6 +58,9 @@ class LoraConfig:
 class DataConfig:
     paths: list[str] = field(default_factory=list)       # training corpora: .txt, .jsonl, directories, datasets
     eval_paths: list[str] = field(default_factory=list)  # corpora only evaluated (cross-domain, forgetting)
+    seen_paths: list[str] = field(default_factory=list)  # corpora the model saw before (its pretraining):
+                                        # evaluation text overlapping them is removed, as for data.paths
+    decontaminate: bool = True          # drop evaluation documents contained in a training document (data/dedup.py)
     seq_len: int = 256                  # tokens per packed row
     val_fraction: float = 0.05          # share of each domain held out for validation
     test_fraction: float = 0.05         # share of each domain held out for the final test
@@ -117,11 +120,13 @@ class EvalConfig:
     stride: int = 128                 # tokens between window starts; later windows give >= max_length-stride context
     batch_size: int = 8               # windows per forward pass
     chunk_size: int = 0               # rows per fp32 logits chunk (0 = all at once); bounds [rows, vocab] memory
-    gen_prompts: int = 32             # generation prompts cut from Japanese documents (0 = skip generation)
+    gen_prompts: int = 100            # generation prompts cut from Japanese documents (0 = skip generation)
     gen_prefix_chars: int = 64        # prompt: the first this many characters of a document
     gen_ref_chars: int = 64           # reference: the next this many characters
-    gen_max_new_tokens: int = 64      # greedy decoding budget in tokens
-    bootstrap_resamples: int = 1000   # paired-bootstrap resamples (per-document CI and sacrebleu)
+    gen_max_new_tokens: int = 256     # cap on the decoding budget (budget: 4 tokens per reference character, the
+                                      # most a byte-level model may need; each prompt stops at its reference's length)
+    gen_batch_size: int = 16          # prompts per batched greedy decoding (left padding; results do not depend on it)
+    bootstrap_resamples: int = 1000   # bootstrap resamples: every interval, paired CIs and sacrebleu's paired test
     seed: int = 0                     # prompt selection and bootstrap seed
     target_lang: str = "ja"           # the adapted language: scripts, generation, buckets
     forgetting_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # languages for retention
@@ -129,7 +134,7 @@ class EvalConfig:
 
     def check(self) -> None:
         """Raise UserError naming the first invalid key."""
-        for key in ("max_length", "batch_size", "bootstrap_resamples"):
+        for key in ("max_length", "batch_size", "gen_batch_size", "bootstrap_resamples"):
             if getattr(self, key) < 1:
                 raise UserError(f"eval.{key}: must be >= 1 (got {getattr(self, key)})")
         if self.buckets.min_criteria < 1:

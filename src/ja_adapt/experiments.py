@@ -13,6 +13,7 @@ evaluation-only corpora). A user who fixes the rate passes no grid and skips tun
                                  plus eval.json (final weights) and checkpoints/*/eval.json
     OUT/stats.json               paired statistics (LoRA vs full, each vs base, seed-matched)
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
+    OUT/decontamination.json     evaluation documents removed as contained in training text (data/dedup.py)
 
 Re-running the same command skips finished runs and evaluations and resumes a killed run. The
 report over OUT is the report stage's (ja_adapt.report); `ja-adapt compare` / `sweep` (cli/experiments.py)
@@ -29,11 +30,12 @@ from pathlib import Path
 
 from ja_adapt import artifacts, checkpoint
 from ja_adapt.cache import cache_root
-from ja_adapt.config import ExperimentConfig, parse_override, to_dict, with_overrides
+from ja_adapt.config import ExperimentConfig, config_hash, parse_override, to_dict, with_overrides
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import corpus_fingerprint
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.run import compare_models, evaluate_model, write_eval
+from ja_adapt.jsonio import write_json
 from ja_adapt.models import model_config, resolve_name
 from ja_adapt.plan import plan_memory
 from ja_adapt.train import train
@@ -98,26 +100,29 @@ def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seed
     path.write_text(json.dumps(manifest, indent=1))
 
 
-def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained_domains,
+def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained,
                   base_results=None, light: bool = False) -> dict:
-    """Evaluate once and cache the result at `path` (skipped when it exists)."""
+    """Evaluate once and cache the result at `path` (skipped when it exists); trained: the
+    (lang, domain) pairs of the training split (evaluate_model)."""
     if path.is_file():
         return json.loads(path.read_text())
     eval_cfg = cfg.eval.light() if light else cfg.eval   # checkpoints: likelihood only, for the curves
-    results = evaluate_model(model, tokenizer, docs, eval_cfg, trained_domains=trained_domains,
+    results = evaluate_model(model, tokenizer, docs, eval_cfg,
+                             trained=trained,
                              base_results=base_results)
     write_eval(path, results)
     return results
 
 
 def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-            purpose: str = "quality") -> None:
+            purpose: str = "quality", reuse_from: list[Path] = ()) -> None:
     """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
     purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
-    the report shows no quality for it)."""
+    the report shows no quality for it). reuse_from: experiment directories whose finished run
+    with the very same configuration is copied instead of trained again."""
     runs = plan_runs(cfg, grid, seeds)
     write_manifest(out, kind, cfg, grid, seeds, runs, {"purpose": purpose})
-    ev = _Evaluation(out, cfg)
+    ev = _Evaluation(out, cfg, reuse_from)
     for r in runs:
         ev.train_and_evaluate(r)
     write_stats(out, runs, cfg)
@@ -216,11 +221,13 @@ def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, d
 class _Evaluation:
     """Training and evaluating runs of one experiment against its evaluation documents and base."""
 
-    def __init__(self, out: Path, cfg: ExperimentConfig):
-        self.out = out
-        docs, train_domains = eval_set(cfg)
-        trained = sorted({d.domain for d in docs if d.lang == "ja"} & set(train_domains))
+    def __init__(self, out: Path, cfg: ExperimentConfig, reuse_from: list[Path] = ()):
+        self.out, self.reuse_from = out, list(reuse_from)
+        evs = eval_set(cfg)
+        docs, trained = evs.docs, evs.trained                 # (lang, domain) pairs of the train split
         self.docs, self.trained = docs, trained
+        out.mkdir(parents=True, exist_ok=True)          # what was removed, for the report
+        write_json(out / "decontamination.json", evs.decontamination or {"status": "off (data.decontaminate)"})
         self.base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
 
     def train(self, r: dict) -> dict:
@@ -229,9 +236,21 @@ class _Evaluation:
         summary_path = run_dir / "summary.json"
         finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
             run_cfg.train.max_steps
-        if not finished:
+        if not finished and not run_dir.exists() and (same := self._finished_elsewhere(run_cfg)):
+            shutil.copytree(same, run_dir)
+        elif not finished:
             train(run_cfg, run_dir, resume=run_dir.exists())
         return json.loads(summary_path.read_text())
+
+    def _finished_elsewhere(self, run_cfg: ExperimentConfig) -> Path | None:
+        """A finished run directory of `reuse_from` trained with exactly this configuration."""
+        want = config_hash(run_cfg)
+        for d in self.reuse_from:
+            for summary in sorted(Path(d).glob("runs/*/summary.json")):
+                s = json.loads(summary.read_text())
+                if s.get("config_hash") == want and s.get("steps") == run_cfg.train.max_steps:
+                    return summary.parent
+        return None
 
     def val_loss(self, r: dict) -> float:
         loss = self.train(r)["final_val_loss"]
@@ -253,8 +272,9 @@ class _Evaluation:
         if not finished:
             train(run_cfg, run_dir, resume=run_dir.exists())
         final_step = json.loads(summary_path.read_text())["steps"]
-        for ckpt in checkpoint.complete(run_dir / "checkpoints"):
-            # the final step's point on the learning curve is the run's own (full) evaluation
+        for ckpt in [] if r["light"] else checkpoint.complete(run_dir / "checkpoints"):
+            # the final step's point on the learning curve is the run's own (full) evaluation;
+            # tuning points that were not chosen get no learning curve
             if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:
                 model, tok = artifacts.load_weights(checkpoint.weights_in(ckpt), run_cfg)
                 evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)

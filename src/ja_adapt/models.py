@@ -1,8 +1,8 @@
 """Models and tokenizers: load by hub id or local directory, or build an architecture preset.
 
 Presets are Qwen2-architecture configs with random weights: the public Qwen2.5 configs (their
-config.json facts, below) for the memory planner and benchmarks, and `tiny` (about 5M parameters)
-for tests and CPU runs. Aliases are names an application resolves to a directory on first use
+config.json facts, below) for the memory planner and benchmarks, `tiny` (about 5M parameters)
+for tests and CPU runs, and `micro` (about 1M) for the embedded demo. Aliases are names an application resolves to a directory on first use
 (the command line registers `demo-base`, the demo's own pretrained model). A real model (hub id or local directory) always goes through transformers' Auto
 classes with safetensors weights and `trust_remote_code` off unless the config turns it on.
 """
@@ -32,6 +32,11 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, vocab_size=8192,
                  tie_word_embeddings=True, max_position_embeddings=4096),
+    # the embedded demo's base model (about 1M parameters): measured to learn its languages in
+    # minutes on 2 CPU cores (docs/demo.md: the recipe and what else was tried)
+    "micro": dict(_QWEN25, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=2048,
+                  tie_word_embeddings=True, max_position_embeddings=4096),
     "qwen2.5-0.5b": dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                          num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
                          tie_word_embeddings=True),

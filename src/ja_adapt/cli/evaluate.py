@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="tokenizer directory / hub id (default: the model's own)")
     parser.add_argument("--data", action="append", help="corpus to evaluate (repeatable); default for "
                         "RUN_DIR: its test split and eval-only corpora")
-    parser.add_argument("--trained-domain", action="append", default=[],
-                        help="a domain the model was trained on (repeatable; RUN_DIR knows its own)")
+    parser.add_argument("--trained-domain", action="append", default=[], metavar="[LANG/]DOMAIN",
+                        help="a domain the model was trained on, e.g. ja/news (repeatable; a bare DOMAIN "
+                        "means the target language's; RUN_DIR knows its own)")
     parser.add_argument("--base-eval", type=Path, help="the base model's eval.json, for forgetting")
     parser.add_argument("--out", type=Path, help="output file (default RUN_DIR/eval.json or ./eval.json)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -88,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir:
         model, tokenizer, run_cfg = load_run(args.run_dir, device)
         cfg = dataclasses.replace(run_cfg.eval) if isinstance(run_cfg.eval, EvalConfig) else cfg
-        run_docs, run_trained = eval_set(run_cfg)
-        trained = trained or run_trained
+        evs = eval_set(run_cfg)
+        run_docs = evs.docs
+        trained = trained or [f"{lang}/{d}" for lang, d in evs.trained]
         docs = None if args.data else run_docs
     else:
         if not args.data:
@@ -100,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {f: getattr(args, f) for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed")
                  if getattr(args, f) is not None}
     cfg = dataclasses.replace(cfg, **overrides)
-    results = evaluate_model(model, tokenizer, docs, cfg, trained_domains=trained, base_results=base)
+    trained = [t if "/" in t else f"{cfg.target_lang}/{t}" for t in trained]
+    results = evaluate_model(model, tokenizer, docs, cfg, trained=trained,
+                             base_results=base)
     write_eval(out, results)
     print(summary_table(results))
     print(f"\n{out}")

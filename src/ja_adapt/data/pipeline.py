@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ja_adapt.cache import cache_root
 from ja_adapt.data.corpora import SOURCES, load_sources
+from ja_adapt.data.dedup import decontaminate
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
@@ -67,12 +68,30 @@ def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
     return docs, split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
 
 
-def eval_set(cfg) -> tuple[list[Document], list[str]]:
-    """(the evaluation documents, the trained domains), reading the corpora once: the test split of
-    the training corpora plus the eval-only corpora, and the domains of the train split."""
+@dataclass
+class EvalSet:
+    """What an experiment evaluates on: the test split of the training corpora plus the eval-only
+    corpora, minus documents contained in a training document (data/dedup.py), with the record."""
+    docs: list[Document]
+    trained: list[tuple[str, str]]         # (lang, domain) pairs of the train split
+    decontamination: dict | None           # decontaminate's report (None: data.decontaminate off)
+
+
+def eval_set(cfg) -> EvalSet:
+    """The evaluation documents of `cfg`, reading the corpora once (see EvalSet). Training text is
+    the train and val splits of data.paths plus data.seen_paths (e.g. a base model's pretraining
+    corpus)."""
     _, splits = training_splits(cfg)
     extra = read_specs(cfg.data.eval_paths) if cfg.data.eval_paths else []
-    return splits["test"] + extra, sorted({d.domain for d in splits["train"]})
+    docs = splits["test"] + extra
+    trained = sorted({(d.lang, d.domain) for d in splits["train"]})
+    if not cfg.data.decontaminate:
+        return EvalSet(docs, trained, None)
+    train_sets = {"data.paths (train + val splits)": splits["train"] + splits["val"]}
+    if cfg.data.seen_paths:
+        train_sets["data.seen_paths"] = read_specs(cfg.data.seen_paths)
+    kept, report = decontaminate(docs, train_sets)
+    return EvalSet(kept, trained, report)
 
 
 def prepare_data(cfg, tokenizer) -> ExperimentData:

@@ -16,6 +16,7 @@ The NLL of each token is loss.token_nll's definition (fp32 cross-entropy of the 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -174,7 +175,8 @@ def bits_per(nll_nats: float, units: int) -> float | None:
 
 
 def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
-    """Corpus-level sums and ratios over documents, plus per-document records for paired tests."""
+    """Corpus-level sums and ratios over documents, plus per-document records for paired tests and
+    document bootstraps. With argmax scores: top-1 token accuracy (argmax == gold) and its counts."""
     nll = float(sum(s.nll.sum() for s in scores))
     tokens = sum(len(s.nll) for s in scores)
     chars = sum(s.chars for s in scores)
@@ -182,7 +184,7 @@ def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
     per_doc = [{"source": s.doc.source, "nll": float(s.nll.sum()), "chars": s.chars,
                 "bytes": s.n_bytes, "tokens": len(s.nll),
                 "bits_per_char": bits_per(float(s.nll.sum()), s.chars)} for s in scores]
-    return {
+    out = {
         "nll_sum_nats": nll, "tokens": tokens, "chars": chars, "bytes": n_bytes,
         "documents": len(scores), "skipped_empty_documents": n_skipped,
         "token_ppl": math.exp(nll / tokens) if tokens else None,
@@ -190,6 +192,37 @@ def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
         "bits_per_byte": bits_per(nll, n_bytes),
         "per_doc": per_doc,
     }
+    if scores and all(s.argmax is not None for s in scores):
+        for rec, s in zip(per_doc, scores):
+            rec["correct_tokens"] = int((s.argmax == s.token_ids).sum())
+        out["top1_correct"] = sum(r["correct_tokens"] for r in per_doc)
+        out["top1_accuracy"] = out["top1_correct"] / tokens if tokens else None
+    return out
+
+
+def argmax_counts(scores: list[DocScores]) -> Counter:
+    """How often each token id is the teacher-forced argmax, over all scored positions."""
+    counts: Counter = Counter()
+    for s in scores:
+        if s.argmax is not None:
+            counts.update(s.argmax.tolist())
+    return counts
+
+
+def top_argmax(counts: Counter, tokenizer) -> dict:
+    """The most frequent argmax token (smallest id among ties, so the pick is deterministic), as id
+    and decoded text, with its count and share of all argmax positions (docs/metrics.md#top1).
+    A model predicting one token everywhere shows a share near 1 whatever its accuracy."""
+    total = sum(counts.values())
+    if not total:
+        return {"argmax_positions": 0, "argmax_top_token_id": None, "argmax_top_token": None,
+                "argmax_top_count": 0, "argmax_top_share": None}
+    top = max(counts.values())
+    tid = min(t for t, c in counts.items() if c == top)
+    return {"argmax_positions": total, "argmax_top_token_id": int(tid),
+            "argmax_top_token": tokenizer.decode([tid], skip_special_tokens=False,
+                                                 clean_up_tokenization_spaces=False),
+            "argmax_top_count": int(top), "argmax_top_share": top / total}
 
 
 def corpus_likelihood(model, tokenizer, docs: list[Document], *, max_length: int = 256, stride: int = 128,

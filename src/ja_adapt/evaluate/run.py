@@ -1,15 +1,17 @@
-"""Evaluation orchestration: every metric of one model into eval.json, paired comparison of two.
+"""Evaluation orchestration: every metric of one model into eval.json (compare.py: two models).
 
 evaluate_model runs one likelihood pass per (lang, domain) group and derives from it the corpus,
-per-script, per-domain, forgetting and complexity-bucket metrics; generation is the only other
-model call. Every metric carries a `definition` id into docs/metrics.md and its sample counts.
-The `ja-adapt eval` command line over these functions is cli/evaluate.py.
+top-1, per-script, per-domain, forgetting and complexity-bucket metrics; generation is the only
+other model call. Every metric carries a `definition` id into docs/metrics.md, its sample counts
+and, for headline numbers, a bootstrap interval over the units that were sampled (documents,
+prompts). The `ja-adapt eval` command line over these functions is cli/evaluate.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,13 @@ from ja_adapt.data.tokens import tokenizer_fingerprint
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
+from ja_adapt.evaluate.bootstrap import ratio_interval
+from ja_adapt.evaluate.compare import DOCS, compare_models  # noqa: F401 (compare_models: re-exported)
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
-from ja_adapt.evaluate.likelihood import bits_per, score_documents, summarize
-from ja_adapt.evaluate.stats import bleu_chrf_paired_bootstrap, holm, paired_compare
+from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax
 from ja_adapt.jsonio import write_json
 
-DOCS = "docs/metrics.md"
 SCHEMA = "ja-adapt-eval/1"
 PPL_NOTE = ("token_ppl depends on the tokenizer: compare it only between models that share one "
             "(same tokenizer.sha256); bits_per_char and bits_per_byte compare across tokenizers")
@@ -50,59 +52,105 @@ def tokenizer_record(tokenizer) -> dict:
             "sha256": tokenizer_fingerprint(tokenizer), "note": PPL_NOTE}
 
 
-def _pool(summaries: list[dict]) -> dict:
-    """Corpus-level ratios of several groups: sums first, then ratios (never a mean of ratios)."""
+def _doc_intervals(per_doc: list[dict], cfg: EvalConfig) -> dict:
+    """Document-bootstrap intervals (docs/metrics.md#intervals) of a pool's bits/char, bits/byte and,
+    when argmax was counted, top-1 token accuracy: each a ratio of sums recomputed per resample."""
+    if not per_doc:
+        return {}
+    cols = [("bits_per_char_ci", "nll", "chars"), ("bits_per_byte_ci", "nll", "bytes")]
+    if all("correct_tokens" in d for d in per_doc):
+        cols.append(("top1_accuracy_ci", "correct_tokens", "tokens"))
+    scale = {"nll": 1 / math.log(2), "correct_tokens": 1.0}
+    num = np.array([[d[n] * scale[n] for _, n, _ in cols] for d in per_doc], dtype=np.float64)
+    den = np.array([[d[m] for _, _, m in cols] for d in per_doc], dtype=np.float64)
+    cis = ratio_interval(num, den, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    return {name: ci for (name, _, _), ci in zip(cols, cis)}
+
+
+def _pool(summaries: list[dict], cfg: EvalConfig) -> dict:
+    """Corpus-level ratios of several groups: sums first, then ratios (never a mean of ratios), with
+    document-bootstrap intervals over all their documents."""
     nll = sum(s["nll_sum_nats"] for s in summaries)
     tok, ch, by = (sum(s[k] for s in summaries) for k in ("tokens", "chars", "bytes"))
-    return {"definition": f"{DOCS}#likelihood", "groups": len(summaries),
-            "documents": sum(s["documents"] for s in summaries), "nll_sum_nats": nll,
-            "tokens": tok, "chars": ch, "bytes": by,
-            "token_ppl": math.exp(nll / tok) if tok else None,
-            "bits_per_char": bits_per(nll, ch), "bits_per_byte": bits_per(nll, by)}
+    out = {"definition": f"{DOCS}#likelihood", "groups": len(summaries),
+           "documents": sum(s["documents"] for s in summaries), "nll_sum_nats": nll,
+           "tokens": tok, "chars": ch, "bytes": by,
+           "token_ppl": math.exp(nll / tok) if tok else None,
+           "bits_per_char": bits_per(nll, ch), "bits_per_byte": bits_per(nll, by)}
+    if summaries and all("top1_correct" in s for s in summaries):
+        out["top1_correct"] = sum(s["top1_correct"] for s in summaries)
+        out["top1_accuracy"] = out["top1_correct"] / tok if tok else None
+    out.update(_doc_intervals([d for s in summaries for d in s.get("per_doc", [])], cfg))
+    return out
 
 
-def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained_domains=(),
+def trained_pairs(trained) -> set[tuple[str, str]]:
+    """{(lang, domain)} from pairs or "lang/domain" strings: the groups the training split held."""
+    out = set()
+    for item in trained:
+        if isinstance(item, str):
+            if "/" not in item:
+                raise UserError(f"trained: '{item}' is not 'lang/domain'; a group is trained only when "
+                                "both its language and its domain occur in the training split")
+            item = item.split("/", 1)
+        lang, domain = item
+        out.add((str(lang), str(domain)))
+    return out
+
+
+def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
                    base_results: dict | None = None) -> dict:
     """All metrics of one model (the eval.json content).
 
-    groups: documents (a list, or a dict of lists) regrouped by (lang, domain); trained_domains:
-    domains of the training corpus (the others are cross-domain); base_results: the base model's
-    evaluate_model output, for forgetting. Sections: likelihood, scripts, generation, domains,
-    forgetting, buckets.
+    groups: documents (a list, or a dict of lists) regrouped by (lang, domain); trained: the
+    (lang, domain) pairs (or "lang/domain" strings) of the training split: a group is trained only
+    when both its language and its domain were trained (the others are cross-domain or other
+    languages); base_results: the base model's evaluate_model output, for forgetting. Sections:
+    likelihood, scripts, generation, domains, forgetting, buckets.
     """
     cfg.check()
     groups = group_documents(groups)
     if not groups:
         raise UserError("eval: no documents to evaluate; pass a corpus with --data")
-    trained = sorted(set(trained_domains))
-    lik, script_groups, bucket_domains = {}, {}, {}
+    pairs = trained_pairs(trained)
+    lik, counts, script_groups, script_docs, bucket_domains = {}, {}, {}, {}, {}
     gen_docs: list[Document] = []
     for key, docs in groups.items():
         lang, domain = key.split("/", 1)
-        target = lang == cfg.target_lang
+        # argmax for every group: top-1 accuracy and the argmax-collapse check cost one argmax per row
         scores = score_documents(model, tokenizer, docs, max_length=cfg.max_length, stride=cfg.stride,
-                                 batch_size=cfg.batch_size, chunk_size=cfg.chunk_size, want_argmax=target)
+                                 batch_size=cfg.batch_size, chunk_size=cfg.chunk_size, want_argmax=True)
+        counts[key] = argmax_counts(scores)
+        summary = summarize(scores, len(docs) - len(scores))
         lik[key] = {"definition": f"{DOCS}#likelihood", "lang": lang, "domain": domain,
-                    "trained": domain in trained, **summarize(scores, len(docs) - len(scores))}
-        if not target:
+                    "trained": (lang, domain) in pairs, **summary, **top_argmax(counts[key], tokenizer),
+                    **_doc_intervals(summary["per_doc"], cfg)}
+        if lang != cfg.target_lang:
             continue
         gen_docs += docs
-        tally = sc.new_tally()
+        tally, per_doc = sc.new_tally(), []
         btally = bucket_domains.setdefault(domain, bk.new_tally())
         for s in scores:
-            bits = sc.tally_document(tally, s.doc.text, s.spans, s.nll, s.argmax == s.token_ids)
+            doc_tally = sc.new_tally()
+            bits = sc.tally_document(doc_tally, s.doc.text, s.spans, s.nll, s.argmax == s.token_ids)
+            sc.merge_into(tally, doc_tally)
+            per_doc.append(doc_tally)
             bk.tally_document(btally, s.doc.text, bits, cfg.buckets)
-        script_groups[key] = tally
-    by_lang = {lang: _pool([v for v in lik.values() if v["lang"] == lang])
-               for lang in sorted({v["lang"] for v in lik.values()})}
+        script_groups[key], script_docs[key] = tally, per_doc
+    by_lang = {}
+    for lang in sorted({v["lang"] for v in lik.values()}):
+        keys = [k for k, v in lik.items() if v["lang"] == lang]
+        merged = sum((counts[k] for k in keys), Counter())
+        by_lang[lang] = {**_pool([lik[k] for k in keys], cfg), **top_argmax(merged, tokenizer)}
     results = {
         "schema": SCHEMA, "definitions": DOCS, "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer_record(tokenizer),
         "likelihood": {"definition": f"{DOCS}#likelihood-protocol", "note": PPL_NOTE,
+                       "top1_definition": f"{DOCS}#top1", "intervals_definition": f"{DOCS}#intervals",
                        "by_group": lik, "by_lang": by_lang},
-        "scripts": _scripts_section(script_groups),
+        "scripts": _scripts_section(script_groups, script_docs, cfg),
         "generation": _generation_section(model, tokenizer, gen_docs, cfg),
-        "domains": _domains_section(lik, trained, cfg.target_lang),
+        "domains": _domains_section(lik, pairs, cfg),
         "buckets": _buckets_section(bucket_domains, cfg),
     }
     results["forgetting"] = forgetting(results, base_results, tuple(cfg.forgetting_langs))
@@ -113,18 +161,22 @@ def _merge(tallies, new_tally=sc.new_tally) -> dict:
     """The sum of per-group tallies ({class: {count: value}}, scripts or buckets)."""
     total = new_tally()
     for t in tallies:
-        for script, counts in t.items():
-            for k, v in counts.items():
-                total[script][k] += v
+        sc.merge_into(total, t)
     return total
 
 
-def _scripts_section(script_groups: dict) -> dict:
+def _scripts_section(script_groups: dict, script_docs: dict, cfg: EvalConfig) -> dict:
+    overall = sc.summarize_tally(_merge(list(script_groups.values())))
+    cis = sc.tally_intervals([t for docs in script_docs.values() for t in docs],
+                             resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    for name, ci in cis.items():
+        overall[name].update(ci)
     return {"definition": f"{DOCS}#per-script-metrics", "normalization": "none (characters as written)",
             "bits_definition": f"{DOCS}#per-script-bits-per-character",
-            "accuracy_definition": f"{DOCS}#character-accuracy",
-            "overall": sc.summarize_tally(_merge(list(script_groups.values()))),
-            "by_group": {k: sc.summarize_tally(t) for k, t in script_groups.items()}}
+            "accuracy_definition": f"{DOCS}#character-accuracy", "intervals_definition": f"{DOCS}#intervals",
+            "overall": overall,
+            "by_group": {k: {**sc.summarize_tally(t), "per_doc": script_docs[k]}
+                         for k, t in script_groups.items()}}
 
 
 def _generation_section(model, tokenizer, docs, cfg: EvalConfig) -> dict:
@@ -132,20 +184,26 @@ def _generation_section(model, tokenizer, docs, cfg: EvalConfig) -> dict:
         return {"definition": f"{DOCS}#generation", "n": 0, "skipped": "eval.gen_prompts = 0"}
     out = evaluate_generation(model, tokenizer, docs, n_prompts=cfg.gen_prompts,
                               prefix_chars=cfg.gen_prefix_chars, ref_chars=cfg.gen_ref_chars,
-                              max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed)
-    return {"definition": f"{DOCS}#generation", "scale": "0-100 (sacrebleu)", **out}
+                              max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed,
+                              batch_size=cfg.gen_batch_size, resamples=cfg.bootstrap_resamples)
+    return {"definition": f"{DOCS}#generation", "degeneration_definition": f"{DOCS}#degeneration",
+            "intervals_definition": f"{DOCS}#intervals", "scale": "0-100 (sacrebleu)", **out}
 
 
-def _domains_section(lik: dict, trained: list[str], lang: str) -> dict:
+def _domains_section(lik: dict, pairs: set, cfg: EvalConfig) -> dict:
+    lang = cfg.target_lang
     own = [v for v in lik.values() if v["lang"] == lang]
     ind, cross = [v for v in own if v["trained"]], [v for v in own if not v["trained"]]
     cross_bpc = [v["bits_per_char"] for v in cross if v["bits_per_char"] is not None]
-    return {"definition": f"{DOCS}#held-out-and-cross-domain", "lang": lang, "trained_domains": trained,
-            "held_out": _pool(ind) if ind else None, "cross_domain": _pool(cross) if cross else None,
+    return {"definition": f"{DOCS}#held-out-and-cross-domain", "lang": lang,
+            "trained_domains": sorted(d for g, d in pairs if g == lang),
+            "trained_pairs": [list(p) for p in sorted(pairs)],
+            "held_out": _pool(ind, cfg) if ind else None, "cross_domain": _pool(cross, cfg) if cross else None,
             "cross_domain_mean_bits_per_char": float(np.mean(cross_bpc)) if cross_bpc else None,
             "cross_domain_std_bits_per_char": float(np.std(cross_bpc, ddof=1)) if len(cross_bpc) > 1 else None,
             "by_domain": {v["domain"]: {"trained": v["trained"], "documents": v["documents"],
-                                        "bits_per_char": v["bits_per_char"],
+                                        "chars": v["chars"], "bits_per_char": v["bits_per_char"],
+                                        "bits_per_char_ci": v.get("bits_per_char_ci"),
                                         "bits_per_byte": v["bits_per_byte"]} for v in own}}
 
 
@@ -153,74 +211,6 @@ def _buckets_section(bucket_domains: dict, cfg: EvalConfig) -> dict:
     return {"definition": f"{DOCS}#complexity-buckets", "rule": dataclasses.asdict(cfg.buckets),
             "overall": bk.summarize_tally(_merge(bucket_domains.values(), bk.new_tally)),
             "by_domain": {d: bk.summarize_tally(t) for d, t in sorted(bucket_domains.items())}}
-
-
-# ---- comparing two evaluated models ---------------------------------------------------------------
-
-def _paired_docs(a: dict, b: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    da, db = a["likelihood"]["by_group"][key]["per_doc"], b["likelihood"]["by_group"][key]["per_doc"]
-    if len(da) != len(db) or any(x["chars"] != y["chars"] for x, y in zip(da, db)):
-        raise UserError(f"eval results, group {key}: the two evaluations scored different documents; "
-                        "evaluate both models on the same corpus")
-    return (np.array([x["bits_per_char"] for x in da]), np.array([y["bits_per_char"] for y in db]))
-
-
-def compare_models(results_a: dict, results_b: dict, cfg: EvalConfig) -> dict:
-    """Paired statistics of model a against model b evaluated on the same documents.
-
-    Per-document bits per character (diff = a - b; < 0: a better) per shared group and pooled over the
-    target language; BLEU/chrF by sacrebleu's paired bootstrap (b against baseline a); Holm-adjusted
-    p-values over all the tests here; per-script and per-bucket ratios a / b.
-    """
-    kw = {"resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
-    shared = sorted(set(results_a["likelihood"]["by_group"]) & set(results_b["likelihood"]["by_group"]))
-    out = {"definition": f"{DOCS}#statistics", "direction": "diff = a - b; bits: < 0 means a is better",
-           "same_tokenizer": results_a["tokenizer"]["sha256"] == results_b["tokenizer"]["sha256"],
-           "bits_per_char": {"by_group": {}}}
-    pooled_a, pooled_b = [], []
-    for key in shared:
-        xa, xb = _paired_docs(results_a, results_b, key)
-        out["bits_per_char"]["by_group"][key] = paired_compare(xa, xb, **kw)
-        if key.split("/", 1)[0] == cfg.target_lang:
-            pooled_a.append(xa)
-            pooled_b.append(xb)
-    if pooled_a:
-        out["bits_per_char"][cfg.target_lang] = paired_compare(np.concatenate(pooled_a),
-                                                               np.concatenate(pooled_b), **kw)
-    ga, gb = results_a.get("generation", {}), results_b.get("generation", {})
-    sa, sb = ga.get("samples", []), gb.get("samples", [])
-    if sa and [s["reference"] for s in sa] == [s["reference"] for s in sb]:
-        out["generation"] = bleu_chrf_paired_bootstrap([s["hypothesis"] for s in sa],
-                                                       [s["hypothesis"] for s in sb],
-                                                       [s["reference"] for s in sa], **kw)
-    else:
-        out["generation"] = {"skipped": "no generation samples with identical prompts in both results"}
-    family = {f"bits_per_char {k} (wilcoxon)": v.get("wilcoxon_p")
-              for k, v in out["bits_per_char"]["by_group"].items()}
-    for m in ("bleu", "chrf"):
-        if m in out["generation"]:
-            family[f"{m} (paired bootstrap)"] = out["generation"][m]["p_value"]
-    family = {k: p for k, p in family.items() if p is not None}
-    out["holm"] = {"definition": f"{DOCS}#holm", "tests": len(family),
-                   "p": family, "p_holm": dict(zip(family, holm(list(family.values()))))}
-    out["scripts"] = _script_ratios(results_a.get("scripts"), results_b.get("scripts"))
-    if results_a.get("buckets") and results_b.get("buckets"):
-        out["buckets"] = bk.bucket_ratios(results_a["buckets"], results_b["buckets"])
-    return out
-
-
-def _script_ratios(a: dict | None, b: dict | None) -> dict:
-    out = {"direction": "bits_per_char_ratio = a / b (> 1: a needs more bits); "
-                        "accuracy_gap = b - a (> 0: b more accurate)"}
-    for name in (*sc.SCRIPTS, "overall"):
-        x, y = (a or {}).get("overall", {}).get(name), (b or {}).get("overall", {}).get(name)
-        if not x or not y:
-            continue
-        out[name] = {"bits_per_char_ratio": x["bits_per_char"] / y["bits_per_char"]
-                     if x["bits_per_char"] and y["bits_per_char"] else None,
-                     "accuracy_gap": y["char_accuracy"] - x["char_accuracy"]
-                     if None not in (x["char_accuracy"], y["char_accuracy"]) else None}
-    return out
 
 
 # ---- output -----------------------------------------------------------------------------------------

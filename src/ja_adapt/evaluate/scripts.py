@@ -18,6 +18,7 @@ from bisect import bisect_right
 import numpy as np
 
 from ja_adapt.charclass import SCRIPTS, script_of  # noqa: F401 (re-exported)
+from ja_adapt.evaluate.bootstrap import ratio_interval
 
 
 def char_byte_starts(text: str) -> list[int]:
@@ -104,3 +105,30 @@ def _finish(t: dict) -> dict:
         "judged_chars": int(t["judged"]), "correct_chars": int(t["correct"]),
         "char_accuracy": t["correct"] / t["judged"] if t["judged"] else None,
     }
+
+
+def merge_into(total: dict, tally: dict) -> dict:
+    """Add a tally ({class: {count: value}}) into total, in place; returns total."""
+    for name, counts in tally.items():
+        for k, v in counts.items():
+            total[name][k] += v
+    return total
+
+
+def tally_intervals(per_doc: list[dict], *, resamples: int, seed: int) -> dict:
+    """Document-bootstrap intervals (docs/metrics.md#intervals) of each script's and the overall
+    bits per character and character accuracy: documents are resampled and each resample's ratio
+    of summed bits / characters and correct / judged characters is recomputed.
+
+    per_doc: one tally (new_tally's shape) per document."""
+    names = (*SCRIPTS, "overall")
+
+    def column(key):
+        return np.array([[t[s][key] for s in SCRIPTS] + [sum(t[s][key] for s in SCRIPTS)]
+                         for t in per_doc], dtype=np.float64)
+    if not per_doc:
+        return {}
+    kw = {"resamples": resamples, "seed": seed}
+    bits = ratio_interval(column("bits"), column("chars"), **kw)
+    acc = ratio_interval(column("correct"), column("judged"), **kw)
+    return {name: {"bits_per_char_ci": b, "char_accuracy_ci": a} for name, b, a in zip(names, bits, acc)}

@@ -8,7 +8,7 @@ final validation loss (the section says which).
 from __future__ import annotations
 
 from ja_adapt import analysis as an
-from ja_adapt.report import fmt
+from ja_adapt.report import fmt, lead
 from ja_adapt.report.load import IGNORED_KEYS
 from ja_adapt.report.quality import METRICS
 
@@ -36,7 +36,11 @@ def _largest(buckets: list[list], key: str):
     return max(buckets, key=lambda b: len({str(g.config.get(key)) for g in b})) if buckets else None
 
 
-def rank_sensitivity(groups, cfg: an.AnalysisConfig) -> dict:
+def rank_sensitivity(groups, cfg: an.AnalysisConfig, stats_of: dict | None = None,
+                     aliases: dict | None = None) -> dict:
+    """Quality, parameters, memory and time per LoRA rank. The recommended rank is the smallest
+    whose held-out bits/char is not resolved from the best rank's: the char-weighted difference's
+    document-bootstrap 95% CI (stats.json, seed-matched runs) includes 0."""
     bucket = _largest(sweeps(groups, "lora.rank", "lora"), "lora.rank")
     if bucket is None:
         return dict(NOT_RUN)
@@ -44,24 +48,55 @@ def rank_sensitivity(groups, cfg: an.AnalysisConfig) -> dict:
     pts = []
     for g in sorted(bucket, key=lambda g: g.config["lora.rank"]):
         m, p = metric(g), g.summary("params_trainable")
+        held = ((g.runs[0].eval or {}).get("domains") or {}).get("held_out") or {}
         pts.append({"rank": g.config["lora.rank"], "label": g.label, "params_trainable": p, "metric": m,
-                    "peak_mem_bytes": g.summary("peak_mem_bytes"), "time_per_step_s": g.summary("time_per_step_s")})
+                    "metric_ci_seed0": held.get("bits_per_char_ci") if name == "ja_bits_per_char" else None,
+                    "peak_mem_bytes": g.summary("peak_mem_bytes"), "time_per_step_s": g.summary("time_per_step_s"),
+                    "run": g.runs[0].name})
     dr = an.diminishing_returns([(p["rank"], p["metric"]["mean"]) for p in pts], cfg.rank_tolerance)
     best = min((p for p in pts if p["metric"]["mean"] is not None), key=lambda p: p["metric"]["mean"], default=None)
-    return {"status": "ok", "metric": name, "points": pts, "diminishing_returns_rank": dr,
-            "best_rank": best["rank"] if best else None, "rule": "diminishing_returns_rank"}
+    out = {"status": "ok", "metric": name, "points": pts, "diminishing_returns_rank": dr,
+           "best_rank": best["rank"] if best else None, "seeds": min(len(g.runs) for g in bucket)}
+    if best is not None and stats_of:
+        for p in pts:
+            p["vs_best"] = _pair_diff(stats_of, p["run"], best["run"], aliases or {}) if p is not best else None
+        unresolved = [p["rank"] for p in pts if p is best or (p["vs_best"] and p["vs_best"].get("resolved") is False)]
+        out["recommended_rank"] = min(unresolved)
+        out["rule"] = ("the smallest rank whose held-out Japanese bits/char is not resolved from the best "
+                       "rank's (document level: char-weighted difference, bootstrap 95% CI includes 0; "
+                       f"{out['seeds']} seed)")
+    return out
+
+
+def _pair_diff(stats_of: dict, a: str, b: str, aliases: dict) -> dict | None:
+    """a − b held-out bits/char (char-weighted, document bootstrap CI) from stats.json, if present;
+    aliases: run name → names of the same run copied into other experiments (report duplicates)."""
+    names_a, names_b = {a, *aliases.get(a, ())}, {b, *aliases.get(b, ())}
+    for e in (e for x in names_a for e in (stats_of.get(x) or {}).get("pairs", [])):
+        if e["a"] in names_a | names_b and e["b"] in names_a | names_b and \
+                (e["a"] in names_a) != (e["b"] in names_a):
+            cw = (((e["stats"].get("bits_per_char") or {}).get("held_out") or {}).get("char_weighted") or {})
+            if cw.get("diff") is None or cw.get("ci_low") is None:
+                return None
+            sign = 1 if e["a"] in names_a else -1
+            lo, hi = sorted((sign * cw["ci_low"], sign * cw["ci_high"]))
+            return {"diff": sign * cw["diff"], "ci_low": lo, "ci_high": hi, "resolved": lo > 0 or hi < 0}
+    return None
 
 
 def precision_comparison(groups, cfg: an.AnalysisConfig) -> dict:
+    """Time and memory per precision, and quality only when the runs were long enough to compare it
+    (a probe's groups carry no quality: then no metric and no recommendation)."""
     found = sweeps(groups, "precision")
     if not found:
         return dict(NOT_RUN)
-    out = {"status": "ok", "by_method": {}, "recommended": {}}
+    probe = all(r.purpose == "probe" for b in found for g in b for r in g.runs)
+    out = {"status": "ok", "purpose": "probe" if probe else "quality", "by_method": {}, "recommended": {}}
     for bucket in found:
         method = bucket[0].method
         if method in out["by_method"]:
             continue
-        name, metric = _metric(bucket)
+        name, metric = _metric(bucket) if not probe else (None, lambda g: None)
         out["metric"] = name
         rows = {g.config["precision"]: {"label": g.label, "metric": metric(g),
                                         "peak_mem_bytes": g.summary("peak_mem_bytes"),
@@ -69,7 +104,7 @@ def precision_comparison(groups, cfg: an.AnalysisConfig) -> dict:
                                         "train_time_s": g.summary("train_time_s"),
                                         "tokens_per_s": g.summary("tokens_per_s")} for g in bucket}
         out["by_method"][method] = rows
-        scored = {p: r["metric"]["mean"] for p, r in rows.items() if r["metric"]["mean"] is not None}
+        scored = {} if probe else {p: r["metric"]["mean"] for p, r in rows.items() if r["metric"]["mean"] is not None}
         if scored:
             best = min(scored.values())
             ok = [p for p, m in scored.items() if m <= best + cfg.precision_tolerance * abs(best)]
@@ -127,33 +162,64 @@ def _device_text(res: dict) -> tuple[str, float | None]:
     return str(name), total
 
 
+def _diff_text(m: dict, key: str) -> str:
+    d, unit = m["difference"], lead.unit_of(key)
+    how = "exact" if d.get("exact") else (f"95% CI [{unit(d.get('ci_low'))}, {unit(d.get('ci_high'))}], "
+                                          f"Holm p {fmt.num(d.get('p_holm'), 3)}")
+    return (f"{m['name']}: LoRA {unit(m['lora'].get('mean'))} vs full {unit(m['full'].get('mean'))}, "
+            f"difference {unit(d.get('diff'))} ({how})")
+
+
 def recommendations(res: dict, lora, full) -> dict:
-    """Sentences whose every number comes from the measured sections above (basis kept beside)."""
+    """Advice drawn only from resolved differences (headline: seed level; rank sweep: document level)
+    and from exact counts; every sentence's numbers are kept beside it as its basis."""
     items = []
     device, total = _device_text(res)
-    trade = res.get("tradeoff_analysis", {})
-    if trade.get("status") == "ok":
-        cfg = an.AnalysisConfig(**res.get("analysis_config", {})) if res.get("analysis_config") else an.AnalysisConfig()
-        kept = trade.get("gain_retention")
-        kept_kind = "of full fine-tuning's bits/char improvement over the base model"
-        if kept is None:
-            kept = (trade["performance_retention"].get("ja_bits_per_char") or {}).get("value")
-            kept_kind = "of full fine-tuning's bits/char (full / LoRA)"
-        mem = res["memory_usage"].get("lora_vs_full") or {}
-        tim = res["time_efficiency"].get("lora_vs_full") or {}
-        basis = {"retention": kept, "peak_reduction_pct": mem.get("peak_reduction_pct"),
-                 "total_time_reduction_pct": tim.get("total_time_reduction_pct"),
-                 "retention_target": cfg.retention_target}
-        if kept is not None and kept >= cfg.retention_target:
-            text = (f"Use LoRA by default on {device}: it kept {fmt.share(kept)} {kept_kind} with "
-                    f"{fmt.less(mem.get('peak_reduction_pct'))} peak memory and "
-                    f"{fmt.less(tim.get('total_time_reduction_pct'))} training time.")
+    head = res.get("headline", {})
+    if head.get("status") == "ok":
+        metrics = head["metrics"]
+        n = min(len(v["seeds"]) for v in head["methods"].values())
+        by_q = {q: [k for k in keys if k in metrics] for q, keys in head["families"].items()}
+        quality = [k for k in by_q.get("japanese_quality", []) if metrics[k]["resolved"]]
+        cost = [k for k in by_q.get("cost", []) if metrics[k]["resolved"]]
+        forget = [k for k in by_q.get("forgetting", []) if metrics[k]["resolved"]]
+        q_better = {metrics[k]["better"] for k in quality}
+        cheaper = {metrics[k]["better"] for k in cost}
+        params = metrics.get("params_trainable")
+        if not quality:
+            main = metrics.get("ja_bits_per_char")
+            text = (f"No resolved difference in Japanese quality between LoRA and full fine-tuning at {n} seeds "
+                    f"per method" + (f" ({_diff_text(main, 'ja_bits_per_char')})" if main else "") + ".")
+            if cheaper == {"lora"}:
+                text += f" LoRA costs less on {device} (" + "; ".join(_diff_text(metrics[k], k) for k in cost) + \
+                        "), so use LoRA unless a larger study resolves a quality gap."
+            items.append({"topic": "method", "text": text, "basis": {"resolved_quality": [], "n_seeds": n}})
         else:
-            text = (f"Prefer full fine-tuning on {device} when Japanese quality matters most: LoRA kept only "
-                    f"{fmt.share(kept)} {kept_kind} (target {fmt.share(cfg.retention_target)}); choose LoRA "
-                    f"when memory or time is the constraint (LoRA needed {fmt.less(mem.get('peak_reduction_pct'))} "
-                    f"peak memory and {fmt.less(tim.get('total_time_reduction_pct'))} training time).")
-        items.append({"topic": "method", "text": text, "basis": basis})
+            winner = "full fine-tuning" if q_better == {"full"} else "LoRA" if q_better == {"lora"} else None
+            text = ("Resolved Japanese-quality differences: " + "; ".join(
+                f"{_diff_text(metrics[k], k)} ({'LoRA' if metrics[k]['better'] == 'lora' else 'full'} better)"
+                for k in quality) + ".")
+            if winner == "full fine-tuning" and cheaper == {"lora"}:
+                text += (f" Prefer full fine-tuning on {device} when Japanese quality matters most; choose LoRA "
+                         "when memory or time is the constraint (" + "; ".join(_diff_text(metrics[k], k) for k in cost) + ").")
+            elif winner:
+                text += f" Prefer {winner} on {device}."
+            items.append({"topic": "method", "text": text,
+                          "basis": {"resolved_quality": quality, "n_seeds": n}})
+        if params:
+            items.append({"topic": "parameters", "basis": {"lora": params["lora"]["mean"], "full": params["full"]["mean"]},
+                          "text": f"LoRA trains {fmt.integer(params['lora']['mean'])} parameters against full "
+                                  f"fine-tuning's {fmt.integer(params['full']['mean'])} (exact counts); its "
+                                  f"artifact is an adapter on the base model."})
+        for k in forget:
+            m = metrics[k]
+            items.append({"topic": "forgetting", "basis": m["difference"],
+                          "text": f"Where the base model's other languages must be kept: {_diff_text(m, k)}; "
+                                  f"{'LoRA' if m['better'] == 'lora' else 'full fine-tuning'} forgot less."})
+        if not forget and by_q.get("forgetting"):
+            items.append({"topic": "forgetting", "basis": {"resolved": []},
+                          "text": "No resolved difference in forgetting of the other languages (" + "; ".join(
+                              _diff_text(metrics[k], k) for k in by_q["forgetting"]) + ")."})
         peaks = {g.method: g.summary("peak_mem_bytes")["mean"] for g in (lora, full)}
         if total and all(peaks.values()):
             items.append({"topic": "hardware", "basis": {"device_total_bytes": total, **peaks},
@@ -161,37 +227,20 @@ def recommendations(res: dict, lora, full) -> dict:
                                   f"{fmt.nbytes(peaks['full'])} ({fmt.share(peaks['full'] / total)} of the device) and "
                                   f"LoRA at {fmt.nbytes(peaks['lora'])} ({fmt.share(peaks['lora'] / total)}) with this "
                                   "batch and sequence length."})
-        forget = res.get("generalization_results", {}).get("catastrophic_forgetting", {})
-        for lang in forget.get("langs", []):
-            a = forget["groups"][lora.label][f"{lang}_retention"]["mean"]
-            b = forget["groups"][full.label][f"{lang}_retention"]["mean"]
-            if None not in (a, b):
-                better = "LoRA" if a > b else "full fine-tuning"
-                items.append({"topic": f"forgetting:{lang}", "basis": {"lora": a, "full": b},
-                              "text": f"Where {lang} ability must be kept, {better} forgot less: {lang} retention "
-                                      f"{fmt.num(a)} (LoRA) vs {fmt.num(b)} (full)."})
+    tuning = res.get("lr_tuning", {})
+    if tuning.get("status") == "ok":
+        edge = [m for m, e in tuning["at_grid_edge"].items() if e]
+        text = "Learning rates chosen on validation loss: " + ", ".join(
+            f"{m} {fmt.num(v)}" for m, v in tuning["chosen"].items()) + "."
+        if edge:
+            text += f" At the edge of its grid for {', '.join(edge)}: widen the grid before trusting the choice."
+        items.append({"topic": "lr", "text": text, "basis": {"chosen": tuning["chosen"], "at_grid_edge": edge}})
     rank = res.get("rank_sensitivity", {})
-    if rank.get("status") == "ok" and rank.get("diminishing_returns_rank") is not None:
-        r = rank["diminishing_returns_rank"]
-        p = next(x for x in rank["points"] if x["rank"] == r)
-        items.append({"topic": "rank", "basis": {"rank": r, "best_rank": rank["best_rank"]},
-                      "text": f"Use LoRA rank {r}: the smallest rank within the tolerance of the best rank "
-                              f"({rank['best_rank']}) on {rank['metric']}, with {fmt.integer(p['params_trainable']['mean'])} "
-                              f"trainable parameters and {fmt.nbytes(p['peak_mem_bytes']['mean'])} peak memory."})
-    prec = res.get("precision_comparison", {})
-    for method, p in (prec.get("recommended") or {}).items():
-        row = prec["by_method"][method][p]
-        items.append({"topic": f"precision:{method}", "basis": {"precision": p},
-                      "text": f"Train {method} in {p} on {device}: the fastest precision matching the best "
-                              f"{prec['metric']} ({fmt.seconds(row['time_per_step_s']['mean'])} per step, "
-                              f"{fmt.nbytes(row['peak_mem_bytes']['mean'])} peak)."})
-    for method, s in (res.get("lr_sensitivity", {}).get("by_method") or {}).items():
-        if s.get("best_lr") is not None:
-            items.append({"topic": f"lr:{method}", "basis": {k: s.get(k) for k in ("best_lr", "range",
-                                                                                    "sensitivity_coefficient")},
-                          "text": f"Use lr {fmt.num(s['best_lr'])} for {method}; learning rates from "
-                                  f"{fmt.num(s['range'][0])} to {fmt.num(s['range'][1])} stayed within the tolerance "
-                                  f"(sensitivity {fmt.num(s['sensitivity_coefficient'])} per decade)."})
+    if rank.get("status") == "ok" and rank.get("recommended_rank") is not None:
+        items.append({"topic": "rank", "basis": {k: rank.get(k) for k in ("recommended_rank", "best_rank", "rule")},
+                      "text": f"LoRA rank {rank['recommended_rank']}: {rank['rule']} (best measured rank "
+                              f"{rank['best_rank']})."})
     if not items:
         return {"status": "not run", "reason": "no LoRA-vs-full comparison or sweep to base advice on"}
-    return {"status": "ok", "items": items}
+    return {"status": "ok", "items": items, "rule": "a difference is stated only when resolved "
+            "(headline rule); otherwise the sentence says there is none, with its interval"}

@@ -6,7 +6,7 @@ no number is typed into this module's text.
 
 from __future__ import annotations
 
-from ja_adapt.report import fmt
+from ja_adapt.report import fmt, lead
 from ja_adapt.report.quality import METRICS
 
 NOT_RUN = "Not run: no experiment in the given directories measured this."
@@ -25,26 +25,10 @@ def _primary(res):
 
 
 def executive_summary(res: dict) -> str:
-    """A few sentences of the headline numbers (also printed at the end of `compare`/`sweep`)."""
-    lora, full = _primary(res)
-    out = []
-    tr = res.get("tradeoff_analysis", {})
-    if lora and full and _ok(tr):
-        eff = res["efficiency_metrics"]["groups"][lora]
-        ret = tr["performance_retention"].get("ja_bits_per_char", {})
-        mem = res["memory_usage"].get("lora_vs_full") or {}
-        tim = res["time_efficiency"].get("lora_vs_full") or {}
-        s = (f"LoRA ({lora}) reached {fmt.share(ret.get('value'))} of full fine-tuning's Japanese held-out "
-             f"bits/char performance (full / LoRA: {fmt.num(ret.get('full'))} vs {fmt.num(ret.get('lora'))})")
-        if tr.get("gain_retention") is not None:
-            s += f" and {fmt.share(tr['gain_retention'])} of its improvement over the base model"
-        s += (f", training {fmt.share(_mean(eff['params_trainable']) / _mean(eff['params_total']), 2)} of the "
-              f"parameters, with {fmt.less(mem.get('peak_reduction_pct'))} peak memory and "
-              f"{fmt.less(tim.get('total_time_reduction_pct'))} training time.")
-        out.append(s)
-        seeds = len(res["groups"][lora]["seeds"])
-        out.append(f"Figures are means over {seeds} seed(s) per method; ± is the sample standard deviation.")
-    elif res["groups"]:
+    """The answer in a few sentences (also printed at the end of `compare` / `sweep` / `demo`):
+    only resolved differences are stated as differences (report/lead.py)."""
+    out = [lead.headline_summary(res)] if _ok(res.get("headline")) else []
+    if not out and res["groups"]:
         out.append(f"{len(res['groups'])} configuration(s) were trained; no LoRA-vs-full pair to compare.")
     rec = res.get("recommendations", {})
     if _ok(rec):
@@ -74,22 +58,18 @@ def primary_results(res: dict, plots: dict) -> list[tuple]:
     b.append(("h", 4, "Statistical significance"))
     st = res.get("statistical_results")
     if _ok(st):
-        b.append(("p", "Per-document Japanese bits/char of seed-matched runs (diff = a − b; negative: a needs "
-                       "fewer bits). Wilcoxon signed-rank and paired t-test (scipy), Cohen's d_z, percentile "
-                       "paired-bootstrap CI; Holm adjustment over all rows."))
-        b.append(("table", ["a", "b", "seed", "n", "mean diff", "CI", "d_z", "Wilcoxon p", "Holm p", "t-test p",
-                            "BLEU b−a (p)"],
-                  [[r["a"], r["b"], r["seed"], fmt.integer(r.get("n")), fmt.num(r.get("mean_diff")),
-                    f"[{fmt.num(r.get('ci_low'))}, {fmt.num(r.get('ci_high'))}]", fmt.num(r.get("cohens_dz")),
-                    fmt.num(r.get("wilcoxon_p"), 3), fmt.num(r.get("wilcoxon_p_holm"), 3), fmt.num(r.get("ttest_p"), 3),
-                    f"{fmt.num(r.get('bleu_diff_b_minus_a'))} ({fmt.num(r.get('bleu_p'), 3)})"]
+        b.append(("p", "Seed level (about the methods): the answer section above. Document level (about one "
+                       "pair of checkpoints, each row one seed): held-out Japanese bits/char, char-weighted "
+                       "difference a − b with a 95% paired document-bootstrap interval; the per-document "
+                       "Wilcoxon signed-rank test (each document counts once) with its Holm-adjusted p in the "
+                       "pair's Japanese-quality family, or why it could not run."))
+        b.append(("table", ["a", "b", "seed", "documents", "a − b", "95% CI", "Wilcoxon p", "Holm p",
+                            "chrF b − a (p)"],
+                  [[r["a"], r["b"], r["seed"], fmt.integer(r.get("n")), fmt.num(r.get("diff")),
+                    f"[{fmt.num(r.get('ci_low'))}, {fmt.num(r.get('ci_high'))}]",
+                    r.get("wilcoxon") or fmt.num(r.get("wilcoxon_p"), 3), fmt.num(r.get("wilcoxon_p_holm"), 3),
+                    f"{fmt.num(r.get('chrf_diff_b_minus_a'))} ({fmt.num(r.get('chrf_p'), 3)})"]
                    for r in st["document_level"]]))
-        if st.get("seed_level"):
-            b.append(("p", "Across seeds (paired t-test over seed-matched runs, evaluate.stats.seed_compare):"))
-            b.append(("table", ["metric", "a", "b", "n seeds", "mean a", "mean b", "mean diff", "t-test p"],
-                      [[k, v["a"], v["b"], v["n"], fmt.num(v.get("mean_a")), fmt.num(v.get("mean_b")),
-                        fmt.num(v.get("mean_diff")), fmt.num(v.get("ttest_p"), 3) if "ttest_p" in v else v.get("skipped", "")]
-                       for k, v in st["seed_level"].items()]))
     else:
         b.append(("p", NOT_RUN))
     b.append(("h", 3, "1.2 Efficiency analysis"))
@@ -191,7 +171,13 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
         b.append(_group_table({g: {**v, "seeds": [0] * v["bleu"]["n"]} for g, v in bl["groups"].items()}, [
             ("BLEU", "bleu", fmt.num), ("chrF", "chrf", fmt.num), ("BLEU-1 precision", "bleu_1_precision", fmt.num),
             ("BLEU-4 precision", "bleu_4_precision", fmt.num), ("sentence BLEU mean", "sentence_bleu_mean", fmt.num),
-            ("sentence BLEU sd", "sentence_bleu_std", fmt.num), ("prompts", "gen_prompts", fmt.integer)]))
+            ("sentence BLEU sd", "sentence_bleu_std", fmt.num), ("repeated 4-grams", "repeat_4gram_rate", fmt.num),
+            ("distinct-1", "distinct_1", fmt.num), ("distinct-2", "distinct_2", fmt.num),
+            ("length ratio", "length_ratio", fmt.num), ("prompts", "gen_prompts", fmt.integer)]))
+        b.append(("p", "Continuations of held-out Japanese documents (docs/metrics.md#generation): the decoded text "
+                       "is cut to the reference's character length and otherwise left as produced. Intervals: over "
+                       "seeds with ≥ 2 seeds, else the run's bootstrap over prompts. Repeated 4-grams, distinct-n "
+                       "and the length ratio measure degeneration."))
         if bl.get("performance_ratio") is not None:
             b.append(("p", f"BLEU ratio {fmt.num(bl['performance_ratio'])}, chrF ratio {fmt.num(bl['chrf_ratio'])} "
                            f"({bl['ratio_direction']})."))
@@ -201,11 +187,16 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
     b.append(("h", 4, "LoRA rank sensitivity"))
     rs = res.get("rank_sensitivity")
     if _ok(rs):
-        b.append(("table", ["rank", "trainable parameters", rs["metric"], "peak memory", "time / step"],
-                  [[p["rank"], fmt.agg(p["params_trainable"], fmt.integer), fmt.agg(p["metric"]),
+        vs = lambda d: (f"{fmt.num(d['diff'])} [{fmt.num(d['ci_low'])}, {fmt.num(d['ci_high'])}]"  # noqa: E731
+                        + ("" if d["resolved"] else " not resolved")) if d else fmt.DASH
+        b.append(("table", ["rank", "trainable parameters", rs["metric"], "vs best rank (seed 0)", "peak memory",
+                            "time / step"],
+                  [[p["rank"], fmt.agg(p["params_trainable"], fmt.integer), fmt.agg(p["metric"]), vs(p.get("vs_best")),
                     fmt.agg(p["peak_mem_bytes"], fmt.nbytes), fmt.agg(p["time_per_step_s"], fmt.seconds)]
                    for p in rs["points"]]))
-        b.append(("p", f"Diminishing-returns rank: {rs['diminishing_returns_rank']} (best rank: {rs['best_rank']})."))
+        b.append(("p", f"Best measured rank: {rs['best_rank']}; recommended: {rs.get('recommended_rank', fmt.DASH)} "
+                       f"({rs.get('rule', 'no paired statistics')}). Seeds per rank: "
+                       + ", ".join(f"r={p['rank']}: {p['metric']['n']}" for p in rs["points"]) + "."))
         if "rank_sensitivity" in plots:
             b.append(("img", plots["rank_sensitivity"], "Quality vs trainable parameters over LoRA ranks"))
     else:
@@ -213,9 +204,14 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
     b.append(("h", 4, "Mixed precision impact"))
     pc = res.get("precision_comparison")
     if _ok(pc):
+        probe = pc.get("purpose") == "probe"
+        if probe:
+            b.append(("p", "A speed and memory probe: runs of a few steps, too short to compare quality, so no "
+                           "quality column and no recommendation. Time and memory are single measurements."))
         for m, rows in sorted(pc["by_method"].items()):
-            b.append(("table", ["method", "precision", pc["metric"], "peak memory", "time / step", "total time"],
-                      [[m, p, fmt.agg(r["metric"]), fmt.agg(r["peak_mem_bytes"], fmt.nbytes),
+            quality = [] if probe else [pc["metric"]]
+            b.append(("table", ["method", "precision", *quality, "peak memory", "time / step", "total time"],
+                      [[m, p, *([] if probe else [fmt.agg(r["metric"])]), fmt.agg(r["peak_mem_bytes"], fmt.nbytes),
                         fmt.agg(r["time_per_step_s"], fmt.seconds), fmt.agg(r["train_time_s"], fmt.seconds)]
                        for p, r in sorted(rows.items())]))
         if "precision_comparison" in plots:
@@ -229,9 +225,16 @@ def comparative_analysis(res: dict, plots: dict) -> list[tuple]:
     b = [("h", 2, "3. Comparative analysis"), ("h", 3, "3.1 LoRA vs full fine-tuning trade-offs")]
     tr = res.get("tradeoff_analysis")
     if _ok(tr):
-        b.append(("table", ["metric", "LoRA", "full", "retention", "direction"],
-                  [[METRICS[k][1], fmt.num(v["lora"]), fmt.num(v["full"]), fmt.num(v["value"]), v["direction"]]
-                   for k, v in tr["performance_retention"].items()]))
+        head = (res.get("headline") or {}).get("metrics") or {}
+
+        def diff(k):
+            d = (head.get(k) or {}).get("difference") or {}
+            return f"{fmt.num(d.get('diff'))} [{fmt.num(d.get('ci_low'))}, {fmt.num(d.get('ci_high'))}]" if d else fmt.DASH
+        b.append(("p", "Retention is a ratio of seed means (a point estimate); the interval beside it is the "
+                       "seed-level 95% interval of LoRA − full from the answer section."))
+        b.append(("table", ["metric", "LoRA", "full", "retention", "LoRA − full [95% CI]", "direction"],
+                  [[METRICS[k][1], fmt.num(v["lora"]), fmt.num(v["full"]), fmt.num(v["value"]), diff(k),
+                    v["direction"]] for k, v in tr["performance_retention"].items()]))
         b.append(("ul", [f"gain retention: {fmt.num(tr.get('gain_retention'))}",
                          f"parameter efficiency gain: {fmt.times(tr.get('parameter_efficiency_gain'))}",
                          f"memory efficiency gain: {fmt.times(tr.get('memory_efficiency_gain'))}",
@@ -264,8 +267,7 @@ def comparative_analysis(res: dict, plots: dict) -> list[tuple]:
             b.append(("table", ["model"] + [f"{l} {k}" for l in fg["langs"] for k in ("retention", "bpb increase")],
                       [[g] + [fmt.agg(v[f"{l}_{k}"]) for l in fg["langs"] for k in ("retention", "bpb_increase")]
                        for g, v in fg["groups"].items()]))
-            if "learning_vs_forgetting" in plots:
-                b.append(("img", plots["learning_vs_forgetting"], "Japanese gain vs other-language loss per checkpoint"))
+            b.append(("p", "Learning vs forgetting per seed and checkpoint: the plot in the answer section."))
     else:
         b.append(("p", NOT_RUN))
     b.append(("h", 4, "Linguistic complexity"))
@@ -319,7 +321,9 @@ def closing(res: dict) -> list[tuple]:
 def build_document(res: dict, plots: dict) -> list[tuple]:
     lora, full = _primary(res)
     title = "Results Analysis: LoRA vs full fine-tuning for Japanese" if lora and full else "Results Analysis"
-    return [("h", 1, title), ("h", 2, "Executive summary"), ("p", executive_summary(res)),
+    return [("h", 1, title), ("toc",), ("h", 2, "Executive summary"), ("p", executive_summary(res)),
+            *lead.headline_blocks(res, plots), *lead.base_model_blocks(res), *lead.evaluation_sets_blocks(res),
+            *lead.lr_tuning_blocks(res, plots),
             *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
             *closing(res)]
 

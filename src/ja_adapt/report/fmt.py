@@ -68,12 +68,16 @@ def seconds(x) -> str:
 
 
 def agg(a: dict | None, f=num) -> str:
-    """An analysis.aggregate dict as 'mean ± sd' (just the mean for one seed)."""
+    """An analysis.aggregate dict as 'mean ± sd [95% interval]' (one seed: the mean and, where the
+    evaluation has one, its bootstrap interval)."""
     if not isinstance(a, dict) or not _ok(a.get("mean")):
         return DASH
+    s = f(a["mean"])
     if _ok(a.get("sd")):
-        return f"{f(a['mean'])} ± {f(a['sd'])}"
-    return f(a["mean"])
+        s += f" ± {f(a['sd'])}"
+    if _ok(a.get("ci_low")) and _ok(a.get("ci_high")):
+        s += f" [{f(a['ci_low'])}, {f(a['ci_high'])}]"
+    return s
 
 
 def mean(a: dict | None):

@@ -1,6 +1,6 @@
 """Read experiment directories (experiments.py's contract) into Run records, refusing bad input.
 
-    OUT/experiment.json, OUT/base/eval.json, OUT/stats.json, OUT/plan.json (optional)
+    OUT/experiment.json, OUT/base/eval.json, OUT/stats.json, OUT/plan.json, OUT/decontamination.json
     OUT/runs/<name>/{config.yaml, metrics.jsonl, summary.json, eval.json, checkpoints/step-N/eval.json}
 
 Runs whose resolved configurations differ only in their seed form one group (the unit that gets
@@ -39,6 +39,7 @@ class Run:
     val: list[dict]                 # ... of kind val
     eval: dict | None
     checkpoints: list[tuple[int, dict]] = field(default_factory=list)  # (step, light eval)
+    purpose: str = "quality"        # the experiment's: quality, or probe (time and memory only)
 
     @property
     def method(self) -> str:
@@ -57,6 +58,12 @@ class Experiment:
     stats: dict | None
     plan: dict | None
     runs: list[Run]
+    decontamination: dict | None = None    # OUT/decontamination.json (evaluation text removed)
+
+    @property
+    def purpose(self) -> str:
+        """quality (runs long enough to compare quality) or probe (time and memory only)."""
+        return self.manifest.get("purpose", "quality")
 
 
 def read_json(path: Path, required: bool = True) -> dict | None:
@@ -134,12 +141,13 @@ def read_experiment(out: Path) -> Experiment:
         train, val = read_metrics(run_dir / "metrics.jsonl")
         runs.append(Run(entry["name"], out, manifest["kind"], int(entry.get("seed", config.get("seed", 0))),
                         config, summary, train, val, read_json(run_dir / "eval.json", required=False),
-                        _checkpoint_evals(run_dir)))
+                        _checkpoint_evals(run_dir), manifest.get("purpose", "quality")))
     if not runs:
         raise UserError(f"{out}: no finished run (no runs/*/summary.json); run the experiment first")
     base = read_json(out / (manifest.get("base") or "base") / "eval.json", required=False)
     return Experiment(out, manifest, base, read_json(out / "stats.json", required=False),
-                      read_json(out / "plan.json", required=False), runs)
+                      read_json(out / "plan.json", required=False), runs,
+                      read_json(out / "decontamination.json", required=False))
 
 
 def label(run: Run, varied: set[str]) -> str:

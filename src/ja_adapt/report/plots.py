@@ -199,7 +199,36 @@ def predicted_memory(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves": loss_curves, "learning_vs_forgetting": learning_vs_forgetting,
+def lr_tuning(res: dict, path: Path) -> Path | None:
+    """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
+    95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled."""
+    t = res.get("lr_tuning") or {}
+    if not _ok(t):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (m, pts) in enumerate(sorted(t["points"].items())):
+        x = [p["value"] for p in pts]
+        axes[0].plot(x, [p["val_loss"] for p in pts], "o-", color=_color(m, i), label=m)
+        y = [p["ja_bits_per_char"] for p in pts]
+        err = [[(p["ja_bits_per_char"] or 0) - ((p.get("ja_bits_per_char_ci") or {}).get("ci_low") or p["ja_bits_per_char"] or 0)
+                for p in pts],
+               [((p.get("ja_bits_per_char_ci") or {}).get("ci_high") or p["ja_bits_per_char"] or 0) - (p["ja_bits_per_char"] or 0)
+                for p in pts]]
+        axes[1].errorbar(x, y, yerr=err, fmt="o-", color=_color(m, i), capsize=3, label=m)
+        c = t["chosen"][m]
+        for ax, ys in ((axes[0], [p["val_loss"] for p in pts]), (axes[1], y)):
+            ax.plot([c], [ys[x.index(c)]], "o", ms=12, mfc="none", mec=_color(m, i))
+    for ax, label in ((axes[0], "final validation loss (nats/token)"), (axes[1], "held-out ja bits/char")):
+        ax.set_xscale("log")
+        ax.set_xlabel(t["key"])
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("learning rate per method (seed 0; circled: chosen)")
+    return _save(fig, path)
+
+
+PLOTS = {"loss_curves": loss_curves, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
          "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
          "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
          "memory_time": memory_time, "predicted_memory": predicted_memory}

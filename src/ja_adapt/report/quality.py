@@ -32,22 +32,28 @@ def _get(d, *keys):
 
 
 def quality(ev: dict | None, target_lang: str = "ja") -> dict:
-    """Flat {metric: value} of one eval.json (missing sections give None)."""
+    """Flat {metric: value} of one eval.json (missing sections give None), and {metric}_ci: the
+    evaluation's own 95% bootstrap interval (over documents or prompts) where it has one."""
     if not ev:
         return {}
     held = _get(ev, "domains", "held_out") or _get(ev, "likelihood", "by_lang", target_lang) or {}
-    out = {"ja_bits_per_char": held.get("bits_per_char"), "ja_bits_per_byte": held.get("bits_per_byte"),
+    out = {"ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+           "ja_bits_per_char": held.get("bits_per_char"), "ja_bits_per_byte": held.get("bits_per_byte"),
            "ja_token_ppl": held.get("token_ppl"),
            "cross_domain_bits_per_char": _get(ev, "domains", "cross_domain_mean_bits_per_char"),
            "cross_domain_sd_bits_per_char": _get(ev, "domains", "cross_domain_std_bits_per_char")}
     for s in (*SCRIPTS, "overall"):
         out[f"char_accuracy_{s}"] = _get(ev, "scripts", "overall", s, "char_accuracy")
+        out[f"char_accuracy_{s}_ci"] = _get(ev, "scripts", "overall", s, "char_accuracy_ci")
+        out[f"chars_{s}"] = _get(ev, "scripts", "overall", s, "chars")
         out[f"bits_per_char_{s}"] = _get(ev, "scripts", "overall", s, "bits_per_char")
+        out[f"bits_per_char_{s}_ci"] = _get(ev, "scripts", "overall", s, "bits_per_char_ci")
     gen = ev.get("generation") or {}
     if gen.get("n"):
         for k in ("bleu", "chrf", "bleu_1_precision", "bleu_4_precision", "sentence_bleu_mean",
-                  "sentence_bleu_std", "n"):
+                  "sentence_bleu_std", "repeat_4gram_rate", "distinct_1", "distinct_2", "length_ratio", "n"):
             out[k if k != "n" else "gen_prompts"] = gen.get(k)
+            out[f"{k}_ci"] = gen.get(f"{k}_ci")
     for lang, v in (_get(ev, "forgetting", "by_lang") or {}).items():
         out[f"{lang}_retention"] = v.get("retention")
         out[f"{lang}_bpb_increase"] = v.get("bpb_increase")
@@ -56,6 +62,7 @@ def quality(ev: dict | None, target_lang: str = "ja") -> dict:
         out[f"bucket_{b}_bits_per_char"] = v.get("bits_per_char")
     for dom, v in (_get(ev, "domains", "by_domain") or {}).items():
         out[f"domain_{dom}_bits_per_char"] = v.get("bits_per_char")
+        out[f"domain_{dom}_bits_per_char_ci"] = v.get("bits_per_char_ci")
     return out
 
 
@@ -81,20 +88,29 @@ def compare(stats: dict | None, a_name: str, b_name: str) -> tuple[dict | None, 
 
 
 def doc_test_row(cmp: dict | None, a: str, b: str, seed, target_lang: str = "ja") -> dict:
-    """One row of the document-level table: paired per-document bits/char, a vs b (cmp None: the
-    experiments' stats.json has no such pair, the row says so)."""
-    row = {"a": a, "b": b, "seed": seed, "metric": f"{target_lang} bits/char per document",
-           "direction": "diff = a - b; < 0 means a is better"}
+    """One row of the document-level table (about one pair of checkpoints): held-out Japanese
+    bits/char, a vs b, char-weighted difference with its document-bootstrap CI and the per-document
+    Wilcoxon test (or why it was not run) with its Holm-adjusted p in the japanese_quality family
+    (cmp None: the experiments' stats.json has no such pair, the row says so)."""
+    row = {"a": a, "b": b, "seed": seed, "level": "document",
+           "metric": f"{target_lang} held-out bits/char", "direction": "diff = a - b; < 0 means a is better"}
     if cmp is None:
         return {**row, "skipped": "not in stats.json: compare the two in one `ja-adapt compare` / `sweep`"}
-    t = _get(cmp, "bits_per_char", target_lang) or {}
-    for k in ("n", "mean_a", "mean_b", "mean_diff", "sd_diff", "cohens_dz", "ci_low", "ci_high",
-              "ci_confidence", "wilcoxon_p", "ttest_p", "ttest_t", "skipped"):
-        if k in t:
-            row[k] = t[k]
+    bpc = _get(cmp, "bits_per_char") or {}
+    t = bpc.get("held_out") or bpc.get(target_lang) or {}
+    cw = t.get("char_weighted") or {}
+    row.update({"n": t.get("n"), "diff": cw.get("diff"), "ci_low": cw.get("ci_low"), "ci_high": cw.get("ci_high"),
+                "weighting": cw.get("weighting"), "per_document_mean_diff": t.get("mean_diff"),
+                "cohens_dz": t.get("cohens_dz")})
+    w = t.get("wilcoxon") or {}
+    row["wilcoxon_p"] = w.get("p")
+    if w.get("underpowered"):
+        row["wilcoxon"] = f"underpowered (n = {w.get('n')}, min attainable p = {w.get('min_attainable_p'):.3g})"
+    fam = (_get(cmp, "families") or {}).get(f"{'japanese' if target_lang == 'ja' else target_lang}_quality") or {}
+    row["wilcoxon_p_holm"] = next((p for k, p in (fam.get("p_holm") or {}).items() if k.startswith("held_out")), None)
     gen = cmp.get("generation") or {}
     for m in ("bleu", "chrf"):
         if m in gen:
-            row[f"{m}_diff_b_minus_a"] = gen[m]["diff_b_minus_a"]
-            row[f"{m}_p"] = gen[m]["p_value"]
+            row[f"{m}_diff_b_minus_a"] = gen[m].get("diff_b_minus_a")
+            row[f"{m}_p"] = gen[m].get("p_value", gen[m].get("p"))
     return row

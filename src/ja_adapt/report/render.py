@@ -1,7 +1,8 @@
 """Render the report's blocks to Markdown and to self-contained HTML.
 
 A block is a tuple: ("h", level, text), ("p", text), ("ul", [text, ...]),
-("table", [header, ...], [[cell, ...], ...]), ("img", path, alt). Both renderers read the same
+("table", [header, ...], [[cell, ...], ...]), ("img", path, alt), ("toc",): a table of contents of
+the level-2 and level-3 headings, with links. Both renderers read the same
 blocks, so report.md and report.html never disagree. HTML is emitted directly (no markdown
 package) and images are embedded as base64 data URIs so the file stands alone.
 """
@@ -10,7 +11,17 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
+
+
+def _anchor(text: str) -> str:
+    """GitHub-style heading anchor: lower case, punctuation dropped, spaces → hyphens."""
+    return re.sub(r"[^\w\- ]", "", text.lower()).strip().replace(" ", "-")
+
+
+def _toc(blocks: list[tuple]) -> list[tuple[int, str]]:
+    return [(b[1], b[2]) for b in blocks if b[0] == "h" and b[1] in (2, 3)]
 
 
 def _md_cell(text) -> str:
@@ -22,7 +33,9 @@ def to_markdown(blocks: list[tuple], base_dir: Path) -> str:
     out = []
     for b in blocks:
         kind = b[0]
-        if kind == "h":
+        if kind == "toc":
+            out.append("\n".join(f"{'  ' * (lvl - 2)}- [{t}](#{_anchor(t)})" for lvl, t in _toc(blocks)))
+        elif kind == "h":
             out.append("#" * b[1] + " " + b[2])
         elif kind == "p":
             out.append(b[1])
@@ -46,7 +59,8 @@ def to_markdown(blocks: list[tuple], base_dir: Path) -> str:
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}h1{border-bottom:2px solid #444}
-h2{border-bottom:1px solid #ccc;margin-top:2em}"""
+h2{border-bottom:1px solid #ccc;margin-top:2em}nav.toc{background:#f8f8f8;border:1px solid #ddd;padding:.5em 1em}
+nav.toc ul{list-style:none;padding-left:0;columns:2}nav.toc li.l3{padding-left:1.2em;font-size:.92em}"""
 
 
 def to_html(blocks: list[tuple], title: str) -> str:
@@ -55,8 +69,11 @@ def to_html(blocks: list[tuple], title: str) -> str:
     body = []
     for b in blocks:
         kind = b[0]
-        if kind == "h":
-            body.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+        if kind == "toc":
+            items = "".join(f'<li class="l{lvl}"><a href="#{_anchor(t)}">{e(t)}</a></li>' for lvl, t in _toc(blocks))
+            body.append(f'<nav class="toc"><strong>Contents</strong><ul>{items}</ul></nav>')
+        elif kind == "h":
+            body.append(f'<h{b[1]} id="{_anchor(b[2])}">{e(b[2])}</h{b[1]}>')
         elif kind == "p":
             body.append(f"<p>{e(b[1])}</p>")
         elif kind == "ul":

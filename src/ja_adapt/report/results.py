@@ -16,8 +16,7 @@ from ja_adapt import analysis as an
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.forgetting import learning_forgetting_points
 from ja_adapt.evaluate.scripts import SCRIPTS
-from ja_adapt.evaluate.stats import holm, seed_compare
-from ja_adapt.report import derived
+from ja_adapt.report import answer, derived
 from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
 from ja_adapt.report.quality import (
     METRICS,
@@ -54,7 +53,9 @@ class Group:
         return self.agg(lambda r: self.dynamics[r.seed].get(key))
 
     def q(self, key: str) -> dict:
-        return self.agg(lambda r: self.quality[r.seed].get(key))
+        """mean ± sd over seeds with its interval (one seed: the run's own bootstrap interval)."""
+        single = self.quality[self.runs[0].seed].get(f"{key}_ci") if len(self.runs) == 1 else None
+        return an.aggregate({r.seed: self.quality[r.seed].get(key) for r in self.runs}, single)
 
 
 def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None = None) -> list[Group]:
@@ -78,7 +79,7 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
                   from_compare=any(r.kind == "compare" for r in members))
         for r in members:
             g.dynamics[r.seed] = an.curve_analysis(r.train, r.val, r.summary, cfg)
-            g.quality[r.seed] = quality(r.eval)
+            g.quality[r.seed] = quality(r.eval) if r.purpose == "quality" else {}   # probes: no quality
         groups.append(g)
     labels = [g.label for g in groups]
     for g in groups:                         # differing only in unlabelled keys: name the experiment
@@ -142,7 +143,15 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
            "primary": {"lora": lora.label if lora else None, "full": full.label if full else None},
            "groups": {g.label: {"method": g.method, "runs": [r.name for r in g.runs],
                                 "seeds": [r.seed for r in g.runs], "config": g.config} for g in groups}}
-    res["training_results"] = per_group(groups, {
+    # The reference chapter's per-configuration tables hold the compared configurations; tuning
+    # points and sweeps have their own sections.
+    compared = [g for g in (lora, full) if g is not None] or groups
+    stats_of = {r.name: e.stats for e in exps for r in e.runs}
+    res["headline"] = answer.headline(lora, full)
+    res["base_model"] = answer.base_model(base_eval)
+    res["lr_tuning"] = answer.lr_tuning(exps, stats_of, {r.name: r for e in exps for r in e.runs})
+    res["evaluation_sets"] = answer.evaluation_sets(exps, base_eval)
+    res["training_results"] = per_group(compared, {
         "final_train_loss": lambda g: g.summary("final_train_loss_window_mean"),
         "final_val_loss": lambda g: g.summary("final_val_loss"),
         "best_val_loss": lambda g: g.summary("best_val_loss"),
@@ -151,7 +160,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
         "ja_bits_per_char": lambda g: g.q("ja_bits_per_char"),
         "ja_token_ppl": lambda g: g.q("ja_token_ppl"),
         "steps": lambda g: g.summary("steps")})
-    res["efficiency_metrics"] = {"groups": per_group(groups, {
+    res["efficiency_metrics"] = {"groups": per_group(compared, {
         "params_total": lambda g: g.summary("params_total"),
         "params_trainable": lambda g: g.summary("params_trainable"),
         "trainable_pct": lambda g: g.agg(lambda r: 100.0 * r.summary["params_trainable"] / r.summary["params_total"]),
@@ -161,8 +170,8 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
             "parameter_gain": (lambda a, b: an.ratio(b, a), lambda g: g.summary("params_trainable")),
             "artifact_reduction_pct": (an.reduction_pct, lambda g: g.summary("artifact_bytes")),
             "artifact_gain": (lambda a, b: an.ratio(b, a), lambda g: g.summary("artifact_bytes"))})}
-    res["memory_usage"] = memory_section(exps, groups, lora, full)
-    res["time_efficiency"] = {"groups": per_group(groups, {
+    res["memory_usage"] = memory_section(exps, compared, lora, full)
+    res["time_efficiency"] = {"groups": per_group(compared, {
         "train_time_s": lambda g: g.summary("train_time_s"),
         "time_per_step_s": lambda g: g.summary("time_per_step_s"),
         "tokens_per_s": lambda g: g.summary("tokens_per_s"),
@@ -173,7 +182,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
             "step_time_reduction_pct": (an.reduction_pct, lambda g: g.summary("time_per_step_s")),
             "throughput_increase_pct": (an.increase_pct, lambda g: g.summary("tokens_per_s")),
             "time_to_target_reduction_pct": (an.reduction_pct, lambda g: g.dyn("time_to_target_s"))})}
-    res["learning_dynamics"] = {"groups": per_group(groups, {
+    res["learning_dynamics"] = {"groups": per_group(compared, {
         "initial_loss_drop": lambda g: g.dyn("initial_loss_drop"),
         "convergence_step": lambda g: g.dyn("convergence_step"),
         "step_to_target": lambda g: g.dyn("step_to_target"),
@@ -184,8 +193,8 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
         "curves": {r.name: {"group": g.label, "seed": r.seed,
                             "train": curve(r.train, "loss", cfg.smooth_window),
                             "val": curve(r.val, "val_loss", cfg.val_smooth_window)}
-                   for g in groups for r in g.runs}}
-    res["stability_analysis"] = {"groups": per_group(groups, {
+                   for g in compared for r in g.runs}}
+    res["stability_analysis"] = {"groups": per_group(compared, {
         k: (lambda key: lambda g: g.dyn(key))(k)
         for k in ("loss_variance", "grad_norm_variance", "cv_loss", "cv_grad_norm", "skipped_fraction",
                   "stability_score")})}
@@ -198,7 +207,11 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     res["bleu_evaluation"] = bleu(qgroups, base_q, lora, full)
     res["generalization_results"] = generalization(qgroups, base_q, base_eval, lora, full) if has_eval else dict(NOT_RUN)
     res["complexity_analysis"] = complexity(qgroups, base_q, lora, full)
-    res["rank_sensitivity"] = derived.rank_sensitivity(groups, cfg)
+    aliases: dict[str, set] = {}
+    for d in duplicates:                     # the same run copied into another experiment
+        kept, skipped = d["kept"].rsplit("/", 1)[-1], d["skipped"].rsplit("/", 1)[-1]
+        aliases.setdefault(kept, set()).add(skipped)
+    res["rank_sensitivity"] = derived.rank_sensitivity(groups, cfg, stats_of, aliases)
     res["precision_comparison"] = derived.precision_comparison(groups, cfg)
     res["lr_sensitivity"] = derived.lr_sensitivity(groups, cfg)
     res["tradeoff_analysis"] = derived.tradeoffs(res, lora, full, base_q)
@@ -244,8 +257,9 @@ def memory_section(exps: list[Experiment], groups, lora, full) -> dict:
 
 
 def statistics_section(exps, lora: Group, full: Group, base_eval) -> dict:
-    """Document-level rows read from each experiment's stats.json, Holm-adjusted together, and
-    seed-level tests over the groups' per-seed values."""
+    """Document-level rows (about one pair of checkpoints) read from each experiment's stats.json:
+    LoRA vs full seed by seed, and each vs the base. Seed-level inference (about the methods) is the
+    headline section's."""
     stats_of = {r.name: e.stats for e in exps for r in e.runs}
     rows = []
     fulls = {r.seed: r for r in full.runs}
@@ -257,26 +271,18 @@ def statistics_section(exps, lora: Group, full: Group, base_eval) -> dict:
         for r in g.runs:
             if r.eval and base_eval:
                 rows.append(doc_test_row(*compare(stats_of[r.name], r.name, "base"), r.seed))
-    ps = [row.get("wilcoxon_p") for row in rows]
-    idx = [i for i, p in enumerate(ps) if p is not None]
-    for i, p in zip(idx, holm([ps[i] for i in idx]) if idx else []):
-        rows[i]["wilcoxon_p_holm"] = p
-    seed_level = {}
-    for key in ("ja_bits_per_char", "bleu", "chrf", "en_retention", "zh_retention"):
-        a = {s: v for s, v in lora.q(key)["by_seed"].items()}
-        b = {s: v for s, v in full.q(key)["by_seed"].items()}
-        if a and b:
-            seed_level[key] = {"a": lora.label, "b": full.label, **seed_compare(a, b)}
-    return {"status": "ok", "document_level": rows, "seed_level": seed_level,
-            "holm_family": "wilcoxon p-values of every document-level row of this section"}
+    return {"status": "ok", "document_level": rows,
+            "levels": {"document": "about one pair of checkpoints: the units are the evaluation's "
+                                   "documents; Holm within each pair's questions (stats.json families)",
+                       "seed": "about the methods: see the headline section (Welch over seeds)"}}
 
 
 def japanese(groups: list[Group], base_q: dict) -> dict:
     names = (*SCRIPTS, "overall")
     out = {"character_accuracy": {}, "bits_per_char": {}}
     if base_q:
-        out["character_accuracy"]["base"] = {s: an.aggregate({0: base_q.get(f"char_accuracy_{s}")}) for s in names}
-        out["bits_per_char"]["base"] = {s: an.aggregate({0: base_q.get(f"bits_per_char_{s}")}) for s in names}
+        out["character_accuracy"]["base"] = {s: an.aggregate({0: base_q.get(f"char_accuracy_{s}")}, base_q.get(f"char_accuracy_{s}" + "_ci")) for s in names}
+        out["bits_per_char"]["base"] = {s: an.aggregate({0: base_q.get(f"bits_per_char_{s}")}, base_q.get(f"bits_per_char_{s}" + "_ci")) for s in names}
     for g in groups:
         out["character_accuracy"][g.label] = {s: g.q(f"char_accuracy_{s}") for s in names}
         out["bits_per_char"][g.label] = {s: g.q(f"bits_per_char_{s}") for s in names}
@@ -294,12 +300,12 @@ def _diff(a, b):
 
 def bleu(groups: list[Group], base_q: dict, lora, full) -> dict:
     keys = ("bleu", "chrf", "bleu_1_precision", "bleu_4_precision", "sentence_bleu_mean", "sentence_bleu_std",
-            "gen_prompts")
+            "repeat_4gram_rate", "distinct_1", "distinct_2", "length_ratio", "gen_prompts")
     if not any(g.q("bleu")["n"] for g in groups):
         return dict(NOT_RUN)
     out = {"status": "ok", "groups": {}}
     if base_q.get("bleu") is not None:
-        out["groups"]["base"] = {k: an.aggregate({0: base_q.get(k)}) for k in keys}
+        out["groups"]["base"] = {k: an.aggregate({0: base_q.get(k)}, base_q.get(k + "_ci")) for k in keys}
     for g in groups:
         out["groups"][g.label] = {k: g.q(k) for k in keys}
     if lora and full:
@@ -316,8 +322,8 @@ def generalization(groups, base_q, base_eval, lora, full) -> dict:
                                                                              g.quality[r.seed].get("ja_bits_per_char")))}
             for g in groups}
     if base_q:
-        held["base"] = {"ja_bits_per_char": an.aggregate({0: base_q.get("ja_bits_per_char")}),
-                        "ja_token_ppl": an.aggregate({0: base_q.get("ja_token_ppl")})}
+        held["base"] = {"ja_bits_per_char": an.aggregate({0: base_q.get("ja_bits_per_char")}, base_q.get("ja_bits_per_char" + "_ci")),
+                        "ja_token_ppl": an.aggregate({0: base_q.get("ja_token_ppl")}, base_q.get("ja_token_ppl" + "_ci"))}
     out = {"held_out": held}
     doms = cross_domains(next((r.eval for g in groups for r in g.runs if r.eval), None))
     if doms:
@@ -325,8 +331,8 @@ def generalization(groups, base_q, base_eval, lora, full) -> dict:
                            "sd_over_domains": g.q("cross_domain_sd_bits_per_char"),
                            "by_domain": {d: g.q(f"domain_{d}_bits_per_char") for d in doms}} for g in groups}
         if base_q:
-            cross["base"] = {"mean_bits_per_char": an.aggregate({0: base_q.get("cross_domain_bits_per_char")}),
-                             "by_domain": {d: an.aggregate({0: base_q.get(f"domain_{d}_bits_per_char")}) for d in doms}}
+            cross["base"] = {"mean_bits_per_char": an.aggregate({0: base_q.get("cross_domain_bits_per_char")}, base_q.get("cross_domain_bits_per_char" + "_ci")),
+                             "by_domain": {d: an.aggregate({0: base_q.get(f"domain_{d}_bits_per_char")}, base_q.get(f"domain_{d}_bits_per_char" + "_ci")) for d in doms}}
         out["cross_domain"] = {"domains": doms, "groups": cross}
     else:
         out["cross_domain"] = dict(NOT_RUN)
@@ -361,7 +367,7 @@ def complexity(groups, base_q, lora, full) -> dict:
     out = {"status": "ok", "buckets": buckets,
            "groups": {g.label: {b: g.q(f"bucket_{b}_bits_per_char") for b in buckets} for g in groups}}
     if base_q:
-        out["groups"]["base"] = {b: an.aggregate({0: base_q.get(f"bucket_{b}_bits_per_char")}) for b in buckets}
+        out["groups"]["base"] = {b: an.aggregate({0: base_q.get(f"bucket_{b}_bits_per_char")}, base_q.get(f"bucket_{b}_bits_per_char" + "_ci")) for b in buckets}
     if lora and full:
         out["lora_full_retention"] = {b: an.retention(lora.q(f"bucket_{b}_bits_per_char")["mean"],
                                                       full.q(f"bucket_{b}_bits_per_char")["mean"], True)

@@ -1,0 +1,173 @@
+"""The report's opening: the answer first (report/answer.py's sections as blocks, render.py).
+
+Every number comes from the results dict and is formatted here (report/fmt.py); a difference is
+called resolved only where results.json says so.
+"""
+
+from __future__ import annotations
+
+from ja_adapt.report import fmt
+
+NOT_RUN = "Not run: no experiment in the given directories measured this."
+SHOW_BYTES = {"peak_mem_bytes"}
+SHOW_SECONDS = {"time_per_step_s"}
+SHOW_INT = {"params_trainable"}
+# the metrics named when a question has no resolved difference
+PRIMARY = {"japanese_quality": ["ja_bits_per_char"], "forgetting": ["en_bpb_increase", "zh_bpb_increase"],
+           "cost": ["peak_mem_bytes", "time_per_step_s"]}
+
+
+def unit_of(key: str):
+    """The formatter of a headline metric's values (bytes, seconds, counts, plain numbers)."""
+    return (fmt.nbytes if key in SHOW_BYTES else fmt.seconds if key in SHOW_SECONDS
+            else fmt.integer if key in SHOW_INT else fmt.num)
+
+
+def _mean_ci(d: dict, unit) -> str:
+    """mean ± sd [95% CI] over seeds."""
+    if not d or d.get("mean") is None:
+        return fmt.DASH
+    s = unit(d["mean"])
+    if d.get("sd") is not None:
+        s += f" ± {unit(d['sd'])}"
+    if d.get("ci_low") is not None:
+        s += f" [{unit(d['ci_low'])}, {unit(d['ci_high'])}]"
+    return s
+
+
+def _interval(ci: dict | None, unit=fmt.num) -> str:
+    return f"[{unit(ci.get('ci_low'))}, {unit(ci.get('ci_high'))}]" if ci else fmt.DASH
+
+
+def headline_summary(res: dict) -> str:
+    """The answer in sentences: resolved differences, or that there are none, with intervals."""
+    head = res.get("headline") or {}
+    if head.get("status") != "ok":
+        return head.get("reason", NOT_RUN) if head else NOT_RUN
+    m = head["metrics"]
+    n = {k: len(v["seeds"]) for k, v in head["methods"].items()}
+    lr = res.get("lr_tuning") or {}
+    how = (f"each at its own learning rate chosen on validation loss (LoRA {fmt.num(lr['chosen'].get('lora'))}, "
+           f"full {fmt.num(lr['chosen'].get('full'))})" if lr.get("status") == "ok" else "at the configured settings")
+    out = [f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
+           f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."]
+    for question, words in (("japanese_quality", "Japanese quality"), ("forgetting", "forgetting of English and Chinese"),
+                            ("cost", "cost")):
+        keys = [k for k in head["families"].get(question, []) if k in m]
+        resolved = [k for k in keys if m[k]["resolved"]]
+        if resolved:
+            out.append(f"{words[0].upper() + words[1:]}: " + "; ".join(
+                f"{m[k]['name']} {'LoRA' if m[k]['better'] == 'lora' else 'full'} better by "
+                f"{unit_of(k)(abs(m[k]['difference']['diff']))} (LoRA − full {_interval(m[k]['difference'], unit_of(k))})"
+                for k in resolved) + ".")
+        elif keys:
+            lead_keys = [k for k in PRIMARY.get(question, keys[:1]) if k in keys] or keys[:1]
+            out.append(f"{words[0].upper() + words[1:]}: no resolved difference (" + "; ".join(
+                f"{m[k]['name']}: LoRA − full {unit_of(k)(m[k]['difference'].get('diff'))}, 95% CI "
+                f"{_interval(m[k]['difference'], unit_of(k))}" for k in lead_keys) + ").")
+    return " ".join(out)
+
+
+def headline_blocks(res: dict, plots: dict) -> list[tuple]:
+    head = res.get("headline") or {}
+    b = [("h", 2, "The answer: LoRA vs full fine-tuning"), ("p", headline_summary(res))]
+    if head.get("status") != "ok":
+        return b
+    b.append(("p", f"Each cell: mean ± sd [95% t-interval of the mean] over seeds. Difference: LoRA − full "
+                   f"with Welch's 95% interval; Holm-adjusted p within its question. {head['rule']}."))
+    rows = []
+    for k, v in head["metrics"].items():
+        unit, d = unit_of(k), v["difference"]
+        rows.append([v["name"], _mean_ci(v["lora"], unit), _mean_ci(v["full"], unit),
+                     (f"{unit(d.get('diff'))} " + ("(exact)" if d.get("exact") else _interval(d, unit)))
+                     if "skipped" not in d else d["skipped"],
+                     fmt.num(d.get("p_holm"), 3), v["question"],
+                     ({"lora": "LoRA better", "full": "full better"}[v["better"]] if v["resolved"] else "not resolved")])
+    b.append(("table", ["metric", "LoRA", "full", "LoRA − full [95% CI]", "Holm p", "question", "verdict"], rows))
+    if "learning_vs_forgetting" in plots:
+        b.append(("img", plots["learning_vs_forgetting"],
+                  "Learning vs forgetting, per seed: Japanese gain against English / Chinese loss at each checkpoint"))
+    return b
+
+
+def base_model_blocks(res: dict) -> list[tuple]:
+    bm = res.get("base_model") or {}
+    b = [("h", 2, "The base model")]
+    if bm.get("status") != "ok":
+        return b + [("p", bm.get("reason", NOT_RUN))]
+    b.append(("p", "Is the base a language model of its languages? Per language, on held-out text: "
+                   f"bits/char and top-1 token accuracy with 95% document-bootstrap intervals; {bm['definition']}."))
+    b.append(("table", ["language", "documents", "characters", "bits/char [95% CI]", "top-1 accuracy [95% CI]",
+                        "most frequent argmax token", "its share"],
+              [[lang, fmt.integer(v.get("documents")), fmt.integer(v.get("chars")),
+                f"{fmt.num(v.get('bits_per_char'))} {_interval(v.get('bits_per_char_ci'))}",
+                f"{fmt.share(v.get('top1_accuracy'))} {_interval(v.get('top1_accuracy_ci'))}",
+                repr(v.get("argmax_top_token")), fmt.share(v.get("argmax_top_share"))]
+               for lang, v in bm["by_lang"].items()]))
+    return b
+
+
+def evaluation_sets_blocks(res: dict) -> list[tuple]:
+    es = res.get("evaluation_sets") or {}
+    b = [("h", 2, "Evaluation sets")]
+    if es.get("status") != "ok":
+        return b + [("p", NOT_RUN)]
+    b.append(("p", f"Characters and documents evaluated per language (the target is at least "
+                   f"{fmt.integer(es['min_chars'])} characters per language), after decontamination."))
+    b.append(("table", ["language", "documents", "characters", f"≥ {fmt.integer(es['min_chars'])}"],
+              [[lang, fmt.integer(v["documents"]), fmt.integer(v["chars"]), "yes" if v["at_least_min"] else "NO"]
+               for lang, v in es["by_lang"].items()]))
+    deco = es.get("decontamination") or {}
+    if deco.get("rule"):
+        r = deco["rule"]
+        b.append(("p", f"Decontamination: an evaluation document is removed when at least "
+                       f"{fmt.share(r['threshold'], 0)} of its distinct character {r['ngram']}-grams occur in one "
+                       f"training document ({r['normalise']}). Removed {fmt.integer(deco['eval']['removed_docs'])} of "
+                       f"{fmt.integer(deco['eval']['docs'])} documents ({fmt.integer(deco['eval']['removed_chars'])} "
+                       "characters)."))
+        b.append(("table", ["training set", "training documents", "training characters", "evaluation documents removed",
+                            "share of kept n-grams seen in it"],
+                  [[name, fmt.integer(v.get("train_docs")), fmt.integer(v.get("train_chars")),
+                    fmt.integer(v.get("removed_docs")), fmt.share(v.get("kept_ngrams_seen"))]
+                   for name, v in deco["train_sets"].items()]))
+    elif deco:
+        b.append(("p", f"Decontamination: {deco.get('status', 'not recorded')}."))
+    return b
+
+
+def lr_tuning_blocks(res: dict, plots: dict) -> list[tuple]:
+    t = res.get("lr_tuning") or {}
+    b = [("h", 2, "Learning rate per method")]
+    if t.get("status") != "ok":
+        return b + [("p", t.get("reason", NOT_RUN))]
+    b.append(("p", f"Each method's {t['key']} was chosen from its own grid by {t['selection']}; the other seeds "
+                   "then trained at the choice. Held-out bits/char of each grid point (seed 0) with its 95% "
+                   "document-bootstrap interval:"))
+    for m, pts in t["points"].items():
+        b.append(("table", [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
+                  [[fmt.num(p["value"]), fmt.num(p["val_loss"]),
+                    f"{fmt.num(p['ja_bits_per_char'])} {_interval(p.get('ja_bits_per_char_ci'))}",
+                    "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
+                    if p["value"] == t["chosen"][m] else ""] for p in pts]))
+    if "lr_tuning" in plots:
+        b.append(("img", plots["lr_tuning"], "Validation loss over each method's learning-rate grid"))
+    rows = []
+    if t.get("at_chosen"):
+        rows.append(["each method's own choice", *_diff_cells(t["at_chosen"])])
+    rows += [[f"shared {t['key']} = {fmt.num(s['value'])}", *_diff_cells(s)] for s in t["at_shared_values"]]
+    if rows:
+        b.append(("p", "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
+                       "char-weighted, 95% document-bootstrap interval):"))
+        b.append(("table", ["setting", "LoRA − full", "95% CI", "verdict"], rows))
+        ch = t.get("conclusion_changes_at_shared_value")
+        if ch is not None:
+            b.append(("p", "At a shared rate the verdict " + ("differs from" if ch else "is the same as")
+                           + " the verdict at each method's own rate."))
+    return b
+
+
+def _diff_cells(d: dict) -> list[str]:
+    if "diff" not in d:
+        return [fmt.DASH, fmt.DASH, d.get("skipped", "")]
+    verdict = ({"lora": "LoRA better", "full": "full better"}[d["better"]] if d["resolved"] else "not resolved")
+    return [fmt.num(d["diff"]), _interval(d), verdict]
