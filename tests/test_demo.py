@@ -26,7 +26,7 @@ def fresh_cache(tmp_path, monkeypatch):
     demo._cached_base.cache_clear()
 
 
-@pytest.mark.timeout(900)   # ~1.5 min on 2 idle cores; shared cores can be far slower
+@pytest.mark.timeout(900)   # under a minute on 2 idle cores; shared cores can be far slower
 def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     from ja_adapt.report import validate
 
@@ -41,9 +41,22 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     assert saved["primary"]["lora"] and saved["primary"]["full"]
     assert {saved["groups"][saved["primary"]["lora"]]["config"]["method"],
             saved["groups"][saved["primary"]["full"]]["config"]["method"]} == {"lora", "full"}
-    assert (out / "compare/runs/method-lora__s0/adapter").is_dir()
-    assert (out / "compare/runs/method-full__s0/model").is_dir()
+    # the protocol: each method's rate tuned on seed 0, the other seed trained at the choice
+    tuning = saved["lr_tuning"]
+    assert tuning["status"] == "ok" and set(tuning["chosen"]) == {"lora", "full"}
+    for method, kind in (("lora", "adapter"), ("full", "model")):
+        for seed in (0, 1):
+            name = f"method-{method}__optim.lr-{tuning['chosen'][method]}__s{seed}"
+            assert (out / "compare/runs" / name / kind).is_dir(), name
+    head = saved["headline"]
+    assert head["status"] == "ok" and head["metrics"]["ja_bits_per_char"]["lora"]["n"] == 2
+    assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
+    assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
     assert len(saved["experiments"]) == 2                  # compare + the quick rank sweep, one report
+    # the rank sweep's r=16 point is the comparison's seed-0 run, copied, not trained again
+    assert saved["duplicates_skipped"] and "sweep-rank" in saved["duplicates_skipped"][0]["skipped"]
+    assert report_heading_order(out) [:4] == ["Executive summary", "The answer: LoRA vs full fine-tuning",
+                                              "The base model", "Evaluation sets"]
     assert results["primary"] == saved["primary"]
     printed = capsys.readouterr().out
     from ja_adapt.report import executive_summary
@@ -74,7 +87,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
         assert held and not held & {d["text"] for d in base_docs}
     # the base model's Japanese comes from the adaptation train split only, never its test split
     from ja_adapt.data.pipeline import training_splits
-    cfg = load_config(str(out / "compare/runs/method-lora__s0/config.yaml"))
+    cfg = load_config(str(out / f"compare/runs/method-lora__optim.lr-{tuning['chosen']['lora']}__s0/config.yaml"))
     test_texts = {d.text for d in training_splits(cfg)[1]["test"]}
     assert test_texts and not test_texts & {d["text"] for d in base_docs if d["lang"] == "ja"}
 
@@ -120,6 +133,11 @@ def test_demo_yaml_is_the_demo_config():
         seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg), "probe" if "--probe" in words else "quality")
     for grid, cfg, purpose in plan.values():
         assert seen[tuple(grid)] == (grid, to_dict(cfg), purpose)
+
+
+def report_heading_order(out: Path) -> list[str]:
+    return [line[3:] for line in (out / "report.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("## ")]
 
 
 def _replace_source(monkeypatch, name, **changes):

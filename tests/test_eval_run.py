@@ -18,7 +18,8 @@ from ja_adapt.evaluate.buckets import classify, sentences
 from ja_adapt.evaluate.forgetting import learning_forgetting_points, retention
 from ja_adapt.cli.evaluate import add_arguments, run, summary_table
 from ja_adapt.config import EvalConfig
-from ja_adapt.evaluate.run import compare_models, evaluate_model, write_eval
+from ja_adapt.evaluate.compare import compare_models
+from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.models import load_model
 

@@ -231,7 +231,7 @@ def test_seed_aggregates_and_derived_ratios_recomputed_from_raw_files(results, c
 
 def test_statistics_come_from_compare_models(results, compare_dir):
     from ja_adapt.config import EvalConfig
-    from ja_adapt.evaluate.run import compare_models
+    from ja_adapt.evaluate.compare import compare_models
     a, b = _evals(compare_dir, "lora")[0], _evals(compare_dir, "full")[0]
     ref = compare_models(a, b, EvalConfig(bootstrap_resamples=200, seed=0))["bits_per_char"]["held_out"]
     row = next(r for r in results["statistical_results"]["document_level"]

@@ -34,7 +34,8 @@ from ja_adapt.config import ExperimentConfig, config_hash, parse_override, to_di
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import corpus_fingerprint
 from ja_adapt.errors import UserError
-from ja_adapt.evaluate.run import compare_models, evaluate_model, write_eval
+from ja_adapt.evaluate.compare import compare_models
+from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.jsonio import write_json
 from ja_adapt.models import model_config, resolve_name
 from ja_adapt.plan import plan_memory

@@ -144,7 +144,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     return tok
 
 
-def tokenizer_for(cfg) -> "PreTrainedTokenizerBase":
+def tokenizer_for(cfg):
     """The tokenizer of an experiment config: `model.tokenizer`, else the model's own."""
     return load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
 

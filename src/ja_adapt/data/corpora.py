@@ -16,7 +16,6 @@ from __future__ import annotations
 import gettext
 import gzip
 import importlib.util
-import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +28,7 @@ import yaml
 from ja_adapt.charclass import HAN as _HAN
 from ja_adapt.charclass import KANA as _KANA
 from ja_adapt.data.documents import Document
+from ja_adapt.data.roff import roff_text
 from ja_adapt.errors import UserError, closest
 
 DOC_CHARS = 500         # a document is closed once it reaches this many characters
@@ -252,38 +252,6 @@ def _load_mo_dir(folder: str) -> Iterator[Document]:
                          source=f"debian:{f}")
 
 
-# Hand-written because no roff renderer ships with Python and groff's CJK output depends on the
-# install: this keeps the text of a man page and drops formatting, which is all a corpus needs.
-_ROFF_ESCAPES = [(re.compile(r'\\".*$'), ""), (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),
-                 (re.compile(r"\\s[+-]?\d"), ""), (re.compile(r"\\\((em|en)"), "—"),
-                 (re.compile(r"\\\((aq|cq|oq)"), "'"), (re.compile(r"\\\((dq|lq|rq)"), '"'),
-                 (re.compile(r"\\\(..|\\\[[^\]]*\]"), ""), (re.compile(r"\\[-]"), "-"),
-                 (re.compile(r"\\[&|^%c]"), ""), (re.compile(r"\\ "), " "), (re.compile(r"\\e"), lambda m: "\\")]
-_ROFF_INLINE = {"B", "I", "BR", "RB", "IR", "RI", "BI", "IB", "SM", "SB", "SH", "SS"}
-_ROFF_BREAK = {"SH", "SS", "PP", "P", "LP", "TP", "IP", "br", "sp", "HP", "TH"}
-
-
-def _roff_text(source: str) -> str:
-    """Plain text of a man page's roff source: macro arguments kept, requests dropped,
-    paragraphs separated by blank lines."""
-    lines: list[str] = []
-    for raw in source.splitlines():
-        line = raw
-        for pattern, repl in _ROFF_ESCAPES:
-            line = pattern.sub(repl, line)
-        if raw.startswith((".", "'")):
-            parts = line[1:].strip().split(None, 1)
-            macro = parts[0] if parts else ""
-            if macro in _ROFF_BREAK:
-                lines.append("")
-            if macro in _ROFF_INLINE and len(parts) > 1:
-                lines.append(parts[1].replace('"', ""))
-            continue
-        lines.append(line)
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
 def _is_lang(text: str, lang: str) -> bool:
     """Japanese has kana; Chinese has Han characters and no kana."""
     return bool(_KANA.search(text)) if lang == "ja" else bool(_HAN.search(text)) and not _KANA.search(text)
@@ -297,7 +265,7 @@ def _load_man_dir(folder: str, lang: str) -> Iterator[Document]:
         if f.is_symlink() or not f.is_file():
             continue
         try:
-            text = _roff_text(gzip.decompress(f.read_bytes()).decode("utf-8"))
+            text = roff_text(gzip.decompress(f.read_bytes()).decode("utf-8"))
         except (OSError, UnicodeDecodeError, EOFError):
             continue  # unreadable or not UTF-8: skip it, the source is optional
         # Option lists and synopses can be untranslated: keep only documents in `lang`.

@@ -23,7 +23,7 @@ from ja_adapt.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
 from ja_adapt.evaluate.bootstrap import ratio_interval
-from ja_adapt.evaluate.compare import DOCS, compare_models  # noqa: F401 (compare_models: re-exported)
+from ja_adapt.evaluate.compare import DOCS
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax

@@ -19,6 +19,7 @@ from scipy import stats as sps
 
 from ja_adapt.evaluate.bootstrap import CONFIDENCE, percentile_interval, ratio_replicates
 from ja_adapt.evaluate.genscores import BLEU_TOKENIZER, degeneration, length_ratio, prompt_replicates
+from ja_adapt.evaluate.likelihood import bits_per
 
 ALPHA = 0.05
 PER_DOCUMENT = "per document: each document counts once, whatever its length"
@@ -108,7 +109,7 @@ def corpus_compare(nll_a, nll_b, chars, *, resamples: int = 1000, seed: int = 0,
     nll_a, nll_b, chars = (np.asarray(x, dtype=np.float64) for x in (nll_a, nll_b, chars))
     if not len(chars) or chars.sum() == 0:
         return {"n": len(chars), "weighting": CHAR_WEIGHTED, "skipped": "no characters"}
-    a, b = nll_a.sum() / math.log(2) / chars.sum(), nll_b.sum() / math.log(2) / chars.sum()
+    a, b = bits_per(float(nll_a.sum()), float(chars.sum())), bits_per(float(nll_b.sum()), float(chars.sum()))
     reps = ratio_replicates((nll_a - nll_b) / math.log(2), chars, resamples=resamples, seed=seed)
     return {"n": len(chars), "level": "document", "weighting": CHAR_WEIGHTED, "a": float(a), "b": float(b),
             "diff": float(a - b), **percentile_interval(reps, confidence=confidence, requested=resamples)}

@@ -7,9 +7,13 @@ final validation loss (the section says which).
 
 from __future__ import annotations
 
+import json
+import platform
+from pathlib import Path
+
 from ja_adapt import analysis as an
 from ja_adapt.report import fmt, lead
-from ja_adapt.report.load import IGNORED_KEYS
+from ja_adapt.report.load import IGNORED_KEYS, Experiment
 from ja_adapt.report.quality import METRICS
 
 NOT_RUN = {"status": "not run"}
@@ -244,3 +248,28 @@ def recommendations(res: dict, lora, full) -> dict:
         return {"status": "not run", "reason": "no LoRA-vs-full comparison or sweep to base advice on"}
     return {"status": "ok", "items": items, "rule": "a difference is stated only when resolved "
             "(headline rule); otherwise the sentence says there is none, with its interval"}
+
+
+def environment(exps: list[Experiment]) -> dict:
+    runs = [r for e in exps for r in e.runs]
+    devices, versions = [], []
+    for r in runs:
+        for src, dst in ((r.summary.get("device"), devices), (r.summary.get("versions"), versions)):
+            if src and src not in dst:
+                dst.append(src)
+    return {"hardware": devices, "versions": versions, "report_python": platform.python_version(),
+            "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
+            "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
+            "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},
+            "data_sources": data_sources(exps)}
+
+
+def data_sources(exps: list[Experiment]) -> dict | None:
+    """The corpus manifest (OUT/corpora.json: sources with licences and sizes, documents per set)
+    of the first experiment that has one, e.g. the demo's; None when no experiment recorded one."""
+    for e in exps:
+        path = Path(e.out) / "corpora.json"
+        if path.is_file():
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            return {"sources": manifest.get("sources", []), "sizes": manifest.get("sizes", [])}
+    return None

@@ -7,8 +7,6 @@ measurements by ja_adapt.analysis, or a definition. Quality figures are mean ± 
 
 from __future__ import annotations
 
-import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,7 +213,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     res["precision_comparison"] = derived.precision_comparison(groups, cfg)
     res["lr_sensitivity"] = derived.lr_sensitivity(groups, cfg)
     res["tradeoff_analysis"] = derived.tradeoffs(res, lora, full, base_q)
-    res["environment"] = environment(exps)
+    res["environment"] = derived.environment(exps)
     res["recommendations"] = derived.recommendations(res, lora, full)
     res["definitions"] = {**an.definitions(cfg), **{f"metric:{k}": f"{name} ({'lower' if low else 'higher'} "
                                                     "is better)" for k, (low, name) in METRICS.items()}}
@@ -374,28 +372,3 @@ def complexity(groups, base_q, lora, full) -> dict:
                                       for b in buckets}
         out["direction"] = "full bits/char / LoRA bits/char per bucket; 1 = parity, < 1 = LoRA needs more bits"
     return out
-
-
-def environment(exps: list[Experiment]) -> dict:
-    runs = [r for e in exps for r in e.runs]
-    devices, versions = [], []
-    for r in runs:
-        for src, dst in ((r.summary.get("device"), devices), (r.summary.get("versions"), versions)):
-            if src and src not in dst:
-                dst.append(src)
-    return {"hardware": devices, "versions": versions, "report_python": platform.python_version(),
-            "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
-            "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
-            "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},
-            "data_sources": data_sources(exps)}
-
-
-def data_sources(exps: list[Experiment]) -> dict | None:
-    """The corpus manifest (OUT/corpora.json: sources with licences and sizes, documents per set)
-    of the first experiment that has one, e.g. the demo's; None when no experiment recorded one."""
-    for e in exps:
-        path = Path(e.out) / "corpora.json"
-        if path.is_file():
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            return {"sources": manifest.get("sources", []), "sizes": manifest.get("sizes", [])}
-    return None
