@@ -39,7 +39,7 @@ from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.jsonio import write_json
 from ja_adapt.models import model_config, resolve_name
 from ja_adapt.plan import plan_memory
-from ja_adapt.train import train
+from ja_adapt.train import TrainingStopped, train
 
 # ---- which runs ----------------------------------------------------------------------------------
 
@@ -144,12 +144,20 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
                    for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
+    stopped = {}                             # grid points whose training stopped (non-finite losses)
     for r in all_tuning:                     # trained first, evaluated once the choice is known
-        ev.train(r)
-    record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}}
+        try:
+            ev.train(r)
+        except TrainingStopped as e:
+            stopped[r["name"]] = str(e)
+    record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
     for m, rs in tuning_runs.items():
-        losses = {str(r["overrides"][tune_key]): ev.val_loss(r) for r in rs}
-        best = min(rs, key=lambda r: ev.val_loss(r))
+        losses = {str(r["overrides"][tune_key]): None if r["name"] in stopped else ev.val_loss(r) for r in rs}
+        finished = [r for r in rs if r["name"] not in stopped]
+        if not finished:
+            raise UserError(f"{out}: every {tune_key} in {m}'s grid stopped on non-finite losses; "
+                            "lower the grid's values")
+        best = min(finished, key=lambda r: ev.val_loss(r))
         record["val_loss"][m] = losses
         record["chosen"][m] = best["overrides"][tune_key]
         record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
@@ -158,7 +166,7 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     runs = []
     for m in methods:
         fixed = {"method": m, tune_key: record["chosen"][m]} if m in grids else {"method": m}
-        runs += [r for r in tuning_runs.get(m, [])]
+        runs += [r for r in tuning_runs.get(m, []) if r["name"] not in stopped]
         runs += [planned_run(cfg, fixed, s) for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_manifest(out, "compare", cfg, grid, seeds, runs, extra)

@@ -149,13 +149,15 @@ def precision_comparison(res: dict, path: Path) -> Path | None:
     pc = res.get("precision_comparison")
     if not _ok(pc):
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    panels = [("peak_mem_bytes", "peak memory (GiB)", GIB), ("time_per_step_s", "seconds / step", 1)]
+    if pc.get("metric"):                      # a probe has no quality panel
+        panels.insert(0, ("metric", pc["metric"], 1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8))
     for method, rows in pc["by_method"].items():
         precs = sorted(rows)
-        for ax, key, ylabel, scale in zip(axes, ("metric", "peak_mem_bytes", "time_per_step_s"),
-                                          (pc["metric"], "peak memory (GiB)", "seconds / step"), (1, GIB, 1)):
+        for ax, (key, ylabel, scale) in zip(axes, panels):
             _bars(ax, precs, {method: [(rows[p][key]["mean"] or 0) / scale for p in precs]}, ylabel)
-    fig.suptitle("precision comparison")
+    fig.suptitle("precision: time and memory (probe)" if pc.get("purpose") == "probe" else "precision comparison")
     return _save(fig, path)
 
 
