@@ -194,20 +194,30 @@ def recommendations(res: dict, lora, full) -> dict:
             main = metrics.get("ja_bits_per_char")
             text = (f"No resolved difference in Japanese quality between LoRA and full fine-tuning at {n} seeds "
                     f"per method" + (f" ({_diff_text(main, 'ja_bits_per_char')})" if main else "") + ".")
-            if cheaper == {"lora"}:
-                text += f" LoRA costs less on {device} (" + "; ".join(_diff_text(metrics[k], k) for k in cost) + \
+            gains = [k for k in cost if metrics[k]["better"] == "lora" and k != "params_trainable"]
+            if gains:
+                text += f" LoRA costs less on {device} (" + "; ".join(_diff_text(metrics[k], k) for k in gains) + \
                         "), so use LoRA unless a larger study resolves a quality gap."
             items.append({"topic": "method", "text": text, "basis": {"resolved_quality": [], "n_seeds": n}})
         else:
             winner = "full fine-tuning" if q_better == {"full"} else "LoRA" if q_better == {"lora"} else None
-            text = ("Resolved Japanese-quality differences: " + "; ".join(
-                f"{_diff_text(metrics[k], k)} ({'LoRA' if metrics[k]['better'] == 'lora' else 'full'} better)"
-                for k in quality) + ".")
-            if winner == "full fine-tuning" and cheaper == {"lora"}:
-                text += (f" Prefer full fine-tuning on {device} when Japanese quality matters most; choose LoRA "
-                         "when memory or time is the constraint (" + "; ".join(_diff_text(metrics[k], k) for k in cost) + ").")
-            elif winner:
-                text += f" Prefer {winner} on {device}."
+            main = "ja_bits_per_char" if "ja_bits_per_char" in quality else quality[0]
+            if winner:
+                text = (f"Prefer {winner} on {device} when Japanese quality matters most: it is better on every "
+                        f"resolved Japanese-quality metric ({len(quality)} of {len(by_q['japanese_quality'])}; "
+                        f"{_diff_text(metrics[main], main)}).")
+            else:
+                text = ("Japanese-quality differences point both ways: " + "; ".join(
+                    f"{metrics[k]['name']} ({'LoRA' if metrics[k]['better'] == 'lora' else 'full'} better)"
+                    for k in quality) + ".")
+            gains = sorted(k for k in cost if metrics[k]["better"] == "lora" and k != "params_trainable")
+            if winner == "full fine-tuning" and gains:
+                text += (" Choose LoRA when memory or time is the constraint (" +
+                         "; ".join(_diff_text(metrics[k], k) for k in gains) + ").")
+            elif winner == "full fine-tuning":
+                text += (" No resolved memory or time saving for LoRA at this scale (its "
+                         f"{fmt.integer(metrics['params_trainable']['lora']['mean'])} trainable parameters make "
+                         "its artifact small, not its training)." if "params_trainable" in metrics else "")
             items.append({"topic": "method", "text": text,
                           "basis": {"resolved_quality": quality, "n_seeds": n}})
         if params:

@@ -45,7 +45,9 @@ def _group_table(groups: dict, cols: list[tuple[str, str, callable]]) -> tuple:
 
 def _vs_list(d: dict | None, labels: dict[str, tuple[str, callable]]) -> tuple:
     d = d or {}
-    return ("ul", [f"{text}: {f(d.get(k))}" for k, (text, f) in labels.items()])
+    return ("ul", [f"{text}: {f(d.get(k))}" for k, (text, f) in labels.items()]
+            + ["(ratios of seed means, point estimates; whether a difference is resolved, with its "
+               "interval: the answer section)"])
 
 
 def primary_results(res: dict, plots: dict) -> list[tuple]:

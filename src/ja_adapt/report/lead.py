@@ -56,10 +56,17 @@ def headline_summary(res: dict) -> str:
         keys = [k for k in head["families"].get(question, []) if k in m]
         resolved = [k for k in keys if m[k]["resolved"]]
         if resolved:
-            out.append(f"{words[0].upper() + words[1:]}: " + "; ".join(
-                f"{m[k]['name']} {'LoRA' if m[k]['better'] == 'lora' else 'full'} better by "
-                f"{unit_of(k)(abs(m[k]['difference']['diff']))} (LoRA − full {_interval(m[k]['difference'], unit_of(k))})"
-                for k in resolved) + ".")
+            named = [k for k in PRIMARY.get(question, []) if k in resolved] or resolved[:1]
+            text = "; ".join(f"{m[k]['name']} {'LoRA' if m[k]['better'] == 'lora' else 'full'} better by "
+                             f"{unit_of(k)(abs(m[k]['difference']['diff']))} (LoRA − full "
+                             f"{_interval(m[k]['difference'], unit_of(k))})" for k in named)
+            others = [k for k in resolved if k not in named]
+            if others:
+                text += "; also resolved: " + ", ".join(
+                    f"{m[k]['name']} ({'LoRA' if m[k]['better'] == 'lora' else 'full'} better)" for k in others)
+            unresolved = len(keys) - len(resolved)
+            out.append(f"{words[0].upper() + words[1:]}: {text}" +
+                       (f"; {unresolved} more not resolved" if unresolved else "") + ".")
         elif keys:
             lead_keys = [k for k in PRIMARY.get(question, keys[:1]) if k in keys] or keys[:1]
             out.append(f"{words[0].upper() + words[1:]}: no resolved difference (" + "; ".join(
@@ -70,9 +77,9 @@ def headline_summary(res: dict) -> str:
 
 def headline_blocks(res: dict, plots: dict) -> list[tuple]:
     head = res.get("headline") or {}
-    b = [("h", 2, "The answer: LoRA vs full fine-tuning"), ("p", headline_summary(res))]
+    b = [("h", 2, "The answer: LoRA vs full fine-tuning")]
     if head.get("status") != "ok":
-        return b
+        return b + [("p", headline_summary(res))]
     b.append(("p", f"Each cell: mean ± sd [95% t-interval of the mean] over seeds. Difference: LoRA − full "
                    f"with Welch's 95% interval; Holm-adjusted p within its question. {head['rule']}."))
     rows = []
