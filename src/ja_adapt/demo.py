@@ -65,7 +65,7 @@ DEMO_SETTINGS: dict = {
 # The comparison: each method's learning rate from its own grid (LoRA usually wants a several-times
 # higher rate than full fine-tuning), chosen on seed 0 by validation loss; then seeds 1 and 2.
 TUNE_KEY = "optim.lr"
-TUNE_GRIDS = {"lora": [1.0e-2, 3.0e-2, 1.0e-1], "full": [3.0e-3, 1.0e-2, 3.0e-2]}
+TUNE_GRIDS = {"lora": [3.0e-3, 1.0e-2, 3.0e-2], "full": [3.0e-3, 1.0e-2, 3.0e-2]}
 SEEDS = 3
 # Sweeps after the comparison, at LoRA's chosen rate: (grid, own overrides, purpose). The rank
 # sweep trains as long as the comparison (its r=16 point is the comparison's seed-0 run, reused);

@@ -160,9 +160,18 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
             b.append(("p", title + ":"))
             b.append(("table", ["model"] + scripts, [[g] + [fmt.agg(v[s]) for s in scripts]
                                                      for g, v in jp[key].items()]))
+        if jp.get("chars"):
+            b.append(("p", "Characters scored per script (the same text for every model): " + ", ".join(
+                f"{s} {fmt.integer(n)}" for s, n in jp["chars"].items()) + "."))
         if jp.get("performance_gap"):
+            head = (res.get("headline") or {}).get("metrics") or {}
+
+            def gap(s, v):
+                d = (head.get(f"char_accuracy_{s}") or {}).get("difference")
+                ci = f" (LoRA − full 95% CI [{fmt.num(d.get('ci_low'))}, {fmt.num(d.get('ci_high'))}])" if d else ""
+                return f"{s} {fmt.num(v)}{ci}"
             b.append(("p", f"Accuracy gap ({jp['performance_gap_direction']}): " + ", ".join(
-                f"{s} {fmt.num(v)}" for s, v in jp["performance_gap"].items()) + "."))
+                gap(s, v) for s, v in jp["performance_gap"].items()) + "."))
         if "script_accuracy" in plots:
             b.append(("img", plots["script_accuracy"], "Character accuracy by script"))
     else:

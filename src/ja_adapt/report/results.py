@@ -277,7 +277,8 @@ def statistics_section(exps, lora: Group, full: Group, base_eval) -> dict:
 
 def japanese(groups: list[Group], base_q: dict) -> dict:
     names = (*SCRIPTS, "overall")
-    out = {"character_accuracy": {}, "bits_per_char": {}}
+    out = {"character_accuracy": {}, "bits_per_char": {},
+           "chars": {s: base_q.get(f"chars_{s}") for s in names} if base_q else {}}   # the same text for all
     if base_q:
         out["character_accuracy"]["base"] = {s: an.aggregate({0: base_q.get(f"char_accuracy_{s}")}, base_q.get(f"char_accuracy_{s}" + "_ci")) for s in names}
         out["bits_per_char"]["base"] = {s: an.aggregate({0: base_q.get(f"bits_per_char_{s}")}, base_q.get(f"bits_per_char_{s}" + "_ci")) for s in names}
