@@ -1,0 +1,118 @@
+"""English→Japanese translation pairs from installed message catalogs, split by the English source.
+
+Mercurial's Japanese catalog (hg.mo) and JupyterLab's Japanese language pack carry real,
+human-translated msgid → msgstr pairs. A pair is kept when both sides are non-empty, differ, and
+the Japanese side has kana (a few msgstrs are untranslated English). Format placeholders (`%s`,
+`{0}`, `%1`) are kept as they are: a translation must carry them over. A gettext context
+(`ctx\\x04msgid`) is dropped from the English side; surrounding whitespace is stripped from both.
+Plural entries contribute their singular form. A repeated English source keeps its first pair.
+
+The split is by a hash of the English source (`splits.doc_hash_unit` with its own salt), so a pair
+never moves when other pairs are added, and one English string never sits on two sides of it.
+`held_out_japanese` gives the Japanese sides of the evaluation pairs; any training text that
+contains one of them must be decontaminated (the continued-pretraining corpus uses these very
+catalogs' Japanese sides).
+"""
+
+from __future__ import annotations
+
+import gettext
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ja_adapt.charclass import KANA
+from ja_adapt.data.splits import doc_hash_unit
+
+SALT = "ja-adapt-translation"
+
+# name → (import name of the package, catalog folder inside it)
+CATALOGS: dict[str, tuple[str, str]] = {
+    "mercurial": ("mercurial", "locale/ja/LC_MESSAGES"),
+    "jupyterlab": ("jupyterlab_language_pack_ja_JP", "locale/ja_JP/LC_MESSAGES"),
+}
+
+
+@dataclass(frozen=True)
+class TranslationPair:
+    en: str        # the English source (msgid)
+    ja: str        # its human translation (msgstr)
+    catalog: str   # a CATALOGS key
+
+
+def _catalog_files(name: str) -> list[Path]:
+    module, rel = CATALOGS[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted((Path(next(iter(spec.submodule_search_locations))) / rel).glob("*.mo"))
+
+
+def _pairs_of(catalog: dict, name: str) -> list[TranslationPair]:
+    """The kept pairs of one parsed catalog (stdlib gettext's `_catalog`: msgid → msgstr, plural
+    entries keyed (msgid, n)), in msgid order so the result does not depend on dict order."""
+    out = []
+    for key in sorted(catalog, key=lambda k: k if isinstance(k, tuple) else (k, -1)):
+        msgid, form = (key if isinstance(key, tuple) else (key, 0))
+        value = catalog[key]
+        if form != 0 or not isinstance(value, str) or not isinstance(msgid, str):
+            continue
+        en = msgid.rsplit("\x04", 1)[-1].strip()
+        ja = value.strip()
+        if en and ja and en != ja and KANA.search(ja):
+            out.append(TranslationPair(en, ja, name))
+    return out
+
+
+def catalog_pairs(names: Iterable[str] = tuple(CATALOGS), *, max_chars: int | None = None) -> list[TranslationPair]:
+    """Every kept pair of the named catalogs (a catalog whose package is absent gives none).
+
+    `max_chars` drops pairs whose English or Japanese side is longer (help paragraphs run to
+    thousands of characters; a short-context model translates strings). Deterministic order.
+    """
+    seen: set[str] = set()
+    pairs: list[TranslationPair] = []
+    for name in names:
+        for f in _catalog_files(name):
+            with f.open("rb") as fp:
+                catalog = gettext.GNUTranslations(fp)._catalog  # stdlib parser; long-stable attribute
+            for p in _pairs_of(catalog, name):
+                if p.en in seen or (max_chars is not None and max(len(p.en), len(p.ja)) > max_chars):
+                    continue
+                seen.add(p.en)
+                pairs.append(p)
+    return pairs
+
+
+def split_of(pair: TranslationPair, val_fraction: float = 0.05, test_fraction: float = 0.1) -> str:
+    """'val', 'test' or 'train', by the hash of the English source alone."""
+    u = doc_hash_unit(pair.en, SALT)
+    if u < val_fraction:
+        return "val"
+    if u >= 1 - test_fraction:
+        return "test"
+    return "train"
+
+
+def split_pairs(pairs: Iterable[TranslationPair], val_fraction: float = 0.05,
+                test_fraction: float = 0.1) -> dict[str, list[TranslationPair]]:
+    """{"train", "val", "test"} → pairs, each in input order."""
+    out: dict[str, list[TranslationPair]] = {"train": [], "val": [], "test": []}
+    for p in pairs:
+        out[split_of(p, val_fraction, test_fraction)].append(p)
+    return out
+
+
+def held_out_japanese(val_fraction: float = 0.05, test_fraction: float = 0.1,
+                      names: Iterable[str] = tuple(CATALOGS)) -> set[str]:
+    """The Japanese sides of every non-train pair (any length): text no training set may contain."""
+    return {p.ja for p in catalog_pairs(names) if split_of(p, val_fraction, test_fraction) != "train"}
+
+
+PROMPT_TEMPLATE = "Translate into Japanese:\n{en}\n"
+
+
+def prompt_completion(pair: TranslationPair) -> dict[str, str]:
+    """The pair as a TRL prompt→completion record."""
+    return {"prompt": PROMPT_TEMPLATE.format(en=pair.en), "completion": pair.ja}
