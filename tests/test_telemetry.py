@@ -1,5 +1,7 @@
 """telemetry: FLOPs per token against torch's own FLOP counter, peaks, MFU, memory meter, device facts."""
 
+import time
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -81,6 +83,34 @@ def test_memory_meter_cpu_sees_an_allocation():
     assert stats["ru_maxrss_bytes"] >= 0.95 * stats["peak_rss_sampled_bytes"]
     meter.reset()  # a new interval: the sampled peak forgets the freed 64 MiB, ru_maxrss cannot
     assert meter.peak_bytes() < stats["peak_rss_sampled_bytes"] - 32 * 1024 * 1024
+
+
+def test_memory_meter_cpu_catches_a_peak_freed_between_calls():
+    """A large tensor is mmap'd and returned to the OS when freed, so RSS read only at the meter's
+    calls (as between training steps) would miss it; the sampler thread sees it."""
+    meter = telemetry.MemoryMeter("cpu")
+    before = meter.current_bytes()
+    x = torch.ones(128 * 1024 * 1024 // 4)      # 128 MiB, resident
+    time.sleep(0.1)                             # a forward/backward's worth of time
+    del x
+    after = meter.current_bytes()
+    assert after < before + 32 * 1024 * 1024    # the pages went back: a call now cannot see them
+    assert meter.peak_bytes() >= before + 100 * 1024 * 1024
+    meter.close()
+
+
+def test_memory_meter_reset_releases_the_freed_heap():
+    """Small freed allocations stay in glibc's heap (RSS) until trimmed; reset() trims them so a
+    new interval starts from what is live."""
+    meter = telemetry.MemoryMeter("cpu")
+    junk = [bytes(1000) for _ in range(100_000)]        # ~100 MB in small malloc'd blocks
+    pin = [bytes(1000) for _ in range(100)]             # above them: free() cannot shrink the heap
+    held = meter.current_bytes()
+    del junk
+    meter.reset()
+    assert meter.current_bytes() < held - 50 * 1024 * 1024
+    meter.close()
+    del pin
 
 
 def test_device_facts_are_the_machine_s():
