@@ -255,3 +255,25 @@ def test_mfu_is_logged_per_step_where_the_device_peak_is_known(workdir, tmp_path
     monkeypatch.setattr(telemetry, "device_peak_flops", lambda device: None)
     train_mod.train(cfg, tmp_path / "cpu")
     assert all("mfu" not in json.loads(x) for x in (tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_weights_that_overflow_are_never_saved_and_no_loss_is_reported(workdir, tmp_path, monkeypatch):
+    """`optim.lr=.inf` once exited 0 with every saved weight NaN and a finite final loss in
+    summary.json. Here the step-3 update makes a weight NaN with a finite loss: the run stops
+    before the step-4 checkpoint, without final weights or summary, the step-2 checkpoint newest."""
+    import ja_adapt.train as train_mod
+    real = train_mod.train_step
+    calls = {"n": 0}
+
+    def overflowing(engine, model, *args):
+        result = real(engine, model, *args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            next(p for p in model.parameters() if p.requires_grad).data.fill_(float("nan"))
+        return result
+    monkeypatch.setattr(train_mod, "train_step", overflowing)
+    run = tmp_path / "run"
+    with pytest.raises(train_mod.TrainingStopped, match="at step 4: the weights are no longer finite"):
+        train_mod.train(cfg_for(workdir, "lora", 4, "train.save_every=2", "train.eval_every=0"), run)
+    assert not (run / "adapter").exists() and not (run / "summary.json").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]

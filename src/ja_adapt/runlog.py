@@ -51,11 +51,6 @@ class MetricsLog:
             self.tb.close()
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """This rank's part of a tensor: the local shard of an FSDP DTensor, else the tensor."""
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -69,9 +64,9 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
     train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
     vals = [r for r in records if r["kind"] == "val"]
     window = max(1, min(50, len(train_losses) // 10))
-    opt_bytes = sum(_local(t).numel() * t.element_size() for st in s.optimizer.state.values()
+    opt_bytes = sum(distributed.local_part(t).numel() * t.element_size() for st in s.optimizer.state.values()
                     for t in st.values() if torch.is_tensor(t))
-    model_bytes = sum(_local(p).numel() * p.element_size() for p in model.parameters()) + \
+    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + \
         sum(b.numel() * b.element_size() for b in model.buffers())
     summary = {
         "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,
