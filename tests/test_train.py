@@ -277,3 +277,94 @@ def test_weights_that_overflow_are_never_saved_and_no_loss_is_reported(workdir, 
         train_mod.train(cfg_for(workdir, "lora", 4, "train.save_every=2", "train.eval_every=0"), run)
     assert not (run / "adapter").exists() and not (run / "summary.json").exists()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+
+
+# ---- faults: a damaged checkpoint, a torn metrics line, a full disk ---------------------------------
+
+FAULT_EXTRA = ["train.save_every=2", "train.eval_every=0"]
+
+
+def train_cli(workdir, out: Path, *extra: str) -> list[str]:
+    _, model_dir, corpus = workdir
+    return ["train", "--model", str(model_dir), "--data", str(corpus), "--method", "lora",
+            "--max-steps", "4", "--out", str(out), *FAST, *FAULT_EXTRA, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference_run(workdir, tmp_path_factory):
+    """4 uninterrupted LoRA steps with checkpoints at 2 and 4."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert cli.main(train_cli(workdir, out)) == 0
+    return out
+
+
+def test_resume_sets_aside_a_damaged_checkpoint_and_repairs_a_torn_metrics_line(
+        workdir, reference_run, tmp_path, capsys):
+    """Both once ended --resume in a traceback (a truncated adapter; a JSONDecodeError)."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    (run / "summary.json").unlink()                         # as if killed after the step-4 checkpoint
+    adapter = run / "checkpoints" / "step-00000004" / "adapter" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:100])
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"kind": "train", "step": 5, "lo')
+    capsys.readouterr()
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ja-adapt:")]
+    assert len(notes) == 2 and "adapter_model.safetensors" in notes[0] and "torn last line" in notes[1]
+    assert (run / "checkpoints" / "step-00000004.bad").is_dir()
+    assert losses(run) == losses(reference_run)
+    assert json.loads((run / "summary.json").read_text())["final_train_loss"] == losses(reference_run)[-1]
+
+
+def one_error_line(err: str) -> str:
+    """The one `ja-adapt train: error:` line of stderr (loading bars of transformers aside)."""
+    lines = [line for line in err.splitlines() if line.startswith("ja-adapt train: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0]
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+    raise OSError(errno.ENOSPC, "No space left on device", "somefile")
+
+
+def test_disk_full_during_a_metrics_append_is_one_line_and_resumable(workdir, reference_run, tmp_path,
+                                                                     capsys, monkeypatch):
+    from ja_adapt.runlog import MetricsLog
+    real = MetricsLog.write
+
+    def half_then_full(self, record):
+        if record["step"] == 3:
+            self.file.write(json.dumps(record)[:20])
+            self.file.flush()
+            _disk_full()
+        real(self, record)
+    monkeypatch.setattr(MetricsLog, "write", half_then_full)
+    run = tmp_path / "run"
+    code = cli.main(train_cli(workdir, run))
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "disk full" in err and "--resume" in err
+    monkeypatch.setattr(MetricsLog, "write", real)
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    assert losses(run) == losses(reference_run)
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_resumable(workdir, reference_run, tmp_path,
+                                                                 capsys, monkeypatch):
+    import ja_adapt.checkpoint as checkpoint_mod
+    real, calls = checkpoint_mod.save_file, {"n": 0}
+
+    def full_on_second(*args, **kwargs):
+        calls["n"] += 1
+        return _disk_full() if calls["n"] == 2 else real(*args, **kwargs)
+    monkeypatch.setattr(checkpoint_mod, "save_file", full_on_second)
+    run = tmp_path / "run"
+    code = cli.main(train_cli(workdir, run))
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "disk full" in err
+    assert (run / "checkpoints" / "step-00000004.tmp").is_dir() and not (run / "adapter").exists()
+    monkeypatch.setattr(checkpoint_mod, "save_file", real)
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    assert losses(run) == losses(reference_run)

@@ -7,22 +7,27 @@
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
                                 (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
         trainer_state.json      step, data position, scheduler / scaler state, counters
+        manifest.json           every other file's name, size and sha256, written last
 
     FSDP (sharded) runs replace adapter/|model/ and optimizer.pt by
         shards/                 torch.distributed.checkpoint (DCP) files: weights and optimizer
                                 state, one file per rank, written by every rank; resumable on the
                                 same number of processes, `consolidate()` turns them into HF weights
 
-A folder is written as `step-N.tmp` and renamed when complete, so a killed run never leaves a
-half checkpoint behind: `latest()` only sees complete ones. With several processes `save`, `restore`
-and `save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
-DCP keeps its index (`shards/.metadata`) as a pickle: resume only from checkpoints you wrote.
+A folder is written as `step-N.tmp`, its manifest last, and renamed when complete, so a killed
+run never leaves a half checkpoint behind: `latest()` only sees complete ones. A checkpoint is
+trusted only after its files match its manifest (`verify`): `--resume` reports one that does not
+(a truncated, changed or deleted file), sets it aside as `step-N.bad` (renamed, never deleted) and
+uses the previous one (`latest_verified`). With several processes `save`, `restore` and
+`save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,11 +45,13 @@ from torch.distributed.checkpoint.state_dict import (
 
 from ja_adapt import distributed
 from ja_adapt.config import from_dict, read_yaml
-from ja_adapt.errors import UserError
+from ja_adapt.errors import UserError, notice
 from ja_adapt.methods import build_model, is_adapter
 from ja_adapt.models import tokenizer_for
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
+MANIFEST = "manifest.json"
+_STEP_FOLDER = re.compile(r"^step-\d+$")
 
 
 @dataclass
@@ -136,11 +143,73 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
         meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None}
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+        write_manifest(tmp)                             # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     distributed.barrier()                               # complete for every rank
     return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """manifest.json: {relative path: {"bytes", "sha256"}} of every file in `folder` (DCP shards of
+    every rank included: they are written before dcp.save returns on rank 0)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                for p in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def verify(folder: Path) -> str | None:
+    """Why checkpoint `folder` cannot be trusted (a file missing, truncated or changed against its
+    manifest), or None when every file matches."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST}"
+    except (OSError, ValueError) as e:
+        return f"{MANIFEST} is unreadable ({e})"
+    for name, expected in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size} bytes, its manifest says {expected['bytes']}"
+        if _sha256(path) != expected["sha256"]:
+            return f"{name} does not match its sha256 in {MANIFEST}"
+    return None
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a checkpoint that failed verification to `step-N.bad` (`.bad-2`, ... when taken)."""
+    aside, n = folder.with_name(folder.name + ".bad"), 1
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.bad-{n}")
+    os.replace(folder, aside)
+    return aside
+
+
+def latest_verified(checkpoints: Path, main: bool = True) -> Path | None:
+    """The newest complete checkpoint that verifies. Each newer one that does not is reported and,
+    by the main process (`main`), set aside; the others only skip it."""
+    for folder in reversed(complete(checkpoints)):
+        problem = verify(folder)
+        if problem is None:
+            return folder
+        where = set_aside(folder) if main else folder
+        notice(f"checkpoint {folder} failed verification ({problem}); set aside as {where.name}, "
+               "resuming from the previous complete checkpoint")
+    return None
 
 
 def step_folder(checkpoints: Path, step: int) -> Path:
@@ -152,12 +221,12 @@ def step_of(folder: Path) -> int:
 
 
 def complete(checkpoints: Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first."""
+    """Complete checkpoint folders (their manifest written), oldest first; `.tmp` and `.bad`
+    folders are not."""
     if not checkpoints.is_dir():
         return []
     return sorted(p for p in checkpoints.iterdir()
-                  if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
-                  and (p / "trainer_state.json").is_file())
+                  if p.is_dir() and _STEP_FOLDER.match(p.name) and (p / MANIFEST).is_file())
 
 
 def latest(checkpoints: Path) -> Path | None:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ja_adapt import checkpoint, distributed, rundir, telemetry
 from ja_adapt.config import ExperimentConfig, diff_keys, from_dict, read_yaml, save_config
 from ja_adapt.data.pipeline import ExperimentData, prepare_data
-from ja_adapt.errors import UserError
+from ja_adapt.errors import UserError, disk_full_is_user_error
 from ja_adapt.methods import base_model, build_model, count_trainable
 from ja_adapt.models import resolve_device, tokenizer_for
 from ja_adapt.runlog import MetricsLog, write_summary
@@ -64,7 +64,7 @@ def check_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None
             if changed:
                 raise UserError(f"{out}: --resume with a different config (key '{changed[0]}' differs "
                                 f"from {saved}); resume with the same settings or choose another --out")
-        return checkpoint.latest(out / "checkpoints")
+        return checkpoint.latest_verified(out / "checkpoints", main=distributed.launched_rank() == 0)
     return None
 
 
@@ -133,7 +133,8 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
     Rank 0 holds the directory's lock for the whole run (rundir.py); the other ranks of its launch
     run under it."""
     out = Path(out)
-    with rundir.locked(out) if distributed.launched_rank() == 0 else contextlib.nullcontext():
+    with (rundir.locked(out) if distributed.launched_rank() == 0 else contextlib.nullcontext(),
+          disk_full_is_user_error(str(out), "run the same command with --resume")):
         return _train(cfg, out, resume)
 
 
