@@ -368,3 +368,43 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_resumable(workdir, refere
     monkeypatch.setattr(checkpoint_mod, "save_file", real)
     assert cli.main(train_cli(workdir, run, "--resume")) == 0
     assert losses(run) == losses(reference_run)
+
+
+def _no_tokenizer(model_dir):
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model_dir / name).unlink()
+
+
+def _bad_hidden_size(model_dir):
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "hidden_size": "abc"}))
+
+
+def _truncated_weights(model_dir):
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize("damage, extra, expected", [
+    (_no_tokenizer, [], "no tokenizer files"),
+    (_bad_hidden_size, [], "hidden_size"),
+    (_truncated_weights, [], "cannot load safetensors weights"),
+    (None, ["lora.targets=foo_proj"], "lora.targets"),
+], ids=["no-tokenizer", "hidden-size-abc", "truncated-safetensors", "missing-targets"])
+def test_a_bad_model_is_one_line_exit_2_and_leaves_nothing(workdir, tmp_path, capsys, damage, extra, expected):
+    """Each once ended in a traceback (a ZeroDivisionError after an empty tokenizer, a validation
+    error, a SafetensorError, peft's NoMatchingPeftModuleError), some leaving config.yaml and
+    metrics.jsonl behind so the same command was then refused."""
+    import shutil
+    _, model_dir, corpus = workdir
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    if damage is not None:
+        damage(model)
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(model), "--data", str(corpus), "--max-steps", "2", "--out", str(out),
+            *FAST, *extra]
+    code = cli.main(argv)
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and expected in err
+    assert not out.exists()

@@ -25,6 +25,13 @@ def closest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a one-line
+    error quotes of a library's failure."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def notice(message: str) -> None:
     """One line on stderr for something the user should know that is not an error (a repaired
     log line, a checkpoint set aside)."""
