@@ -408,3 +408,18 @@ def test_a_bad_model_is_one_line_exit_2_and_leaves_nothing(workdir, tmp_path, ca
     err = one_error_line(capsys.readouterr().err)
     assert code == 2 and expected in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep"])
+def test_overrides_are_accepted_anywhere_among_the_flags(command, tmp_path):
+    """`train --method lora lora.rank=8 --model M ... optim.warmup_steps=1` once failed with
+    'unrecognized arguments'."""
+    from ja_adapt.cli import parse
+    from ja_adapt.cli.flags import config_from_args
+    grid = ["--grid", "lora.rank=4,8"] if command == "sweep" else []
+    args = parse([command, "--method", "lora", "lora.rank=8", "--model", "tiny", "optim.lr=1e-3",
+                  "--data", "a.jsonl", *grid, "--out", str(tmp_path), "optim.warmup_steps=1", "--data", "b/"])
+    cfg = config_from_args(args)
+    assert args.overrides == ["lora.rank=8", "optim.lr=1e-3", "optim.warmup_steps=1"]
+    assert (cfg.lora.rank, cfg.optim.lr, cfg.optim.warmup_steps) == (8, 1e-3, 1)
+    assert (cfg.model.name_or_path, cfg.data.paths, args.command) == ("tiny", ["a.jsonl", "b/"], command)
