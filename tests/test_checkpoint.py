@@ -338,3 +338,51 @@ def test_a_non_main_rank_skips_a_bad_checkpoint_without_renaming_it(tmp_path, ti
     (step_folder(ckpts, 2) / "optimizer.pt").write_bytes(b"")
     assert checkpoint.latest_verified(ckpts, main=False) == step_folder(ckpts, 1)
     assert step_folder(ckpts, 2).is_dir()
+
+
+# ---- DCP's .metadata: read without running code (issue 14, case 6) -------------------------------
+
+class _Marker:
+    """Unpickling this calls open(path, "w"): a crafted `.metadata` that would run code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _dcp_folder(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp_path / "shards"), no_dist=True)
+    return tmp_path / "shards", model
+
+
+def test_dcp_shards_load_through_the_restricted_unpickler(tmp_path):
+    shards, model = _dcp_folder(tmp_path)
+    fresh_model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    state = {"model": fresh_model.state_dict()}
+    checkpoint._load_shards(state, shards, no_dist=True)
+    assert same(state["model"], model.state_dict())
+
+
+@pytest.mark.parametrize("payload", ["reduce", "os.system", "not-metadata", "truncated"])
+def test_a_crafted_dcp_metadata_runs_no_code_and_is_one_line(tmp_path, payload):
+    """torch reads `.metadata` with pickle.load: a crafted one once ran code on --resume with FSDP."""
+    import pickle
+    shards, _ = _dcp_folder(tmp_path)
+    marker = tmp_path / "PWNED"
+    blob = {"reduce": lambda: pickle.dumps(_Marker(marker)),
+            "os.system": lambda: b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.",
+            "not-metadata": lambda: pickle.dumps({"a": 1}),
+            "truncated": lambda: (shards / ".metadata").read_bytes()[:50]}[payload]()
+    (shards / ".metadata").write_bytes(blob)
+    with pytest.raises(UserError, match=r"\.metadata: not a DCP checkpoint index") as e:
+        checkpoint._load_shards({"model": {}}, shards, no_dist=True)
+    assert not marker.exists() and len(str(e.value).splitlines()) == 1

@@ -20,6 +20,10 @@ trusted only after its files match its manifest (`verify`): `--resume` reports o
 (a truncated, changed or deleted file), sets it aside as `step-N.bad` (renamed, never deleted) and
 uses the previous one (`latest_verified`). With several processes `save`, `restore` and
 `save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
+
+Nothing in a checkpoint can run code: weights and RNG states are safetensors, optimizer.pt is read
+with `weights_only=True`, and DCP's index `shards/.metadata`, a pickle that torch would read with
+`pickle.load`, is read by `SafeShardReader`, whose unpickler admits only DCP's metadata classes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -34,6 +39,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
@@ -45,13 +52,67 @@ from torch.distributed.checkpoint.state_dict import (
 
 from ja_adapt import distributed
 from ja_adapt.config import from_dict, read_yaml
-from ja_adapt.errors import UserError, notice
+from ja_adapt.errors import UserError, first_line, notice
 from ja_adapt.methods import build_model, is_adapter
 from ja_adapt.models import tokenizer_for
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
 MANIFEST = "manifest.json"
 _STEP_FOLDER = re.compile(r"^step-\d+$")
+
+
+# What DCP's `.metadata` pickle may name (module, class): its metadata dataclasses, its file index,
+# torch.Size and a layout / path; dtypes (torch.float32, ...) are admitted by type. Nothing else.
+_DCP_METADATA_GLOBALS = {
+    *(("torch.distributed.checkpoint.metadata", n) for n in (
+        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
+        "BytesStorageMetadata", "ChunkStorageMetadata", "_MEM_FORMAT_ENCODING")),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch.distributed.checkpoint.filesystem", "_StoragePrefix"),
+    ("torch", "Size"), ("torch.serialization", "_get_layout"),
+    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"), ("collections", "OrderedDict"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only _DCP_METADATA_GLOBALS and torch dtypes (the pickle module's
+    "restricting globals" recipe): a crafted `.metadata` cannot name a function to call."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _DCP_METADATA_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"refuses to load {module}.{name}")
+
+
+class SafeShardReader(FileSystemReader):
+    """torch's DCP FileSystemReader, reading `.metadata` through _MetadataUnpickler."""
+
+    def read_metadata(self, *args, **kwargs) -> Metadata:
+        path = Path(self.path) / ".metadata"
+        try:
+            with open(path, "rb") as f:
+                metadata = _MetadataUnpickler(f).load()
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: not a DCP checkpoint index ({first_line(e)}); resume from a "
+                            "checkpoint ja-adapt wrote") from None
+        if not isinstance(metadata, Metadata):
+            raise UserError(f"{path}: not a DCP checkpoint index ({type(metadata).__name__}); resume "
+                            "from a checkpoint ja-adapt wrote")
+        if getattr(metadata, "storage_meta", None) is None:     # as torch's own reader does
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+def _load_shards(state: dict, shards: Path, **kwargs) -> None:
+    """dcp.load through SafeShardReader. Every rank reads the index first, so a bad one is a
+    UserError on every rank before any collective (not a CheckpointException from inside one)."""
+    reader = SafeShardReader(str(shards))
+    reader.read_metadata()
+    dcp.load(state, storage_reader=reader, **kwargs)
 
 
 @dataclass
@@ -268,7 +329,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
                         "with the train.strategy that wrote it")
     if sharded:
         sd = _shard_state(model, optimizer)
-        dcp.load(sd, checkpoint_id=str(folder / SHARDS))
+        _load_shards(sd, folder / SHARDS)
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     else:
         _load_weights(model, folder / weights_dirname(model))
@@ -296,7 +357,7 @@ def consolidate(folder: Path, out: Path | None = None) -> Path:
     tokenizer = tokenizer_for(cfg)
     model = build_model(cfg, tokenizer, torch.device("cpu"))
     sd = get_model_state_dict(model)
-    dcp.load({"model": sd}, checkpoint_id=str(folder / SHARDS), no_dist=True)
+    _load_shards({"model": sd}, folder / SHARDS, no_dist=True)
     set_model_state_dict(model, sd)
     out = Path(out) if out is not None else folder / weights_dirname(model)
     save_weights(model, tokenizer, out)
