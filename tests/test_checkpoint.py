@@ -99,7 +99,10 @@ def test_save_then_restore_gives_back_everything(tmp_path, tiny_tokenizer, metho
     assert folder == tmp_path / "checkpoints" / "step-00000001" and folder.is_dir()
     assert not folder.with_name(folder.name + ".tmp").exists()
     assert {p.name for p in folder.iterdir()} == {weights, "optimizer.pt", "rng.safetensors",
-                                                  "trainer_state.json"}
+                                                  "trainer_state.json", "manifest.json"}
+    listed = json.loads((folder / "manifest.json").read_text())
+    assert set(listed) == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                           if p.is_file() and p.name != "manifest.json"}
     assert (folder / weights / "tokenizer.json").is_file()
     assert list((folder / weights).glob("*.safetensors"))
     assert weights_in(folder) == folder / weights
@@ -188,15 +191,16 @@ def make(ckpts, name: str, finished: bool = True):
     folder = ckpts / name
     folder.mkdir(parents=True)
     if finished:
-        (folder / "trainer_state.json").write_text("{}")
+        (folder / checkpoint.MANIFEST).write_text("{}")
     return folder
 
 
-def test_complete_and_latest_ignore_tmp_and_unfinished_folders(tmp_path):
+def test_complete_and_latest_ignore_tmp_set_aside_and_unfinished_folders(tmp_path):
     ckpts = tmp_path / "checkpoints"
     assert complete(ckpts) == [] and latest(ckpts) is None          # no folder yet
     a = make(ckpts, "step-00000010")
     make(ckpts, "step-00000030.tmp")
+    make(ckpts, "step-00000035.bad")
     make(ckpts, "step-00000040", finished=False)
     b = make(ckpts, "step-00000020")
     make(ckpts, "other")
@@ -273,3 +277,112 @@ def test_save_final_of_an_adapter_writes_a_peft_directory(tmp_path, tiny_tokeniz
 def test_consolidate_refuses_an_unsharded_folder(tmp_path):
     with pytest.raises(UserError, match=r"no shards/ folder"):
         checkpoint.consolidate(tmp_path)
+
+
+# ---- the manifest: verification before a checkpoint is trusted -----------------------------------
+
+def saved_pair(tmp_path, tok, method):
+    """Checkpoints step-1 and step-2 of one model, as a run writes them."""
+    cfg = cfg_of(method)
+    parts = fresh(cfg, tok)
+    ckpts = tmp_path / "checkpoints"
+    for step in (1, 2):
+        save(step_folder(ckpts, step), parts[0], tok, *parts[1:], TrainState(step=step))
+    return ckpts
+
+
+@pytest.mark.parametrize("method, member", [
+    ("lora", "adapter/adapter_model.safetensors"), ("full", "model/model.safetensors"),
+    ("lora", "optimizer.pt"), ("lora", "rng.safetensors"), ("lora", "trainer_state.json"),
+    ("lora", "adapter/adapter_config.json")])
+@pytest.mark.parametrize("damage", ["truncate", "delete", "flip"])
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(tmp_path, tiny_tokenizer, capsys,
+                                                                        method, member, damage):
+    """--resume once died with a traceback on any truncated member or a deleted adapter file."""
+    ckpts = saved_pair(tmp_path, tiny_tokenizer, method)
+    newest = step_folder(ckpts, 2)
+    assert checkpoint.verify(newest) is None
+    path = newest / member
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "delete":
+        path.unlink()
+    else:                                                   # same size, one byte changed
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert member in checkpoint.verify(newest)
+    capsys.readouterr()
+    assert checkpoint.latest_verified(ckpts) == step_folder(ckpts, 1)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "step-00000002" in err and member in err
+    aside = ckpts / "step-00000002.bad"
+    assert not newest.exists() and (aside / "trainer_state.json").exists() != (member == "trainer_state.json"
+                                                                               and damage == "delete")
+    assert complete(ckpts) == [step_folder(ckpts, 1)]
+    restore(step_folder(ckpts, 1), *fresh(cfg_of(method), tiny_tokenizer))      # the fallback loads
+
+
+def test_a_checkpoint_without_a_manifest_is_not_complete_and_a_second_bad_one_gets_its_own_name(
+        tmp_path, tiny_tokenizer):
+    ckpts = saved_pair(tmp_path, tiny_tokenizer, "lora")
+    (step_folder(ckpts, 2) / checkpoint.MANIFEST).unlink()
+    assert latest(ckpts) == step_folder(ckpts, 1)
+    (ckpts / "step-00000001.bad").mkdir()
+    (step_folder(ckpts, 1) / "rng.safetensors").write_bytes(b"")
+    assert checkpoint.latest_verified(ckpts, main=True) is None
+    assert (ckpts / "step-00000001.bad-2" / "rng.safetensors").exists()
+
+
+def test_a_non_main_rank_skips_a_bad_checkpoint_without_renaming_it(tmp_path, tiny_tokenizer):
+    ckpts = saved_pair(tmp_path, tiny_tokenizer, "lora")
+    (step_folder(ckpts, 2) / "optimizer.pt").write_bytes(b"")
+    assert checkpoint.latest_verified(ckpts, main=False) == step_folder(ckpts, 1)
+    assert step_folder(ckpts, 2).is_dir()
+
+
+# ---- DCP's .metadata: read without running code (issue 14, case 6) -------------------------------
+
+class _Marker:
+    """Unpickling this calls open(path, "w"): a crafted `.metadata` that would run code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _dcp_folder(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp_path / "shards"), no_dist=True)
+    return tmp_path / "shards", model
+
+
+def test_dcp_shards_load_through_the_restricted_unpickler(tmp_path):
+    shards, model = _dcp_folder(tmp_path)
+    fresh_model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    state = {"model": fresh_model.state_dict()}
+    checkpoint._load_shards(state, shards, no_dist=True)
+    assert same(state["model"], model.state_dict())
+
+
+@pytest.mark.parametrize("payload", ["reduce", "os.system", "not-metadata", "truncated"])
+def test_a_crafted_dcp_metadata_runs_no_code_and_is_one_line(tmp_path, payload):
+    """torch reads `.metadata` with pickle.load: a crafted one once ran code on --resume with FSDP."""
+    import pickle
+    shards, _ = _dcp_folder(tmp_path)
+    marker = tmp_path / "PWNED"
+    blob = {"reduce": lambda: pickle.dumps(_Marker(marker)),
+            "os.system": lambda: b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.",
+            "not-metadata": lambda: pickle.dumps({"a": 1}),
+            "truncated": lambda: (shards / ".metadata").read_bytes()[:50]}[payload]()
+    (shards / ".metadata").write_bytes(blob)
+    with pytest.raises(UserError, match=r"\.metadata: not a DCP checkpoint index") as e:
+        checkpoint._load_shards({"model": {}}, shards, no_dist=True)
+    assert not marker.exists() and len(str(e.value).splitlines()) == 1

@@ -432,3 +432,21 @@ def test_accelerate_configs_load_with_accelerate(path):
     assert cfg.distributed_type == DistributedType.MULTI_GPU
     assert cfg.mixed_precision == "no"          # a string: unquoted `no` would be YAML's false
     assert cfg.num_processes >= cfg.num_machines >= 1
+
+
+FLOAT_KEYS = [k for k, v in flatten(to_dict(ExperimentConfig())).items() if isinstance(v, float)]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan", "inf"])
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_every_float_key_refuses_a_non_finite_value_naming_the_key(key, value):
+    """`optim.lr=.nan` once ended in a ValueError traceback and `optim.lr=.inf` trained NaN weights."""
+    with pytest.raises(UserError, match=rf"'{re.escape(key)}' must be a finite number"):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_non_finite_value_in_yaml_is_refused_naming_the_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: .inf\n")
+    with pytest.raises(UserError, match=r"c\.yaml: key 'optim.lr' must be a finite number"):
+        load_config(path)

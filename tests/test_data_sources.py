@@ -8,6 +8,7 @@ from hashlib import sha256
 
 import pytest
 
+from ja_adapt import hub
 from ja_adapt.data.documents import Document
 from ja_adapt.data.sources import corpus_fingerprint, detect_lang, read_corpus
 from ja_adapt.data.splits import split_documents
@@ -105,6 +106,7 @@ def test_hub_dataset_uses_train_split_and_wraps_failures(tmp_path, monkeypatch):
         return datasets.Dataset.from_dict({"text": ["ハブのデータ"]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(hub, "reachable", lambda: True)
     docs = read_corpus(["owner/corpus"])
     assert calls == [("owner/corpus", "train")]
     assert (docs[0].domain, docs[0].lang) == ("corpus", "ja")
@@ -113,6 +115,23 @@ def test_hub_dataset_uses_train_split_and_wraps_failures(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")     # offline: a missing path is just missing
     _raises(["owner/other"], "owner/other: no such file")
     assert calls == [("owner/corpus", "train"), ("missing", "train")]
+
+
+def test_a_path_that_is_not_there_never_goes_to_the_hub(tmp_path, monkeypatch):
+    """A broken symlink and a typo with slashes were tried as hub ids: about 30 s of retries; an
+    unreachable hub (here: a closed local port) fails at once too."""
+    datasets = pytest.importorskip("datasets")
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "ja").symlink_to(tmp_path / "gone")
+    for spec in ("corpus/ja", "./data/ja", "data/ja/news", "/no/such/ja"):
+        _raises([spec], f"{spec}: no such file")
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # port 9: closed
+    _raises(["datta/ja"], "datta/ja", "hub cannot be reached")
 
 
 # --- bad input ---------------------------------------------------------------------------------

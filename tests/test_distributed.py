@@ -1,5 +1,6 @@
 """Two CPU processes (gloo) against one: DDP and FSDP give the single-process numbers, FSDP
-checkpoints resume after SIGKILL and consolidate into a Hugging Face model directory."""
+checkpoints resume after SIGKILL, consolidate into a Hugging Face model directory, and a crafted
+DCP index runs no code."""
 
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def test_ddp_two_processes_match_one(workdir, single, tmp_path, method):
 def test_fsdp_resumes_after_sigkill_and_consolidates(workdir, single, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.checkpoint import consolidate, latest
+    from ja_adapt.checkpoint import consolidate, latest, write_manifest
     out = tmp_path / "fsdp"
     argv = train_argv(workdir, "full", out, "train.batch_size=2", "train.strategy=fsdp",
                       "train.save_every=2", "train.activation_checkpointing=true")
@@ -155,6 +156,19 @@ def test_fsdp_resumes_after_sigkill_and_consolidates(workdir, single, tmp_path):
     code = cli.main([*argv[:argv.index("--max-steps") + 1], str(STEPS + 2),
                      *argv[argv.index("--max-steps") + 2:], "--resume"])
     assert code == 2
+
+    # a crafted shards/.metadata (its manifest rewritten to match) runs no code on a 2-process
+    # resume: once it did, as torch reads it with pickle.load
+    marker = tmp_path / "PWNED"
+    newest = latest(out / "checkpoints")
+    (newest / "shards" / ".metadata").write_bytes(b"cbuiltins\nopen\n(S'" + str(marker).encode()
+                                                  + b"'\nS'w'\ntR.")
+    write_manifest(newest)
+    (out / "summary.json").unlink()
+    proc = torchrun([*argv, "--resume"])
+    text, _ = proc.communicate(timeout=240)
+    assert proc.returncode != 0 and not marker.exists()
+    assert "ja-adapt train: error:" in text and "not a DCP checkpoint index (refuses to load builtins.open)" in text
 
 
 # ---- bad input -----------------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from ja_adapt import cli
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.experiments import parse_grid, run_name
+from ja_adapt.rundir import locked
 
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
         "optim.lr=3e-3", "train.eval_every=2", "train.eval_batches=2", "train.save_every=2",
@@ -91,6 +93,25 @@ def test_bad_grid_key_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "lora.rank" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+def test_an_out_that_is_a_file_or_in_use_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, command):
+    """`compare --out FILE` once ended in a traceback."""
+    _, model_dir, corpus = saved_tiny_model
+    file = tmp_path / "file"
+    file.write_text("precious")
+    grid = ["--grid", "lora.rank=2,4"] if command == "sweep" else []
+    argv = [command, "--model", str(model_dir), "--data", str(corpus), *grid, "--max-steps", "2", *FAST]
+    code = cli.main([*argv, "--out", str(file)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is not a directory" in err and len(err.splitlines()) == 1
+    assert file.read_text() == "precious"
+    busy = tmp_path / "busy"
+    with locked(busy):                                      # another compare / sweep holds it
+        code = cli.main([*argv, "--out", str(busy)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and f"pid {os.getpid()}" in err and len(err.splitlines()) == 1
 
 
 def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(saved_tiny_model, tmp_path):

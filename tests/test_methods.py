@@ -219,3 +219,27 @@ def test_base_model_and_is_adapter():
     assert is_adapter(wrapped) and inner is not wrapped
     assert type(inner) is type(plain)
     assert dict(wrapped.named_modules())["base_model.model"] is inner
+
+
+# ---- targets and rank against the model's layers ---------------------------------------------------
+
+def test_targets_the_model_lacks_are_refused_naming_the_key_and_its_linears():
+    """peft's NoMatchingPeftModuleError once surfaced as a traceback."""
+    with pytest.raises(UserError, match=r"'lora.targets' is 'foo_proj'.*its linear layers: .*q_proj"):
+        apply_method(tiny(), cfg_of("lora.targets=foo_proj"))
+
+
+@pytest.mark.parametrize("rank, targets, narrowest", [(4096, "qv", "v_proj"), (128, "qkvo", "k_proj"),
+                                                      (256, "q_proj", "q_proj")])
+def test_a_rank_not_below_a_target_width_gives_a_notice(capsys, rank, targets, narrowest):
+    """Rank 4096 on a hidden size of 64 was accepted silently. tiny: q/o 256x256, k/v 256->128."""
+    apply_method(tiny(), cfg_of(f"lora.rank={rank}", f"lora.targets={targets}"))
+    err = capsys.readouterr().err.strip()
+    width = min(PRESETS["tiny"]["hidden_size"], 128 if narrowest in ("k_proj", "v_proj") else 256)
+    assert len(err.splitlines()) == 1 and "lora.rank" in err
+    assert f"min(in, out) = {width} of target {narrowest}" in err
+
+
+def test_a_rank_below_every_target_width_says_nothing(capsys):
+    apply_method(tiny(), cfg_of("lora.rank=127", "lora.targets=all-linear"))
+    assert capsys.readouterr().err == ""

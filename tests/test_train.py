@@ -255,3 +255,171 @@ def test_mfu_is_logged_per_step_where_the_device_peak_is_known(workdir, tmp_path
     monkeypatch.setattr(telemetry, "device_peak_flops", lambda device: None)
     train_mod.train(cfg, tmp_path / "cpu")
     assert all("mfu" not in json.loads(x) for x in (tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_weights_that_overflow_are_never_saved_and_no_loss_is_reported(workdir, tmp_path, monkeypatch):
+    """`optim.lr=.inf` once exited 0 with every saved weight NaN and a finite final loss in
+    summary.json. Here the step-3 update makes a weight NaN with a finite loss: the run stops
+    before the step-4 checkpoint, without final weights or summary, the step-2 checkpoint newest."""
+    import ja_adapt.train as train_mod
+    real = train_mod.train_step
+    calls = {"n": 0}
+
+    def overflowing(engine, model, *args):
+        result = real(engine, model, *args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            next(p for p in model.parameters() if p.requires_grad).data.fill_(float("nan"))
+        return result
+    monkeypatch.setattr(train_mod, "train_step", overflowing)
+    run = tmp_path / "run"
+    with pytest.raises(train_mod.TrainingStopped, match="at step 4: the weights are no longer finite"):
+        train_mod.train(cfg_for(workdir, "lora", 4, "train.save_every=2", "train.eval_every=0"), run)
+    assert not (run / "adapter").exists() and not (run / "summary.json").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+
+
+# ---- faults: a damaged checkpoint, a torn metrics line, a full disk ---------------------------------
+
+FAULT_EXTRA = ["train.save_every=2", "train.eval_every=0"]
+
+
+def train_cli(workdir, out: Path, *extra: str) -> list[str]:
+    _, model_dir, corpus = workdir
+    return ["train", "--model", str(model_dir), "--data", str(corpus), "--method", "lora",
+            "--max-steps", "4", "--out", str(out), *FAST, *FAULT_EXTRA, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference_run(workdir, tmp_path_factory):
+    """4 uninterrupted LoRA steps with checkpoints at 2 and 4."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert cli.main(train_cli(workdir, out)) == 0
+    return out
+
+
+def test_resume_sets_aside_a_damaged_checkpoint_and_repairs_a_torn_metrics_line(
+        workdir, reference_run, tmp_path, capsys):
+    """Both once ended --resume in a traceback (a truncated adapter; a JSONDecodeError)."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    (run / "summary.json").unlink()                         # as if killed after the step-4 checkpoint
+    adapter = run / "checkpoints" / "step-00000004" / "adapter" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:100])
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"kind": "train", "step": 5, "lo')
+    capsys.readouterr()
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ja-adapt:")]
+    assert len(notes) == 2 and "adapter_model.safetensors" in notes[0] and "torn last line" in notes[1]
+    assert (run / "checkpoints" / "step-00000004.bad").is_dir()
+    assert losses(run) == losses(reference_run)
+    assert json.loads((run / "summary.json").read_text())["final_train_loss"] == losses(reference_run)[-1]
+
+
+def one_error_line(err: str) -> str:
+    """The one `ja-adapt train: error:` line of stderr (loading bars of transformers aside)."""
+    lines = [line for line in err.splitlines() if line.startswith("ja-adapt train: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0]
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+    raise OSError(errno.ENOSPC, "No space left on device", "somefile")
+
+
+def test_disk_full_during_a_metrics_append_is_one_line_and_resumable(workdir, reference_run, tmp_path,
+                                                                     capsys, monkeypatch):
+    from ja_adapt.runlog import MetricsLog
+    real = MetricsLog.write
+
+    def half_then_full(self, record):
+        if record["step"] == 3:
+            self.file.write(json.dumps(record)[:20])
+            self.file.flush()
+            _disk_full()
+        real(self, record)
+    monkeypatch.setattr(MetricsLog, "write", half_then_full)
+    run = tmp_path / "run"
+    code = cli.main(train_cli(workdir, run))
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "disk full" in err and "--resume" in err
+    monkeypatch.setattr(MetricsLog, "write", real)
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    assert losses(run) == losses(reference_run)
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_resumable(workdir, reference_run, tmp_path,
+                                                                 capsys, monkeypatch):
+    import ja_adapt.checkpoint as checkpoint_mod
+    real, calls = checkpoint_mod.save_file, {"n": 0}
+
+    def full_on_second(*args, **kwargs):
+        calls["n"] += 1
+        return _disk_full() if calls["n"] == 2 else real(*args, **kwargs)
+    monkeypatch.setattr(checkpoint_mod, "save_file", full_on_second)
+    run = tmp_path / "run"
+    code = cli.main(train_cli(workdir, run))
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "disk full" in err
+    assert (run / "checkpoints" / "step-00000004.tmp").is_dir() and not (run / "adapter").exists()
+    monkeypatch.setattr(checkpoint_mod, "save_file", real)
+    assert cli.main(train_cli(workdir, run, "--resume")) == 0
+    assert losses(run) == losses(reference_run)
+
+
+def _no_tokenizer(model_dir):
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model_dir / name).unlink()
+
+
+def _bad_hidden_size(model_dir):
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "hidden_size": "abc"}))
+
+
+def _truncated_weights(model_dir):
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize("damage, extra, expected", [
+    (_no_tokenizer, [], "no tokenizer files"),
+    (_bad_hidden_size, [], "hidden_size"),
+    (_truncated_weights, [], "cannot load safetensors weights"),
+    (None, ["lora.targets=foo_proj"], "lora.targets"),
+], ids=["no-tokenizer", "hidden-size-abc", "truncated-safetensors", "missing-targets"])
+def test_a_bad_model_is_one_line_exit_2_and_leaves_nothing(workdir, tmp_path, capsys, damage, extra, expected):
+    """Each once ended in a traceback (a ZeroDivisionError after an empty tokenizer, a validation
+    error, a SafetensorError, peft's NoMatchingPeftModuleError), some leaving config.yaml and
+    metrics.jsonl behind so the same command was then refused."""
+    import shutil
+    _, model_dir, corpus = workdir
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    if damage is not None:
+        damage(model)
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(model), "--data", str(corpus), "--max-steps", "2", "--out", str(out),
+            *FAST, *extra]
+    code = cli.main(argv)
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 2 and expected in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep"])
+def test_overrides_are_accepted_anywhere_among_the_flags(command, tmp_path):
+    """`train --method lora lora.rank=8 --model M ... optim.warmup_steps=1` once failed with
+    'unrecognized arguments'."""
+    from ja_adapt.cli import parse
+    from ja_adapt.cli.flags import config_from_args
+    grid = ["--grid", "lora.rank=4,8"] if command == "sweep" else []
+    args = parse([command, "--method", "lora", "lora.rank=8", "--model", "tiny", "optim.lr=1e-3",
+                  "--data", "a.jsonl", *grid, "--out", str(tmp_path), "optim.warmup_steps=1", "--data", "b/"])
+    cfg = config_from_args(args)
+    assert args.overrides == ["lora.rank=8", "optim.lr=1e-3", "optim.warmup_steps=1"]
+    assert (cfg.lora.rank, cfg.optim.lr, cfg.optim.warmup_steps) == (8, 1e-3, 1)
+    assert (cfg.model.name_or_path, cfg.data.paths, args.command) == ("tiny", ["a.jsonl", "b/"], command)

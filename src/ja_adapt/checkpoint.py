@@ -7,28 +7,40 @@
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
                                 (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
         trainer_state.json      step, data position, scheduler / scaler state, counters
+        manifest.json           every other file's name, size and sha256, written last
 
     FSDP (sharded) runs replace adapter/|model/ and optimizer.pt by
         shards/                 torch.distributed.checkpoint (DCP) files: weights and optimizer
                                 state, one file per rank, written by every rank; resumable on the
                                 same number of processes, `consolidate()` turns them into HF weights
 
-A folder is written as `step-N.tmp` and renamed when complete, so a killed run never leaves a
-half checkpoint behind: `latest()` only sees complete ones. With several processes `save`, `restore`
-and `save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
-DCP keeps its index (`shards/.metadata`) as a pickle: resume only from checkpoints you wrote.
+A folder is written as `step-N.tmp`, its manifest last, and renamed when complete, so a killed
+run never leaves a half checkpoint behind: `latest()` only sees complete ones. A checkpoint is
+trusted only after its files match its manifest (`verify`): `--resume` reports one that does not
+(a truncated, changed or deleted file), sets it aside as `step-N.bad` (renamed, never deleted) and
+uses the previous one (`latest_verified`). With several processes `save`, `restore` and
+`save_final` are collective (every rank calls them); rank 0 writes all but the DCP shards.
+
+Nothing in a checkpoint can run code: weights and RNG states are safetensors, optimizer.pt is read
+with `weights_only=True`, and DCP's index `shards/.metadata`, a pickle that torch would read with
+`pickle.load`, is read by `SafeShardReader`, whose unpickler admits only DCP's metadata classes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
@@ -40,11 +52,67 @@ from torch.distributed.checkpoint.state_dict import (
 
 from ja_adapt import distributed
 from ja_adapt.config import from_dict, read_yaml
-from ja_adapt.errors import UserError
+from ja_adapt.errors import UserError, first_line, notice
 from ja_adapt.methods import build_model, is_adapter
 from ja_adapt.models import tokenizer_for
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
+MANIFEST = "manifest.json"
+_STEP_FOLDER = re.compile(r"^step-\d+$")
+
+
+# What DCP's `.metadata` pickle may name (module, class): its metadata dataclasses, its file index,
+# torch.Size and a layout / path; dtypes (torch.float32, ...) are admitted by type. Nothing else.
+_DCP_METADATA_GLOBALS = {
+    *(("torch.distributed.checkpoint.metadata", n) for n in (
+        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
+        "BytesStorageMetadata", "ChunkStorageMetadata", "_MEM_FORMAT_ENCODING")),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch.distributed.checkpoint.filesystem", "_StoragePrefix"),
+    ("torch", "Size"), ("torch.serialization", "_get_layout"),
+    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"), ("collections", "OrderedDict"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only _DCP_METADATA_GLOBALS and torch dtypes (the pickle module's
+    "restricting globals" recipe): a crafted `.metadata` cannot name a function to call."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _DCP_METADATA_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"refuses to load {module}.{name}")
+
+
+class SafeShardReader(FileSystemReader):
+    """torch's DCP FileSystemReader, reading `.metadata` through _MetadataUnpickler."""
+
+    def read_metadata(self, *args, **kwargs) -> Metadata:
+        path = Path(self.path) / ".metadata"
+        try:
+            with open(path, "rb") as f:
+                metadata = _MetadataUnpickler(f).load()
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: not a DCP checkpoint index ({first_line(e)}); resume from a "
+                            "checkpoint ja-adapt wrote") from None
+        if not isinstance(metadata, Metadata):
+            raise UserError(f"{path}: not a DCP checkpoint index ({type(metadata).__name__}); resume "
+                            "from a checkpoint ja-adapt wrote")
+        if getattr(metadata, "storage_meta", None) is None:     # as torch's own reader does
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+def _load_shards(state: dict, shards: Path, **kwargs) -> None:
+    """dcp.load through SafeShardReader. Every rank reads the index first, so a bad one is a
+    UserError on every rank before any collective (not a CheckpointException from inside one)."""
+    reader = SafeShardReader(str(shards))
+    reader.read_metadata()
+    dcp.load(state, storage_reader=reader, **kwargs)
 
 
 @dataclass
@@ -136,11 +204,73 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
         meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None}
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+        write_manifest(tmp)                             # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     distributed.barrier()                               # complete for every rank
     return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """manifest.json: {relative path: {"bytes", "sha256"}} of every file in `folder` (DCP shards of
+    every rank included: they are written before dcp.save returns on rank 0)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                for p in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def verify(folder: Path) -> str | None:
+    """Why checkpoint `folder` cannot be trusted (a file missing, truncated or changed against its
+    manifest), or None when every file matches."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST}"
+    except (OSError, ValueError) as e:
+        return f"{MANIFEST} is unreadable ({e})"
+    for name, expected in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size} bytes, its manifest says {expected['bytes']}"
+        if _sha256(path) != expected["sha256"]:
+            return f"{name} does not match its sha256 in {MANIFEST}"
+    return None
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a checkpoint that failed verification to `step-N.bad` (`.bad-2`, ... when taken)."""
+    aside, n = folder.with_name(folder.name + ".bad"), 1
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.bad-{n}")
+    os.replace(folder, aside)
+    return aside
+
+
+def latest_verified(checkpoints: Path, main: bool = True) -> Path | None:
+    """The newest complete checkpoint that verifies. Each newer one that does not is reported and,
+    by the main process (`main`), set aside; the others only skip it."""
+    for folder in reversed(complete(checkpoints)):
+        problem = verify(folder)
+        if problem is None:
+            return folder
+        where = set_aside(folder) if main else folder
+        notice(f"checkpoint {folder} failed verification ({problem}); set aside as {where.name}, "
+               "resuming from the previous complete checkpoint")
+    return None
 
 
 def step_folder(checkpoints: Path, step: int) -> Path:
@@ -152,12 +282,12 @@ def step_of(folder: Path) -> int:
 
 
 def complete(checkpoints: Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first."""
+    """Complete checkpoint folders (their manifest written), oldest first; `.tmp` and `.bad`
+    folders are not."""
     if not checkpoints.is_dir():
         return []
     return sorted(p for p in checkpoints.iterdir()
-                  if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
-                  and (p / "trainer_state.json").is_file())
+                  if p.is_dir() and _STEP_FOLDER.match(p.name) and (p / MANIFEST).is_file())
 
 
 def latest(checkpoints: Path) -> Path | None:
@@ -199,7 +329,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
                         "with the train.strategy that wrote it")
     if sharded:
         sd = _shard_state(model, optimizer)
-        dcp.load(sd, checkpoint_id=str(folder / SHARDS))
+        _load_shards(sd, folder / SHARDS)
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     else:
         _load_weights(model, folder / weights_dirname(model))
@@ -227,7 +357,7 @@ def consolidate(folder: Path, out: Path | None = None) -> Path:
     tokenizer = tokenizer_for(cfg)
     model = build_model(cfg, tokenizer, torch.device("cpu"))
     sd = get_model_state_dict(model)
-    dcp.load({"model": sd}, checkpoint_id=str(folder / SHARDS), no_dist=True)
+    _load_shards({"model": sd}, folder / SHARDS, no_dist=True)
     set_model_state_dict(model, sd)
     out = Path(out) if out is not None else folder / weights_dirname(model)
     save_weights(model, tokenizer, out)

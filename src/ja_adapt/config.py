@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -206,14 +207,19 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             return int(value)
         raise UserError(f"{where}: key '{key}' must be an integer, got {value!r}")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):          # YAML 1.1 reads '1e-4' (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):        # YAML 1.1 reads '1e-4' (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise UserError(f"{where}: key '{key}' must be a number, got {value!r}")
+        if number is None:
+            raise UserError(f"{where}: key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(number):       # .nan / .inf would train to NaN weights
+            raise UserError(f"{where}: key '{key}' must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -52,6 +52,11 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (RANK), readable before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main() -> bool:
     """True on the one process that writes logs, reports, checkpoints and the final weights."""
     return rank() == 0
@@ -106,6 +111,19 @@ def all_reduce(value: torch.Tensor, op: str = "sum") -> torch.Tensor:
     t = value.detach().to(_comm_device()).clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return t.to(value.device)
+
+
+def local_part(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a tensor: the local shard of an FSDP DTensor, else the tensor."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def trainable_weights_finite(model: nn.Module) -> bool:
+    """True when every trainable weight is finite on every rank (collective): a step with a finite
+    loss can still overflow the weights (a huge learning rate), and such weights are never saved."""
+    bad = sum(int(not torch.isfinite(local_part(p).detach()).all()) for p in model.parameters()
+              if p.requires_grad)
+    return int(all_reduce(torch.tensor(bad))) == 0
 
 
 def all_gather(value: torch.Tensor) -> list[torch.Tensor]:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
+from peft.utils.error import NoMatchingPeftModuleError
 
 from ja_adapt.method_spec import SPECS, method_spec, resolve_targets
+from ja_adapt.errors import UserError, notice
 from ja_adapt.models import load_model
 
 if TYPE_CHECKING:
@@ -64,7 +66,33 @@ def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Mo
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    return get_peft_model(model, config)
+    warn_full_rank(model, cfg)
+    try:
+        return get_peft_model(model, config)
+    except NoMatchingPeftModuleError:
+        raise UserError(f"config: key 'lora.targets' is '{cfg.lora.targets}', which names no module of "
+                        f"this model; its linear layers: {', '.join(linear_names(model))}") from None
+
+
+def warn_full_rank(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
+    """A notice when lora.rank is not below min(in, out) of a target: such an update is not low-rank
+    and costs more than training the layer itself. A notice, not an error: a rank sweep may reach
+    the width of the smallest layer on purpose."""
+    targets = set(resolve_targets(cfg.lora.targets))
+    widths = {name.rsplit(".", 1)[-1]: min(m.in_features, m.out_features)
+              for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets}
+    narrow = sorted((w, name) for name, w in widths.items() if cfg.lora.rank >= w)
+    if narrow:
+        width, name = narrow[0]
+        notice(f"config: key 'lora.rank' ({cfg.lora.rank}) is not below min(in, out) = {width} of "
+               f"target {name}: the adapter is not low-rank there; lower lora.rank")
+
+
+def linear_names(model: torch.nn.Module) -> list[str]:
+    """The distinct last names of a model's nn.Linear modules (what lora.targets may name)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear)})
 
 
 def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> torch.nn.Module:

@@ -10,9 +10,12 @@ classes with safetensors weights and `trust_remote_code` off unless the config t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -21,8 +24,9 @@ from transformers import (
     Qwen2Config,
 )
 
+from ja_adapt import hub
 from ja_adapt.config import MODEL_ALIASES
-from ja_adapt.errors import UserError, closest
+from ja_adapt.errors import UserError, closest, first_line
 
 # Public Qwen2.5 configuration facts (config.json of each release). All: rope_theta 1e6,
 # rms_norm_eps 1e-6, SiLU MLP, q/k/v projections with bias, o_proj without.
@@ -52,6 +56,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Files one of which a tokenizer directory holds (fast, slow BPE, sentencepiece, WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
+
+
 def is_preset(name: str) -> bool:
     return name in PRESETS
 
@@ -60,14 +68,21 @@ def resolve_name(name_or_path: str) -> str:
     """A preset, path or hub id as is; a registered alias (config.MODEL_ALIASES) → the directory
     it resolves to. A preset name always means the preset, even if an alias reuses it.
 
-    A name that is not a preset, not an existing path and not `owner/name` is refused at once:
-    it is a typo, and a hub lookup would only retry against an unreachable network.
+    A name that is not a preset, not an existing path and not a hub id (hub.is_hub_id: `owner/name`,
+    with the hub switched on) is refused at once: it is a typo or a missing path, and a hub lookup
+    would only retry against an unreachable network.
     """
     name_or_path = str(name_or_path)
     if name_or_path in MODEL_ALIASES and not is_preset(name_or_path):
         return str(MODEL_ALIASES[name_or_path]())
-    if is_preset(name_or_path) or Path(name_or_path).exists() or "/" in name_or_path:
+    if is_preset(name_or_path) or Path(name_or_path).exists():
         return name_or_path
+    if hub.is_hub_id(name_or_path):
+        if hub.offline():
+            hub.require_reachable(name_or_path, "model")        # says the hub is switched off
+        return name_or_path
+    if "/" in name_or_path or os.path.lexists(name_or_path):   # a path (a broken symlink): no hub id
+        raise UserError(f"{name_or_path}: no such model directory; check the path")
     raise UserError(f"model '{name_or_path}': not a preset{closest(name_or_path, PRESETS)}, not a "
                     f"directory and not a hub id (owner/name); presets: {', '.join(PRESETS)}")
 
@@ -96,11 +111,13 @@ def model_config(name_or_path: str, trust_remote_code: bool = False) -> Pretrain
             json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{path / 'config.json'}: not valid JSON ({e})") from None
+    else:
+        hub.require_reachable(name_or_path, "model")            # fail now, not after retries
     try:
         return AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"model '{name_or_path}': cannot load its config ({first}); pass a local "
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as e:
+        # StrictDataclassError: a value of the wrong type (`"hidden_size": "abc"`)
+        raise UserError(f"model '{name_or_path}': cannot load its config ({first_line(e)}); pass a local "
                         f"directory, a reachable hub id, or a preset ({', '.join(PRESETS)})") from None
 
 
@@ -123,10 +140,9 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size
         return AutoModelForCausalLM.from_pretrained(
             str(name_or_path), config=config, dtype=dtype, use_safetensors=True,
             trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"model '{name_or_path}': cannot load safetensors weights ({first}); "
-                        "ja-adapt loads only .safetensors files") from None
+    except (OSError, ValueError, SafetensorError) as e:      # SafetensorError: a truncated file
+        raise UserError(f"model '{name_or_path}': cannot load safetensors weights ({first_line(e)}); "
+                        "ja-adapt loads only complete .safetensors files") from None
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
@@ -135,11 +151,19 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     if is_preset(name_or_path):
         raise UserError(f"model '{name_or_path}' is an architecture preset without a tokenizer; set "
                         "model.tokenizer to a tokenizer directory or hub id")
+    path = Path(name_or_path)
+    if not path.exists():
+        hub.require_reachable(name_or_path, "tokenizer")        # fail now, not after retries
+    if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        # transformers would build an empty tokenizer from the model config, and training divide by
+        # zero target tokens
+        raise UserError(f"tokenizer '{path}': cannot load (no tokenizer files: none of "
+                        f"{', '.join(TOKENIZER_FILES)}); save the tokenizer there, or set "
+                        "model.tokenizer to a directory with tokenizer.json")
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"tokenizer '{name_or_path}': cannot load ({first}); set model.tokenizer "
+    except (OSError, ValueError, TypeError, StrictDataclassError) as e:     # it reads config.json too
+        raise UserError(f"tokenizer '{name_or_path}': cannot load ({first_line(e)}); set model.tokenizer "
                         "to a directory with tokenizer.json") from None
     return tok
 

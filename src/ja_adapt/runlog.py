@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -19,18 +20,45 @@ import transformers
 
 from ja_adapt import distributed, telemetry
 from ja_adapt.config import config_hash
+from ja_adapt.errors import UserError, notice
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A torn last line (a write cut short: a kill, a full disk) is
+    dropped with a notice; any other unreadable line is a UserError naming it."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise UserError(f"{path}:{number}: not a JSON record; the metrics log is damaged, "
+                                "remove the line or train into another --out") from None
+            notice(f"{path}:{number}: dropped a torn last line ({len(line)} characters) left by an "
+                   "interrupted write")
+    return records
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    """Replace metrics.jsonl with `records`, through a temporary file: the old log stays whole until
+    the new one is."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class MetricsLog:
     """metrics.jsonl (always) and TensorBoard (optional). On resume, records after the resumed
-    step are dropped so the log reads as one uninterrupted run."""
+    step (and a torn last line) are dropped so the log reads as one uninterrupted run."""
 
     def __init__(self, out: Path, resumed_step: int, tensorboard: bool):
         self.path = out / "metrics.jsonl"
         if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resumed_step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            keep = [r for r in read_records(self.path) if r["step"] <= resumed_step]
+            write_records(self.path, keep)
         self.file = self.path.open("a", encoding="utf-8")
         self.tb = None
         if tensorboard:
@@ -51,11 +79,6 @@ class MetricsLog:
             self.tb.close()
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """This rank's part of a tensor: the local shard of an FSDP DTensor, else the tensor."""
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -65,13 +88,13 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
     With several processes tokens are global, memory is rank 0's with the largest rank's peak
     beside it, and state sizes are per rank (FSDP shards)."""
     cfg, out, state, memory, model = s.cfg, s.out, s.state, s.memory, s.model
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    records = read_records(out / "metrics.jsonl")
     train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
     vals = [r for r in records if r["kind"] == "val"]
     window = max(1, min(50, len(train_losses) // 10))
-    opt_bytes = sum(_local(t).numel() * t.element_size() for st in s.optimizer.state.values()
+    opt_bytes = sum(distributed.local_part(t).numel() * t.element_size() for st in s.optimizer.state.values()
                     for t in st.values() if torch.is_tensor(t))
-    model_bytes = sum(_local(p).numel() * p.element_size() for p in model.parameters()) + \
+    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + \
         sum(b.numel() * b.element_size() for b in model.buffers())
     summary = {
         "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,

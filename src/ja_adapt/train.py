@@ -17,6 +17,7 @@ shards. docs/scaling.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -26,10 +27,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ja_adapt import checkpoint, distributed, telemetry
+from ja_adapt import checkpoint, distributed, rundir, telemetry
 from ja_adapt.config import ExperimentConfig, diff_keys, from_dict, read_yaml, save_config
 from ja_adapt.data.pipeline import ExperimentData, prepare_data
-from ja_adapt.errors import UserError
+from ja_adapt.errors import UserError, disk_full_is_user_error
 from ja_adapt.methods import base_model, build_model, count_trainable
 from ja_adapt.models import resolve_device, tokenizer_for
 from ja_adapt.runlog import MetricsLog, write_summary
@@ -49,11 +50,10 @@ def check_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None
     """Check `out` can be written or resumed; returns the checkpoint to resume from (if any).
 
     An existing non-empty directory is never overwritten: `--resume` continues it, anything else
-    is refused. Nothing is created here, so bad input found later leaves no directory behind.
+    is refused. Nothing is written here (only rundir.locked's lock, which does not count), so bad
+    input found later leaves no directory behind.
     """
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory; choose another --out")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(not rundir.is_lock(p) for p in out.iterdir()):
         if not resume:
             raise UserError(f"{out}: already exists and is not empty; pass --resume to continue that "
                             "run, or choose another --out")
@@ -64,7 +64,7 @@ def check_run_dir(cfg: ExperimentConfig, out: Path, resume: bool) -> Path | None
             if changed:
                 raise UserError(f"{out}: --resume with a different config (key '{changed[0]}' differs "
                                 f"from {saved}); resume with the same settings or choose another --out")
-        return checkpoint.latest(out / "checkpoints")
+        return checkpoint.latest_verified(out / "checkpoints", main=distributed.launched_rank() == 0)
     return None
 
 
@@ -129,8 +129,16 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
 # ---- the loop ----------------------------------------------------------------------------------
 
 def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> dict:
-    """Train `cfg` into the run directory `out`; returns the summary (also in summary.json)."""
+    """Train `cfg` into the run directory `out`; returns the summary (also in summary.json).
+    Rank 0 holds the directory's lock for the whole run (rundir.py); the other ranks of its launch
+    run under it."""
     out = Path(out)
+    with (rundir.locked(out) if distributed.launched_rank() == 0 else contextlib.nullcontext(),
+          disk_full_is_user_error(str(out), "run the same command with --resume")):
+        return _train(cfg, out, resume)
+
+
+def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
     resume_from = check_run_dir(cfg, out, resume)
     if resume and (out / "summary.json").is_file() and resume_from is not None:
         summary = json.loads((out / "summary.json").read_text())
@@ -163,10 +171,7 @@ def train(cfg: ExperimentConfig, out: str | Path, *, resume: bool = False) -> di
         if validate and run_validation(s):
             stop_reason = "early_stopping"
         if stop_reason == "early_stopping" or save:
-            checkpoint.save(checkpoint.step_folder(out / "checkpoints", s.state.step), s.model, s.tokenizer,
-                            s.optimizer, s.scheduler, s.scaler, s.state, s.sharded)   # collective
-            if s.main:
-                checkpoint.prune(out / "checkpoints", t.keep_checkpoints)
+            save_checkpoint(s, bar)                         # collective
         if stop_reason == "early_stopping":
             break
         if not pending:                                     # the next window starts here
@@ -213,6 +218,23 @@ def read_back(s: Session, pending: list[tuple], window_start: float, bar) -> Non
                 f"{s.out}: training stopped at step {step}: {state.nonfinite_in_row} non-finite "
                 f"losses in a row; last good checkpoint: {last or 'none'}; lower optim.lr or use "
                 "precision=bf16/fp32")
+
+
+def save_checkpoint(s: Session, bar) -> None:
+    """The current step's checkpoint, then pruning. Collective. Weights that are no longer finite
+    stop the run (TrainingStopped) instead: they are never saved, as a checkpoint or as the final
+    weights (which follow the last checkpoint), so the last good checkpoint stays the newest."""
+    checkpoints = s.out / "checkpoints"
+    if not distributed.trainable_weights_finite(s.model):
+        bar.close()
+        raise TrainingStopped(
+            f"{s.out}: training stopped at step {s.state.step}: the weights are no longer finite "
+            f"(not saved); last good checkpoint: {checkpoint.latest(checkpoints) or 'none'}; lower "
+            "optim.lr or use precision=bf16/fp32")
+    checkpoint.save(checkpoint.step_folder(checkpoints, s.state.step), s.model, s.tokenizer, s.optimizer,
+                    s.scheduler, s.scaler, s.state, s.sharded)
+    if s.main:
+        checkpoint.prune(checkpoints, s.cfg.train.keep_checkpoints)
 
 
 def run_validation(s: Session) -> bool:

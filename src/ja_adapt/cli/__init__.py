@@ -45,8 +45,20 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
-            p.set_defaults(_module=mod)
+            p.set_defaults(_module=mod, command=name)
+            parser.set_defaults(_chosen_parser=p)
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments of `argv`. The subcommand's own arguments are parsed intermixed, so `key=value`
+    overrides may stand anywhere among its flags (`train --method lora lora.rank=8 --model M
+    optim.lr=1e-3`), as users write them; argparse's subparsers cannot parse intermixed themselves."""
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    parser = build_parser(chosen)
+    if chosen is None or argv.index(chosen) > 0:            # --help / --version / a usage error
+        return parser.parse_args(argv)
+    return parser.get_default("_chosen_parser").parse_intermixed_args(argv[1:])
 
 
 def _demo_base() -> str:
@@ -59,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     register_model_alias("demo-base", _demo_base)     # configs/demo.yaml names the demo's base model
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(next((a for a in argv if a in SUBCOMMANDS), None))
-    args = parser.parse_args(argv)
+    args = parse(argv)
     args.argv = argv                                            # train --nproc re-launches with it
     try:
         return args._module.run(args)

@@ -9,6 +9,7 @@ from ja_adapt.errors import UserError
 from ja_adapt.experiments import parse_grid, parse_tune, run_all, run_compare
 from ja_adapt.method_spec import SPECS
 from ja_adapt.report import build_results, executive_summary, write_report
+from ja_adapt.rundir import locked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
     seeds = [cfg.seed + i for i in range(args.seeds)]
-    if args.command == "compare":
-        methods = parse_grid([f"method={args.methods}"])["method"]
-        key, grids = parse_tune(args.tune, methods)
-        run_compare(args.out, cfg, methods, seeds, key, grids)
-    else:
-        run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
-                purpose="probe" if args.probe else "quality")
+    with locked(args.out):                  # one process per experiment directory, as per run
+        if args.command == "compare":
+            methods = parse_grid([f"method={args.methods}"])["method"]
+            key, grids = parse_tune(args.tune, methods)
+            run_compare(args.out, cfg, methods, seeds, key, grids)
+        else:
+            run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
+                    purpose="probe" if args.probe else "quality")
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)

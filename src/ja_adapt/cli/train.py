@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
                 and not (i > 0 and args.argv[i - 1] == "--nproc")]
         return subprocess.call(launch_command(args.nproc, argv))
     summary = train(config_from_args(args), args.out, resume=args.resume)
+    loss, speed = summary["final_train_loss"], summary["tokens_per_s"]   # None: no finite step
     print(f"{args.out}: {summary['steps']} steps, final train loss "
-          f"{summary['final_train_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s, "
-          f"trainable {summary['params_trainable']:,} / {summary['params_total']:,}")
+          f"{'n/a' if loss is None else f'{loss:.4f}'}, {'n/a' if speed is None else f'{speed:.0f}'} "
+          f"tokens/s, trainable {summary['params_trainable']:,} / {summary['params_total']:,}")
     return 0

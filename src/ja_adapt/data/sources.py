@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 
+from ja_adapt import hub
 from ja_adapt.charclass import HAN as _HAN
 from ja_adapt.charclass import KANA as _KANA
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.errors import UserError, first_line
 
 _SUFFIXES = (".txt", ".jsonl")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")   # owner/name
 _HUB_PREFIX = "hf:"
 
 
@@ -163,36 +162,30 @@ def _read_saved_dataset(path: Path, domain: str | None) -> Iterator[Document]:
     try:
         ds = datasets.load_from_disk(str(path))
     except (OSError, ValueError, FileNotFoundError) as e:
-        raise UserError(f"{path}: cannot load the saved dataset ({_first_line(e)}); "
+        raise UserError(f"{path}: cannot load the saved dataset ({first_line(e)}); "
                         "save it with Dataset.save_to_disk") from None
     yield from _read_dataset(ds, str(path), domain or path.name)
 
 
 def _hub_name(spec: str) -> str | None:
     """The hub dataset name `spec` stands for (it does not exist locally), or None."""
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    if offline:
+    if hub.offline():
         return None
     if spec.startswith(_HUB_PREFIX):
         return spec[len(_HUB_PREFIX):] or None
-    return spec if _HUB_ID.match(spec) and not spec.endswith(_SUFFIXES) else None
+    return spec if hub.is_hub_id(spec) and not spec.endswith(_SUFFIXES) else None
 
 
 def _read_hub(name: str, domain: str | None) -> Iterator[Document]:
     import datasets  # heavy (pyarrow): imported only for dataset sources
 
+    hub.require_reachable(name, "dataset")                  # fail now, not after retries
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as e:  # noqa: BLE001 - network, auth and format failures all mean "cannot load"
         raise UserError(f"{name}: no such file or directory, and loading it as a hub dataset failed "
-                        f"({_first_line(e)}); check the path or the dataset name") from None
+                        f"({first_line(e)}); check the path or the dataset name") from None
     yield from _read_dataset(ds, name, domain or name.rsplit("/", 1)[-1])
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_path(spec: str, domain: str | None) -> Iterator[Document]:
