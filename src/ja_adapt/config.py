@@ -55,6 +55,15 @@ class LoraConfig:
 
 
 @dataclass
+class AlpacaConfig:
+    """Which fields of an Alpaca-style record (data/records.py) hold what; the prompt is the
+    instruction, then a blank line and the input when there is one, then a newline."""
+    instruction: str = "instruction"    # the task, in the prompt
+    input: str = "input"                # optional context, appended to the prompt ('' or absent: none)
+    output: str = "output"              # the answer: the completion, which carries the loss
+
+
+@dataclass
 class DataConfig:
     paths: list[str] = field(default_factory=list)       # training corpora: .txt, .jsonl, directories, datasets
     eval_paths: list[str] = field(default_factory=list)  # corpora only evaluated (cross-domain, forgetting)
@@ -67,6 +76,11 @@ class DataConfig:
     require_japanese: bool = True       # refuse a training corpus without Japanese characters
     cache_dir: str | None = None        # token-file cache; default: the user cache directory
     num_workers: int = 1                # tokenization worker processes
+    weights: list[float] = field(default_factory=list)  # per data.paths entry: how often its training
+                                        # documents are seen per epoch (2 = twice, 0.5 = a fixed half); [] = all 1
+    completion_only_loss: bool = True   # supervised records: only completion / assistant tokens carry
+                                        # loss (prompt, system / user turns and template scaffolding masked)
+    alpaca: AlpacaConfig = field(default_factory=AlpacaConfig)  # field names of Alpaca-style records
 
 
 @dataclass
@@ -355,6 +369,11 @@ def validate(cfg: ExperimentConfig) -> None:
             raise bad(f"data.{key}", f"must be in [0, 0.5), got {getattr(cfg.data, key)}")
     if cfg.data.num_workers <= 0:
         raise bad("data.num_workers", "must be positive")
+    if cfg.data.weights and len(cfg.data.weights) != len(cfg.data.paths):
+        raise bad("data.weights", f"has {len(cfg.data.weights)} entries for {len(cfg.data.paths)} "
+                  "data.paths; give one weight per path, or none")
+    if any(w < 0 for w in cfg.data.weights) or (cfg.data.weights and not any(cfg.data.weights)):
+        raise bad("data.weights", f"must be >= 0 and not all 0, got {cfg.data.weights}")
     cfg.eval.check()
 
 
