@@ -47,7 +47,8 @@ def _cfg(**kw):
 
 def test_examples_are_prompt_and_reference(docs, tok):
     ex = examples_of(docs + [Document("地の文")], tok)
-    assert len(ex) == 6 and ex[0] == Example(PAIRS[0][0], "開く", "ui", "t:0")
+    assert len(ex) == 6 and ex[0] == Example(PAIRS[0][0], "開く", "ui", "t:0", "<|endoftext|>")
+    assert ex[-1].stop == "<|im_end|>"
     assert ex[-1].reference == "元気です。" and ex[-1].prompt.endswith(
         "<|im_start|>user\n元気？<|im_end|>\n<|im_start|>assistant\n")
     assert tok.convert_ids_to_tokens(stop_ids(tok)) == ["<|endoftext|>", "<|im_end|>"]
@@ -88,7 +89,8 @@ def test_greedy_is_batch_invariant_and_sampling_is_seeded(docs, tok, model):
 def test_response_nll_matches_transformers_labels(docs, tok, model):
     ex = examples_of(docs, tok)
     got = response_nll(model, tok, ex, batch_size=4)
-    stop = {"ui": tok.convert_tokens_to_ids("<|im_end|>"), "chat": tok.convert_tokens_to_ids("<|im_end|>")}
+    # training put EOS after a completion and <|im_end|> after an assistant turn
+    stop = {"ui": tok.eos_token_id, "chat": tok.convert_tokens_to_ids("<|im_end|>")}
     for e, nll in zip(ex, got):
         prompt = [tok.eos_token_id] + tok.encode(e.prompt, add_special_tokens=False)
         answer = tok.encode(e.reference, add_special_tokens=False) + [stop[e.domain]]
@@ -124,3 +126,29 @@ def test_evaluate_model_puts_supervised_records_in_their_own_section(docs, tok, 
     res = evaluate_model(model, tok, docs + text, _cfg(sft_examples=3))
     assert list(res["likelihood"]["by_group"]) == ["ja/news"]
     assert res["supervised"]["n"] == 3
+
+
+def test_train_then_eval_on_translation_records_from_the_command_line(saved_tiny_model, tmp_path, capsys):
+    import json
+
+    from ja_adapt import cli
+    from ja_adapt.data.translation import catalog_pairs, prompt_completion, split_pairs
+
+    _, model_dir, corpus = saved_tiny_model
+    parts = split_pairs(catalog_pairs(max_chars=24)[:80])
+    for name in ("train", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps({**prompt_completion(p), "domain": "translation"}, ensure_ascii=False) + "\n"
+            for p in parts[name]), encoding="utf-8")
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", str(model_dir), "--method", "lora", "--data", str(corpus),
+                     "--data", str(tmp_path / "train.jsonl"), "--out", str(run), "--max-steps", "2",
+                     "data.weights=[1,2]", "precision=fp32", "data.seq_len=64", "train.batch_size=2",
+                     "optim.warmup_steps=1", "train.eval_every=0", "train.tensorboard=false",
+                     "train.progress=false", "eval.sft_max_new_tokens=8", "eval.bootstrap_resamples=50",
+                     f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+    assert cli.main(["eval", str(run), "--data", str(tmp_path / "test.jsonl"), "--gen-prompts", "0"]) == 0
+    sup = json.loads((run / "eval.json").read_text(encoding="utf-8"))["supervised"]
+    assert sup["n"] == len(parts["test"]) >= 3 and set(sup["by_domain"]) == {"translation"}
+    assert sup["samples"][0]["reference"] == parts["test"][0].ja
+    capsys.readouterr()

@@ -40,6 +40,7 @@ class Example:
     reference: str     # the response it should produce
     domain: str
     source: str
+    stop: str = ""     # the token training put after the response: EOS, or the chat's end of turn
 
 
 def examples_of(docs: list[Document], tokenizer) -> list[Example]:
@@ -49,18 +50,18 @@ def examples_of(docs: list[Document], tokenizer) -> list[Example]:
         if d.segments:
             cut = max(i for i, (_, trained) in enumerate(d.segments) if trained)
             out.append(Example("".join(t for t, _ in d.segments[:cut]), d.segments[cut][0], d.domain,
-                               d.source))
+                               d.source, tokenizer.eos_token))
         elif d.messages:
             last = max(i for i, (role, _) in enumerate(d.messages) if role == "assistant")
             out.append(Example(chat_prompt(tokenizer, d.messages[:last], d.source or "messages"),
-                               d.messages[last][1], d.domain, d.source))
+                               d.messages[last][1], d.domain, d.source, end_of_turn(tokenizer)))
     return out
 
 
 def stop_ids(tokenizer) -> list[int]:
     """Token ids that end a response: EOS and the chat template's end-of-turn token."""
     ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(end_of_turn(tokenizer))]
-    return list(dict.fromkeys(i for i in ids if i is not None and i != tokenizer.unk_token_id))
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def _start_id(tokenizer) -> int:
@@ -114,12 +115,14 @@ def generate_responses(model, tokenizer, examples: list[Example], *, max_new_tok
 
 
 def response_nll(model, tokenizer, examples: list[Example], *, batch_size: int = 8) -> list[float]:
-    """Teacher-forced NLL in nats of each reference's tokens and its stop token, given the prompt."""
-    stop = stop_ids(tokenizer)[-1]          # the end-of-turn token with a template, else EOS
+    """Teacher-forced NLL in nats of each reference's tokens and its stop token (the one training
+    put after it: EOS after a completion, the end-of-turn token after an assistant turn), given the
+    prompt."""
     device = next(model.parameters()).device
     rows = []
     for e in examples:
         prompt = [_start_id(tokenizer)] + _encode(tokenizer, e.prompt)
+        stop = tokenizer.convert_tokens_to_ids(e.stop or tokenizer.eos_token)
         rows.append((prompt + _encode(tokenizer, e.reference) + [stop], len(prompt)))
     out = []
     was_training = model.training
@@ -129,7 +132,7 @@ def response_nll(model, tokenizer, examples: list[Example], *, batch_size: int =
             for lo in range(0, len(rows), batch_size):
                 part = rows[lo:lo + batch_size]
                 width = max(len(ids) for ids, _ in part)
-                input_ids = torch.full((len(part), width), stop, dtype=torch.long)
+                input_ids = torch.full((len(part), width), tokenizer.eos_token_id, dtype=torch.long)
                 targets = torch.full((len(part), width), IGNORE, dtype=torch.long)
                 for r, (ids, n_prompt) in enumerate(part):
                     input_ids[r, :len(ids)] = torch.tensor(ids)
