@@ -7,7 +7,7 @@ docs/metrics.md#supervised. Each example is a prompt and its reference response:
 The model sees what training showed it: EOS (the separator before every packed document, or BOS
 when the tokenizer has one) + the prompt's tokens. Responses are decoded greedily by default
 (eval.sft_do_sample turns on sampling with eval.sft_temperature / sft_top_p, seeded with eval.seed
-for each batch) and stop at the first stop token: EOS, and the template's end-of-turn token
+plus the batch's first row for each batch) and stop at the first stop token: EOS, and the template's end-of-turn token
 (`<|im_end|>`) when there is one. Scores: BLEU (ja-mecab) and chrF with signatures
 (genscores.bleu_chrf), exact match (the response equals the reference after stripping surrounding
 whitespace), and the teacher-forced response bits/char: the NLL of the reference's tokens and its
@@ -28,6 +28,7 @@ from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import IGNORE
 from ja_adapt.data.records import chat_prompt, end_of_turn
 from ja_adapt.evaluate.bootstrap import percentile_interval, ratio_interval, replicates
+from ja_adapt.evaluate.generation import inference, left_padded
 from ja_adapt.evaluate.genscores import bleu_chrf, prompt_intervals
 from ja_adapt.loss import token_nll
 
@@ -87,30 +88,19 @@ def generate_responses(model, tokenizer, examples: list[Example], *, max_new_tok
                                **({"temperature": temperature, "top_p": top_p, "top_k": 0}
                                   if do_sample else {}))
     seqs = [[_start_id(tokenizer)] + _encode(tokenizer, e.prompt) for e in examples]
-    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
     out: list[dict | None] = [None] * len(seqs)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(order), batch_size):
-                rows = order[lo:lo + batch_size]
-                width = max(len(seqs[i]) for i in rows)
-                ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in rows], device=device)
-                mask = (torch.arange(width, device=device)[None] >=
-                        torch.tensor([width - len(seqs[i]) for i in rows], device=device)[:, None]).long()
-                if do_sample:
-                    torch.manual_seed(seed + lo)
-                gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
-                for r, i in enumerate(rows):
-                    new = gen[r, width:].tolist()
-                    cut = next((k for k, t in enumerate(new) if t in stops), None)
-                    kept = new if cut is None else new[:cut]
-                    out[i] = {"text": tokenizer.decode(kept, skip_special_tokens=True,
-                                                       clean_up_tokenization_spaces=False),
-                              "stop": "budget" if cut is None else "stop_token", "new_tokens": len(kept)}
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for b, (rows, ids, mask, width) in enumerate(left_padded(seqs, batch_size, pad, device)):
+            if do_sample:
+                torch.manual_seed(seed + b * batch_size)
+            gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
+            for r, i in enumerate(rows):
+                new = gen[r, width:].tolist()
+                cut = next((k for k, t in enumerate(new) if t in stops), None)
+                kept = new if cut is None else new[:cut]
+                out[i] = {"text": tokenizer.decode(kept, skip_special_tokens=True,
+                                                   clean_up_tokenization_spaces=False),
+                          "stop": "budget" if cut is None else "stop_token", "new_tokens": len(kept)}
     return out
 
 
@@ -125,25 +115,20 @@ def response_nll(model, tokenizer, examples: list[Example], *, batch_size: int =
         stop = tokenizer.convert_tokens_to_ids(e.stop or tokenizer.eos_token)
         rows.append((prompt + _encode(tokenizer, e.reference) + [stop], len(prompt)))
     out = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(rows), batch_size):
-                part = rows[lo:lo + batch_size]
-                width = max(len(ids) for ids, _ in part)
-                input_ids = torch.full((len(part), width), tokenizer.eos_token_id, dtype=torch.long)
-                targets = torch.full((len(part), width), IGNORE, dtype=torch.long)
-                for r, (ids, n_prompt) in enumerate(part):
-                    input_ids[r, :len(ids)] = torch.tensor(ids)
-                    # position j predicts token j + 1: targets are the response tokens and the stop
-                    targets[r, n_prompt - 1:len(ids) - 1] = torch.tensor(ids[n_prompt:])
-                # right padding comes after every real token, so causal attention never sees it
-                batch = {"input_ids": input_ids.to(device), "targets": targets.to(device),
-                         "position_ids": torch.arange(width).expand(len(part), width).to(device)}
-                out += token_nll(model, batch).sum(-1).tolist()
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for lo in range(0, len(rows), batch_size):
+            part = rows[lo:lo + batch_size]
+            width = max(len(ids) for ids, _ in part)
+            input_ids = torch.full((len(part), width), tokenizer.eos_token_id, dtype=torch.long)
+            targets = torch.full((len(part), width), IGNORE, dtype=torch.long)
+            for r, (ids, n_prompt) in enumerate(part):
+                input_ids[r, :len(ids)] = torch.tensor(ids)
+                # position j predicts token j + 1: targets are the response tokens and the stop
+                targets[r, n_prompt - 1:len(ids) - 1] = torch.tensor(ids[n_prompt:])
+            # right padding comes after every real token, so causal attention never sees it
+            batch = {"input_ids": input_ids.to(device), "targets": targets.to(device),
+                     "position_ids": torch.arange(width).expand(len(part), width).to(device)}
+            out += token_nll(model, batch).sum(-1).tolist()
     return out
 
 
