@@ -74,6 +74,13 @@ def make_eval(level: float, seed: int, base: dict | None = None, forget: float =
                             "bleu_4_precision": 40 - level, "sentence_bleu_mean": 50 - level, "sentence_bleu_std": 5.0,
                             "samples": [{"source": "s", "prompt": "p", "reference": r, "hypothesis": h}
                                         for r, h in zip(refs, hyps)]}
+    refs = ["ファイルを開く", "保存する", "終了"]
+    ev["supervised"] = {"n": 3, "overall": {"bleu": 50 - 10 * level, "chrf": 60 - 10 * level,
+                                            "exact_match": 0.5 - level / 10, "response_bits_per_char": level},
+                        "samples": [{"domain": "translation", "prompt": f"Translate into Japanese:\nS{i}\n",
+                                     "reference": r, "hypothesis": r[:1 + int(level)], "exact_match": False,
+                                     "nll": level * len(r), "chars": len(r)}
+                                    for i, r in enumerate(refs)]}
     ev["forgetting"] = forgetting(ev, base)
     return ev
 
@@ -408,3 +415,15 @@ def test_corpus_manifest_becomes_the_data_sources_appendix(tmp_path):
     assert "Appendix: data sources" in md and "GPL-2.0-or-later" in md and "45,678" in md
     assert "Appendix: data sources" not in write_report(tmp_path / "none", build_results(
         [make_compare(tmp_path / "plain", seeds=(0,))]))["report.md"].read_text(encoding="utf-8")
+
+
+def test_supervised_task_section_reads_each_models_eval(results, compare_dir, tmp_path):
+    from ja_adapt.report import write_report
+    st = results["supervised_task"]
+    chrf = [e["supervised"]["overall"]["chrf"] for e in _evals(compare_dir, "lora")]
+    assert st["groups"]["lora"]["sft_chrf"]["mean"] == pytest.approx(np.mean(chrf))
+    assert st["groups"]["lora"]["sft_chrf"]["n"] == 2 and "base" in st["groups"]
+    first = _evals(compare_dir, "full")[0]["supervised"]["samples"][0]
+    assert st["samples"]["full"][0]["hypothesis"] == first["hypothesis"] and len(st["samples"]["full"]) == 3
+    md = write_report(tmp_path / "rep", results)["report.md"].read_text(encoding="utf-8")
+    assert "Supervised task" in md and "Continuation quality" in md and "ファイルを開く" in md

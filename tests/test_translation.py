@@ -38,3 +38,32 @@ def test_split_depends_on_the_english_source_only_and_holds_out_its_japanese():
 def test_prompt_completion_is_a_trl_record():
     rec = prompt_completion(catalog_pairs(max_chars=80)[0])
     assert set(rec) == {"prompt", "completion"} and rec["completion"] and rec["prompt"].endswith("\n")
+
+
+def test_drop_held_out_removes_the_units_that_hold_a_held_out_side():
+    from ja_adapt.data.documents import Document
+    from ja_adapt.data.translation import drop_held_out
+
+    held = {"リポジトリの状態を表示します", "終了"}
+    docs = [Document("前置きの段落です。\n\nリポジトリの状態を表示します\n\n無関係な段落です。", domain="docs"),
+            Document("作業領域の リポジトリの状態を表示します 。詳しくはヘルプを参照。", domain="docs"),
+            Document("終了\n\n終了しました", domain="ui"),
+            Document("終了", domain="ui")]
+    kept, report = drop_held_out(docs, held)
+    assert [d.text for d in kept] == ["前置きの段落です。\n\n無関係な段落です。", "終了しました"]
+    assert kept[1].domain == "ui" and report["removed_units"] == 4 and report["kept_docs"] == 2
+
+
+def test_decontaminated_mercurial_corpus_holds_no_held_out_japanese_side():
+    from ja_adapt.data.corpora import load_sources
+    from ja_adapt.data.translation import drop_held_out
+
+    held = held_out_japanese()
+    docs, _ = load_sources(["hg-help-ja"])
+    before = "\n".join(d.text for d in docs)
+    long_sides = [s for s in held if len(s) >= 8]
+    assert sum(s in before for s in long_sides) > 100          # the check can fail: they are there
+    kept, report = drop_held_out(docs, held)
+    after = "\n".join(d.text for d in kept)
+    assert not [s for s in long_sides if s in after]
+    assert 0 < report["removed_chars"] < 0.5 * len(before)

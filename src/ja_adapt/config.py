@@ -56,6 +56,15 @@ class LoraConfig:
 
 
 @dataclass
+class AlpacaConfig:
+    """Which fields of an Alpaca-style record (data/records.py) hold what; the prompt is the
+    instruction, then a blank line and the input when there is one, then a newline."""
+    instruction: str = "instruction"    # the task, in the prompt
+    input: str = "input"                # optional context, appended to the prompt ('' or absent: none)
+    output: str = "output"              # the answer: the completion, which carries the loss
+
+
+@dataclass
 class DataConfig:
     paths: list[str] = field(default_factory=list)       # training corpora: .txt, .jsonl, directories, datasets
     eval_paths: list[str] = field(default_factory=list)  # corpora only evaluated (cross-domain, forgetting)
@@ -68,6 +77,11 @@ class DataConfig:
     require_japanese: bool = True       # refuse a training corpus without Japanese characters
     cache_dir: str | None = None        # token-file cache; default: the user cache directory
     num_workers: int = 1                # tokenization worker processes
+    weights: list[float] = field(default_factory=list)  # per data.paths entry: how often its training
+                                        # documents are seen per epoch (2 = twice, 0.5 = a fixed half); [] = all 1
+    completion_only_loss: bool = True   # supervised records: only completion / assistant tokens carry
+                                        # loss (prompt, system / user turns and template scaffolding masked)
+    alpaca: AlpacaConfig = field(default_factory=AlpacaConfig)  # field names of Alpaca-style records
 
 
 @dataclass
@@ -128,14 +142,20 @@ class EvalConfig:
                                       # most a byte-level model may need; each prompt stops at its reference's length)
     gen_batch_size: int = 16          # prompts per batched greedy decoding (left padding; results do not depend on it)
     bootstrap_resamples: int = 1000   # bootstrap resamples: every interval, paired CIs and sacrebleu's paired test
-    seed: int = 0                     # prompt selection and bootstrap seed
+    seed: int = 0                     # prompt selection and bootstrap seed (and sampling, when on)
+    supervised: bool = True           # evaluate held-out supervised records (generation; light evals skip it)
+    sft_examples: int = 0             # supervised examples evaluated per model (0 = every held-out one)
+    sft_max_new_tokens: int = 64      # response budget; a response also stops at EOS / end of turn
+    sft_do_sample: bool = False       # supervised responses: greedy (false) or sampled, seeded by eval.seed
+    sft_temperature: float = 1.0      # sampling temperature (eval.sft_do_sample only)
+    sft_top_p: float = 1.0            # nucleus sampling mass (eval.sft_do_sample only)
     target_lang: str = "ja"           # the adapted language: scripts, generation, buckets
     forgetting_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # languages for retention
     buckets: BucketConfig = field(default_factory=BucketConfig)  # sentence-complexity rule
 
     def check(self) -> None:
         """Raise UserError naming the first invalid key."""
-        for key in ("max_length", "batch_size", "gen_batch_size", "bootstrap_resamples"):
+        for key in ("max_length", "batch_size", "gen_batch_size", "bootstrap_resamples", "sft_max_new_tokens"):
             if getattr(self, key) < 1:
                 raise UserError(f"eval.{key}: must be >= 1 (got {getattr(self, key)})")
         if self.buckets.min_criteria < 1:
@@ -149,12 +169,17 @@ class EvalConfig:
         if self.gen_prompts and min(self.gen_prefix_chars, self.gen_ref_chars, self.gen_max_new_tokens) < 1:
             raise UserError("eval.gen_prefix_chars / gen_ref_chars / gen_max_new_tokens: must be >= 1 "
                             "when eval.gen_prompts > 0")
+        if self.sft_examples < 0:
+            raise UserError(f"eval.sft_examples: must be >= 0 (got {self.sft_examples})")
+        if self.sft_temperature <= 0 or not 0 < self.sft_top_p <= 1:
+            raise UserError(f"eval.sft_temperature / sft_top_p: need temperature > 0 and top_p in "
+                            f"(0, 1] (got {self.sft_temperature}, {self.sft_top_p})")
         if not 0 < self.buckets.kanji_ratio <= 1:
             raise UserError(f"eval.buckets.kanji_ratio: must be in (0, 1] (got {self.buckets.kanji_ratio})")
 
     def light(self) -> "EvalConfig":
-        """Likelihood only (no generation): for per-checkpoint curves."""
-        return dataclasses.replace(self, gen_prompts=0)
+        """Likelihood only (no generation, no supervised responses): for per-checkpoint curves."""
+        return dataclasses.replace(self, gen_prompts=0, supervised=False)
 
 
 @dataclass
@@ -361,6 +386,11 @@ def validate(cfg: ExperimentConfig) -> None:
             raise bad(f"data.{key}", f"must be in [0, 0.5), got {getattr(cfg.data, key)}")
     if cfg.data.num_workers <= 0:
         raise bad("data.num_workers", "must be positive")
+    if cfg.data.weights and len(cfg.data.weights) != len(cfg.data.paths):
+        raise bad("data.weights", f"has {len(cfg.data.weights)} entries for {len(cfg.data.paths)} "
+                  "data.paths; give one weight per path, or none")
+    if any(w < 0 for w in cfg.data.weights) or (cfg.data.weights and not any(cfg.data.weights)):
+        raise bad("data.weights", f"must be >= 0 and not all 0, got {cfg.data.weights}")
     cfg.eval.check()
 
 

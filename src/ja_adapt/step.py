@@ -97,7 +97,9 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], c
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
         with autocast(cfg, device):
-            loss, _ = engine(**batch, scale=1.0 / n_targets)   # this rank's share of the global mean
+            # this rank's share of the global mean; a batch of prompt tokens only (completion-only
+            # loss) has no target: its loss and gradients are 0
+            loss, _ = engine(**batch, scale=1.0 / max(n_targets, 1))
         with distributed.grad_sync(engine, i == len(micro) - 1):
             scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks
         loss_sum += loss.detach()

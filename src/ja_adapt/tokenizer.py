@@ -5,7 +5,10 @@ regex (isolated), `ByteLevel(add_prefix_space=False, use_regex=False)` and a Byt
 so any UTF-8 text is encodable (no unknown token) and `decode(encode(x)) == NFC(x)`. The BPE
 merges are learnt with the `tokenizers` library on the demo's corpora. Special tokens come
 first in the vocabulary: "<|endoftext|>" (id 0; eos and pad, as in Qwen2), "<|im_start|>",
-"<|im_end|>" (Qwen2's chat markers). Training is deterministic: same texts → same tokenizer
+"<|im_end|>" (Qwen2's chat markers), and the tokenizer carries Qwen2's ChatML chat template (no
+default system prompt): a conversation in `messages` format written for the demo renders as it
+would for Qwen2.5-Instruct, and the template is saved with the tokenizer (and so with every adapter,
+model and merged model directory). Training is deterministic: same texts → same tokenizer
 (checked with `tokenizer_fingerprint`).
 """
 
@@ -34,13 +37,21 @@ from ja_adapt.errors import UserError
 QWEN2_SPLIT_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
                      r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 EOS = "<|endoftext|>"
+END_OF_TURN = "<|im_end|>"
+# ChatML, as Qwen2-Instruct writes it (Qwen2.5's template adds a default system prompt and tools).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 @dataclass
 class TokenizerConfig:
     vocab_size: int = 8192                  # target vocabulary incl. 256 byte symbols and specials
     min_frequency: int = 2                  # a pair must occur this often to be merged
-    special_tokens: tuple[str, ...] = (EOS, "<|im_start|>", "<|im_end|>")  # ids 0, 1, 2
+    special_tokens: tuple[str, ...] = (EOS, "<|im_start|>", END_OF_TURN)  # ids 0, 1, 2
+    chat_template: str = CHATML_TEMPLATE    # how `messages` records are rendered (apply_chat_template)
     model_max_length: int = 4096            # the tiny preset's max_position_embeddings
 
 
@@ -65,7 +76,8 @@ def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
                     out_dir: str | Path | None = None, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Learn byte-level BPE merges on `docs` (Documents or strings) and wrap them for transformers.
 
-    Returns a fast tokenizer with eos = pad = "<|endoftext|>" and no BOS (Qwen2 has none); its
+    Returns a fast tokenizer with eos = pad = "<|endoftext|>", no BOS (Qwen2 has none) and the
+    ChatML chat template; its
     length is at most `vocab_size` (less when the texts allow fewer merges). With `out_dir` the
     tokenizer is also saved there (tokenizer.json + tokenizer_config.json), loadable with
     `AutoTokenizer.from_pretrained(out_dir)`.
@@ -89,6 +101,7 @@ def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
         tokenizer_object=backend, eos_token=EOS, pad_token=EOS, unk_token=None, bos_token=None,
         additional_special_tokens=list(cfg.special_tokens[1:]),
         model_max_length=cfg.model_max_length, clean_up_tokenization_spaces=False)
+    tokenizer.chat_template = cfg.chat_template
     if out_dir is not None:
         tokenizer.save_pretrained(str(out_dir))
     return tokenizer

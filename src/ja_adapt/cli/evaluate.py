@@ -10,7 +10,7 @@ from pathlib import Path
 from peft import PeftModel
 
 from ja_adapt.artifacts import load_run
-from ja_adapt.config import EvalConfig
+from ja_adapt.config import AlpacaConfig, EvalConfig
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.errors import UserError
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--data: required with --model (the corpus to evaluate)")
         model, tokenizer = _load_model(args, device)
     if args.data:
-        docs = read_corpus(args.data)
+        docs = read_corpus(args.data, alpaca=run_cfg.data.alpaca if args.run_dir else AlpacaConfig())
     overrides = {f: getattr(args, f) for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed")
                  if getattr(args, f) is not None}
     cfg = dataclasses.replace(cfg, **overrides)

@@ -7,7 +7,26 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Document:
+    """One unit of a corpus: plain text (continued pretraining) or a supervised record.
+
+    A supervised record keeps its structure so the loss can skip what the model is not to learn
+    (data/records.py): `segments` for prompt→completion text, `messages` for a conversation (the
+    chat template that turns it into text belongs to the tokenizer, so it is applied at
+    tokenization). `text` is always the record's text (prompt + completion, or the turns' contents
+    joined by newlines): what splitting, deduplication, decontamination and fingerprints read.
+    """
     text: str
     lang: str = "ja"          # ISO 639-1: ja, en, zh
     domain: str = "general"   # e.g. news, conversation, docs
     source: str = ""          # where it came from: a file path (with line for JSONL) or a package
+    segments: tuple[tuple[str, bool], ...] = ()  # (text, carries loss) pieces; () = plain text
+    messages: tuple[tuple[str, str], ...] = ()   # (role, content) turns of a conversation
+
+    @property
+    def kind(self) -> str:
+        """'text', 'prompt_completion' or 'messages'."""
+        return "messages" if self.messages else "prompt_completion" if self.segments else "text"
+
+    @property
+    def supervised(self) -> bool:
+        return bool(self.segments or self.messages)

@@ -13,7 +13,10 @@ Batch contract (ja_adapt.loss):
                 (positions from 0, no view of its earlier part). Splitting keeps every token in
                 exactly one row per epoch and wastes no padding; the cost is lost context at a cut.
   targets       the next token of the same document in the same row; IGNORE at a document's last
-                token (its EOS), at the last position of every row, and on padding.
+                token (its EOS), at the last position of every row, and on padding, and, with
+                completion_only (data.completion_only_loss), wherever the next token is masked in
+                the store's loss_mask (a supervised record's prompt, non-assistant turns and template
+                scaffolding). The mask travels with each token, so packing and cutting rows keep it.
 Padding: only the tail of the epoch's last batch (the stream rarely fills it exactly) is padding,
 so every token of the epoch is used and shapes stay fixed. Padding tokens are the store's pad id
 and carry position ids T, T+1, ... (never < T): no real token attends to them (they come later in
@@ -36,13 +39,13 @@ class PackedBatches:
     """Deterministic, random-access packed batches over a TokenStore (see module docstring)."""
 
     def __init__(self, store: TokenStore, seq_len: int, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, pad_id: int | None = None):
+                 shuffle: bool = True, pad_id: int | None = None, completion_only: bool = True):
         if seq_len < 2:
             raise UserError(f"data.seq_len: must be >= 2, got {seq_len}")
         if batch_size < 1:
             raise UserError(f"train.batch_size: must be >= 1, got {batch_size}")
         self.store, self.seq_len, self.batch_size = store, seq_len, batch_size
-        self.seed, self.shuffle = seed, shuffle
+        self.seed, self.shuffle, self.completion_only = seed, shuffle, completion_only
         self.pad_id = store.pad_id if pad_id is None else pad_id
         self._lengths = store.doc_lengths
         self._layout_epoch: int | None = None
@@ -104,6 +107,8 @@ class PackedBatches:
         offset_in_doc = p - starts[k]
         src = self.store.doc_offsets[doc] + offset_in_doc          # index into store.tokens
         has_next = (offset_in_doc + 1 < self._lengths[doc]) & ((p + 1) % t != 0)
+        if self.completion_only:
+            has_next &= self.store.loss_mask[np.minimum(src + 1, n_tokens - 1)].astype(bool)
 
         input_ids = np.full(pos.shape, self.pad_id, dtype=np.int64)
         targets = np.full(pos.shape, IGNORE, dtype=np.int64)

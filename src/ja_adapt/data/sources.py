@@ -2,10 +2,11 @@
 
 Formats (every path in `read_corpus(paths)` may be any of them):
   .txt      one document per blank-line-separated block; each block's text stripped
-  .jsonl    one JSON object per line: `text` (string, required), `domain`, `lang` (optional strings)
+  .jsonl    one JSON object per line: a record of data/records.py (`text`, `prompt` + `completion`,
+            `messages`, or Alpaca fields), with optional `domain`, `lang` strings
   directory of .txt / .jsonl files, read recursively in sorted (POSIX relative path) order
   directory saved with `datasets.Dataset.save_to_disk` (has dataset_info.json or state.json):
-            column `text` required, `domain` / `lang` optional
+            columns of one of the record formats, `domain` / `lang` optional
   hub dataset "owner/name" (or "hf:name" for an un-namespaced one): only when no such local
             path exists and the hub is not switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE);
             `datasets.load_dataset(name, split="train")`. A bare missing name is a missing file,
@@ -26,7 +27,10 @@ from pathlib import Path
 from ja_adapt import hub
 from ja_adapt.charclass import HAN as _HAN
 from ja_adapt.charclass import KANA as _KANA
+from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.documents import Document
+from ja_adapt.data.records import FORMATS as FORMATS_HINT
+from ja_adapt.data.records import record_document, record_fields
 from ja_adapt.errors import UserError, first_line
 
 _SUFFIXES = (".txt", ".jsonl")
@@ -52,7 +56,7 @@ def has_japanese(text: str) -> bool:
 
 
 def _make_doc(text: str, lang, domain, default_domain: str, source: str,
-              where: str) -> Document | None:
+              where: str, **structure) -> Document | None:
     """A Document with defaults filled in, or None for a blank text; `where` names file[:line]."""
     for key, value in (("lang", lang), ("domain", domain)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -60,7 +64,15 @@ def _make_doc(text: str, lang, domain, default_domain: str, source: str,
     if not text.strip():
         return None
     return Document(text=text, lang=(lang or detect_lang(text)).strip(),
-                    domain=(domain or default_domain).strip(), source=source)
+                    domain=(domain or default_domain).strip(), source=source, **structure)
+
+
+def _record_doc(record: dict, default_domain: str, source: str, where: str,
+                alpaca: AlpacaConfig) -> Document | None:
+    """The Document of one JSONL line / dataset row, in any record format (data/records.py)."""
+    def make(text, lang, domain, **structure):
+        return _make_doc(text, lang, domain, default_domain, source, where, **structure)
+    return record_document(record, where, make, alpaca)
 
 
 def _decode(path: Path, data: bytes, line: int | None = None) -> str:
@@ -94,7 +106,7 @@ def _read_txt(path: Path, domain: str | None) -> Iterator[Document]:
                 yield doc
 
 
-def _read_jsonl(path: Path, domain: str | None) -> Iterator[Document]:
+def _read_jsonl(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             line = _decode(path, raw, number)
@@ -109,23 +121,11 @@ def _read_jsonl(path: Path, domain: str | None) -> Iterator[Document]:
                 raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
                                 "each line must be one JSON object") from None
             if not isinstance(record, dict):
-                raise UserError(f"{where}: expected a JSON object with a 'text' field, "
-                                f"got {type(record).__name__}")
-            if "text" not in record:
-                raise UserError(f"{where}: no 'text' field{_keys_hint(record)}; "
-                                "each line needs {\"text\": \"...\"}")
-            if not isinstance(record["text"], str):
-                raise UserError(f"{where}: field 'text' must be a string, "
-                                f"got {type(record['text']).__name__}")
-            doc = _make_doc(record["text"], record.get("lang"), record.get("domain"),
-                            domain or path.stem, where, where)
+                raise UserError(f"{where}: expected a JSON object (a record of one of the formats in "
+                                f"data/records.py), got {type(record).__name__}")
+            doc = _record_doc(record, domain or path.stem, where, where, alpaca)
             if doc is not None:
                 yield doc
-
-
-def _keys_hint(record: dict) -> str:
-    keys = ", ".join(sorted(map(str, record))[:5])
-    return f" (fields: {keys})" if keys else ""
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -133,7 +133,7 @@ def _is_saved_dataset(path: Path) -> bool:
                                                                  "dataset_dict.json"))
 
 
-def _read_dataset(ds, name: str, default_domain: str) -> Iterator[Document]:
+def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> Iterator[Document]:
     """Documents of a `datasets.Dataset` (or the 'train' split of a DatasetDict)."""
     import datasets  # heavy (pyarrow): imported only for dataset sources
 
@@ -142,21 +142,17 @@ def _read_dataset(ds, name: str, default_domain: str) -> Iterator[Document]:
             raise UserError(f"{name}: dataset has splits {sorted(ds)} but no 'train' split")
         ds = ds["train"]
     columns = list(ds.column_names)
-    if "text" not in columns:
-        raise UserError(f"{name}: dataset has no 'text' column (columns: {', '.join(columns)})")
-    keep = [c for c in ("text", "lang", "domain") if c in columns]
+    keep = [c for c in dict.fromkeys(record_fields(alpaca)) if c in columns]
+    if not keep or set(keep) <= {"lang", "domain"}:
+        raise UserError(f"{name}: dataset has no 'text' column nor another record format's "
+                        f"(columns: {', '.join(columns)}); it needs {FORMATS_HINT}")
     for row, record in enumerate(ds.select_columns(keep)):
-        where = f"{name}: row {row}"
-        if not isinstance(record["text"], str):
-            raise UserError(f"{where}: column 'text' must be a string, "
-                            f"got {type(record['text']).__name__}")
-        doc = _make_doc(record["text"], record.get("lang"), record.get("domain"), default_domain,
-                        f"{name}#{row}", where)
+        doc = _record_doc(record, default_domain, f"{name}#{row}", f"{name}: row {row}", alpaca)
         if doc is not None:
             yield doc
 
 
-def _read_saved_dataset(path: Path, domain: str | None) -> Iterator[Document]:
+def _read_saved_dataset(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     import datasets  # heavy (pyarrow): imported only for dataset sources
 
     try:
@@ -164,7 +160,7 @@ def _read_saved_dataset(path: Path, domain: str | None) -> Iterator[Document]:
     except (OSError, ValueError, FileNotFoundError) as e:
         raise UserError(f"{path}: cannot load the saved dataset ({first_line(e)}); "
                         "save it with Dataset.save_to_disk") from None
-    yield from _read_dataset(ds, str(path), domain or path.name)
+    yield from _read_dataset(ds, str(path), domain or path.name, alpaca)
 
 
 def _hub_name(spec: str) -> str | None:
@@ -176,7 +172,7 @@ def _hub_name(spec: str) -> str | None:
     return spec if hub.is_hub_id(spec) and not spec.endswith(_SUFFIXES) else None
 
 
-def _read_hub(name: str, domain: str | None) -> Iterator[Document]:
+def _read_hub(name: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     import datasets  # heavy (pyarrow): imported only for dataset sources
 
     hub.require_reachable(name, "dataset")                  # fail now, not after retries
@@ -185,44 +181,45 @@ def _read_hub(name: str, domain: str | None) -> Iterator[Document]:
     except Exception as e:  # noqa: BLE001 - network, auth and format failures all mean "cannot load"
         raise UserError(f"{name}: no such file or directory, and loading it as a hub dataset failed "
                         f"({first_line(e)}); check the path or the dataset name") from None
-    yield from _read_dataset(ds, name, domain or name.rsplit("/", 1)[-1])
+    yield from _read_dataset(ds, name, domain or name.rsplit("/", 1)[-1], alpaca)
 
 
-def _read_path(spec: str, domain: str | None) -> Iterator[Document]:
+def _read_path(spec: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     path = Path(spec)
     if not path.exists():
-        hub = _hub_name(spec)
-        if hub is not None:
-            yield from _read_hub(hub, domain)
+        hub_name = _hub_name(spec)
+        if hub_name is not None:
+            yield from _read_hub(hub_name, domain, alpaca)
             return
         raise UserError(f"{spec}: no such file or directory; pass a .txt/.jsonl file, a directory "
                         "of them, a dataset saved with save_to_disk, or (online) a hub dataset "
                         "owner/name or hf:name")
     if _is_saved_dataset(path):
-        yield from _read_saved_dataset(path, domain)
+        yield from _read_saved_dataset(path, domain, alpaca)
     elif path.is_dir():
         files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES),
                        key=lambda p: p.relative_to(path).as_posix())
         for file in files:
-            yield from _read_file(file, domain)
+            yield from _read_file(file, domain, alpaca)
     else:
-        yield from _read_file(path, domain)
+        yield from _read_file(path, domain, alpaca)
 
 
-def _read_file(path: Path, domain: str | None) -> Iterator[Document]:
+def _read_file(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     if path.suffix == ".txt":
         yield from _read_txt(path, domain)
     elif path.suffix == ".jsonl":
-        yield from _read_jsonl(path, domain)
+        yield from _read_jsonl(path, domain, alpaca)
     else:
         raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use .txt or .jsonl")
 
 
 def read_corpus(paths: list[str], *, require_japanese: bool = False,
-                domain: str | None = None) -> list[Document]:
+                domain: str | None = None, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
     """All documents of `paths`, in order (see the module docstring for the formats).
 
     domain: overrides the per-file default domain (a record's own `domain` field still wins).
+    alpaca: the field names of Alpaca-style records (data.alpaca).
     require_japanese: raise UserError when no document has any kana.
     Raises UserError for a missing path, bad bytes / JSON / fields, or an empty corpus.
     """
@@ -233,10 +230,10 @@ def read_corpus(paths: list[str], *, require_japanese: bool = False,
     docs: list[Document] = []
     for spec in paths:
         before = len(docs)
-        docs.extend(_read_path(str(spec), domain))
+        docs.extend(_read_path(str(spec), domain, alpaca))
         if len(docs) == before:
             raise UserError(f"{spec}: no documents found (empty corpus); a .txt needs non-blank "
-                            "blocks, a .jsonl needs lines with a non-empty 'text', a directory needs "
+                            "blocks, a .jsonl needs non-blank records, a directory needs "
                             ".txt/.jsonl files")
     if require_japanese and not any(has_japanese(d.text) for d in docs):
         names = ", ".join(map(str, paths))
@@ -246,10 +243,12 @@ def read_corpus(paths: list[str], *, require_japanese: bool = False,
 
 
 def corpus_fingerprint(docs: list[Document]) -> str:
-    """sha256 hex over every document's (text, lang, domain), in order; `source` is not included."""
+    """sha256 hex over every document's (text, lang, domain) and, for a supervised record, its
+    segments or messages, in order; `source` is not included."""
     h = sha256()
     for d in docs:
-        # JSON encoding of the triple keeps field boundaries unambiguous.
-        h.update(json.dumps([d.text, d.lang, d.domain], ensure_ascii=False).encode("utf-8"))
+        # JSON encoding of the fields keeps their boundaries unambiguous.
+        fields = [d.text, d.lang, d.domain] + ([d.segments, d.messages] if d.supervised else [])
+        h.update(json.dumps(fields, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()

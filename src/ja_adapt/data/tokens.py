@@ -2,11 +2,16 @@
 
 Layout of a store directory `<cache_dir>/<key>/`:
   tokens.bin       uint32, all documents concatenated, each followed by EOS (when append_eos)
+  loss_mask.bin    uint8 per token: 1 = the token carries loss as a target (every token of a text
+                   document; a supervised record's completion / assistant tokens, data/records.py)
   doc_offsets.npy  int64 [n_docs + 1]: document i is tokens[doc_offsets[i]:doc_offsets[i + 1]]
   doc_meta.npy     int32 [n_docs, 2]: (lang id, domain id) into meta.json's `langs` / `domains`
   meta.json        format version, fingerprints, counts, eos / pad ids, lang and domain names
-`key` = sha256(format version, tokenizer fingerprint, corpus fingerprint, EOS setting), so a changed
-tokenizer or corpus gets a new directory and an unchanged one is reused without re-tokenizing.
+`key` = sha256(format version, tokenizer fingerprint, chat template, corpus fingerprint, EOS
+setting), so a changed tokenizer or corpus gets a new directory and an unchanged one is reused
+without re-tokenizing. A supervised record's pieces (data/records.py `render_segments`) are
+tokenized one by one and concatenated, so a prompt has the same tokens in training as when it is
+given alone for generation.
 
 The build streams: documents are tokenized in chunks (in a process pool when num_workers > 1,
 results kept in order) and appended to tokens.bin as they come, so memory stays flat however
@@ -32,10 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from ja_adapt.data.documents import Document
+from ja_adapt.data.records import render_segments
 from ja_adapt.data.sources import corpus_fingerprint
 from ja_adapt.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _CHUNK_DOCS = 256  # documents per tokenization task: big enough to amortize IPC, small for memory
 
 
@@ -62,6 +68,7 @@ class TokenStore:
     doc_domain_ids: np.ndarray    # int32 [n_docs], index into domain_names
     lang_names: list[str]
     domain_names: list[str]
+    loss_mask: np.ndarray         # uint8 [n_tokens] (read-only): 1 = carries loss as a target
     eos_id: int | None            # appended after every document, None when append_eos=False
     pad_id: int                   # the tokenizer's pad id, else its EOS id (for padding rows)
     meta: dict
@@ -112,7 +119,8 @@ class TokenStore:
             raise UserError(f"{path / 'tokens.bin'}: size does not match meta.json; delete the "
                             "store and rebuild")
         tokens = np.memmap(path / "tokens.bin", dtype=np.uint32, mode="r", shape=(n_tokens,))
-        return cls(path=path, tokens=tokens, doc_offsets=offsets, doc_lang_ids=doc_meta[:, 0],
+        loss_mask = np.memmap(path / "loss_mask.bin", dtype=np.uint8, mode="r", shape=(n_tokens,))
+        return cls(path=path, tokens=tokens, loss_mask=loss_mask, doc_offsets=offsets, doc_lang_ids=doc_meta[:, 0],
                    doc_domain_ids=doc_meta[:, 1], lang_names=meta["langs"],
                    domain_names=meta["domains"], eos_id=meta["eos_id"], pad_id=meta["pad_id"],
                    meta=meta)
@@ -144,17 +152,41 @@ def _pool_encode(texts: list[str]) -> list[list[int]]:
     return _encode_chunk(texts)
 
 
-def _chunks(docs: list[Document]) -> Iterator[list[str]]:
+Layout = list[list[bool]]   # per document of a chunk: the loss flag of each of its pieces
+
+
+def _chunks(docs: list[Document], tokenizer) -> Iterator[tuple[list[str], Layout]]:
+    """Chunks of documents as (their pieces' texts, flat; the pieces' loss flags per document)."""
     for start in range(0, len(docs), _CHUNK_DOCS):
-        yield [d.text for d in docs[start:start + _CHUNK_DOCS]]
+        texts, layout = [], []
+        for d in docs[start:start + _CHUNK_DOCS]:
+            pieces = render_segments(d, tokenizer)
+            texts += [t for t, _ in pieces]
+            layout.append([trained for _, trained in pieces])
+        yield texts, layout
 
 
-def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int) -> Iterator[list[list[int]]]:
-    """Encoded chunks of `docs`, in order; with num_workers > 1 from a process pool."""
+def _assemble(encoded: list[list[int]], layout: Layout) -> list[tuple[list[int], list[int]]]:
+    """(token ids, loss flags) per document from its pieces' encodings."""
+    out, i = [], 0
+    for flags in layout:
+        ids, mask = [], []
+        for trained in flags:
+            ids += encoded[i]
+            mask += [int(trained)] * len(encoded[i])
+            i += 1
+        out.append((ids, mask))
+    return out
+
+
+def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int
+                    ) -> Iterator[list[tuple[list[int], list[int]]]]:
+    """(token ids, loss flags) per document, chunk by chunk, in order; with num_workers > 1 the
+    encoding runs in a process pool."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if num_workers <= 1 or backend is None:  # a Python-only tokenizer cannot be shipped: 1 process
-        for texts in _chunks(docs):
-            yield _encode_chunk(texts, backend, tokenizer)
+        for texts, layout in _chunks(docs, tokenizer):
+            yield _assemble(_encode_chunk(texts, backend, tokenizer), layout)
         return
     # spawn: workers start clean (no forked torch / Rust thread state) and import only this module.
     # A hand-bounded window of futures keeps memory flat (Executor.map would submit every chunk at
@@ -163,16 +195,19 @@ def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int) -> Iterat
     with ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(backend.to_str(),)) as pool:
         window: deque = deque()
-        for texts in _chunks(docs):
-            window.append(pool.submit(_pool_encode, texts))
+        for texts, layout in _chunks(docs, tokenizer):
+            window.append((pool.submit(_pool_encode, texts), layout))
             if len(window) >= 2 * num_workers:
-                yield window.popleft().result()
+                future, done_layout = window.popleft()
+                yield _assemble(future.result(), done_layout)
         while window:
-            yield window.popleft().result()
+            future, done_layout = window.popleft()
+            yield _assemble(future.result(), done_layout)
 
 
-def _store_key(tok_fp: str, data_fp: str, eos_id: int | None) -> str:
-    text = json.dumps({"format": FORMAT_VERSION, "tokenizer": tok_fp, "data": data_fp, "eos": eos_id})
+def _store_key(tok_fp: str, template: str | None, data_fp: str, eos_id: int | None) -> str:
+    text = json.dumps({"format": FORMAT_VERSION, "tokenizer": tok_fp, "chat_template": template,
+                       "data": data_fp, "eos": eos_id})
     return sha256(text.encode()).hexdigest()[:32]
 
 
@@ -180,7 +215,8 @@ def build_token_store(docs: list[Document], tokenizer, cache_dir: Path, *, num_w
                       append_eos: bool = True) -> TokenStore:
     """Tokenize `docs` into `<cache_dir>/<key>/` and open it; reuse that directory if it exists.
 
-    Each document becomes its tokens (no BOS / special tokens) followed by EOS when append_eos.
+    Each document becomes its tokens (no BOS / special tokens) followed by EOS when append_eos;
+    the EOS carries loss when the document's last piece does (text, a completion).
     """
     if not docs:
         raise UserError("corpus: no documents to tokenize; check the data paths")
@@ -195,7 +231,9 @@ def build_token_store(docs: list[Document], tokenizer, cache_dir: Path, *, num_w
         raise UserError("tokenizer: has neither a pad nor an eos token to pad rows with")
     tok_fp, data_fp = tokenizer_fingerprint(tokenizer), corpus_fingerprint(docs)
     cache_dir = Path(cache_dir)
-    final = cache_dir / _store_key(tok_fp, data_fp, eos_id)
+    template = getattr(tokenizer, "chat_template", None)
+    final = cache_dir / _store_key(tok_fp, template if isinstance(template, str) else None, data_fp,
+                                   eos_id)
     if (final / "meta.json").is_file():
         return TokenStore.open(final)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -224,16 +262,21 @@ def _write_store(out: Path, docs: list[Document], tokenizer, num_workers: int,
                         dtype=np.int32).reshape(len(docs), 2)
     suffix = [eos_id] if eos_id is not None else []
     i, total = 0, 0
-    with open(out / "tokens.bin", "wb") as f:
+    with open(out / "tokens.bin", "wb") as f, open(out / "loss_mask.bin", "wb") as fm:
         for encoded in _encoded_chunks(docs, tokenizer, num_workers):
-            lengths = np.fromiter((len(ids) + len(suffix) for ids in encoded), dtype=np.int64,
+            lengths = np.fromiter((len(ids) + len(suffix) for ids, _ in encoded), dtype=np.int64,
                                   count=len(encoded))
-            flat = np.fromiter(chain.from_iterable(ids + suffix for ids in encoded), dtype=np.uint32,
-                               count=int(lengths.sum()))
+            count = int(lengths.sum())
+            flat = np.fromiter(chain.from_iterable(ids + suffix for ids, _ in encoded), dtype=np.uint32,
+                               count=count)
+            # the EOS after a document is learnt as its last piece is: text and completions stop
+            mask = np.fromiter(chain.from_iterable(m + [m[-1] if m else 1] * len(suffix)
+                                                   for _, m in encoded), dtype=np.uint8, count=count)
             offsets[i + 1:i + 1 + len(encoded)] = total + np.cumsum(lengths)
-            total += int(lengths.sum())
+            total += count
             i += len(encoded)
             f.write(flat.tobytes())
+            fm.write(mask.tobytes())
     if total == 0:
         raise UserError("corpus: tokenized to zero tokens; check the documents and tokenizer")
     np.save(out / "doc_offsets.npy", offsets, allow_pickle=False)

@@ -11,11 +11,12 @@ The split is by a hash of the English source (`splits.doc_hash_unit` with its ow
 never moves when other pairs are added, and one English string never sits on two sides of it.
 `held_out_japanese` gives the Japanese sides of the evaluation pairs; any training text that
 contains one of them must be decontaminated (the continued-pretraining corpus uses these very
-catalogs' Japanese sides).
+catalogs' Japanese sides): `drop_held_out` removes them from text documents unit by unit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gettext
 import importlib.util
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ja_adapt.charclass import KANA
+from ja_adapt.data.dedup import DedupConfig, find_contaminated, ngrams, normalize
+from ja_adapt.data.documents import Document
 from ja_adapt.data.splits import doc_hash_unit
 
 SALT = "ja-adapt-translation"
@@ -116,3 +119,42 @@ PROMPT_TEMPLATE = "Translate into Japanese:\n{en}\n"
 def prompt_completion(pair: TranslationPair) -> dict[str, str]:
     """The pair as a TRL prompt→completion record."""
     return {"prompt": PROMPT_TEMPLATE.format(en=pair.en), "completion": pair.ja}
+
+
+def drop_held_out(docs: list[Document], held_out: Iterable[str], *, joiner: str = "\n\n",
+                  config: DedupConfig | None = None) -> tuple[list[Document], dict]:
+    """(docs without the units that hold a held-out Japanese side, report).
+
+    A unit is a `joiner`-separated piece of a document (one catalog message in the .mo corpora of
+    data/corpora.py). A unit is removed when, once normalised (data/dedup.py), it equals a held-out
+    side, or when a held-out side is contained in it by the decontamination rule of data/dedup.py
+    (the share of the side's character n-grams found in the unit reaches the threshold). A side
+    shorter than the n-gram length can only be matched exactly. Documents left without units are
+    dropped; the others keep their fields, with the remaining units joined again.
+    """
+    cfg = config or DedupConfig()
+    sides = sorted(set(held_out))
+    exact = {normalize(x) for x in sides}
+    judged = [Document(x) for x in sides if ngrams(x, cfg.ngram)]
+    units = [(i, u) for i, d in enumerate(docs) for u in d.text.split(joiner)]
+    dropped = {k for k, (_, u) in enumerate(units) if normalize(u) in exact}
+    while judged:
+        # find_contaminated names one unit per side (the one sharing the most n-grams): drop it and
+        # look again, until no unit holds any side
+        alive = [k for k in range(len(units)) if k not in dropped]
+        matches = find_contaminated(judged, [Document(units[k][1]) for k in alive], cfg)
+        if not matches:
+            break
+        dropped |= {alive[m.train_index] for m in matches}
+    kept: dict[int, list[str]] = {}
+    for k, (i, u) in enumerate(units):
+        if k not in dropped:
+            kept.setdefault(i, []).append(u)
+    out = [dataclasses.replace(d, text=joiner.join(kept[i])) for i, d in enumerate(docs)
+           if i in kept and joiner.join(kept[i]).strip()]
+    report = {"held_out_sides": len(sides), "units": len(units), "removed_units": len(dropped),
+              "removed_chars": sum(len(units[k][1]) for k in dropped),
+              "docs": len(docs), "kept_docs": len(out),
+              "rule": f"unit equal to a held-out side (normalised), or containing one at "
+                      f">= {cfg.threshold} of its {cfg.ngram}-grams"}
+    return out, report

@@ -74,7 +74,8 @@ def compare_models(results_a: dict, results_b: dict, cfg) -> dict:
     out = {"definition": f"{DOCS}#statistics", "level": "document",
            "direction": "diff = a - b; bits: < 0 means a is better",
            "same_tokenizer": results_a["tokenizer"]["sha256"] == results_b["tokenizer"]["sha256"],
-           "bits_per_char": bpc, "generation": _generation(results_a, results_b, kw)}
+           "bits_per_char": bpc, "generation": _generation(results_a, results_b, kw),
+           "supervised": supervised_compare(results_a, results_b, kw)}
     out["families"] = _families(bpc, out["generation"], cfg, own)
     out["scripts"] = _script_ratios(results_a.get("scripts"), results_b.get("scripts"))
     if results_a.get("buckets") and results_b.get("buckets"):
@@ -89,6 +90,34 @@ def _generation(results_a: dict, results_b: dict, kw: dict) -> dict:
         return {"skipped": "no generation samples with identical prompts in both results"}
     return bleu_chrf_paired_bootstrap([s["hypothesis"] for s in sa], [s["hypothesis"] for s in sb],
                                       [s["reference"] for s in sa], **kw)
+
+
+def supervised_compare(results_a: dict, results_b: dict, kw: dict) -> dict:
+    """Paired tests on the same supervised examples, overall and per domain (b against baseline a):
+    BLEU / chrF (sacrebleu's paired bootstrap), exact match (paired bootstrap of the rate
+    difference b - a) and response bits/char (paired example bootstrap, a - b)."""
+    sa = (results_a.get("supervised") or {}).get("samples", [])
+    sb = (results_b.get("supervised") or {}).get("samples", [])
+    key = [(s["prompt"], s["reference"]) for s in sa]
+    if not sa or key != [(s["prompt"], s["reference"]) for s in sb]:
+        return {"skipped": "no supervised samples with identical examples in both results"}
+
+    def pair(idx):
+        a, b = [sa[i] for i in idx], [sb[i] for i in idx]
+        out = bleu_chrf_paired_bootstrap([s["hypothesis"] for s in a], [s["hypothesis"] for s in b],
+                                         [s["reference"] for s in a], **kw)
+        if len(idx) > 1:
+            em = paired_compare([s["exact_match"] for s in b], [s["exact_match"] for s in a], **kw)
+            out["exact_match"] = {"a": em["mean_b"], "b": em["mean_a"], "diff_b_minus_a": em["mean_diff"],
+                                  "ci_low": em["ci_low"], "ci_high": em["ci_high"], "n": len(idx)}
+        out["response_bits_per_char"] = corpus_compare([s["nll"] for s in a], [s["nll"] for s in b],
+                                                       [s["chars"] for s in a], **kw)
+        return out
+    domains = sorted({s["domain"] for s in sa})
+    return {"definition": f"{DOCS}#supervised", "unit": "example",
+            "direction": "BLEU / chrF / exact match: b - a; bits/char: a - b",
+            "overall": pair(range(len(sa))),
+            "by_domain": {d: pair([i for i, s in enumerate(sa) if s["domain"] == d]) for d in domains}}
 
 
 def _families(bpc: dict, gen: dict, cfg, own: list[str]) -> dict:

@@ -7,6 +7,8 @@ and cut to the reference's character length, nothing stripped or normalised (a m
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +97,31 @@ class _ReachedReference(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+@contextlib.contextmanager
+def inference(model):
+    """The model in eval mode under torch.inference_mode; its training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def left_padded(seqs: list[list[int]], batch_size: int, pad: int, device
+                ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, int]]:
+    """Batches of token sequences, grouped by length to keep padding small and left-padded with an
+    attention mask: (indices into seqs, input ids [B, W], mask [B, W], W)."""
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+    for lo in range(0, len(order), batch_size):
+        rows = order[lo:lo + batch_size]
+        width = max(len(seqs[i]) for i in rows)
+        ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in rows], device=device)
+        yield rows, ids, mask, width
+
+
 def generate(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, batch_size: int = 16
              ) -> list[Continuation]:
     """Greedy continuations (plain argmax: no sampling, beams or repetition penalty), batched.
@@ -114,27 +141,16 @@ def generate(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, batch
                                min_new_tokens=0, max_new_tokens=max_new_tokens, pad_token_id=pad,
                                eos_token_id=eos, bos_token_id=bos)
     seqs = [[bos] + tokenizer(p.prompt, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (len(seqs[i]), i))
     out: list[Continuation | None] = [None] * len(prompts)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(order), batch_size):
-                rows = order[lo:lo + batch_size]
-                width = max(len(seqs[i]) for i in rows)
-                ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in rows], device=device)
-                mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in rows],
-                                    device=device)
-                refs = [len(prompts[i].reference) for i in rows]
-                stop = StoppingCriteriaList([_ReachedReference(tokenizer, [seqs[i] for i in rows],
-                                                               width, refs, eos)])
-                gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
-                                     stopping_criteria=stop)
-                for r, i in enumerate(rows):
-                    out[i] = _finish(tokenizer, seqs[i], gen[r, width:].tolist(), refs[r], eos)
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for rows, ids, mask, width in left_padded(seqs, batch_size, pad, device):
+            refs = [len(prompts[i].reference) for i in rows]
+            stop = StoppingCriteriaList([_ReachedReference(tokenizer, [seqs[i] for i in rows],
+                                                           width, refs, eos)])
+            gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
+                                 stopping_criteria=stop)
+            for r, i in enumerate(rows):
+                out[i] = _finish(tokenizer, seqs[i], gen[r, width:].tolist(), refs[r], eos)
     return out
 
 

@@ -27,6 +27,7 @@ from ja_adapt.evaluate.compare import DOCS
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax
+from ja_adapt.evaluate.supervised import evaluate_supervised
 from ja_adapt.jsonio import write_json
 
 SCHEMA = "ja-adapt-eval/1"
@@ -106,11 +107,14 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
     (lang, domain) pairs (or "lang/domain" strings) of the training split: a group is trained only
     when both its language and its domain were trained (the others are cross-domain or other
     languages); base_results: the base model's evaluate_model output, for forgetting. Sections:
-    likelihood, scripts, generation, domains, forgetting, buckets.
+    likelihood, scripts, generation (continuations of held-out text), domains, forgetting, buckets,
+    and supervised (prompt→completion and chat records: generated responses, evaluate/supervised.py).
     """
     cfg.check()
-    groups = group_documents(groups)
-    if not groups:
+    docs = [d for g in groups.values() for d in g] if isinstance(groups, dict) else list(groups)
+    sft_docs = [d for d in docs if d.supervised]
+    groups = group_documents([d for d in docs if not d.supervised])
+    if not groups and not sft_docs:
         raise UserError("eval: no documents to evaluate; pass a corpus with --data")
     pairs = trained_pairs(trained)
     lik, counts, script_groups, script_docs, bucket_domains = {}, {}, {}, {}, {}
@@ -152,6 +156,7 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
         "generation": _generation_section(model, tokenizer, gen_docs, cfg),
         "domains": _domains_section(lik, pairs, cfg),
         "buckets": _buckets_section(bucket_domains, cfg),
+        "supervised": evaluate_supervised(model, tokenizer, sft_docs, cfg),
     }
     results["forgetting"] = forgetting(results, base_results, tuple(cfg.forgetting_langs))
     return results

@@ -50,6 +50,29 @@ def _vs_list(d: dict | None, labels: dict[str, tuple[str, callable]]) -> tuple:
                "interval: the answer section)"])
 
 
+def supervised_task(st: dict | None) -> list[tuple]:
+    """The supervised-task subsection: scores per model with intervals, and sample responses."""
+    b = [("h", 4, "Supervised task (held-out prompt → response)")]
+    if not _ok(st):
+        return b + [("p", "Not run: the evaluation sets held no supervised (prompt/completion or chat) records.")]
+    b.append(_group_table({g: {**v, "seeds": [0] * v["sft_chrf"]["n"]} for g, v in st["groups"].items()}, [
+        ("BLEU (ja-mecab)", "sft_bleu", fmt.num), ("chrF", "sft_chrf", fmt.num),
+        ("exact match", "sft_exact_match", fmt.num),
+        ("response bits/char", "sft_response_bits_per_char", fmt.num),
+        ("examples", "sft_examples", fmt.integer)]))
+    b.append(("p", "Responses to the held-out supervised examples (docs/metrics.md#supervised), decoded "
+                   "greedily unless configured otherwise and stopped at the template's stop tokens; BLEU "
+                   "with sacrebleu's ja-mecab tokenizer, chrF, exact match after stripping surrounding "
+                   "whitespace, and the teacher-forced bits per character of the reference response. "
+                   "Intervals: over seeds with ≥ 2 seeds, else the run's bootstrap over examples."))
+    rows = [[label, s["prompt"].strip().splitlines()[-1] if s["prompt"].strip() else "", s["reference"],
+             s["hypothesis"]] for label, samples in sorted(st["samples"].items()) for s in samples]
+    if rows:
+        b.append(("p", "Sample responses (the first examples; each model's first seed):"))
+        b.append(("table", ["model", "prompt (last line)", "reference", "response"], rows))
+    return b
+
+
 def primary_results(res: dict, plots: dict) -> list[tuple]:
     b = [("h", 2, "1. Primary results"), ("h", 3, "1.1 Performance comparison"), ("h", 4, "Training convergence")]
     b.append(_group_table(res["training_results"], [
@@ -176,7 +199,7 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
             b.append(("img", plots["script_accuracy"], "Character accuracy by script"))
     else:
         b.append(("p", NOT_RUN))
-    b.append(("h", 4, "Generation quality (BLEU, chrF)"))
+    b.append(("h", 4, "Continuation quality (BLEU, chrF of held-out text continued)"))
     bl = res.get("bleu_evaluation")
     if _ok(bl):
         b.append(_group_table({g: {**v, "seeds": [0] * v["bleu"]["n"]} for g, v in bl["groups"].items()}, [
@@ -194,6 +217,7 @@ def detailed_analysis(res: dict, plots: dict) -> list[tuple]:
                            f"({bl['ratio_direction']})."))
     else:
         b.append(("p", NOT_RUN))
+    b += supervised_task(res.get("supervised_task"))
     b.append(("h", 3, "2.3 Ablation studies"))
     b.append(("h", 4, "LoRA rank sensitivity"))
     rs = res.get("rank_sensitivity")
@@ -307,7 +331,8 @@ def closing(res: dict) -> list[tuple]:
     if any(not k.startswith("cuda") for k in kinds):
         lim.append(f"Memory measured as {', '.join(k for k in kinds if not k.startswith('cuda'))} (process memory "
                    "on the CPU) includes the Python runtime; compare it only between runs here.")
-    missing = [k for k in ("statistical_results", "japanese_performance", "bleu_evaluation", "rank_sensitivity",
+    missing = [k for k in ("statistical_results", "japanese_performance", "bleu_evaluation", "supervised_task",
+                           "rank_sensitivity",
                            "precision_comparison", "lr_sensitivity", "generalization_results", "complexity_analysis")
                if not _ok(res.get(k))]
     if missing:

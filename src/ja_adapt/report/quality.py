@@ -16,11 +16,18 @@ METRICS = {
     "cross_domain_bits_per_char": (True, "cross-domain Japanese bits/char (mean over domains)"),
     "char_accuracy_overall": (False, "character accuracy (all scripts)"),
     **{f"char_accuracy_{s}": (False, f"{s} character accuracy") for s in SCRIPTS if s != "other"},
-    "bleu": (False, "BLEU (ja-mecab)"),
-    "chrf": (False, "chrF"),
+    "bleu": (False, "continuation BLEU (ja-mecab)"),
+    "chrf": (False, "continuation chrF"),
+    "sft_bleu": (False, "supervised task BLEU (ja-mecab)"),
+    "sft_chrf": (False, "supervised task chrF"),
+    "sft_exact_match": (False, "supervised task exact match"),
+    "sft_response_bits_per_char": (True, "supervised task response bits/char (teacher-forced)"),
     "en_retention": (False, "English retention (base bpb / adapted bpb)"),
     "zh_retention": (False, "Chinese retention (base bpb / adapted bpb)"),
 }
+
+
+SFT_KEYS = ("bleu", "chrf", "exact_match", "response_bits_per_char")   # eval.json supervised.overall
 
 
 def _get(d, *keys):
@@ -54,6 +61,11 @@ def quality(ev: dict | None, target_lang: str = "ja") -> dict:
                   "sentence_bleu_std", "repeat_4gram_rate", "distinct_1", "distinct_2", "length_ratio", "n"):
             out[k if k != "n" else "gen_prompts"] = gen.get(k)
             out[f"{k}_ci"] = gen.get(f"{k}_ci")
+    sft = _get(ev, "supervised", "overall") or {}
+    if sft:
+        out["sft_examples"] = _get(ev, "supervised", "n")
+        for k in SFT_KEYS:
+            out[f"sft_{k}"], out[f"sft_{k}_ci"] = sft.get(k), sft.get(f"{k}_ci")
     for lang, v in (_get(ev, "forgetting", "by_lang") or {}).items():
         out[f"{lang}_retention"] = v.get("retention")
         out[f"{lang}_bpb_increase"] = v.get("bpb_increase")

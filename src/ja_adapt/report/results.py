@@ -18,6 +18,7 @@ from ja_adapt.report import answer, derived
 from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
 from ja_adapt.report.quality import (
     METRICS,
+    SFT_KEYS,
     compare,
     cross_domains,
     doc_test_row,
@@ -203,6 +204,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     has_scripts = any(g.q("char_accuracy_overall")["n"] for g in qgroups)
     res["japanese_performance"] = japanese(qgroups, base_q) if has_scripts else dict(NOT_RUN)
     res["bleu_evaluation"] = bleu(qgroups, base_q, lora, full)
+    res["supervised_task"] = supervised(qgroups, base_q, base_eval)
     res["generalization_results"] = generalization(qgroups, base_q, base_eval, lora, full) if has_eval else dict(NOT_RUN)
     res["complexity_analysis"] = complexity(qgroups, base_q, lora, full)
     aliases: dict[str, set] = {}
@@ -311,6 +313,31 @@ def bleu(groups: list[Group], base_q: dict, lora, full) -> dict:
         out["performance_ratio"] = an.ratio(lora.q("bleu")["mean"], full.q("bleu")["mean"])
         out["chrf_ratio"] = an.ratio(lora.q("chrf")["mean"], full.q("chrf")["mean"])
         out["ratio_direction"] = "LoRA / full (seed means); < 1: LoRA scores lower"
+    return out
+
+
+SAMPLES_SHOWN = 3   # sample responses per model in the report
+
+
+def supervised(groups: list[Group], base_q: dict, base_eval: dict | None) -> dict:
+    """The supervised task (eval.json `supervised`): BLEU, chrF, exact match and response bits/char
+    per model (intervals over seeds with >= 2 seeds, else the run's bootstrap over examples), and the
+    first SAMPLES_SHOWN examples' responses of each model (its first seed)."""
+    keys = [f"sft_{k}" for k in SFT_KEYS] + ["sft_examples"]
+    if not any(g.q("sft_chrf")["n"] for g in groups):
+        return dict(NOT_RUN)
+    out = {"status": "ok", "definition": "docs/metrics.md#supervised", "groups": {}, "samples": {}}
+    evals = {}
+    if base_q.get("sft_chrf") is not None:
+        out["groups"]["base"] = {k: an.aggregate({0: base_q.get(k)}, base_q.get(k + "_ci")) for k in keys}
+        evals["base"] = base_eval
+    for g in groups:
+        out["groups"][g.label] = {k: g.q(k) for k in keys}
+        evals[g.label] = g.runs[0].eval
+    for label, ev in evals.items():
+        samples = ((ev or {}).get("supervised") or {}).get("samples") or []
+        out["samples"][label] = [{k: s[k] for k in ("prompt", "reference", "hypothesis", "exact_match")}
+                                 for s in samples[:SAMPLES_SHOWN]]
     return out
 
 
