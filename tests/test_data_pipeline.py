@@ -142,6 +142,19 @@ def test_training_splits_follow_the_fractions(tmp_path):
         assert any(d.domain == domain for d in splits["test"])
 
 
+def test_a_record_s_own_split_is_kept_and_the_rest_split_by_hash(tmp_path):
+    pinned = [{"prompt": f"Translate: source {i}\n", "completion": f"訳文{i}です", "domain": "translation",
+               "split": ("train", "val", "test")[i % 3]} for i in range(30)]
+    path = corpus(tmp_path, extra=pinned)
+    docs, splits = training_splits(cfg_for([path]))
+    for name in ("train", "val", "test"):
+        got = sorted(d.text for d in splits[name] if d.domain == "translation")
+        assert got == sorted(r["prompt"] + r["completion"] for r in pinned if r["split"] == name)
+    free = [d for d in docs if d.split is None]                 # the others: as if alone
+    assert {k: [d for d in v if d.split is None] for k, v in splits.items()} == \
+        split_documents(free, 0.1, 0.1)
+
+
 def test_eval_set_is_the_test_split_plus_the_eval_corpora(tmp_path):
     path = corpus(tmp_path)
     extra = jsonl(tmp_path / "other.jsonl", [{"text": "これは別の分野の文章です。", "domain": "legal"},

@@ -108,6 +108,7 @@ BAD_RECORDS = [
     ({"messages": [{"role": "assistant"}]}, "messages[0]: no 'content' field"),
     ({"instruction": "i"}, "no 'output' field"),
     ({"body": "x"}, "no 'text' field (fields: body)"),
+    ({"prompt": "p", "completion": "c", "split": "dev"}, "field 'split' must be train, val or test"),
 ]
 
 

@@ -50,6 +50,13 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
             assert (out / "compare/runs" / name / kind).is_dir(), name
     head = saved["headline"]
     assert head["status"] == "ok" and head["metrics"]["ja_bits_per_char"]["lora"]["n"] == 2
+    # the translation task: train pairs trained, test pairs answered by every model at seed level
+    assert head["metrics"]["sft_chrf"]["lora"]["n"] == 2 and "supervised_task" in head["families"]
+    pairs = [json.loads(line) for line in (out / "data/translation.jsonl").read_text("utf-8").splitlines()]
+    assert {p["split"] for p in pairs} == {"train", "val", "test"}
+    ja_train = (out / "data/ja-train.jsonl").read_text("utf-8")
+    assert not any(f'"{p["completion"]}' in ja_train for p in pairs if p["split"] != "train")
+    assert "Supervised task" in (out / "report.md").read_text("utf-8")
     assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
     assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
     assert len(saved["experiments"]) == 2                  # compare + the quick rank sweep, one report

@@ -34,6 +34,7 @@ from ja_adapt.config import ExperimentConfig, load_config, to_dict, with_overrid
 from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.documents import Document
 from ja_adapt.data.splits import split_documents
+from ja_adapt.data.translation import catalog_pairs, drop_held_out, prompt_completion, split_of
 from ja_adapt.errors import UserError
 from ja_adapt.experiments import run_all, run_compare
 from ja_adapt.report import build_results, executive_summary, write_report
@@ -61,7 +62,14 @@ DEMO_SETTINGS: dict = {
     "train.save_every": 50, "train.tensorboard": False,
     "eval.max_length": 128, "eval.stride": 96, "eval.batch_size": 16, "eval.gen_prompts": 100,
     "eval.gen_prefix_chars": 32, "eval.gen_ref_chars": 32, "eval.bootstrap_resamples": 1000,
+    "eval.sft_examples": 150, "eval.sft_max_new_tokens": 64,
 }
+# The supervised task: English→Japanese translation pairs of Mercurial's catalog (data/translation.py),
+# split by a hash of the English source; the train pairs join the adaptation mixture, the test pairs
+# are evaluated (a sample of eval.sft_examples). JupyterLab's catalog is not used: its strings are the
+# cross-domain "ui" evaluation set.
+TRANSLATION_CATALOGS = ("mercurial",)
+TRANSLATION_MAX_CHARS = 48
 # The comparison: each method's learning rate from its own grid (LoRA usually wants a several-times
 # higher rate than full fine-tuning), chosen on seed 0 by validation loss; then seeds 1 and 2.
 TUNE_KEY = "optim.lr"
@@ -89,6 +97,7 @@ class DemoSizes:
     base_ja_chars: int = 60_000        # Japanese chars (adaptation train split) in the base corpus
     ja_train_chars: int | None = None  # cap per Japanese training source (None: all of it)
     ja_cross_chars: int = 12_000       # chars per cross-domain Japanese source (evaluation only)
+    translation_pairs: int | None = None  # cap on the translation pairs (None: every short pair)
     vocab_size: int = 2048             # tokenizer vocabulary
     base_preset: str = "micro"         # the base model's architecture (models.PRESETS)
     base_steps: int = 3000             # base-model pretraining steps (batch 8 x 128 tokens)
@@ -102,9 +111,10 @@ class DemoSizes:
 FULL = DemoSizes()
 QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=2_500,
                   base_ja_chars=5_000, ja_train_chars=15_000, ja_cross_chars=1_500, vocab_size=512,
-                  base_steps=40, base_lr=1.0e-2,
+                  translation_pairs=200, base_steps=40, base_lr=1.0e-2,
                   settings={"train.max_steps": 6, "train.eval_every": 3, "train.save_every": 3,
-                            "optim.warmup_steps": 1, "eval.gen_prompts": 4,
+                            "optim.warmup_steps": 1, "eval.gen_prompts": 4, "eval.sft_examples": 6,
+                            "eval.sft_max_new_tokens": 12,
                             "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15},
                   tune_grids={"lora": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]}, seeds=2,
                   sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "quality")})
@@ -116,6 +126,8 @@ QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=
 class DemoCorpora:
     base: list[Document]           # base-model pretraining: en + zh (+ a little ja)
     ja_train: list[Document]       # adaptation corpus (the pipeline splits it into train/val/test)
+    translation: list[dict]        # prompt→completion records with their own split (the pipeline keeps it)
+    decontamination: dict          # what drop_held_out removed from the Japanese text
     eval: dict[str, list[Document]]  # "en" / "zh": held out from the base corpus; "ja": cross-domain
     tokenizer_texts: list[Document]  # what the tokenizer learns from: base + ja train split
     manifest: list[dict]           # one entry per source (corpora.load_sources) plus its role
@@ -147,6 +159,12 @@ def build_corpora(sizes: DemoSizes) -> DemoCorpora:
             held[lang] += split["test"]
             m1 += m
     ja_train, m2 = _load(JA_TRAIN_SOURCES, sizes.ja_train_chars, "adaptation (train/val/test)")
+    # Mercurial's help text is its catalog's Japanese side: drop every unit that holds the Japanese
+    # of a held-out translation pair, before anything (the base corpus included) takes from it.
+    pairs = catalog_pairs(TRANSLATION_CATALOGS, max_chars=TRANSLATION_MAX_CHARS)[:sizes.translation_pairs]
+    ja_train, dropped = drop_held_out(ja_train, [p.ja for p in pairs if split_of(p) != "train"])
+    translation = [{**prompt_completion(p), "lang": "ja", "domain": "translation",
+                    "source": f"{p.catalog} catalog", "split": split_of(p)} for p in pairs]
     ja_cross, m3 = _load(JA_CROSS_SOURCES, sizes.ja_cross_chars, "cross-domain evaluation")
     # The base model sees a little Japanese, as multilingual models do: only documents the
     # pipeline puts in the adaptation train split (same function, same fractions), never test.
@@ -158,14 +176,17 @@ def build_corpora(sizes: DemoSizes) -> DemoCorpora:
         base.append(d)
         taken += len(d.text)
     base_sources = [d for d in base if d.lang != "ja"]
-    return DemoCorpora(base=base, ja_train=ja_train, eval={**held, "ja": ja_cross},
+    return DemoCorpora(base=base, ja_train=ja_train, translation=translation, decontamination=dropped,
+                       eval={**held, "ja": ja_cross},
                        tokenizer_texts=base_sources + ja_split, manifest=m1 + m2 + m3)
 
 
-def write_jsonl(path: Path, docs: list[Document]) -> Path:
+def write_jsonl(path: Path, docs: list[Document] | list[dict]) -> Path:
+    """Documents as text records (or records as they are), rewritten only when they changed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps({"text": d.text, "lang": d.lang, "domain": d.domain, "source": d.source},
-                              ensure_ascii=False) + "\n" for d in docs)
+    records = [d if isinstance(d, dict) else {"text": d.text, "lang": d.lang, "domain": d.domain,
+                                              "source": d.source} for d in docs]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
     return path
@@ -247,7 +268,7 @@ def demo_config(sizes: DemoSizes, data_dir: Path, model: str | Path) -> Experime
     model's pretraining corpus (data/base.jsonl) is `data.seen_paths`: evaluation text it contains
     is removed."""
     flags = {**DEMO_SETTINGS, **sizes.settings, "model.name_or_path": str(model),
-             "data.paths": [str(data_dir / "ja-train.jsonl")],
+             "data.paths": [str(data_dir / "ja-train.jsonl"), str(data_dir / "translation.jsonl")],
              "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")],
              "data.seen_paths": [str(data_dir / "base.jsonl")]}
     return load_config(None, flags=flags)
@@ -306,6 +327,7 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
         with stages.stage("corpora"):
             corpora = build_corpora(sizes)
             files = {"ja-train": write_jsonl(out / "data" / "ja-train.jsonl", corpora.ja_train),
+                     "translation": write_jsonl(out / "data" / "translation.jsonl", corpora.translation),
                      "base": write_jsonl(out / "data" / "base.jsonl", corpora.base)}
             files.update({f"eval-{k}": write_jsonl(out / "data" / f"eval-{k}.jsonl", v)
                           for k, v in corpora.eval.items()})
@@ -313,6 +335,10 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
                                       **{f"eval-{k}": v for k, v in corpora.eval.items()}})
             (out / "corpora.json").write_text(json.dumps(
                 {"sources": corpora.manifest, "sizes": sizes_rows,
+                 "translation": {"catalogs": list(TRANSLATION_CATALOGS), "max_chars": TRANSLATION_MAX_CHARS,
+                                 "pairs": {k: sum(r["split"] == k for r in corpora.translation)
+                                           for k in ("train", "val", "test")},
+                                 "held_out_removed_from_ja_train": corpora.decontamination},
                  "files": {k: str(v) for k, v in files.items()}}, indent=1, ensure_ascii=False),
                 encoding="utf-8")
         with stages.stage("base model"):

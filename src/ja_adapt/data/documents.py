@@ -21,6 +21,7 @@ class Document:
     source: str = ""          # where it came from: a file path (with line for JSONL) or a package
     segments: tuple[tuple[str, bool], ...] = ()  # (text, carries loss) pieces; () = plain text
     messages: tuple[tuple[str, str], ...] = ()   # (role, content) turns of a conversation
+    split: str | None = None  # a record's own "split" (train/val/test) pins it; None: split by hash
 
     @property
     def kind(self) -> str:

@@ -8,7 +8,8 @@ One record (a JSONL line or a dataset row) is one of:
   Alpaca-style {"instruction", "input", "output"}  (field names: data.alpaca) → prompt
                                                    "instruction\\n\\ninput\\n" (no input: "instruction\\n")
                                                    and completion = output
-plus the optional `lang` and `domain` of every record. Prompt and completion are joined as they are
+plus the optional `lang`, `domain` and `split` (train / val / test: a split fixed upstream, which the
+pipeline keeps instead of hashing the text) of every record. Prompt and completion are joined as they are
 (no separator added, as in TRL): end the prompt with the separator the model should see.
 
 Masking rule (`render_segments`): a prompt→completion record is (prompt, masked) + (completion,
@@ -20,6 +21,8 @@ and the appended EOS are masked.
 """
 
 from __future__ import annotations
+
+import functools
 
 from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.documents import Document
@@ -74,7 +77,7 @@ def alpaca_prompt(instruction: str, input_text: str = "") -> str:
 def record_fields(alpaca: AlpacaConfig) -> tuple[str, ...]:
     """Every field a record may use (a dataset's columns to read)."""
     return ("text", "prompt", "completion", "messages", alpaca.instruction, alpaca.input,
-            alpaca.output, "lang", "domain")
+            alpaca.output, "lang", "domain", "split")
 
 
 def record_document(record: dict, where: str, make_doc, alpaca: AlpacaConfig = AlpacaConfig()
@@ -85,6 +88,12 @@ def record_document(record: dict, where: str, make_doc, alpaca: AlpacaConfig = A
     Raises UserError naming `where` (file:line or dataset row) and the field for a bad record.
     """
     lang, domain = record.get("lang"), record.get("domain")
+    split = record.get("split")
+    if split is not None and split not in ("train", "val", "test"):
+        raise UserError(f"{where}: field 'split' must be train, val or test, got {split!r}; or leave "
+                        "it out to split by a hash of the text")
+    if split is not None:                       # a split fixed upstream (e.g. by the English source)
+        make_doc = functools.partial(make_doc, split=split)
     if "text" in record and record["text"] is not None:
         return make_doc(_string(record, "text", where, empty_ok=True), lang, domain)
     if "messages" in record and record["messages"] is not None:

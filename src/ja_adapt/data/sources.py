@@ -248,7 +248,8 @@ def corpus_fingerprint(docs: list[Document]) -> str:
     h = sha256()
     for d in docs:
         # JSON encoding of the fields keeps their boundaries unambiguous.
-        fields = [d.text, d.lang, d.domain] + ([d.segments, d.messages] if d.supervised else [])
+        fields = [d.text, d.lang, d.domain] + ([d.segments, d.messages] if d.supervised else []) \
+            + ([d.split] if d.split is not None else [])
         h.update(json.dumps(fields, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()

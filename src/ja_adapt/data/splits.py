@@ -4,6 +4,8 @@ Each document gets a number u in [0, 1) from sha256(salt + text). Inside its dom
   val   if u <  val_fraction
   test  if u >= 1 - test_fraction
   train otherwise.
+A document with its own `split` (a record's "split" field: a split fixed upstream, e.g. translation
+pairs split by their English source) goes there and takes no part in the rest.
 Because u depends only on the document's own text, adding documents never moves another document
 (identical texts always land together, so a duplicate cannot leak across splits).
 
@@ -48,6 +50,9 @@ def split_documents(docs: list[Document], val_fraction: float = 0.05, test_fract
     assign: list[str] = []
     by_domain: dict[str, list[int]] = defaultdict(list)
     for i, (doc, u) in enumerate(zip(docs, units)):
+        if doc.split is not None:
+            assign.append(doc.split)
+            continue
         by_domain[doc.domain].append(i)
         assign.append("val" if u < val_fraction else "test" if u >= 1.0 - test_fraction else "train")
     for members in by_domain.values():

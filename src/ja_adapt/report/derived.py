@@ -234,6 +234,15 @@ def recommendations(res: dict, lora, full) -> dict:
             items.append({"topic": "forgetting", "basis": {"resolved": []},
                           "text": "No resolved difference in forgetting of the other languages (" + "; ".join(
                               _diff_text(metrics[k], k) for k in by_q["forgetting"]) + ")."})
+        task = by_q.get("supervised_task", [])
+        task_resolved = [k for k in task if metrics[k]["resolved"]]
+        if task:
+            items.append({"topic": "supervised task", "basis": {"resolved": task_resolved},
+                          "text": ("On the supervised task (held-out responses): " + "; ".join(
+                              f"{_diff_text(metrics[k], k)}, {'LoRA' if metrics[k]['better'] == 'lora' else 'full fine-tuning'} better"
+                              for k in task_resolved) + "." if task_resolved else
+                              "No resolved difference on the supervised task (" + "; ".join(
+                                  _diff_text(metrics[k], k) for k in task) + ").")})
         peaks = {g.method: g.summary("peak_mem_bytes")["mean"] for g in (lora, full)}
         if total and all(peaks.values()):
             items.append({"topic": "hardware", "basis": {"device_total_bytes": total, **peaks},

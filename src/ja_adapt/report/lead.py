@@ -14,6 +14,7 @@ SHOW_SECONDS = {"time_per_step_s"}
 SHOW_INT = {"params_trainable"}
 # the metrics named when a question has no resolved difference
 PRIMARY = {"japanese_quality": ["ja_bits_per_char"], "forgetting": ["en_bpb_increase", "zh_bpb_increase"],
+           "supervised_task": ["sft_chrf", "sft_bleu"],
            "cost": ["peak_mem_bytes", "time_per_step_s"]}
 
 
@@ -52,7 +53,7 @@ def headline_summary(res: dict) -> str:
     out = [f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
            f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."]
     for question, words in (("japanese_quality", "Japanese quality"), ("forgetting", "forgetting of English and Chinese"),
-                            ("cost", "cost")):
+                            ("supervised_task", "the supervised task (held-out responses)"), ("cost", "cost")):
         keys = [k for k in head["families"].get(question, []) if k in m]
         resolved = [k for k in keys if m[k]["resolved"]]
         if resolved:
