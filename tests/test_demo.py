@@ -54,8 +54,10 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     assert head["metrics"]["sft_chrf"]["lora"]["n"] == 2 and "supervised_task" in head["families"]
     pairs = [json.loads(line) for line in (out / "data/translation.jsonl").read_text("utf-8").splitlines()]
     assert {p["split"] for p in pairs} == {"train", "val", "test"}
-    ja_train = (out / "data/ja-train.jsonl").read_text("utf-8")
-    assert not any(f'"{p["completion"]}' in ja_train for p in pairs if p["split"] != "train")
+    units = {u.strip() for line in (out / "data/ja-train.jsonl").read_text("utf-8").splitlines()
+             for u in json.loads(line)["text"].split("\n\n")}
+    held_out = {p["completion"] for p in pairs if p["split"] != "train"}
+    assert held_out and not held_out & units
     assert "Supervised task" in (out / "report.md").read_text("utf-8")
     assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
     assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
