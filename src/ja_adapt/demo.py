@@ -161,8 +161,9 @@ def build_corpora(sizes: DemoSizes) -> DemoCorpora:
     ja_train, m2 = _load(JA_TRAIN_SOURCES, sizes.ja_train_chars, "adaptation (train/val/test)")
     # Mercurial's help text is its catalog's Japanese side: drop every unit that holds the Japanese
     # of a held-out translation pair, before anything (the base corpus included) takes from it.
-    pairs = catalog_pairs(TRANSLATION_CATALOGS, max_chars=TRANSLATION_MAX_CHARS)[:sizes.translation_pairs]
-    ja_train, dropped = drop_held_out(ja_train, [p.ja for p in pairs if split_of(p) != "train"])
+    all_pairs = catalog_pairs(TRANSLATION_CATALOGS, max_chars=TRANSLATION_MAX_CHARS)
+    ja_train, dropped = drop_held_out(ja_train, [p.ja for p in all_pairs if split_of(p) != "train"])
+    pairs = all_pairs[:sizes.translation_pairs]
     translation = [{**prompt_completion(p), "lang": "ja", "domain": "translation",
                     "source": f"{p.catalog} catalog", "split": split_of(p)} for p in pairs]
     ja_cross, m3 = _load(JA_CROSS_SOURCES, sizes.ja_cross_chars, "cross-domain evaluation")
