@@ -1,0 +1,133 @@
+"""Downstream tasks through lm-evaluation-harness: the shipped task, local data, missing data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ja_adapt.cli import main
+from ja_adapt.config import DownstreamConfig
+from ja_adapt.data.translation import TranslationPair, catalog_pairs, multiple_choice_items, split_of
+from ja_adapt.errors import UserError
+from ja_adapt.evaluate.downstream import MC_MAX_CHARS, SHIPPED, check_local_data, parse_data, resolve_tasks
+
+TASK = "ja_adapt_mc_translation"
+LIMIT = 24
+OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")   # any download attempt fails
+
+
+def test_items_hold_the_answer_and_length_matched_distractors():
+    pairs = [TranslationPair(f"s{i}", "あ" * (i + 1) + f"{i}", "x") for i in range(12)]
+    items = multiple_choice_items(pairs)
+    assert len(items) == 12
+    for p, it in zip(pairs, items):
+        assert it["choices"][it["label"]] == p.ja and len(set(it["choices"])) == 4
+        # the distractors are as near in length as the three nearest other translations
+        nearest = sorted(abs(len(q.ja) - len(p.ja)) for q in pairs if q is not p)[:3]
+        assert sorted(abs(len(c) - len(p.ja)) for c in it["choices"] if c != p.ja) == nearest
+    assert len({it["label"] for it in items}) > 1            # the answer's position varies
+    assert multiple_choice_items(pairs[:3]) == []            # too few translations for four choices
+
+
+def test_shipped_items_come_from_the_held_out_split_only():
+    items = SHIPPED[TASK]()
+    test_ja = {p.en: p.ja for p in catalog_pairs(max_chars=MC_MAX_CHARS)
+               if split_of(p) == "test"}
+    assert len(items) == len(test_ja) > 100
+    for it in items:
+        assert split_of(TranslationPair(it["en"], "", "")) == "test"
+        assert it["choices"][it["label"]] == test_ja[it["en"]]
+
+
+@pytest.fixture(scope="module")
+def shipped_eval(saved_tiny_model, tmp_path_factory):
+    """`ja-adapt eval` of the saved tiny model with the shipped task (limit LIMIT), through the CLI."""
+    root, model_dir, corpus = saved_tiny_model
+    out = tmp_path_factory.mktemp("ds") / "eval.json"
+    small = out.parent / "small.jsonl"
+    small.write_text("".join(corpus.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        for k in OFFLINE:
+            mp.setenv(k, "1")
+        assert main(["eval", "--model", str(model_dir), "--data", str(small), "--out", str(out),
+                     "--gen-prompts", "0", "--device", "cpu", "--tasks", TASK, "--limit", str(LIMIT)]) == 0
+    return json.loads(out.read_text(encoding="utf-8")), model_dir
+
+
+def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch):
+    """eval.json's accuracy equals lm-eval's own run of the same task (its YAML as ja-adapt wrote it,
+    found by lm-eval's include_path) on the same saved model, loaded by lm-eval itself."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    results, model_dir = shipped_eval
+    for k in OFFLINE:
+        monkeypatch.setenv(k, "1")
+    task = results["downstream"]["tasks"][TASK]
+    folder = __import__("pathlib").Path(task["data_files"]["test"]["path"]).parent
+    ref = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"},
+                                  tasks=[TASK], task_manager=TaskManager(include_path=str(folder),
+                                                                         include_defaults=False),
+                                  limit=LIMIT, device="cpu", batch_size=8, bootstrap_iters=0, log_samples=True)
+    assert task["metrics"]["acc"] == pytest.approx(ref["results"][TASK]["acc,none"], abs=1e-12)
+    assert task["metrics"]["acc_norm"] == pytest.approx(ref["results"][TASK]["acc_norm,none"], abs=1e-12)
+    ours = [s["acc"] for s in task["samples"]]
+    theirs = [s["acc"] for s in sorted(ref["samples"][TASK], key=lambda s: s["doc_id"])]
+    assert ours == theirs and task["n"] == LIMIT and sum(ours) / LIMIT == task["metrics"]["acc"]
+    ds = results["downstream"]
+    assert ds["lm_eval_version"] == lm_eval.__version__ and task["version"] == 1.0
+    assert len(task["config_sha256"]) == 64 and task["num_fewshot"] == 0
+
+
+def test_missing_dataset_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    import ja_adapt.cli.evaluate as cli_eval
+
+    monkeypatch.setattr(cli_eval, "_load_model", lambda *a: pytest.fail("a model was loaded"))
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "m", "--data", "x.jsonl", "--out", str(out),
+                 "--tasks", f"{TASK},ja_leaderboard_jnli"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "ja_leaderboard_jnli has no local data" in line and "--task-data" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("entry,msg", [
+    ("ja_leaderboard_jnli", "TASK=DIR"),
+    ("ja_leaderboard_jnli=/no/such/dir", "not a directory"),
+    ("ja_leaderboard_jnli=validation:/no/such.json", "file not found"),
+])
+def test_bad_task_data_names_the_key(entry, msg):
+    with pytest.raises(UserError, match=f"eval.downstream.data.*{msg}"):
+        parse_data([entry])
+
+
+def test_task_data_for_a_task_not_run_is_refused(tmp_path):
+    with pytest.raises(UserError, match="not in eval.downstream.tasks"):
+        check_local_data(DownstreamConfig(tasks=[TASK], data=[f"other={tmp_path}"]))
+
+
+@pytest.mark.parametrize("key,value", [("num_fewshot", -1), ("limit", 0), ("batch_size", 0)])
+def test_bad_settings_name_the_key(key, value):
+    with pytest.raises(UserError, match=f"eval.downstream.{key}"):
+        DownstreamConfig(**{key: value}).check()
+
+
+JCQA = {"q_id": 0, "question": "電車に乗るときに必要なものは？", "choice0": "切符", "choice1": "傘",
+        "choice2": "鉛筆", "choice3": "帽子", "choice4": "時計", "label": 0}
+
+
+def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path):
+    """JGLUE's released JCommonsenseQA layout (train-v1.1.json, valid-v1.1.json: JSON lines) read by
+    lm-eval's own ja_leaderboard_jcommonsenseqa task, with its 3-shot examples from train."""
+    for name in ("train-v1.1.json", "valid-v1.1.json"):
+        (tmp_path / name).write_text("".join(json.dumps({**JCQA, "q_id": i, "label": i % 5}, ensure_ascii=False)
+                                             + "\n" for i in range(5)), encoding="utf-8")
+    task = "ja_leaderboard_jcommonsenseqa"
+    cfgs = resolve_tasks(DownstreamConfig(tasks=[task], data=[f"{task}={tmp_path}"]), tmp_path)
+    c = cfgs[task]
+    assert c["dataset_path"] == "json" and c["num_fewshot"] == 3 and callable(c["process_docs"])
+    assert sorted(c["dataset_kwargs"]["data_files"]) == ["train", "validation"]
+    with pytest.raises(UserError, match="no train split"):
+        resolve_tasks(DownstreamConfig(tasks=[task], data=[f"{task}=validation:{tmp_path / 'valid-v1.1.json'}"]),
+                      tmp_path)
