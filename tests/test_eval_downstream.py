@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ja_adapt.cli import main
 from ja_adapt.config import DownstreamConfig
 from ja_adapt.data.translation import TranslationPair, catalog_pairs, multiple_choice_items, split_of
 from ja_adapt.errors import UserError
-from ja_adapt.evaluate.downstream import MC_MAX_CHARS, SHIPPED, check_local_data, parse_data, resolve_tasks
+from ja_adapt.evaluate.downstream import (
+    MC_MAX_CHARS,
+    SHIPPED,
+    check_local_data,
+    parse_data,
+    resolve_tasks,
+    run_downstream,
+)
+from ja_adapt.models import load_model
 
 TASK = "ja_adapt_mc_translation"
 LIMIT = 24
@@ -117,7 +126,7 @@ JCQA = {"q_id": 0, "question": "電車に乗るときに必要なものは？", 
         "choice2": "鉛筆", "choice3": "帽子", "choice4": "時計", "label": 0}
 
 
-def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path):
+def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path, tiny_tokenizer, monkeypatch):
     """JGLUE's released JCommonsenseQA layout (train-v1.1.json, valid-v1.1.json: JSON lines) read by
     lm-eval's own ja_leaderboard_jcommonsenseqa task, with its 3-shot examples from train."""
     for name in ("train-v1.1.json", "valid-v1.1.json"):
@@ -128,6 +137,81 @@ def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path):
     c = cfgs[task]
     assert c["dataset_path"] == "json" and c["num_fewshot"] == 3 and callable(c["process_docs"])
     assert sorted(c["dataset_kwargs"]["data_files"]) == ["train", "validation"]
+    for k in OFFLINE:
+        monkeypatch.setenv(k, "1")
+    model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
+    ds = run_downstream(model, tiny_tokenizer, DownstreamConfig(tasks=[task], limit=2), cfgs)["tasks"][task]
+    assert ds["n"] == 2 and ds["num_fewshot"] == 3 and ds["n_available"] == 5
+    assert [s["target"] for s in ds["samples"]] == [0, 1] and ds["metrics"]["acc"] in (0, 0.5, 1)
     with pytest.raises(UserError, match="no train split"):
         resolve_tasks(DownstreamConfig(tasks=[task], data=[f"{task}=validation:{tmp_path / 'valid-v1.1.json'}"]),
                       tmp_path)
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+
+def _exact_mcnemar_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact binomial p on the discordant items, from the binomial sum itself."""
+    from math import comb
+    n, k = a_only + b_only, min(a_only, b_only)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def test_mcnemar_exact_against_the_binomial_sum():
+    from ja_adapt.evaluate.downstream_stats import mcnemar_exact
+
+    a = np.array([1] * 12 + [0] * 2 + [1] * 30 + [0] * 6)
+    b = np.array([0] * 12 + [1] * 2 + [1] * 30 + [0] * 6)
+    t = mcnemar_exact(a, b)
+    assert (t["a_only"], t["b_only"], t["n_discordant"]) == (12, 2, 14)
+    assert t["p"] == pytest.approx(_exact_mcnemar_p(12, 2), rel=1e-12) and t["p"] < 0.05
+    few = mcnemar_exact([1, 1, 1, 0], [0, 0, 1, 0])         # 2 discordant items: p >= 2/4 always
+    assert few["underpowered"] and "p" not in few
+
+
+def _sample_set(outcomes, sha="x"):
+    return {"version": 1.0, "num_fewshot": 0, "config_sha256": sha, "metrics": {},
+            "samples": [{"doc_id": i, "target": 0, "acc": float(o), "acc_norm": float(o)}
+                        for i, o in enumerate(outcomes)]}
+
+
+def test_downstream_compare_intervals_and_holm_over_tasks():
+    from ja_adapt.config import EvalConfig
+    from ja_adapt.evaluate.downstream_stats import downstream_compare
+
+    rng = np.random.default_rng(3)
+    a1, b1 = rng.integers(0, 2, 80), rng.integers(0, 2, 80)
+    a2, b2 = np.ones(60, int), np.r_[np.zeros(20, int), np.ones(40, int)]
+    ra = {"downstream": {"lm_eval_version": "v", "tasks": {"t1": _sample_set(a1), "t2": _sample_set(a2)}}}
+    rb = {"downstream": {"lm_eval_version": "v", "tasks": {"t1": _sample_set(b1), "t2": _sample_set(b2)}}}
+    cfg = EvalConfig(bootstrap_resamples=500, seed=7)
+    d = downstream_compare(ra, rb, cfg)
+    m = d["tasks"]["t1"]["metrics"]["acc"]
+    assert m["a"]["accuracy"] == a1.mean() and m["diff"] == pytest.approx(a1.mean() - b1.mean())
+    reps = a1[np.random.default_rng(7).integers(0, 80, size=(500, 80))].mean(axis=1)
+    assert (m["a"]["ci_low"], m["a"]["ci_high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    p = [d["tasks"][t]["metrics"]["acc"]["mcnemar"].get("p") for t in ("t1", "t2")]
+    fam = d["family"]
+    assert fam["tests"] == sum(x is not None for x in p) and d["tasks"]["t2"]["metrics"]["acc"]["mcnemar"]["p"] < 1e-5
+    if fam["tests"] == 2:
+        lo, hi = sorted(p)
+        assert sorted(fam["p_holm"].values()) == pytest.approx([min(1, 2 * lo), max(min(1, 2 * lo), hi)])
+    rb["downstream"]["tasks"]["t1"]["config_sha256"] = "other"
+    assert "skipped" in downstream_compare(ra, rb, cfg)["tasks"]["t1"]
+    assert downstream_compare(ra, {}, cfg) is None
+
+
+def test_jnli_word_labels_are_refused_with_the_fix(tmp_path, tiny_tokenizer, monkeypatch):
+    """JGLUE's released JNLI files label with English words; lm-eval's task wants choice indices and
+    would silently score every item wrong: refused, naming the file and the conversion."""
+    task = "ja_leaderboard_jnli"
+    valid = tmp_path / "valid-v1.1.json"
+    valid.write_text(json.dumps({"sentence_pair_id": "0", "sentence1": "犬が走る。", "sentence2": "犬が動く。",
+                                 "label": "entailment"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = DownstreamConfig(tasks=[task], data=[f"{task}={tmp_path}"], num_fewshot=0)
+    cfgs = resolve_tasks(cfg, tmp_path)
+    for k in OFFLINE:
+        monkeypatch.setenv(k, "1")
+    model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
+    with pytest.raises(UserError, match="valid-v1.1.json: item 0 of ja_leaderboard_jnli.*'entailment'.*choice indices"):
+        run_downstream(model, tiny_tokenizer, cfg, cfgs)

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from ja_adapt.config import DownstreamConfig
+from ja_adapt.data.splits import doc_hash_unit
 from ja_adapt.data.translation import catalog_pairs, multiple_choice_items, split_pairs
 from ja_adapt.errors import UserError, closest
 
@@ -29,13 +30,14 @@ SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split
 # the file-name prefixes a data directory's split files start with (JGLUE ships train-v1.1.json,
 # valid-v1.1.json)
 SPLIT_PREFIXES = {"train": ("train",), "validation": ("valid",), "test": ("test",)}
-MC_MAX_CHARS = 80            # shipped task: strings up to this long on both sides (short prompts)
+MC_MAX_CHARS = 40            # shipped task: strings up to this long on both sides (short prompts)
 
 
 def _mc_translation_items() -> list[dict]:
-    """The held-out (test) translation pairs as four-way multiple-choice items."""
+    """The held-out (test) translation pairs as four-way multiple-choice items, in the order of a
+    hash of their English source (lm-eval's `limit` takes the first items: a sample of both catalogs)."""
     pairs = split_pairs(catalog_pairs(max_chars=MC_MAX_CHARS))["test"]
-    items = multiple_choice_items(pairs)
+    items = sorted(multiple_choice_items(pairs), key=lambda it: doc_hash_unit(it["en"], "ja-adapt-mc-order"))
     if not items:
         raise UserError("ja_adapt_mc_translation: no translation pairs found; install the mercurial or "
                         "jupyterlab-language-pack-ja-JP package (ja-adapt's dependencies)")
