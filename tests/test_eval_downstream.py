@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -59,9 +61,10 @@ def shipped_eval(saved_tiny_model, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for k in OFFLINE:
             mp.setenv(k, "1")
-        assert main(["eval", "--model", str(model_dir), "--data", str(small), "--out", str(out),
-                     "--gen-prompts", "0", "--device", "cpu", "--tasks", TASK, "--limit", str(LIMIT)]) == 0
-    return json.loads(out.read_text(encoding="utf-8")), model_dir
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert main(["eval", "--model", str(model_dir), "--data", str(small), "--out", str(out),
+                         "--gen-prompts", "0", "--device", "cpu", "--tasks", TASK, "--limit", str(LIMIT)]) == 0
+    return json.loads(out.read_text(encoding="utf-8")), model_dir, printed.getvalue()
 
 
 def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch):
@@ -70,7 +73,7 @@ def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch)
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    results, model_dir = shipped_eval
+    results, model_dir, printed = shipped_eval
     for k in OFFLINE:
         monkeypatch.setenv(k, "1")
     task = results["downstream"]["tasks"][TASK]
@@ -87,6 +90,7 @@ def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch)
     ds = results["downstream"]
     assert ds["lm_eval_version"] == lm_eval.__version__ and task["version"] == 1.0
     assert len(task["config_sha256"]) == 64 and task["num_fewshot"] == 0
+    assert f"lm-eval {TASK} (v1.0, 0-shot, {LIMIT} items): acc {task['metrics']['acc']:.4f}" in printed
 
 
 def test_missing_dataset_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch):
@@ -215,3 +219,34 @@ def test_jnli_word_labels_are_refused_with_the_fix(tmp_path, tiny_tokenizer, mon
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
     with pytest.raises(UserError, match="valid-v1.1.json: item 0 of ja_leaderboard_jnli.*'entailment'.*choice indices"):
         run_downstream(model, tiny_tokenizer, cfg, cfgs)
+
+
+def test_report_section_reads_stats_json_rows_and_tests():
+    """The report's downstream rows and tests are the stats.json records of the compared models."""
+    from types import SimpleNamespace as NS
+
+    from ja_adapt.config import EvalConfig
+    from ja_adapt.evaluate.downstream_stats import downstream_compare
+    from ja_adapt.report.downstream import downstream_blocks, downstream_section
+
+    outcomes = {"lora-s0": [1] * 30 + [0] * 10, "full-s0": [1] * 20 + [0] * 20, "base": [0] * 30 + [1] * 10,
+                "sweep-r4": [1] * 40}
+    evals = {k: {"downstream": {"lm_eval_version": "0.4.13", "tasks": {TASK: _sample_set(v)}}}
+             for k, v in outcomes.items()}
+    cfg = EvalConfig(bootstrap_resamples=200)
+    entry = lambda a, b: {"a": a, "b": b, "seed": 0, "stats": {"downstream": downstream_compare(evals[a], evals[b], cfg)}}
+    stats = {"pairs": [entry("lora-s0", "full-s0"), entry("sweep-r4", "lora-s0")],
+             "vs_base": [entry("lora-s0", "base"), entry("full-s0", "base"), entry("sweep-r4", "base")]}
+    lora = NS(label="lora r16", runs=[NS(name="lora-s0")])
+    full = NS(label="full", runs=[NS(name="full-s0")])
+    sec = downstream_section([NS(stats=stats)], lora, full)
+    assert sec["status"] == "ok" and sec["lm_eval_versions"] == ["0.4.13"]
+    assert [(r["model"], r["acc"]["accuracy"]) for r in sec["rows"]] == [("base", 0.25), ("full-s0", 0.5),
+                                                                         ("lora-s0", 0.75)]
+    assert [(t["a"], t["b"]) for t in sec["tests"]] == [("lora-s0", "full-s0"), ("lora-s0", "base"), ("full-s0", "base")]
+    lf = sec["tests"][0]
+    assert (lf["a_only"], lf["b_only"]) == (10, 0) and lf["p"] == pytest.approx(_exact_mcnemar_p(10, 0))
+    assert lf["p_holm"] == lf["p"]                                   # one task: a family of one
+    text = "\n".join(str(b) for b in downstream_blocks({"downstream": sec}))
+    assert "0.75 [" in text and TASK in text and "3.3 Downstream tasks" in text
+    assert downstream_section([NS(stats={"pairs": [], "vs_base": []})], lora, full) == {"status": "not run"}

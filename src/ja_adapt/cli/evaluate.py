@@ -48,6 +48,10 @@ def summary_table(results: dict) -> str:
                         if "retention" in v else ""))
     for b, v in results.get("buckets", {}).get("overall", {}).items():
         lines.append(f"bucket {b}: {v['sentences']} sentences, bits/char {_f(v['bits_per_char'])}")
+    ds = results.get("downstream") or {}
+    for name, t in ds.get("tasks", {}).items():
+        lines.append(f"lm-eval {name} (v{t['version']}, {t['num_fewshot']}-shot, {t['n']} items): " +
+                     ", ".join(f"{m} {_f(v)}" for m, v in t["metrics"].items() if isinstance(v, (int, float))))
     return "\n".join(lines)
 
 
