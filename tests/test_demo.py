@@ -67,6 +67,12 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     assert report_heading_order(out) [:4] == ["Executive summary", "The answer: LoRA vs full fine-tuning",
                                               "The base model", "Evaluation sets"]
     assert results["primary"] == saved["primary"]
+    # the downstream section: the shipped lm-eval task on base and on each seed of both methods
+    ds = saved["downstream"]
+    assert ds["status"] == "ok" and ds["tasks"]["ja_adapt_mc_translation"]["n"] == 12
+    assert {r["model"] for r in ds["rows"]} >= {"base"} and len(ds["rows"]) == 5      # base + 2 + 2 seeds
+    assert {(t["a"], t["b"]) for t in ds["tests"] if t["b"] == "base"} and len(ds["tests"]) == 6
+    assert "### 3.3 Downstream tasks (lm-evaluation-harness)" in (out / "report.md").read_text(encoding="utf-8")
     printed = capsys.readouterr().out
     from ja_adapt.report import executive_summary
     assert executive_summary(results) in printed

@@ -130,6 +130,31 @@ class BucketConfig:
 
 
 @dataclass
+class DownstreamConfig:
+    """Downstream tasks run through lm-evaluation-harness (evaluate/downstream.py, docs/metrics.md#downstream)."""
+    tasks: list[str] = field(default_factory=list)  # lm-eval task names (`ja_adapt_mc_translation` ships with
+                                        # ja-adapt; any other needs local data below); empty = none
+    data: list[str] = field(default_factory=list)   # local data: TASK=DIR (files named train*, valid*, test*
+                                        # .json/.jsonl) or TASK=SPLIT:FILE[,SPLIT:FILE]; nothing is downloaded
+    num_fewshot: int | None = None      # lm-eval's num_fewshot; None = each task's own default
+    limit: int | None = None            # lm-eval's limit: the first this many items of each task; None = all
+    seed: int = 0                       # lm-eval's random, numpy, torch and few-shot sampler seeds
+    batch_size: int = 16                # requests per forward pass (lm-eval's batch_size)
+
+    def check(self) -> None:
+        """Raise UserError naming the first invalid key (task data: evaluate/downstream.py)."""
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise UserError(f"eval.downstream.num_fewshot: must be >= 0 (got {self.num_fewshot})")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"eval.downstream.limit: must be >= 1 or null (got {self.limit})")
+        if self.batch_size < 1:
+            raise UserError(f"eval.downstream.batch_size: must be >= 1 (got {self.batch_size})")
+        for t in self.tasks:
+            if not t or "," in t or "=" in t:
+                raise UserError(f"eval.downstream.tasks: '{t}' is not a task name")
+
+
+@dataclass
 class EvalConfig:
     max_length: int = 256             # tokens per likelihood window
     stride: int = 128                 # tokens between window starts; later windows give >= max_length-stride context
@@ -152,6 +177,7 @@ class EvalConfig:
     target_lang: str = "ja"           # the adapted language: scripts, generation, buckets
     forgetting_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # languages for retention
     buckets: BucketConfig = field(default_factory=BucketConfig)  # sentence-complexity rule
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)  # lm-eval tasks
 
     def check(self) -> None:
         """Raise UserError naming the first invalid key."""
@@ -176,10 +202,13 @@ class EvalConfig:
                             f"(0, 1] (got {self.sft_temperature}, {self.sft_top_p})")
         if not 0 < self.buckets.kanji_ratio <= 1:
             raise UserError(f"eval.buckets.kanji_ratio: must be in (0, 1] (got {self.buckets.kanji_ratio})")
+        self.downstream.check()
 
     def light(self) -> "EvalConfig":
-        """Likelihood only (no generation, no supervised responses): for per-checkpoint curves."""
-        return dataclasses.replace(self, gen_prompts=0, supervised=False)
+        """Likelihood only (no generation, no supervised responses, no downstream tasks): for
+        per-checkpoint curves."""
+        return dataclasses.replace(self, gen_prompts=0, supervised=False,
+                                   downstream=dataclasses.replace(self.downstream, tasks=[]))
 
 
 @dataclass

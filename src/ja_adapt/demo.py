@@ -63,6 +63,9 @@ DEMO_SETTINGS: dict = {
     "eval.max_length": 128, "eval.stride": 96, "eval.batch_size": 16, "eval.gen_prompts": 100,
     "eval.gen_prefix_chars": 32, "eval.gen_ref_chars": 32, "eval.bootstrap_resamples": 1000,
     "eval.sft_examples": 150, "eval.sft_max_new_tokens": 64,
+    # lm-eval's shipped multiple-choice translation task on every fully evaluated model: 150 of its
+    # 325 items keep the stage near 3 s per model on 2 cores (9 models: base, 3 + 3 seeds, 2 ranks)
+    "eval.downstream.tasks": ["ja_adapt_mc_translation"], "eval.downstream.limit": 150,
 }
 # The supervised task: English→Japanese translation pairs of Mercurial's catalog (data/translation.py),
 # split by a hash of the English source; the train pairs join the adaptation mixture, the test pairs
@@ -82,7 +85,8 @@ SWEEPS: dict[str, tuple[dict, dict, str]] = {
     "rank": ({"lora.rank": [4, 16, 64]}, {}, "quality"),
     "precision": ({"precision": ["fp32", "fp16", "bf16"]},
                   {"train.max_steps": 2, "optim.warmup_steps": 1, "train.save_every": 0,
-                   "train.eval_every": 0, "eval.gen_prompts": 0}, "probe"),
+                   "train.eval_every": 0, "eval.gen_prompts": 0, "eval.downstream.tasks": [],
+                   "eval.supervised": False}, "probe"),
 }
 DEFAULT_OUT = Path("ja-adapt-demo")
 
@@ -115,7 +119,8 @@ QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=
                   settings={"train.max_steps": 6, "train.eval_every": 3, "train.save_every": 3,
                             "optim.warmup_steps": 1, "eval.gen_prompts": 4, "eval.sft_examples": 6,
                             "eval.sft_max_new_tokens": 12,
-                            "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15},
+                            "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15,
+                            "eval.downstream.limit": 12},
                   tune_grids={"lora": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]}, seeds=2,
                   sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "quality")})
 

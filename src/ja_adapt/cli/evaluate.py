@@ -10,10 +10,11 @@ from pathlib import Path
 from peft import PeftModel
 
 from ja_adapt.artifacts import load_run
-from ja_adapt.config import AlpacaConfig, EvalConfig
+from ja_adapt.config import AlpacaConfig, DownstreamConfig, EvalConfig
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.errors import UserError
+from ja_adapt.evaluate.downstream import check_local_data
 from ja_adapt.evaluate.run import PPL_NOTE, evaluate_model, write_eval
 from ja_adapt.models import is_preset, load_model, load_tokenizer, resolve_device
 
@@ -47,6 +48,10 @@ def summary_table(results: dict) -> str:
                         if "retention" in v else ""))
     for b, v in results.get("buckets", {}).get("overall", {}).items():
         lines.append(f"bucket {b}: {v['sentences']} sentences, bits/char {_f(v['bits_per_char'])}")
+    ds = results.get("downstream") or {}
+    for name, t in ds.get("tasks", {}).items():
+        lines.append(f"lm-eval {name} (v{t['version']}, {t['num_fewshot']}-shot, {t['n']} items): " +
+                     ", ".join(f"{m} {_f(v)}" for m, v in t["metrics"].items() if isinstance(v, (int, float))))
     return "\n".join(lines)
 
 
@@ -67,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed"):
         parser.add_argument(f"--{f.replace('_', '-')}", type=int, help=f"eval.{f}")
+    parser.add_argument("--tasks", help="lm-eval tasks, comma-separated (eval.downstream.tasks), e.g. "
+                        "ja_adapt_mc_translation,ja_leaderboard_jcommonsenseqa")
+    parser.add_argument("--task-data", action="append", default=[], metavar="TASK=DIR|TASK=SPLIT:FILE,...",
+                        help="local data of a task (eval.downstream.data; repeatable): a directory of "
+                        "train*/valid*/test* .json(l) files, or split:file pairs")
+    for f in ("num_fewshot", "limit"):
+        parser.add_argument(f"--{f.replace('_', '-')}", type=int, help=f"eval.downstream.{f} (lm-eval's {f})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
             base = json.loads(args.base_eval.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{args.base_eval}: cannot read the base eval.json ({e})") from None
+    if args.tasks:   # their data is checked before a model is loaded (a run's own tasks: evaluate_model)
+        check_local_data(_downstream(EvalConfig().downstream, args))
     device = resolve_device(args.device)
     cfg, trained = EvalConfig(), list(args.trained_domain)
     if args.run_dir:
@@ -101,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         docs = read_corpus(args.data, alpaca=run_cfg.data.alpaca if args.run_dir else AlpacaConfig())
     overrides = {f: getattr(args, f) for f in ("max_length", "stride", "batch_size", "gen_prompts", "seed")
                  if getattr(args, f) is not None}
-    cfg = dataclasses.replace(cfg, **overrides)
+    cfg = dataclasses.replace(cfg, **overrides, downstream=_downstream(cfg.downstream, args))
     trained = [t if "/" in t else f"{cfg.target_lang}/{t}" for t in trained]
     results = evaluate_model(model, tokenizer, docs, cfg, trained=trained,
                              base_results=base)
@@ -109,6 +123,18 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(results))
     print(f"\n{out}")
     return 0
+
+
+def _downstream(cfg: DownstreamConfig, args) -> DownstreamConfig:
+    """eval.downstream with the command line's --tasks, --task-data, --num-fewshot, --limit set."""
+    changes = {f: getattr(args, f) for f in ("num_fewshot", "limit") if getattr(args, f) is not None}
+    if args.tasks is not None:
+        changes["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.task_data:
+        changes["data"] = list(args.task_data)
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg.check()
+    return cfg
 
 
 def _load_model(args, device):

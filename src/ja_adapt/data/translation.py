@@ -158,3 +158,30 @@ def drop_held_out(docs: list[Document], held_out: Iterable[str], *, joiner: str 
               "rule": f"unit equal to a held-out side (normalised), or containing one at "
                       f">= {cfg.threshold} of its {cfg.ngram}-grams"}
     return out, report
+
+
+def multiple_choice_items(pairs: list[TranslationPair], n_choices: int = 4) -> list[dict]:
+    """Multiple-choice items {"en", "choices", "label", "catalog"}: each pair's English source with
+    its own translation among n_choices, the others the translations of the pairs nearest to it in
+    Japanese length (ties: English source order), so length alone does not give the answer away.
+    The answer's position comes from a hash of the English source (stable as pairs are added).
+    Distractors equal to the answer are skipped. Pairs in input order; fewer than n_choices
+    distinct translations give no items."""
+    if len({p.ja for p in pairs}) < n_choices:
+        return []
+    by_length = sorted(pairs, key=lambda p: (len(p.ja), p.en))
+    rank = {p.en: i for i, p in enumerate(by_length)}
+    items = []
+    for p in pairs:
+        i, distractors, step = rank[p.en], [], 1
+        while len(distractors) < n_choices - 1:       # nearest in length: alternate below and above
+            for j in (i - step, i + step):
+                if 0 <= j < len(by_length) and len(distractors) < n_choices - 1:
+                    ja = by_length[j].ja
+                    if ja != p.ja and ja not in distractors:
+                        distractors.append(ja)
+            step += 1
+        label = int(doc_hash_unit(p.en, SALT + "-choice") * n_choices)
+        choices = distractors[:label] + [p.ja] + distractors[label:]
+        items.append({"en": p.en, "choices": choices, "label": label, "catalog": p.catalog})
+    return items

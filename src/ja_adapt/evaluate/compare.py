@@ -13,6 +13,7 @@ import numpy as np
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
+from ja_adapt.evaluate.downstream_stats import downstream_compare
 from ja_adapt.evaluate.stats import bleu_chrf_paired_bootstrap, corpus_compare, holm_family, paired_compare
 
 DOCS = "docs/metrics.md"
@@ -46,7 +47,8 @@ def compare_models(results_a: dict, results_b: dict, cfg) -> dict:
     bits_per_char: per shared group, per language, and for the target language's held-out (trained
     groups) and cross-domain pools (doc_compare; diff = a - b, < 0: a better). generation: BLEU /
     chrF paired bootstrap (b against baseline a). families: Holm per question (japanese_quality,
-    forgetting, per_domain). scripts / buckets: ratios a / b.
+    forgetting, per_domain). scripts / buckets: ratios a / b. downstream (when both ran lm-eval
+    tasks): accuracy intervals, McNemar's test and Holm over the tasks (downstream_stats.py).
     """
     kw = {"resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
     target = cfg.target_lang
@@ -80,6 +82,8 @@ def compare_models(results_a: dict, results_b: dict, cfg) -> dict:
     out["scripts"] = _script_ratios(results_a.get("scripts"), results_b.get("scripts"))
     if results_a.get("buckets") and results_b.get("buckets"):
         out["buckets"] = bk.bucket_ratios(results_a["buckets"], results_b["buckets"])
+    if (downstream := downstream_compare(results_a, results_b, cfg)) is not None:
+        out["downstream"] = downstream
     return out
 
 

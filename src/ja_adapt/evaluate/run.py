@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ja_adapt.cache import cache_root
 from ja_adapt.config import EvalConfig
 from ja_adapt.data.documents import Document
 from ja_adapt.data.tokens import tokenizer_fingerprint
@@ -24,6 +25,7 @@ from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
 from ja_adapt.evaluate.bootstrap import ratio_interval
 from ja_adapt.evaluate.compare import DOCS
+from ja_adapt.evaluate.downstream import resolve_tasks, run_downstream
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax
@@ -108,9 +110,12 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
     when both its language and its domain were trained (the others are cross-domain or other
     languages); base_results: the base model's evaluate_model output, for forgetting. Sections:
     likelihood, scripts, generation (continuations of held-out text), domains, forgetting, buckets,
-    and supervised (prompt→completion and chat records: generated responses, evaluate/supervised.py).
+    supervised (prompt→completion and chat records: generated responses, evaluate/supervised.py),
+    and downstream when eval.downstream.tasks names lm-eval tasks (their data is checked before
+    anything runs).
     """
     cfg.check()
+    tasks = resolve_tasks(cfg.downstream, cache_root()) if cfg.downstream.tasks else {}
     docs = [d for g in groups.values() for d in g] if isinstance(groups, dict) else list(groups)
     sft_docs = [d for d in docs if d.supervised]
     groups = group_documents([d for d in docs if not d.supervised])
@@ -159,6 +164,8 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
         "supervised": evaluate_supervised(model, tokenizer, sft_docs, cfg),
     }
     results["forgetting"] = forgetting(results, base_results, tuple(cfg.forgetting_langs))
+    if tasks:
+        results["downstream"] = run_downstream(model, tokenizer, cfg.downstream, tasks)
     return results
 
 

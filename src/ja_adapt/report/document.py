@@ -7,6 +7,7 @@ no number is typed into this module's text.
 from __future__ import annotations
 
 from ja_adapt.report import fmt, lead
+from ja_adapt.report.downstream import downstream_blocks
 from ja_adapt.report.quality import METRICS
 
 NOT_RUN = "Not run: no experiment in the given directories measured this."
@@ -361,7 +362,7 @@ def build_document(res: dict, plots: dict) -> list[tuple]:
             *lead.headline_blocks(res, plots), *lead.base_model_blocks(res), *lead.evaluation_sets_blocks(res),
             *lead.lr_tuning_blocks(res, plots),
             *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
-            *closing(res)]
+            *downstream_blocks(res), *closing(res)]
 
 
 def data_sources(ds: dict | None) -> list[tuple]:
