@@ -2,12 +2,15 @@
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from ja_adapt import arch as arch_module
 from ja_adapt import plan
 from ja_adapt.cli import plan as plan_cli
 from ja_adapt.errors import UserError
@@ -172,25 +175,62 @@ def test_time_model_is_flops_over_throughput(capsys):
 def test_recommendations_fit_their_budget(capsys):
     out = json.loads(_run(["--model", "qwen2.5-0.5b", "--recommend", "--json"], capsys))
     rows = out["recommendations"]
-    assert {r["gpu_gb"] for r in rows} == {12, 24, 80}
+    assert {r["gpu_gb"] for r in rows} == {16, 24, 40, 80}
     for r in rows:
         if r["fits"]:
             assert r["total_gb"] <= r["budget_gb"] == pytest.approx(r["gpu_gb"] * 0.9)
     by = {(r["gpu_gb"], r["method"]): r for r in rows}
     assert by[(80, "lora")]["fits"] and by[(80, "full")]["fits"]
-    tokens = {gb: by[(gb, "full")]["batch"] * by[(gb, "full")]["seq"] for gb in (12, 80)}
-    assert tokens[80] >= tokens[12]
+    tokens = {gb: by[(gb, "full")]["batch"] * by[(gb, "full")]["seq"] for gb in (16, 80)}
+    assert tokens[80] >= tokens[16]
     text = _run(["--model", "qwen2.5-7b", "--gpu-memory", "24", "--recommend"], capsys)
     assert "24 GiB: full does NOT fit" in text
 
 
 def test_presets_plan_fast(capsys):
-    _run(["--model", "tiny"], capsys)  # imports transformers' model classes once
     for preset in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b"):
         start = time.perf_counter()
         text = _run(["--model", preset, "--batch", "4", "--seq", "2048", "--gpu-memory", "24"], capsys)
         assert time.perf_counter() - start < 5
         assert "weights" in text and "FLOPs/token" in text
+
+
+def test_plan_command_imports_neither_torch_nor_transformers(tmp_path):
+    """`ja-adapt plan` is arithmetic on a config: the whole command, in a fresh interpreter, within
+    5 s, without torch or transformers (whose import alone took 5-14 s on a busy 2-core machine)."""
+    preset_config("qwen2.5-0.5b").save_pretrained(tmp_path)   # a local config.json: same path
+    code = ("import sys; from ja_adapt.cli import main; "
+            f"main(['plan', '--model', 'qwen2.5-7b', '--recommend']); "
+            f"main(['plan', '--model', {str(tmp_path)!r}, '--json']); "
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert time.perf_counter() - start < 5
+    assert "HEAVY []" in out and "80 GiB: lora" in out
+
+
+ARCH_CONFIGS = [  # architectures arch.py writes out, with each bias / tying / head_dim variant
+    ("qwen2", dict(tie_word_embeddings=False)),
+    ("qwen2", dict(tie_word_embeddings=True)),
+    ("llama", dict(attention_bias=True, mlp_bias=True, tie_word_embeddings=False)),
+    ("llama", dict(attention_bias=False, head_dim=48)),
+    ("mistral", dict(tie_word_embeddings=True)),
+]
+
+
+@pytest.mark.parametrize("model_type,extra", ARCH_CONFIGS)
+def test_arithmetic_shapes_equal_the_meta_device_model(model_type, extra):
+    from transformers import AutoConfig
+    config = AutoConfig.for_model(model_type, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=V, **extra)
+    assert arch_module._arithmetic_arch(config) == arch_module._meta_arch(config)
+    as_dict = json.loads(config.to_json_string(use_diff=False))
+    assert arch_module._arithmetic_arch(as_dict) == arch_module._meta_arch(config)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "qwen2.5-0.5b", "qwen2.5-7b"])
+def test_preset_shapes_equal_the_meta_device_model(preset):
+    assert plan.architecture(arch_module.PRESETS[preset]) == arch_module._meta_arch(preset_config(preset))
 
 
 @pytest.mark.parametrize("argv,needle", [
