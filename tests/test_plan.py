@@ -114,11 +114,9 @@ CASES = [  # method, precision, checkpointing, loss chunk, targets, dropout, pac
 ]
 
 
-@pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
-def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
+def _measured_saved_bytes(model, precision, ckpt, chunk, packed) -> int:
     """Every tensor autograd saves in the engine's real forward (loss.training_loss), counted once per
     storage and without the parameters, plus what checkpointing keeps alive (rotary cos/sin, mask)."""
-    model = _model(method, targets, dropout, ckpt)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -144,9 +142,28 @@ def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, target
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             training_loss(model, _batch(packed), 1.0, chunk)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
+def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
+    measured = _measured_saved_bytes(_model(method, targets, dropout, ckpt), precision, ckpt, chunk, packed)
     predicted = _predict(method, precision, targets=targets, activation_checkpointing=ckpt,
                          loss_chunk_size=chunk, lora_dropout=dropout, packed=packed)
-    assert predicted["saved_for_backward_bytes"] == pytest.approx(sum(seen.values()), rel=0.10)
+    assert predicted["saved_for_backward_bytes"] == pytest.approx(measured, rel=0.10)
+
+
+@pytest.mark.parametrize("method,precision,targets", [("full", "bf16", "qv"), ("lora", "fp32", "all-linear")])
+def test_activation_checkpointing_saving_is_measured_and_planned(method, precision, targets):
+    """Checkpointing's memory saving on the tiny model, measured with saved_tensors_hooks: it keeps
+    under a third of the activations, and the plan predicts the saving within 10%."""
+    off = _measured_saved_bytes(_model(method, targets, 0.0, False), precision, False, 0, True)
+    on = _measured_saved_bytes(_model(method, targets, 0.0, True), precision, True, 0, True)
+    assert on < off / 3
+    plan_kw = dict(targets=targets, lora_dropout=0.0, packed=True)
+    planned = (_predict(method, precision, activation_checkpointing=False, **plan_kw)["saved_for_backward_bytes"]
+               - _predict(method, precision, activation_checkpointing=True, **plan_kw)["saved_for_backward_bytes"])
+    assert planned == pytest.approx(off - on, rel=0.10)
 
 
 def test_memory_levers_move_the_right_components():
@@ -185,6 +202,62 @@ def test_recommendations_fit_their_budget(capsys):
     assert tokens[80] >= tokens[16]
     text = _run(["--model", "qwen2.5-7b", "--gpu-memory", "24", "--recommend"], capsys)
     assert "24 GiB: full does NOT fit" in text
+
+
+@pytest.mark.parametrize("preset", ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b"])
+def test_every_recommended_setting_is_accepted_by_train(preset):
+    """Each setting `--recommend` gives for 16/24/40/80 GiB passes train's config validation as it
+    is, and uses what training can do: a bf16 frozen base for LoRA, checkpointing where needed."""
+    from ja_adapt.config import load_config
+    rows = [r for gb in plan.RECOMMEND_GB for r in plan.recommend(arch_module.PRESETS[preset], gpu_gb=gb)]
+    assert {r["gpu_gb"] for r in rows} == {16, 24, 40, 80}
+    for r in (r for r in rows if r["fits"]):
+        overrides = [f"{k}={v}" for k, v in r["overrides"].items()]
+        cfg = load_config(None, overrides, {"model.name_or_path": preset})   # raises on a refusal
+        assert (cfg.method, cfg.train.batch_size, cfg.data.seq_len) == (r["method"], r["batch"], r["seq"])
+        assert cfg.train.activation_checkpointing == r["activation_checkpointing"]
+        assert cfg.model.dtype == ("bf16" if r["method"] == "lora" else "fp32")
+    fitting = {(r["gpu_gb"], r["method"]) for r in rows if r["fits"]}
+    assert (80, "lora") in fitting
+    if preset == "qwen2.5-0.5b":
+        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in ("lora", "full")}
+
+
+def test_bf16_base_needs_bf16_compute_in_the_plan_as_in_training():
+    with pytest.raises(UserError, match="precision=bf16"):
+        _predict("lora", "fp32", base_dtype="bf16")
+    bf16 = _predict("lora", "bf16", base_dtype="bf16")["bytes"]
+    fp32 = _predict("lora", "bf16", base_dtype="fp32")["bytes"]
+    assert bf16["autocast_weight_copies"] < fp32["autocast_weight_copies"] / 10   # the adapters' only
+    assert bf16["weights"] < fp32["weights"] and bf16["activations"] == fp32["activations"]
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_bf16_base_plan_equals_the_built_model(ckpt):
+    """model.dtype=bf16 as training builds it (methods.build_model): weights, gradients and AdamW
+    state equal the plan's bytes, and the saved-for-backward bytes the hooks see are within 10%."""
+    from ja_adapt.config import load_config
+    from ja_adapt.methods import build_model
+
+    class Vocab:
+        def __len__(self):
+            return V
+    cfg = load_config(None, ["method=lora", "precision=bf16", "model.dtype=bf16", "lora.dropout=0.1",
+                             f"train.activation_checkpointing={str(ckpt).lower()}"])
+    model = build_model(cfg, Vocab(), torch.device("cpu")).train()
+    measured = _measured_saved_bytes(model, "bf16", ckpt, 0, True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = training_loss(model, _batch(), 1.0 / (B * T))
+    loss.backward()
+    opt.step()
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
+            "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
+    predicted = _predict("lora", "bf16", targets="qv", base_dtype="bf16", activation_checkpointing=ckpt)
+    assert {k: predicted["bytes"][k] for k in real} == real
+    assert predicted["saved_for_backward_bytes"] == pytest.approx(measured, rel=0.10)
 
 
 def test_presets_plan_fast(capsys):

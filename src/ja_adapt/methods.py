@@ -15,6 +15,7 @@ import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 
+from ja_adapt import precision
 from ja_adapt.method_spec import SPECS, method_spec, resolve_targets
 from ja_adapt.models import load_model
 
@@ -89,7 +90,8 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> tor
     if cfg.model.attn_implementation and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(cfg.model.attn_implementation)
     if cfg.train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+            "use_reentrant": False, "context_fn": precision.checkpoint_contexts})
         model.enable_input_require_grads()
     model = apply_method(model, cfg)
     for p in model.parameters():
