@@ -12,12 +12,14 @@ import os
 import platform
 import resource
 import sys
+import time
 
 import psutil
 import torch
 
 from ja_adapt.arch import (  # noqa: F401  (re-exported: the one definition)
     PEAK_BF16_FLOPS,
+    architecture,
     flops_per_token,
     matmul_params,
     peak_flops,
@@ -133,3 +135,28 @@ class MemoryMeter:
                     "reported": "peak_allocated_bytes"}
         return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": ru_maxrss_bytes(),
                 "reported": "peak_rss_sampled_bytes"}
+
+
+# ---- throughput ----------------------------------------------------------------------------------
+
+def measure_matmul_flops(config, rows: int, device="cpu", repeats: int = 3) -> float:
+    """This machine's fp32 matmul FLOP/s at the shapes of one training step of `config`'s model:
+    each Linear of a layer (times the layer count) and the lm_head, on `rows` = batch · seq rows,
+    each shape timed as the fastest of `repeats` runs. The plan's time model divides FLOPs by it."""
+    a = architecture(config)
+    dev = _device(device)
+    shapes = [(i, o, a.layers) for _, i, o in a.linears] + [(a.hidden, a.vocab, 1)]
+    flops = seconds = 0.0
+    for fan_in, fan_out, count in shapes:
+        x = torch.randn(rows, fan_in, device=dev)
+        w = torch.randn(fan_out, fan_in, device=dev)
+        best = float("inf")
+        for _ in range(repeats + 1):                     # the first run warms the kernels up
+            sync(dev)
+            start = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            sync(dev)
+            best = min(best, time.perf_counter() - start)
+        flops += count * 2.0 * rows * fan_in * fan_out
+        seconds += count * best
+    return flops / seconds
