@@ -246,13 +246,14 @@ def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict
     Predicted peak RSS = the plan's peak tensor bytes + the run's RSS before the model was built
     (interpreter, libraries, data: what the tensors add to). Predicted step time = the step's
     hardware FLOPs (the plan's FLOPs per token, plus checkpointing's recompute, times batch · seq)
-    at `matmul_flops`, this machine's measured fp32 matmul rate (telemetry.measure_matmul_flops).
+    at this machine's fp32 matmul rate (telemetry.measure_matmul_flops): the run's own, measured
+    in its process right after it (a shared machine's rate varies), else `matmul_flops`.
     """
     from ja_adapt.arch import PRESETS
     from ja_adapt.plan import plan_time
     out = ["| method | targets | precision | model.dtype | act. ckpt | batch × seq | peak RSS GiB "
-           "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas |",
-           "|---" * 12 + "|"]
+           "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas | matmul GFLOP/s |",
+           "|---" * 13 + "|"]
     rows = []
     for res in results:
         b = res["config"]
@@ -261,18 +262,19 @@ def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict
             config = PRESETS[b["preset"]]
             tokens = b["batch"] * b["seq"]
             t = plan_time(config, method=r["method"], trainable=r["trainable_params"], seq=b["seq"],
-                          tokens=tokens, gpu="h100", mfu=1.0, peak=matmul_flops,
+                          tokens=tokens, gpu="h100", mfu=1.0, peak=r.get("matmul_flops", matmul_flops),
                           activation_checkpointing=eng["train"]["activation_checkpointing"])
             row = {"method": r["method"], "targets": eng["lora"]["targets"] if r["method"] == "lora" else "—",
                    "precision": b["precision"], "dtype": eng["model"]["dtype"],
                    "ckpt": eng["train"]["activation_checkpointing"], "shape": f"{b['batch']} × {b['seq']}",
                    "rss": r["peak_rss_bytes"], "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],
-                   "step": r["step_time_s"], "step_pred": t["seconds"]}
+                   "step": r["step_time_s"], "step_pred": t["seconds"], "matmul_flops": t["peak_flops"]}
             rows.append(row)
             out.append(f"| {row['method']} | {row['targets']} | {row['precision']} | {row['dtype']} | "
                        f"{'on' if row['ckpt'] else 'off'} | {row['shape']} | {row['rss'] / 2**30:.2f} | "
                        f"{row['rss_pred'] / 2**30:.2f} | {row['rss_pred'] / row['rss']:.2f} | {row['step']:.1f} | "
-                       f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} |")
+                       f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} | "
+                       f"{row['matmul_flops'] / 1e9:.1f} |")
     return "\n".join(out), rows
 
 

@@ -125,7 +125,12 @@ def _engine_worker(spec: dict) -> dict:
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
-    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
+    out = _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
+    if device.type == "cpu":   # the matmul rate under this run's conditions (a shared CPU varies),
+        # measured after peak RSS was read: its operands are not the run's memory
+        out["matmul_flops"] = telemetry.measure_matmul_flops(base.config, cfg.train.batch_size * cfg.data.seq_len,
+                                                             device, repeats=1)
+    return out
 
 
 def _trl_worker(spec: dict) -> dict:
