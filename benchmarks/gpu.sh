@@ -120,29 +120,25 @@ def measured(f, key):
     r = engine_runs.get(f)
     return None if r is None or r.get(key) is None else r[key]
 fmt = lambda v, f: "not measured" if v is None else f.format(v)
+def memory_goal(method, limit_gb):
+    f, plan = f"gpu-memory-{method}-b4.json", planned(method, **small)
+    got = measured(f, "peak_allocated_bytes")
+    return (f"{method} peak allocated, batch 4 (memory settings)", f"<= {limit_gb} GB",
+            fmt(got and got / GB, "{:.2f} GB"),
+            f"{plan['peak_allocated_bytes'] / GB:.2f} GB (+ CUDA context: {plan['total_bytes'] / GB:.2f} GB)",
+            (got or 1e99) <= limit_gb * GB)
 goals = [
     ("full fine-tuning MFU (batch 4, speed settings)", ">= 40%", fmt(measured("gpu-throughput-full.json", "mfu"), "{:.1%}"),
      "assumed 40% (the time model's input)", (measured("gpu-throughput-full.json", "mfu") or 0) >= 0.40),
     ("LoRA tokens/s on an H100-class GPU (batch 4, speed settings)", ">= 120,000",
      fmt(measured("gpu-throughput-lora.json", "tokens_per_s"), "{:,.0f}"),
      f"{lora_t['tokens_per_s']:,.0f} at 40% MFU", (measured("gpu-throughput-lora.json", "tokens_per_s") or 0) >= 120_000),
-    ("LoRA peak allocated, batch 4 (memory settings)", "<= 5 GB",
-     fmt(measured("gpu-memory-lora-b4.json", "peak_allocated_bytes") and
-         measured("gpu-memory-lora-b4.json", "peak_allocated_bytes") / GB, "{:.2f} GB"),
-     f"{planned('lora', **small)['peak_allocated_bytes'] / GB:.2f} GB (+ CUDA context: "
-     f"{planned('lora', **small)['total_bytes'] / GB:.2f} GB)",
-     (measured("gpu-memory-lora-b4.json", "peak_allocated_bytes") or 1e99) <= 5 * GB),
-    ("full peak allocated, batch 4 (memory settings)", "<= 12 GB",
-     fmt(measured("gpu-memory-full-b4.json", "peak_allocated_bytes") and
-         measured("gpu-memory-full-b4.json", "peak_allocated_bytes") / GB, "{:.2f} GB"),
-     f"{planned('full', **small)['peak_allocated_bytes'] / GB:.2f} GB (+ CUDA context: "
-     f"{planned('full', **small)['total_bytes'] / GB:.2f} GB)",
-     (measured("gpu-memory-full-b4.json", "peak_allocated_bytes") or 1e99) <= 12 * GB),
+    memory_goal("lora", 5), memory_goal("full", 12),
 ]
 print(f"\ngoals ({preset}, {precision}, batch 4 x {seq}; LoRA r=16 q,v with a {bf16} frozen base):")
 print("| goal | target | measured | plan predicts | met |")
 print("|---|---|---|---|---|")
 for name, target, got, plan, met in goals:
-    print(f"| {name} | {target} | {got} | {plan} | {'yes' if met else 'NO'} |")
+    print(f"| {name} | {target} | {got} | {plan} | {'—' if got == 'not measured' else 'yes' if met else 'NO'} |")
 PY
 elapsed "done"

@@ -84,9 +84,8 @@ def _predict(method, precision, **kw):
                             batch=B, seq=T, **kw)
 
 
-@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
-def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
-    model = _model(method)
+def _bytes_after_one_step(model, precision: str) -> dict:
+    """Bytes of the real weights, gradients and AdamW state after one training step."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -94,8 +93,13 @@ def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
     loss.backward()
     opt.step()
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
-    real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
+    return {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
             "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
+
+
+@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
+def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
+    real = _bytes_after_one_step(_model(method), precision)
     predicted = _predict(method, precision, targets="qv")["bytes"]
     assert {k: predicted[k] for k in real} == real
 
@@ -246,15 +250,7 @@ def test_bf16_base_plan_equals_the_built_model(ckpt):
                              f"train.activation_checkpointing={str(ckpt).lower()}"])
     model = build_model(cfg, Vocab(), torch.device("cpu")).train()
     measured = _measured_saved_bytes(model, "bf16", ckpt, 0, True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-3)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = training_loss(model, _batch(), 1.0 / (B * T))
-    loss.backward()
-    opt.step()
-    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
-    real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
-            "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
+    real = _bytes_after_one_step(model, "bf16")
     predicted = _predict("lora", "bf16", targets="qv", base_dtype="bf16", activation_checkpointing=ckpt)
     assert {k: predicted["bytes"][k] for k in real} == real
     assert predicted["saved_for_backward_bytes"] == pytest.approx(measured, rel=0.10)
