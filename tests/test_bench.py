@@ -64,6 +64,29 @@ def test_engine_step_reproduces_train_train(prepared, tmp_path):
     assert [r["loss"] for r in records] == pytest.approx(result["losses"], rel=1e-6)
     assert result["tokens_per_s"] > 0 and result["steps"] == 2
     assert 0 <= result["padding_fraction"] < 1 and result["peak_rss_bytes"] > 50e6
+    # the plan beside it: RSS before the model, the plan's tensors, this run's matmul rate
+    assert 50e6 < result["baseline_rss_bytes"] < result["peak_rss_bytes"]
+    assert result["planned_peak_allocated_bytes"] > 0 and result["matmul_flops"] > 1e8
+
+
+def test_plan_table_puts_the_plan_beside_each_engine_run():
+    """Predicted RSS = the plan's tensors + the run's RSS before the model; predicted step time =
+    (the plan's FLOPs per token + checkpointing's recompute) x batch x seq / the matmul rate."""
+    from ja_adapt.arch import PRESETS
+    config = PRESETS["tiny"]
+    fpt = telemetry.flops_per_token(config, method="full", trainable_params=0, seq_len=64)
+    extra = telemetry.recompute_flops_per_token(config, seq_len=64)
+    run = {"side": "ja-adapt", "method": "full", "repeat": 0, "trainable_params": 0, "step_time_s": 2.0,
+           "peak_rss_bytes": 3 * 2**30, "planned_peak_allocated_bytes": 2**30, "baseline_rss_bytes": 2**30,
+           "matmul_flops": 1e9}
+    trl = {"side": "trl-best", "method": "full", "repeat": 0, "step_time_s": 1.0}
+    result = {"config": {"preset": "tiny", "batch": 2, "seq": 64, "precision": "fp32"},
+              "engine_config": {"lora": {"targets": "qv"}, "model": {"dtype": "fp32"},
+                                "train": {"activation_checkpointing": True}}, "runs": [run, trl]}
+    text, rows = bench.plan_table([result], matmul_flops=5e9)
+    (row,) = rows                                           # engine runs only
+    assert row["rss_pred"] == 2 * 2**30 and row["step_pred"] == pytest.approx(2 * 64 * (fpt + extra) / 1e9)
+    assert "| full | — | fp32 | fp32 | on | 2 × 64 | 3.00 | 2.00 | 0.67 |" in text
 
 
 def test_trl_peer_runs_one_step(prepared):

@@ -243,3 +243,34 @@ def test_a_rank_not_below_a_target_width_gives_a_notice(capsys, rank, targets, n
 def test_a_rank_below_every_target_width_says_nothing(capsys):
     apply_method(tiny(), cfg_of("lora.rank=127", "lora.targets=all-linear"))
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
+    """model.dtype=bf16: every frozen weight is bf16 (the fp32 base rounded: same seed, same
+    numbers), every trainable one fp32, AdamW's state fp32 after a step, and the residual stream
+    the layers see is fp32 (the embedding's output is cast), with or without checkpointing."""
+    from ja_adapt.loss import training_loss
+    from ja_adapt.step import autocast, build_optimizer
+    keys = ["method=lora", "precision=bf16", f"train.activation_checkpointing={str(ckpt).lower()}"]
+    cfg = cfg_of(*keys, "model.dtype=bf16")
+    model = build_model(cfg, _Tok(), CPU).train()
+    reference = build_model(cfg_of(*keys), _Tok(), CPU).state_dict()
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert frozen and trainable
+    assert {p.dtype for p in frozen.values()} == {torch.bfloat16}
+    assert {p.dtype for p in trainable.values()} == {torch.float32}
+    assert all(torch.equal(p, reference[n].to(torch.bfloat16)) for n, p in frozen.items())
+    seen = []
+    base_model(model).model.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    optimizer, _ = build_optimizer(model, cfg)
+    ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "position_ids": torch.arange(16).repeat(2, 1), "targets": ids.roll(-1, 1)}
+    with autocast(cfg, CPU):
+        loss, _ = training_loss(model, batch, 1.0 / 32)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and seen[0] == torch.float32
+    assert {t.dtype for s in optimizer.state.values() for t in s.values() if t.numel() > 1} == {torch.float32}
+    assert all(p.grad is not None for p in trainable.values())

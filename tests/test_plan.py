@@ -2,12 +2,15 @@
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from ja_adapt import arch as arch_module
 from ja_adapt import plan
 from ja_adapt.cli import plan as plan_cli
 from ja_adapt.errors import UserError
@@ -81,9 +84,8 @@ def _predict(method, precision, **kw):
                             batch=B, seq=T, **kw)
 
 
-@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
-def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
-    model = _model(method)
+def _bytes_after_one_step(model, precision: str) -> dict:
+    """Bytes of the real weights, gradients and AdamW state after one training step."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -91,8 +93,13 @@ def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
     loss.backward()
     opt.step()
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
-    real = {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
+    return {"weights": nbytes(model.parameters()), "gradients": nbytes(p.grad for p in trainable),
             "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
+
+
+@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
+def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
+    real = _bytes_after_one_step(_model(method), precision)
     predicted = _predict(method, precision, targets="qv")["bytes"]
     assert {k: predicted[k] for k in real} == real
 
@@ -111,11 +118,9 @@ CASES = [  # method, precision, checkpointing, loss chunk, targets, dropout, pac
 ]
 
 
-@pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
-def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
+def _measured_saved_bytes(model, precision, ckpt, chunk, packed) -> int:
     """Every tensor autograd saves in the engine's real forward (loss.training_loss), counted once per
     storage and without the parameters, plus what checkpointing keeps alive (rotary cos/sin, mask)."""
-    model = _model(method, targets, dropout, ckpt)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -141,9 +146,28 @@ def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, target
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             training_loss(model, _batch(packed), 1.0, chunk)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)
+def test_saved_for_backward_matches_hooks(method, precision, ckpt, chunk, targets, dropout, packed):
+    measured = _measured_saved_bytes(_model(method, targets, dropout, ckpt), precision, ckpt, chunk, packed)
     predicted = _predict(method, precision, targets=targets, activation_checkpointing=ckpt,
                          loss_chunk_size=chunk, lora_dropout=dropout, packed=packed)
-    assert predicted["saved_for_backward_bytes"] == pytest.approx(sum(seen.values()), rel=0.10)
+    assert predicted["saved_for_backward_bytes"] == pytest.approx(measured, rel=0.10)
+
+
+@pytest.mark.parametrize("method,precision,targets", [("full", "bf16", "qv"), ("lora", "fp32", "all-linear")])
+def test_activation_checkpointing_saving_is_measured_and_planned(method, precision, targets):
+    """Checkpointing's memory saving on the tiny model, measured with saved_tensors_hooks: it keeps
+    under a third of the activations, and the plan predicts the saving within 10%."""
+    off = _measured_saved_bytes(_model(method, targets, 0.0, False), precision, False, 0, True)
+    on = _measured_saved_bytes(_model(method, targets, 0.0, True), precision, True, 0, True)
+    assert on < off / 3
+    plan_kw = dict(targets=targets, lora_dropout=0.0, packed=True)
+    planned = (_predict(method, precision, activation_checkpointing=False, **plan_kw)["saved_for_backward_bytes"]
+               - _predict(method, precision, activation_checkpointing=True, **plan_kw)["saved_for_backward_bytes"])
+    assert planned == pytest.approx(off - on, rel=0.10)
 
 
 def test_memory_levers_move_the_right_components():
@@ -172,25 +196,110 @@ def test_time_model_is_flops_over_throughput(capsys):
 def test_recommendations_fit_their_budget(capsys):
     out = json.loads(_run(["--model", "qwen2.5-0.5b", "--recommend", "--json"], capsys))
     rows = out["recommendations"]
-    assert {r["gpu_gb"] for r in rows} == {12, 24, 80}
+    assert {r["gpu_gb"] for r in rows} == {16, 24, 40, 80}
     for r in rows:
         if r["fits"]:
             assert r["total_gb"] <= r["budget_gb"] == pytest.approx(r["gpu_gb"] * 0.9)
     by = {(r["gpu_gb"], r["method"]): r for r in rows}
     assert by[(80, "lora")]["fits"] and by[(80, "full")]["fits"]
-    tokens = {gb: by[(gb, "full")]["batch"] * by[(gb, "full")]["seq"] for gb in (12, 80)}
-    assert tokens[80] >= tokens[12]
+    tokens = {gb: by[(gb, "full")]["batch"] * by[(gb, "full")]["seq"] for gb in (16, 80)}
+    assert tokens[80] >= tokens[16]
     text = _run(["--model", "qwen2.5-7b", "--gpu-memory", "24", "--recommend"], capsys)
     assert "24 GiB: full does NOT fit" in text
 
 
+@pytest.mark.parametrize("preset", ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b"])
+def test_every_recommended_setting_is_accepted_by_train(preset):
+    """Each setting `--recommend` gives for 16/24/40/80 GiB passes train's config validation as it
+    is, and uses what training can do: a bf16 frozen base for LoRA, checkpointing where needed."""
+    from ja_adapt.config import load_config
+    rows = [r for gb in plan.RECOMMEND_GB for r in plan.recommend(arch_module.PRESETS[preset], gpu_gb=gb)]
+    assert {r["gpu_gb"] for r in rows} == {16, 24, 40, 80}
+    for r in (r for r in rows if r["fits"]):
+        overrides = [f"{k}={v}" for k, v in r["overrides"].items()]
+        cfg = load_config(None, overrides, {"model.name_or_path": preset})   # raises on a refusal
+        assert (cfg.method, cfg.train.batch_size, cfg.data.seq_len) == (r["method"], r["batch"], r["seq"])
+        assert cfg.train.activation_checkpointing == r["activation_checkpointing"]
+        assert cfg.model.dtype == ("bf16" if r["method"] == "lora" else "fp32")
+    fitting = {(r["gpu_gb"], r["method"]) for r in rows if r["fits"]}
+    assert (80, "lora") in fitting
+    if preset == "qwen2.5-0.5b":
+        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in ("lora", "full")}
+
+
+def test_bf16_base_needs_bf16_compute_in_the_plan_as_in_training():
+    with pytest.raises(UserError, match="precision=bf16"):
+        _predict("lora", "fp32", base_dtype="bf16")
+    bf16 = _predict("lora", "bf16", base_dtype="bf16")["bytes"]
+    fp32 = _predict("lora", "bf16", base_dtype="fp32")["bytes"]
+    assert bf16["autocast_weight_copies"] < fp32["autocast_weight_copies"] / 10   # the adapters' only
+    assert bf16["weights"] < fp32["weights"] and bf16["activations"] == fp32["activations"]
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_bf16_base_plan_equals_the_built_model(ckpt):
+    """model.dtype=bf16 as training builds it (methods.build_model): weights, gradients and AdamW
+    state equal the plan's bytes, and the saved-for-backward bytes the hooks see are within 10%."""
+    from ja_adapt.config import load_config
+    from ja_adapt.methods import build_model
+
+    class Vocab:
+        def __len__(self):
+            return V
+    cfg = load_config(None, ["method=lora", "precision=bf16", "model.dtype=bf16", "lora.dropout=0.1",
+                             f"train.activation_checkpointing={str(ckpt).lower()}"])
+    model = build_model(cfg, Vocab(), torch.device("cpu")).train()
+    measured = _measured_saved_bytes(model, "bf16", ckpt, 0, True)
+    real = _bytes_after_one_step(model, "bf16")
+    predicted = _predict("lora", "bf16", targets="qv", base_dtype="bf16", activation_checkpointing=ckpt)
+    assert {k: predicted["bytes"][k] for k in real} == real
+    assert predicted["saved_for_backward_bytes"] == pytest.approx(measured, rel=0.10)
+
+
 def test_presets_plan_fast(capsys):
-    _run(["--model", "tiny"], capsys)  # imports transformers' model classes once
     for preset in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b"):
         start = time.perf_counter()
         text = _run(["--model", preset, "--batch", "4", "--seq", "2048", "--gpu-memory", "24"], capsys)
         assert time.perf_counter() - start < 5
         assert "weights" in text and "FLOPs/token" in text
+
+
+def test_plan_command_imports_neither_torch_nor_transformers(tmp_path):
+    """`ja-adapt plan` is arithmetic on a config: the whole command, in a fresh interpreter, within
+    5 s, without torch or transformers (whose import alone took 5-14 s on a busy 2-core machine)."""
+    preset_config("qwen2.5-0.5b").save_pretrained(tmp_path)   # a local config.json: same path
+    code = ("import sys; from ja_adapt.cli import main; "
+            f"main(['plan', '--model', 'qwen2.5-7b', '--recommend']); "
+            f"main(['plan', '--model', {str(tmp_path)!r}, '--json']); "
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert time.perf_counter() - start < 5
+    assert "HEAVY []" in out and "80 GiB: lora" in out
+
+
+ARCH_CONFIGS = [  # architectures arch.py writes out, with each bias / tying / head_dim variant
+    ("qwen2", dict(tie_word_embeddings=False)),
+    ("qwen2", dict(tie_word_embeddings=True)),
+    ("llama", dict(attention_bias=True, mlp_bias=True, tie_word_embeddings=False)),
+    ("llama", dict(attention_bias=False, head_dim=48)),
+    ("mistral", dict(tie_word_embeddings=True)),
+]
+
+
+@pytest.mark.parametrize("model_type,extra", ARCH_CONFIGS)
+def test_arithmetic_shapes_equal_the_meta_device_model(model_type, extra):
+    from transformers import AutoConfig
+    config = AutoConfig.for_model(model_type, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=V, **extra)
+    assert arch_module._arithmetic_arch(config) == arch_module._meta_arch(config)
+    as_dict = json.loads(config.to_json_string(use_diff=False))
+    assert arch_module._arithmetic_arch(as_dict) == arch_module._meta_arch(config)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "qwen2.5-0.5b", "qwen2.5-7b"])
+def test_preset_shapes_equal_the_meta_device_model(preset):
+    assert plan.architecture(arch_module.PRESETS[preset]) == arch_module._meta_arch(preset_config(preset))
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -99,3 +99,26 @@ def test_emulated_linear_saves_what_autocast_saves():
         b.grad = None
     assert saved["emulated"] == saved["autocast"]
     assert all(dtype == torch.bfloat16 for dtype, _ in saved["emulated"])
+
+
+def test_checkpointed_layers_are_recomputed_under_the_emulation():
+    """A layer checkpointed under emulated_bf16 is recomputed under it too (checkpoint_contexts):
+    the gradients equal those without checkpointing, bit for bit."""
+    from ja_adapt.config import load_config
+    from ja_adapt.methods import build_model
+
+    class Vocab:
+        def __len__(self):
+            return 256
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "position_ids": torch.arange(16).repeat(2, 1), "targets": ids.roll(-1, 1)}
+    grads = []
+    for ckpt in ("false", "true"):
+        cfg = load_config(None, ["method=full", "precision=bf16", f"train.activation_checkpointing={ckpt}"])
+        model = build_model(cfg, Vocab(), CPU).train()
+        with precision.emulated_bf16():
+            loss, _ = training_loss(model, batch, 1.0 / 32)
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])

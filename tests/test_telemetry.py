@@ -34,12 +34,15 @@ def test_flops_formula_matches_hand_arithmetic(preset):
         4 * n + 6 * 1000 + attn
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_flops_match_torch_flop_counter(method):
-    """torch counts every matmul of a real forward+backward (eager attention, so QK^T and AV too)."""
+@pytest.mark.parametrize("method,ckpt", [("full", False), ("lora", False), ("full", True)])
+def test_flops_match_torch_flop_counter(method, ckpt):
+    """torch counts every matmul of a real forward+backward (eager attention, so QK^T and AV too);
+    with activation checkpointing, the layers' forward once more (its time cost, in FLOPs)."""
     torch.manual_seed(0)
     config = preset_config("tiny", vocab_size=V)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").train()
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qkvo"), task_type="CAUSAL_LM"))
@@ -50,6 +53,8 @@ def test_flops_match_torch_flop_counter(method):
     measured = counter.get_total_flops() / (B * T)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     predicted = telemetry.flops_per_token(config, method=method, trainable_params=trainable, seq_len=T)
+    if ckpt:
+        predicted += telemetry.recompute_flops_per_token(config, seq_len=T)
     if method == "full":
         assert predicted == pytest.approx(measured, rel=1e-6)
     else:  # the formula ignores that LoRA's first layer needs no input gradient for q/k/v (frozen embedding)

@@ -240,6 +240,44 @@ def table(summary: dict) -> str:
     return "\n".join(out)
 
 
+def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict]]:
+    """The engine's runs beside `ja-adapt plan` for the same settings on a CPU, as Markdown and rows.
+
+    Predicted peak RSS = the plan's peak tensor bytes + the run's RSS before the model was built
+    (interpreter, libraries, data: what the tensors add to). Predicted step time = the step's
+    hardware FLOPs (the plan's FLOPs per token, plus checkpointing's recompute, times batch · seq)
+    at this machine's fp32 matmul rate (telemetry.measure_matmul_flops): the run's own, measured
+    in its process right after it (a shared machine's rate varies), else `matmul_flops`.
+    """
+    from ja_adapt.arch import PRESETS
+    from ja_adapt.plan import plan_time
+    out = ["| method | targets | precision | model.dtype | act. ckpt | batch × seq | peak RSS GiB "
+           "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas | matmul GFLOP/s |",
+           "|---" * 13 + "|"]
+    rows = []
+    for res in results:
+        b = res["config"]
+        for r in (r for r in res["runs"] if r.get("side") in ENGINES and "error" not in r):
+            eng = res["engine_config"]
+            config = PRESETS[b["preset"]]
+            tokens = b["batch"] * b["seq"]
+            t = plan_time(config, method=r["method"], trainable=r["trainable_params"], seq=b["seq"],
+                          tokens=tokens, gpu="h100", mfu=1.0, peak=r.get("matmul_flops", matmul_flops),
+                          activation_checkpointing=eng["train"]["activation_checkpointing"])
+            row = {"method": r["method"], "targets": eng["lora"]["targets"] if r["method"] == "lora" else "—",
+                   "precision": b["precision"], "dtype": eng["model"]["dtype"],
+                   "ckpt": eng["train"]["activation_checkpointing"], "shape": f"{b['batch']} × {b['seq']}",
+                   "rss": r["peak_rss_bytes"], "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],
+                   "step": r["step_time_s"], "step_pred": t["seconds"], "matmul_flops": t["peak_flops"]}
+            rows.append(row)
+            out.append(f"| {row['method']} | {row['targets']} | {row['precision']} | {row['dtype']} | "
+                       f"{'on' if row['ckpt'] else 'off'} | {row['shape']} | {row['rss'] / 2**30:.2f} | "
+                       f"{row['rss_pred'] / 2**30:.2f} | {row['rss_pred'] / row['rss']:.2f} | {row['step']:.1f} | "
+                       f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} | "
+                       f"{row['matmul_flops'] / 1e9:.1f} |")
+    return "\n".join(out), rows
+
+
 def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900,
               log=print) -> dict:
     """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,

@@ -30,15 +30,20 @@ ENGINES = ("ja-adapt", "ja-adapt+compile")
 
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak RSS: VmHWM (per process image, so not inherited from the parent)."""
+def _status_bytes(key: str) -> int | None:
+    """A memory line of /proc/self/status (VmHWM: peak RSS, VmRSS: current), in bytes; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return telemetry.ru_maxrss_bytes()
+    return None
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM (per process image, so not inherited from the parent)."""
+    return _status_bytes("VmHWM") or telemetry.ru_maxrss_bytes()
 
 
 class _Vocab:
@@ -82,6 +87,7 @@ def _engine_worker(spec: dict) -> dict:
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
     store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
     data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    baseline_rss = _status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
     optimizer, scheduler = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -114,11 +120,17 @@ def _engine_worker(spec: dict) -> dict:
     plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
                        precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
                        activation_checkpointing=cfg.train.activation_checkpointing,
-                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout)
-    extra["planned_peak_allocated_bytes"] = plan["peak_allocated_bytes"]
+                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
+                       base_dtype=cfg.model.dtype)
+    extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
-    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
+    out = _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
+    if device.type == "cpu":   # the matmul rate under this run's conditions (a shared CPU varies),
+        # measured after peak RSS was read: its operands are not the run's memory
+        out["matmul_flops"] = telemetry.measure_matmul_flops(base.config, cfg.train.batch_size * cfg.data.seq_len,
+                                                             device, repeats=1)
+    return out
 
 
 def _trl_worker(spec: dict) -> dict:

@@ -27,6 +27,7 @@ from ja_adapt.errors import UserError, closest
 from ja_adapt.method_spec import method_spec, resolve_targets
 
 PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 master weights
+BASE_DTYPES = ("fp32", "bf16")          # storage of a frozen base's weights (model.dtype)
 
 # model.name_or_path aliases: a name → a function returning a model directory, called when a config
 # naming it is loaded (models.resolve_name). The command line registers `demo-base`.
@@ -45,6 +46,9 @@ class ModelConfig:
     tokenizer: str | None = None        # tokenizer directory / hub id; default: the model's own
     trust_remote_code: bool = False     # run model code shipped with a checkpoint (off: safety)
     attn_implementation: str = "sdpa"   # transformers attention backend (sdpa, eager, flash_attention_2)
+    dtype: str = "fp32"                 # storage of the frozen base weights: fp32, or bf16 (half the
+                                        # memory; methods with a frozen base, under precision=bf16).
+                                        # Trainable weights and AdamW's state stay fp32.
 
 
 @dataclass
@@ -367,6 +371,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     return cfg
 
 
+def base_dtype_problem(method: str, dtype: str, precision: str, strategy: str = "auto") -> str | None:
+    """Why a frozen-base storage dtype cannot train with these settings (None: it can). Shared by
+    `validate` (key model.dtype) and the planner (--base-dtype), so a plan is one training accepts."""
+    if dtype not in BASE_DTYPES:
+        return f"is '{dtype}'; use {' or '.join(BASE_DTYPES)}"
+    if dtype == "fp32":
+        return None
+    if method_spec(method).trains_base:
+        return (f"is bf16, but method '{method}' trains every base weight, and trained weights stay "
+                "fp32; use model.dtype=fp32 (or a frozen-base method such as lora)")
+    if precision != "bf16":
+        return (f"is bf16, which computes in bf16: set precision=bf16 (precision is '{precision}'), "
+                "or use model.dtype=fp32")
+    if strategy == "fsdp":
+        return "is bf16, which train.strategy=fsdp does not shard (mixed dtypes); use ddp or fp32"
+    return None
+
+
 def validate(cfg: ExperimentConfig) -> None:
     """Cross-field checks; each error names the key and what would be valid."""
     def bad(key: str, why: str) -> UserError:
@@ -383,6 +405,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise bad("lora.dropout", f"must be in [0, 1), got {cfg.lora.dropout}")
     if spec.adapts_linears:
         resolve_targets(cfg.lora.targets)
+    why = base_dtype_problem(cfg.method, cfg.model.dtype, cfg.precision, cfg.train.strategy)
+    if why:
+        raise bad("model.dtype", why)
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if cfg.optim.schedule not in ("cosine", "constant"):

@@ -16,6 +16,7 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 from peft.utils.error import NoMatchingPeftModuleError
 
+from ja_adapt import precision
 from ja_adapt.method_spec import SPECS, method_spec, resolve_targets
 from ja_adapt.errors import UserError, notice
 from ja_adapt.models import load_model
@@ -95,18 +96,36 @@ def linear_names(model: torch.nn.Module) -> list[str]:
                    if isinstance(m, torch.nn.Linear)})
 
 
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}   # model.dtype → torch dtype
+
+
 def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> torch.nn.Module:
-    """Base model (preset or pretrained) wrapped by the configured method, on `device`."""
+    """Base model (preset or pretrained) wrapped by the configured method, on `device`.
+
+    With model.dtype=bf16 (a frozen base; config.validate refuses it otherwise) the base is loaded
+    in bf16, so its fp32 copy never exists, and every trainable parameter is then made fp32: AdamW
+    and its state work in fp32. The embedding's output is cast to fp32, so the residual stream,
+    the norms and everything the memory plan counts are as with an fp32 base under autocast;
+    only the weights differ (plan.py: 2 bytes per frozen weight, no autocast copies).
+    """
     torch.manual_seed(cfg.seed)
+    storage = STORAGE_DTYPES[cfg.model.dtype]
     model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
-                       vocab_size=len(tokenizer), seed=cfg.seed)
+                       vocab_size=len(tokenizer), seed=cfg.seed, dtype=storage)
     model.config.use_cache = False
+    if storage != torch.float32:
+        model.get_input_embeddings().register_forward_hook(lambda module, args, out: out.float())
     if cfg.model.attn_implementation and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(cfg.model.attn_implementation)
     if cfg.train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+            "use_reentrant": False, "context_fn": precision.checkpoint_contexts})
         model.enable_input_require_grads()
-    model = apply_method(model, cfg).to(device)
+    model = apply_method(model, cfg)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:    # peft upcasts its adapters; others may not
+            p.data = p.data.float()
+    model = model.to(device)
     if cfg.train.compile:
         # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
         # in place: parameter names and saved weights stay as they are.

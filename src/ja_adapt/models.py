@@ -1,8 +1,8 @@
 """Models and tokenizers: load by hub id or local directory, or build an architecture preset.
 
-Presets are Qwen2-architecture configs with random weights: the public Qwen2.5 configs (their
-config.json facts, below) for the memory planner and benchmarks, `tiny` (about 5M parameters)
-for tests and CPU runs, and `micro` (about 1M) for the embedded demo. Aliases are names an application resolves to a directory on first use
+Presets are Qwen2-architecture configs with random weights (arch.PRESETS): the public Qwen2.5
+configs for the memory planner and benchmarks, `tiny` (about 5M parameters) for tests and CPU
+runs, and `micro` (about 1M) for the embedded demo. Aliases are names an application resolves to a directory on first use
 (the command line registers `demo-base`, the demo's own pretrained model). A real model (hub id or local directory) always goes through transformers' Auto
 classes with safetensors weights and `trust_remote_code` off unless the config turns it on.
 """
@@ -25,35 +25,9 @@ from transformers import (
 )
 
 from ja_adapt import hub
+from ja_adapt.arch import PRESETS
 from ja_adapt.config import MODEL_ALIASES
 from ja_adapt.errors import UserError, closest, first_line
-
-# Public Qwen2.5 configuration facts (config.json of each release). All: rope_theta 1e6,
-# rms_norm_eps 1e-6, SiLU MLP, q/k/v projections with bias, o_proj without.
-_QWEN25 = dict(hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=32768,
-               rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})
-PRESETS: dict[str, dict] = {
-    "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=8192,
-                 tie_word_embeddings=True, max_position_embeddings=4096),
-    # the embedded demo's base model (about 1M parameters): measured to learn its languages in
-    # minutes on 2 CPU cores (docs/demo.md: the recipe and what else was tried)
-    "micro": dict(_QWEN25, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=2048,
-                  tie_word_embeddings=True, max_position_embeddings=4096),
-    "qwen2.5-0.5b": dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
-                         tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(_QWEN25, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                         num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
-                         tie_word_embeddings=True),
-    "qwen2.5-7b": dict(_QWEN25, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-                       tie_word_embeddings=False),
-    "qwen2.5-14b": dict(_QWEN25, hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
-                        num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
-                        tie_word_embeddings=False),
-}
 
 
 # Files one of which a tokenizer directory holds (fast, slow BPE, sentencepiece, WordPiece).
@@ -92,7 +66,7 @@ def preset_config(name: str, **overrides) -> Qwen2Config:
     if name not in PRESETS:
         raise UserError(f"unknown model preset '{name}'{closest(name, PRESETS)}; "
                         f"presets: {', '.join(PRESETS)}")
-    return Qwen2Config(**{**PRESETS[name], **overrides})
+    return Qwen2Config(**{k: v for k, v in {**PRESETS[name], **overrides}.items() if k != "model_type"})
 
 
 def model_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:

@@ -1,11 +1,11 @@
 """Parameter counts, a memory model and a time model of a training step, before any GPU is rented.
 
-Parameters are exact: the model is built on the meta device from its config (no memory, no
-weights), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
+Parameters are exact: arch.py counts them from the config by arithmetic (no torch; the meta-device
+model for architectures it does not write out), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
 count peft reports. Memory and time are models; docs/plan.md states every formula and assumption.
 The memory model enumerates the tensors a Llama-style decoder (RMSNorm, rotary, SDPA attention,
 gated SiLU MLP; Qwen2 among them) saves for backward under ja-adapt's training step: fp32 weights,
-autocast to bf16/fp16, AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
+autocast to bf16/fp16, a frozen base in fp32 or bf16 (model.dtype), AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
 What a method trains comes from its MethodSpec (method_spec.py). The `ja-adapt plan` command line
 over these functions is cli/plan.py.
 """
@@ -14,65 +14,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from transformers import AutoModelForCausalLM
-
-from ja_adapt import telemetry
-from ja_adapt.config import PRECISIONS
+from ja_adapt.arch import (
+    Arch,
+    architecture,
+    flops_per_token,
+    peak_flops,
+    recompute_flops_per_token,
+)
+from ja_adapt.config import PRECISIONS, base_dtype_problem
 from ja_adapt.errors import UserError, closest
 from ja_adapt.method_spec import SPECS, resolve_targets
 
 GIB = 1024 ** 3
 F32 = 4                                 # bytes of an fp32 element
-GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> telemetry table key
+GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arch's peak table key
 CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
 ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
-RECOMMEND_GB = (12, 24, 80)             # consumer / professional / enterprise GPU memory
-
-
-@dataclass(frozen=True)
-class Arch:
-    """Shapes of a decoder, read from its meta-device model."""
-    hidden: int
-    ff: int
-    layers: int
-    heads: int
-    q_width: int                        # heads · head_dim
-    kv_width: int                       # kv_heads · head_dim
-    head_dim: int
-    vocab: int
-    total: int                          # parameters, tied weights once
-    embedding: int                      # input embedding matrix
-    lm_head: int                        # untied output matrix (0 when tied to the embedding)
-    n_tensors: int                      # parameter tensors (AdamW keeps a step counter for each)
-    linears: tuple                      # (leaf name, in, out) of every nn.Linear in one layer
-
-
-_ARCH_CACHE: dict[str, Arch] = {}
-
-
-def architecture(config) -> Arch:
-    """Parameter counts and layer shapes of `config`'s causal LM, built on the meta device."""
-    key = config.to_json_string(use_diff=False)
-    if key in _ARCH_CACHE:
-        return _ARCH_CACHE[key]
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    params = list(model.parameters())  # deduplicated: a tied lm_head is the embedding
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
-    layer = model.model.layers[0]
-    linears = tuple((n.rsplit(".", 1)[-1], m.in_features, m.out_features)
-                    for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear))
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    arch = Arch(hidden=config.hidden_size, ff=config.intermediate_size, layers=config.num_hidden_layers,
-                heads=config.num_attention_heads, q_width=config.num_attention_heads * head_dim,
-                kv_width=kv_heads * head_dim, head_dim=head_dim, vocab=emb.shape[0],
-                total=sum(p.numel() for p in params), embedding=emb.numel(),
-                lm_head=0 if head is emb else head.numel(), n_tensors=len(params), linears=linears)
-    _ARCH_CACHE[key] = arch
-    return arch
+RECOMMEND_GB = (16, 24, 40, 80)         # consumer / workstation / data-centre GPU memory
 
 
 def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
@@ -97,7 +55,7 @@ def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: s
     adapter = arch.layers * sum(rank * (i + o) for n, i, o in arch.linears if n in adapted)
     return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
             "non_embedding": arch.total - arch.embedding - arch.lm_head,
-            "matmul": telemetry.matmul_params(config),
+            "matmul": arch.matmul,
             "adapter": adapter, "trainable": arch.total if SPECS[method].trains_base else adapter}
 
 
@@ -188,8 +146,10 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     if precision not in PRECISIONS:
         raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
                         + ", ".join(PRECISIONS))
-    if base_dtype not in ("fp32", "bf16") or (base_dtype == "bf16" and SPECS[method].trains_base):
-        raise UserError(f"--base-dtype '{base_dtype}': use fp32, or bf16 for a frozen base (LoRA)")
+    _targets(architecture(config), method, rank, targets)   # names a bad method / rank first
+    why = base_dtype_problem(method, base_dtype, precision)
+    if why:
+        raise UserError(f"--base-dtype (model.dtype) {why}")
     for key, value in (("batch", batch), ("seq", seq)):
         if value <= 0:
             raise UserError(f"--{key} {value}: must be a positive integer")
@@ -249,16 +209,29 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
 
 # ---- time ----------------------------------------------------------------------------------------
 
-def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, gpu: str, mfu: float) -> dict:
-    """Seconds to train on `tokens` tokens at a given MFU on a named GPU (peak from telemetry)."""
-    if gpu not in GPU_PEAK:
+def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, gpu: str, mfu: float,
+              activation_checkpointing: bool = False, peak: float | None = None) -> dict:
+    """Seconds to train on `tokens` tokens at a given utilisation of a named GPU's peak (arch's
+    table), or of `peak` FLOP/s when given (e.g. a CPU's measured matmul throughput).
+
+    `mfu` is the share of the peak spent on the model's FLOPs plus checkpointing's recompute (the
+    hardware's work); without checkpointing the two are the same. The returned "mfu" is the model
+    FLOPs utilisation that results (recompute is not model FLOPs).
+    """
+    if peak is None and gpu not in GPU_PEAK:
         raise UserError(f"--gpu '{gpu}'{closest(gpu, GPU_PEAK)}; use {', '.join(GPU_PEAK)}")
+    if peak is not None and peak <= 0:
+        raise UserError(f"--peak-flops {peak}: must be a positive FLOP/s figure, e.g. 1e11")
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
-    fpt = telemetry.flops_per_token(config, method=method, trainable_params=trainable, seq_len=seq)
-    peak = telemetry.peak_flops(GPU_PEAK[gpu])
-    return {"flops_per_token": fpt, "tokens": tokens, "gpu": gpu, "peak_flops": peak, "mfu": mfu,
-            "tokens_per_s": mfu * peak / fpt, "seconds": tokens * fpt / (mfu * peak)}
+    fpt = flops_per_token(config, method=method, trainable_params=trainable, seq_len=seq)
+    hardware = fpt + (recompute_flops_per_token(config, seq_len=seq) if activation_checkpointing else 0.0)
+    device = gpu if peak is None else "given peak"
+    peak = peak if peak is not None else peak_flops(GPU_PEAK[gpu])
+    return {"flops_per_token": fpt, "hardware_flops_per_token": hardware, "tokens": tokens,
+            "gpu": device, "peak_flops": peak, "utilisation": mfu,
+            "mfu": mfu * fpt / hardware, "tokens_per_s": mfu * peak / hardware,
+            "seconds": tokens * hardware / (mfu * peak)}
 
 
 # ---- recommendations -----------------------------------------------------------------------------
@@ -274,42 +247,54 @@ def _largest_batch(config, budget: float, **kw) -> dict | None:
 
 def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, targets: str = "qv",
               precision: str = "bf16", seq: int = 2048) -> list[dict]:
-    """Per method, the setting that fits `gpu_gb` GiB × (1 - margin).
+    """Per method, the setting that fits `gpu_gb` GiB × (1 - margin), with what training can do.
 
-    Rule: the longest seq (seq, seq/2, ... 256) at which batch 1 fits; without activation
-    checkpointing if possible (it costs a third more compute); chunked cross-entropy (1024 rows)
-    only if it allows a larger batch; then the largest batch (≤ 64). LoRA first tries an fp32
-    frozen base, then a bf16 one (`base_dtype` in the row), and reports the largest rank (≤ 1024)
-    that still fits. A method that fits nowhere gets fits False and its batch-1, seq-256 need.
+    Rule: a frozen base is stored in bf16 (model.dtype) whenever training accepts it (precision
+    bf16); the longest seq (seq, seq/2, ... 256) at which batch 1 fits; without activation
+    checkpointing if possible (it costs a third more compute); the fused loss with 1024-row chunks
+    only if that allows a larger batch; then the largest batch (≤ 64). LoRA rows report the largest
+    rank (≤ 1024) that still fits. A method that fits nowhere gets fits False and its batch-1,
+    seq-256 need. Each row's `overrides` are the config keys that train it (`train_overrides`).
     """
     budget = gpu_gb * GIB * (1 - margin)
-    max_seq = getattr(config, "max_position_embeddings", None) or seq
+    max_seq = architecture(config).max_positions or seq
     seqs = [sq for sq in dict.fromkeys((seq, seq // 2, seq // 4, seq // 8, 256)) if 256 <= sq <= max_seq]
     rows = []
-    options_per_method = [(spec.name, base) for spec in sorted(SPECS.values(), key=lambda m: not m.trains_base)
-                          for base in (("fp32",) if spec.trains_base else ("fp32", "bf16"))]
-    for method, base in options_per_method:
-        if rows and base == "bf16" and rows[-1]["method"] == method and rows[-1]["fits"]:
-            continue
-        kw = dict(method=method, rank=rank, targets=targets, precision=precision, base_dtype=base)
+    for spec in sorted(SPECS.values(), key=lambda m: not m.trains_base):
+        base = "bf16" if base_dtype_problem(spec.name, "bf16", precision) is None else "fp32"
+        kw = dict(method=spec.name, rank=rank, targets=targets, precision=precision, base_dtype=base)
         best = None
         for sq, ckpt in ((sq, ckpt) for sq in seqs for ckpt in (False, True)):
             options = [_largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt,
                                       loss_chunk_size=chunk, **kw) for chunk in (0, 1024)]
             options = [m for m in options if m is not None]
             if options:
-                best = max(options, key=lambda m: m["setup"]["batch"])  # ties: plain cross-entropy
+                best = max(options, key=lambda m: m["setup"]["batch"])  # ties: one chunk
                 break
         row = best or plan_memory(config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True,
                                   loss_chunk_size=1024, **kw)
         out = {"gpu_gb": gpu_gb, "fits": best is not None, **row["setup"],
                "total_gb": row["total_bytes"] / GIB, "budget_gb": budget / GIB}
-        if best is not None and SPECS[method].adapts_linears:
+        if best is not None and spec.adapts_linears:
             r, su = rank, {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed",
                                                                             "lora_dropout")}
             while r < 1024 and plan_memory(config, rank=2 * r, targets=targets,
                                            **su)["total_bytes"] <= budget:
                 r *= 2
             out["max_rank"] = r
+        out["overrides"] = train_overrides(out)
         rows.append(out)
     return rows
+
+
+def train_overrides(setup: dict) -> dict:
+    """The config keys (`ja-adapt train KEY=VALUE`) that train a plan's setup (plan_memory's
+    "setup", or a recommend row): the planner's settings as training names them."""
+    keys = {"method": setup["method"], "precision": setup["precision"], "model.dtype": setup["base_dtype"],
+            "train.batch_size": setup["batch"], "data.seq_len": setup["seq"],
+            "train.activation_checkpointing": setup["activation_checkpointing"],
+            "train.loss_chunk_size": setup["loss_chunk_size"]}
+    if setup.get("rank") is not None:
+        keys.update({"lora.rank": setup["rank"], "lora.targets": setup["targets"],
+                     "lora.dropout": setup["lora_dropout"]})
+    return keys

@@ -55,6 +55,15 @@ class emulated_bf16(TorchFunctionMode):
     differs from a bf16 GEMM with fp32 accumulation. Gradients pass through the same bf16 roundings.
     Other ops see bf16 activations, as under autocast. Written by hand: torch has no such mode.
     """
+    active = 0      # modes entered and not yet left (checkpoint_contexts reads it)
+
+    def __enter__(self):
+        emulated_bf16.active += 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        emulated_bf16.active -= 1
+        return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -65,6 +74,16 @@ class emulated_bf16(TorchFunctionMode):
             return func(*args, **kwargs)
         r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
         return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
+
+
+def checkpoint_contexts():
+    """`context_fn` for torch's non-reentrant checkpoint: (forward context, recompute context).
+
+    torch re-enters autocast when it recomputes a checkpointed layer in backward, but not a
+    TorchFunctionMode, so a layer checkpointed under `emulated_bf16` would be recomputed in fp32:
+    other numbers than its forward, and with bf16 frozen weights (model.dtype) a dtype error. This
+    re-enters the emulation for the recompute when it was on in the forward."""
+    return contextlib.nullcontext(), (emulated_bf16() if emulated_bf16.active else contextlib.nullcontext())
 
 
 def cpu_has_bf16_matmul() -> bool:

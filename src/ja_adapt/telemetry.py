@@ -1,18 +1,9 @@
 """Hardware-dependent measurements behind small functions: FLOPs per token, MFU, memory, device facts.
 
 Everything that differs between CPU and GPU (CUDA memory statistics, bf16 support, synchronisation)
-lives here, so training, benchmarking and planning code is the same on both.
-
-FLOPs per trained token (defined once, here; docs/plan.md states the derivation):
-  N       = matmul weight parameters: every nn.Linear weight of the model, lm_head included (it is
-            a [vocab, hidden] matmul even when tied to the embedding). Embedding lookups, norms and
-            biases are not counted (lookups and element-wise ops are not matmuls; biases are O(N/d)).
-  attn    = 12 · L · (heads · head_dim) · T, T = seq_len, the full packed row length (PaLM's
-            convention: the whole T×T score matrix, not halved for the causal mask nor shortened by
-            document boundaries), so MFU is comparable with published numbers.
-  base trains (full)   6 · N + attn                   (forward 2N, backward 4N: input and weight grads)
-  frozen base (lora)   4 · N + 6 · N_trainable + attn (the base skips its 2N weight-gradient matmuls)
-Which applies is the method's `MethodSpec.trains_base` (method_spec.py).
+lives here, so training, benchmarking and planning code is the same on both. FLOPs per trained
+token and the peak-throughput table are defined in arch.py (torch-free, so `ja-adapt plan` needs
+no torch) and re-exported here.
 """
 
 from __future__ import annotations
@@ -24,63 +15,19 @@ import platform
 import resource
 import sys
 import threading
+import time
 
 import psutil
 import torch
-from transformers import AutoModelForCausalLM
 
-from ja_adapt.method_spec import method_spec
-
-# Peak dense bf16 tensor throughput (FLOP/s), matched as a case-insensitive substring of the device
-# name. Dense figures only: H100's "1979 TFLOP/s" is with 2:4 sparsity and is never used.
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "A100": 312e12,
-}
-
-
-_MATMUL_CACHE: dict[str, tuple[int, int, int]] = {}
-
-
-def _matmul_shape(config) -> tuple[int, int, int]:
-    """(N matmul weight params incl. lm_head, layers, attention width) of a config, built on meta."""
-    key = config.to_json_string(use_diff=False)
-    if key not in _MATMUL_CACHE:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            model = AutoModelForCausalLM.from_config(config)
-        n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-        heads = config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        _MATMUL_CACHE[key] = (n, config.num_hidden_layers, heads * head_dim)
-    return _MATMUL_CACHE[key]
-
-
-def matmul_params(config) -> int:
-    """N: parameters of every nn.Linear weight (decoder projections and lm_head) of `config`'s model."""
-    return _matmul_shape(config)[0]
-
-
-def flops_per_token(config, *, method: str, trainable_params: int, seq_len: int) -> float:
-    """Training FLOPs per token (forward + backward) of a causal LM built from `config`.
-
-    method: a registered method; one that trains its base (full) needs no `trainable_params`, one
-    with a frozen base (lora) takes its trainable (adapter) parameters. seq_len: packed row length T.
-    """
-    n, layers, attn_width = _matmul_shape(config)
-    attention = 12.0 * layers * attn_width * seq_len
-    if method_spec(method).trains_base:
-        return 6.0 * n + attention
-    return 4.0 * n + 6.0 * trainable_params + attention
-
-
-def peak_flops(device_name: str) -> float | None:
-    """Peak dense bf16 FLOP/s of a device from its name (e.g. 'NVIDIA H100 80GB HBM3'), None if unknown."""
-    upper = device_name.upper()
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in upper:
-            return value
-    return None
+from ja_adapt.arch import (  # noqa: F401  (re-exported: the one definition)
+    PEAK_BF16_FLOPS,
+    architecture,
+    flops_per_token,
+    matmul_params,
+    peak_flops,
+    recompute_flops_per_token,
+)
 
 
 def device_peak_flops(device) -> float | None:
@@ -244,3 +191,28 @@ class MemoryMeter:
                     "reported": "peak_allocated_bytes"}
         return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": ru_maxrss_bytes(),
                 "reported": "peak_rss_sampled_bytes"}
+
+
+# ---- throughput ----------------------------------------------------------------------------------
+
+def measure_matmul_flops(config, rows: int, device="cpu", repeats: int = 3) -> float:
+    """This machine's fp32 matmul FLOP/s at the shapes of one training step of `config`'s model:
+    each Linear of a layer (times the layer count) and the lm_head, on `rows` = batch · seq rows,
+    each shape timed as the fastest of `repeats` runs. The plan's time model divides FLOPs by it."""
+    a = architecture(config)
+    dev = _device(device)
+    shapes = [(i, o, a.layers) for _, i, o in a.linears] + [(a.hidden, a.vocab, 1)]
+    flops = seconds = 0.0
+    for fan_in, fan_out, count in shapes:
+        x = torch.randn(rows, fan_in, device=dev)
+        w = torch.randn(fan_out, fan_in, device=dev)
+        best = float("inf")
+        for _ in range(repeats + 1):                     # the first run warms the kernels up
+            sync(dev)
+            start = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            sync(dev)
+            best = min(best, time.perf_counter() - start)
+        flops += count * 2.0 * rows * fan_in * fan_out
+        seconds += count * best
+    return flops / seconds

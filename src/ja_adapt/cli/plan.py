@@ -6,14 +6,21 @@ import argparse
 import json
 from pathlib import Path
 
+from ja_adapt.arch import REQUIRED_KEYS, local_config
 from ja_adapt.errors import UserError
 from ja_adapt.method_spec import SPECS
-from ja_adapt.models import model_config
 from ja_adapt.plan import GIB, RECOMMEND_GB, plan_memory, plan_time, recommend
 
-# Config keys the planner needs to be stated in a local config.json.
-REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "vocab_size")
+
+def _model_config(model: str):
+    """The config to plan: a preset's or a local config.json's as a dict when arch.py knows the
+    architecture (no torch: the answer takes milliseconds), else transformers' config."""
+    config = local_config(model)
+    if config is None:
+        from ja_adapt.models import model_config  # heavy (torch, transformers): hub ids, other architectures
+        config = model_config(model)   # refuses a typo before any hub lookup
+    _check_config(model, config)
+    return config
 
 
 def _check_config(model: str, config) -> None:
@@ -26,11 +33,11 @@ def _check_config(model: str, config) -> None:
         if missing:
             raise UserError(f"{cfg_file}: missing {', '.join(missing)}; the planner needs the "
                             "model's shapes (copy the model's full config.json)")
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
     for key in REQUIRED_KEYS:
-        if not isinstance(getattr(config, key, None), int):
+        if not isinstance(get(key), int):
             raise UserError(f"model '{model}': config has no integer '{key}'; the planner supports "
                             "decoder configs with " + ", ".join(REQUIRED_KEYS))
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,25 +47,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--targets", default="qv", help="qv, qkvo, all-linear or a comma list of modules")
     p.add_argument("--lora-dropout", type=float, default=0.1, help="LoRA dropout (its mask costs memory)")
     p.add_argument("--precision", default="bf16", help="fp32, bf16 or fp16 (autocast, fp32 weights)")
-    p.add_argument("--base-dtype", default="fp32", help="storage of frozen LoRA base weights: fp32 or bf16")
+    p.add_argument("--base-dtype", default="fp32", help="model.dtype: frozen base weights in fp32 or bf16")
     p.add_argument("--batch", type=int, default=8, help="packed rows per micro-batch")
     p.add_argument("--seq", type=int, default=None, help="tokens per packed row (256; recommend: 2048)")
     p.add_argument("--activation-checkpointing", action="store_true", help="recompute layers in backward")
     p.add_argument("--loss-chunk-size", type=int, default=0, help="rows per cross-entropy chunk (0: plain)")
     p.add_argument("--no-packing", action="store_true", help="rows hold one document (no attention mask)")
     p.add_argument("--gpu-memory", type=float, default=None, help="GPU memory (GiB) to check")
-    p.add_argument("--recommend", action="store_true", help="what fits (12/24/80 GiB by default)")
+    p.add_argument("--recommend", action="store_true", help="what fits (16/24/40/80 GiB by default)")
     p.add_argument("--margin", type=float, default=0.10, help="safety margin kept free when recommending")
     p.add_argument("--gpu", default="h100", help="h100, h200 or a100 for the time model")
-    p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
+    p.add_argument("--mfu", type=float, default=0.4, help="assumed utilisation of the peak FLOP/s")
+    p.add_argument("--peak-flops", type=float, default=None,
+                   help="peak FLOP/s for the time model instead of --gpu's (e.g. a measured CPU matmul rate)")
     p.add_argument("--tokens", type=float, default=1e8, help="token budget for the time model")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def build(args: argparse.Namespace) -> dict:
     """Everything `ja-adapt plan` prints, as one JSON-ready dict."""
-    config = model_config(args.model)   # refuses a typo before any hub lookup
-    _check_config(args.model, config)
+    config = _model_config(args.model)
     mem = plan_memory(config, method=args.method, rank=args.rank, targets=args.targets,
                       precision=args.precision, batch=args.batch, seq=args.seq or 256,
                       activation_checkpointing=args.activation_checkpointing,
@@ -66,7 +74,9 @@ def build(args: argparse.Namespace) -> dict:
                       packed=not args.no_packing, base_dtype=args.base_dtype)
     out = {"model": args.model, "memory": mem,
            "time": plan_time(config, method=args.method, trainable=mem["params"]["trainable"],
-                             seq=args.seq or 256, tokens=args.tokens, gpu=args.gpu, mfu=args.mfu)}
+                             seq=args.seq or 256, tokens=args.tokens, gpu=args.gpu, mfu=args.mfu,
+                             activation_checkpointing=args.activation_checkpointing,
+                             peak=args.peak_flops)}
     if args.gpu_memory is not None:
         if args.gpu_memory <= 0:
             raise UserError(f"--gpu-memory {args.gpu_memory}: must be a positive number of GB")
@@ -94,9 +104,12 @@ def _table(out: dict) -> str:
               f"  {'total':<24}{mem['total_bytes'] / GIB:>10.3f}"]
     if "fits" in out:
         lines.append(f"fits in the given GPU memory with the safety margin: {'yes' if out['fits'] else 'NO'}")
-    lines.append(f"time: {t['flops_per_token']:.3e} FLOPs/token; {t['tokens']:,.0f} tokens at MFU "
-                 f"{t['mfu']:.2f} on {t['gpu']} = {t['seconds'] / 3600:.2f} h "
-                 f"({t['tokens_per_s']:,.0f} tokens/s)")
+    recompute = t["hardware_flops_per_token"] - t["flops_per_token"]
+    lines.append(f"time: {t['flops_per_token']:.3e} FLOPs/token"
+                 + (f" (+{recompute:.3e} recomputed by checkpointing)" if recompute else "")
+                 + f"; {t['tokens']:,.0f} tokens at {t['utilisation']:.2f} of the peak "
+                 f"{t['peak_flops']:.3g} FLOP/s ({t['gpu']}) = {t['seconds'] / 3600:.2f} h "
+                 f"({t['tokens_per_s']:,.0f} tokens/s, MFU {t['mfu']:.2f})")
     for r in out.get("recommendations", []):
         how = (f"batch {r['batch']} x seq {r['seq']}, checkpointing "
                f"{'on' if r['activation_checkpointing'] else 'off'}"
@@ -108,6 +121,9 @@ def _table(out: dict) -> str:
         verdict = "fits" if r["fits"] else "does NOT fit even at"
         lines.append(f"{r['gpu_gb']:g} GiB: {r['method']}{rank} {verdict} {how}: {r['total_gb']:.2f} GiB "
                      f"of {r['budget_gb']:.2f} usable")
+        if r["fits"]:
+            lines.append("    ja-adapt train ... " + " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                                                       for k, v in r["overrides"].items()))
     return "\n".join(lines)
 
 
