@@ -261,6 +261,5 @@ def finish(s: Session, stop_reason: str) -> dict:
     checkpoint.save_final(s.model, s.tokenizer, final, s.sharded)   # collective
     peak_max = int(distributed.all_reduce(torch.tensor(s.memory.peak_bytes()), "max"))
     summary = write_summary(s, final, stop_reason, peak_max) if s.main else None
-    s.memory.close()
     distributed.barrier()                                   # summary.json is written
     return summary if s.main else json.loads((s.out / "summary.json").read_text())
