@@ -155,6 +155,19 @@ def test_a_record_s_own_split_is_kept_and_the_rest_split_by_hash(tmp_path):
         split_documents(free, 0.1, 0.1)
 
 
+def test_supervised_examples_are_decontaminated_by_their_response(tmp_path):
+    """A shared prompt template is not contamination; a response found in training text is."""
+    template = "Translate into Japanese, keeping every placeholder as it is:\n"
+    pairs = [{"prompt": f"{template}source sentence number {i}\n", "completion": f"これは{i}番目の文です",
+              "domain": "translation", "split": "train" if i < 20 else "test"} for i in range(30)]
+    leaked = {"text": "これは25番目の文です。ほかの文もあります。", "domain": "news"}
+    path = corpus(tmp_path, extra=pairs)
+    seen = jsonl(tmp_path / "seen.jsonl", [leaked])
+    evs = eval_set(cfg_for([path], seen_paths=[seen]))
+    kept = sorted(d.response_text for d in evs.docs if d.supervised)
+    assert kept == sorted(f"これは{i}番目の文です" for i in range(20, 30) if i != 25)
+
+
 def test_eval_set_is_the_test_split_plus_the_eval_corpora(tmp_path):
     path = corpus(tmp_path)
     extra = jsonl(tmp_path / "other.jsonl", [{"text": "これは別の分野の文章です。", "domain": "legal"},

@@ -31,3 +31,13 @@ class Document:
     @property
     def supervised(self) -> bool:
         return bool(self.segments or self.messages)
+
+    @property
+    def response_text(self) -> str:
+        """What a supervised record teaches (its completion, or its assistant turns joined by
+        newlines); the text itself for plain text."""
+        if self.segments:
+            return "".join(t for t, trained in self.segments if trained)
+        if self.messages:
+            return "\n".join(c for role, c in self.messages if role == "assistant")
+        return self.text

@@ -7,7 +7,7 @@ name or a language code (`corpus:ja` selects every Japanese source that is insta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ja_adapt.cache import cache_root
@@ -115,8 +115,12 @@ def eval_set(cfg) -> EvalSet:
     train_sets = {"data.paths (train + val splits)": splits["train"] + splits["val"]}
     if cfg.data.seen_paths:
         train_sets["data.seen_paths"] = read_specs(cfg.data.seen_paths, alpaca=cfg.data.alpaca)
-    kept, report = decontaminate(docs, train_sets)
-    return EvalSet(kept, trained, report)
+    # A supervised example is checked by its response: its prompt template is shared with every
+    # training record by design (e.g. "Translate into Japanese:"), which alone would flag them all.
+    checked = [replace(d, text=d.response_text) if d.supervised else d for d in docs]
+    original = {id(c): d for c, d in zip(checked, docs)}
+    kept, report = decontaminate(checked, train_sets)
+    return EvalSet([original[id(c)] for c in kept], trained, report)
 
 
 def prepare_data(cfg, tokenizer) -> ExperimentData:
