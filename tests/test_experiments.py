@@ -77,6 +77,18 @@ def test_two_point_sweep(saved_tiny_model, tmp_path):
     assert len(trainable) == 2 and max(trainable) == 2 * min(trainable)   # LoRA size is linear in r
 
 
+def test_probe_sweep_trains_and_measures_without_evaluating(saved_tiny_model, tmp_path):
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "precision"
+    assert cli.main(["sweep", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "2",
+                     "--grid", "precision=fp32,bf16", "--probe", "--out", str(out), *FAST]) == 0
+    runs = sorted((out / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "summary.json").is_file() for r in runs)
+    assert not any((r / "eval.json").exists() for r in runs) and not (out / "base").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert results["precision_comparison"]["status"] == "ok"
+
+
 def test_parse_grid():
     assert parse_grid(["lora.rank=4,8", "method=lora,full"]) == {"lora.rank": [4, 8],
                                                                  "method": ["lora", "full"]}

@@ -62,7 +62,7 @@ DEMO_SETTINGS: dict = {
     "train.save_every": 50, "train.tensorboard": False,
     "eval.max_length": 128, "eval.stride": 96, "eval.batch_size": 16, "eval.gen_prompts": 100,
     "eval.gen_prefix_chars": 32, "eval.gen_ref_chars": 32, "eval.bootstrap_resamples": 1000,
-    "eval.sft_examples": 100, "eval.sft_max_new_tokens": 64,
+    "eval.sft_examples": 50, "eval.sft_max_new_tokens": 64,
     # lm-eval's shipped multiple-choice translation task on every fully evaluated model: 150 of its
     # 325 items keep the stage near 3 s per model on 2 cores (9 models: base, 3 + 3 seeds, 2 ranks)
     "eval.downstream.tasks": ["ja_adapt_mc_translation"], "eval.downstream.limit": 150,

@@ -123,10 +123,12 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     with the very same configuration is copied instead of trained again."""
     runs = plan_runs(cfg, grid, seeds)
     write_manifest(out, kind, cfg, grid, seeds, runs, {"purpose": purpose})
-    ev = _Evaluation(out, cfg, reuse_from)
+    probe = purpose == "probe"              # time and memory only: nothing to evaluate
+    ev = _Evaluation(out, cfg, reuse_from, evaluate=not probe)
     for r in runs:
-        ev.train_and_evaluate(r)
-    write_stats(out, runs, cfg)
+        ev.train(r) if probe else ev.train_and_evaluate(r)
+    if not probe:
+        write_stats(out, runs, cfg)
     write_plan(out, cfg, runs)
 
 
@@ -230,12 +232,15 @@ def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, d
 class _Evaluation:
     """Training and evaluating runs of one experiment against its evaluation documents and base."""
 
-    def __init__(self, out: Path, cfg: ExperimentConfig, reuse_from: list[Path] = ()):
+    def __init__(self, out: Path, cfg: ExperimentConfig, reuse_from: list[Path] = (),
+                 evaluate: bool = True):
         self.out, self.reuse_from = out, list(reuse_from)
+        out.mkdir(parents=True, exist_ok=True)
+        if not evaluate:                                # a probe: training only
+            return
         evs = eval_set(cfg)
         docs, trained = evs.docs, evs.trained                 # (lang, domain) pairs of the train split
-        self.docs, self.trained = docs, trained
-        out.mkdir(parents=True, exist_ok=True)          # what was removed, for the report
+        self.docs, self.trained = docs, trained         # what was removed, for the report
         write_json(out / "decontamination.json", evs.decontamination or {"status": "off (data.decontaminate)"})
         self.base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
 
