@@ -145,7 +145,8 @@ def test_demo_yaml_is_the_demo_config():
         grids = [words[i + 1] for i, w in enumerate(words) if w == "--grid"]
         overrides = dict(parse_override(w) for w in words if "=" in w and w not in grids)
         cfg = with_overrides(built, overrides)
-        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg), "probe" if "--probe" in words else "quality")
+        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg), "probe" if "--probe" in words
+                                        else "likelihood" if "--likelihood-only" in words else "quality")
     for grid, cfg, purpose in plan.values():
         assert seen[tuple(grid)] == (grid, to_dict(cfg), purpose)
 

@@ -64,11 +64,19 @@ def test_compare_into_a_different_experiment_is_refused(compare_out, capsys):
 
 
 def test_two_point_sweep(saved_tiny_model, tmp_path):
+    """A likelihood-only sweep: each run's final weights get the likelihood metrics (what the rank
+    table compares) and nothing generated; its checkpoints are not evaluated."""
     _, model_dir, corpus = saved_tiny_model
     out = tmp_path / "rank"
     assert cli.main(["sweep", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "2",
-                     "--grid", "lora.rank=2,4", "--out", str(out), *FAST, "train.eval_every=1",
-                     "eval.gen_prompts=0"]) == 0
+                     "--grid", "lora.rank=2,4", "--likelihood-only", "--out", str(out), *FAST,
+                     "train.eval_every=1", "train.save_every=1"]) == 0
+    for run in (out / "runs").iterdir():
+        ev = json.loads((run / "eval.json").read_text())
+        assert ev["likelihood"]["by_lang"] and ev["generation"]["n"] == 0 and "downstream" not in ev
+        assert len(list((run / "checkpoints").glob("step-*"))) == 2
+        assert not list((run / "checkpoints").glob("step-*/eval.json"))
+    assert json.loads((out / "experiment.json").read_text())["evaluation"] == "likelihood"
     results = json.loads((out / "results.json").read_text())
     assert results["rank_sensitivity"]["status"] == "ok"
     assert [p["rank"] for p in results["rank_sensitivity"]["points"]] == [2, 4]

@@ -71,10 +71,11 @@ def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, light: bool =
             "dir": f"runs/{name}", "light": light, "config": run_cfg}
 
 
-def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int]) -> list[dict]:
+def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int],
+              light: bool = False) -> list[dict]:
     """Every grid point × seed, each with its overrides and name; validated up front."""
     keys = list(grid)
-    return [planned_run(cfg, dict(zip(keys, values)), seed)
+    return [planned_run(cfg, dict(zip(keys, values)), seed, light)
             for values in itertools.product(*[grid[k] for k in keys]) for seed in seeds]
 
 
@@ -116,13 +117,17 @@ def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, tra
 
 
 def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-            purpose: str = "quality", reuse_from: list[Path] = ()) -> None:
+            purpose: str = "quality", reuse_from: list[Path] = (), likelihood_only: bool = False) -> None:
     """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
     purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
     the report shows no quality for it). reuse_from: experiment directories whose finished run
-    with the very same configuration is copied instead of trained again."""
-    runs = plan_runs(cfg, grid, seeds)
-    write_manifest(out, kind, cfg, grid, seeds, runs, {"purpose": purpose})
+    with the very same configuration is copied instead of trained again. likelihood_only: each
+    run's final weights get the likelihood metrics only (bits/char, per-script accuracy,
+    forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
+    and no checkpoint evaluations."""
+    runs = plan_runs(cfg, grid, seeds, light=likelihood_only)
+    write_manifest(out, kind, cfg, grid, seeds, runs,
+                   {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full"})
     probe = purpose == "probe"              # time and memory only: nothing to evaluate
     ev = _Evaluation(out, cfg, reuse_from, evaluate=not probe)
     for r in runs:

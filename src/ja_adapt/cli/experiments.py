@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--probe", action="store_true",
                             help="runs too short to compare quality: the report shows their time and "
                             "memory only")
+        parser.add_argument("--likelihood-only", action="store_true",
+                            help="evaluate each run's likelihood metrics only (bits/char, per-script "
+                            "accuracy, forgetting): no generation, supervised or downstream tasks")
     else:
         parser.add_argument("--methods", default="lora,full",
                             help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             run_compare(args.out, cfg, methods, seeds, key, grids)
         else:
             run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
-                    purpose="probe" if args.probe else "quality")
+                    purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only)
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)
