@@ -16,8 +16,8 @@ from ja_adapt.evaluate.forgetting import learning_forgetting_points
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report import answer, derived
 from ja_adapt.report.downstream import downstream_section
-from ja_adapt.report.methods import methods_table
 from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
+from ja_adapt.report.methods import methods_table
 from ja_adapt.report.quality import (
     METRICS,
     SFT_KEYS,
