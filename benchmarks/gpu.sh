@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ja-adapt vs TRL SFTTrainer on one GPU: Qwen2.5-0.5B architecture (random weights), bf16, seq 2048,
 # batch 4, LoRA (bf16 frozen base, model.dtype=bf16) and full; then `ja-adapt plan`'s predicted peak
-# memory against the measured one, and the goals (full MFU >= 40%, LoRA >= 120k tokens/s on an
+# memory against the measured one (qlora too: LoRA over bitsandbytes' 4-bit NF4 base), and the goals (full MFU >= 40%, LoRA >= 120k tokens/s on an
 # H100-class GPU, peak memory at batch 4 x 2048 <= 5 GB LoRA / <= 12 GB full), each beside its
 # measurement and the plan's prediction for the same settings.
 #
@@ -60,7 +60,7 @@ timeout "$TPUT_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method full --sid
   --steps "$STEPS" --warmup 2 --repeats 2 --out "$OUT/gpu-throughput-full.json" "${FAST[@]}" \
   || echo "[gpu.sh] full throughput stage failed or timed out"
 
-elapsed "2/3 memory settings (activation checkpointing + loss chunks 512): batch 4 and 2"
+elapsed "2/3 memory settings (activation checkpointing + loss chunks 512): batch 4 and 2; lora, full, qlora"
 for B in 4 2; do
   timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method lora --sides ja-adapt --batch $B \
     --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-lora-b$B.json" "${SMALL[@]}" ${LORA[@]+"${LORA[@]}"} \
@@ -68,6 +68,10 @@ for B in 4 2; do
   timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method full --sides ja-adapt --batch $B \
     --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-full-b$B.json" "${SMALL[@]}" \
     || echo "[gpu.sh] full memory stage batch $B failed or timed out"
+  # qlora: LoRA over bitsandbytes' 4-bit NF4 base (its CUDA kernels; the plan's NF4 weight terms)
+  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method qlora --sides ja-adapt --batch $B \
+    --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-qlora-b$B.json" "${SMALL[@]}" \
+    || echo "[gpu.sh] qlora memory stage batch $B failed or timed out (is bitsandbytes installed?)"
 done
 
 elapsed "3/3 ja-adapt plan: predicted vs measured, and the goals"
@@ -81,7 +85,8 @@ out, preset, seq, precision = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 
 GB = 1e9
 loaded = {}
 for f in ("gpu-throughput-lora.json", "gpu-throughput-full.json", "gpu-memory-lora-b4.json",
-          "gpu-memory-full-b4.json", "gpu-memory-lora-b2.json", "gpu-memory-full-b2.json"):
+          "gpu-memory-full-b4.json", "gpu-memory-lora-b2.json", "gpu-memory-full-b2.json",
+          "gpu-memory-qlora-b4.json", "gpu-memory-qlora-b2.json"):
     if (out / f).is_file():                    # also when a stage was cut short: its runs so far
         loaded[f] = json.loads((out / f).read_text())
 for f in ("gpu-throughput-lora.json", "gpu-throughput-full.json"):

@@ -134,7 +134,7 @@ def test_bench_cli_two_steps(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, key", [
-    (["--method", "qlora"], "--method"), (["--sides", "hf"], "--sides"),
+    (["--method", "lroa"], "--method"), (["--sides", "hf"], "--sides"),
     (["--steps", "0"], "--steps"), (["--preset", "nope"], "--preset"),
     (["train.nope=1"], "train.nope"), (["--docs", "/nonexistent/d.jsonl"], "--docs")])
 def test_bad_input_is_one_line_exit_2(argv, key, capsys, tmp_path):

@@ -239,9 +239,9 @@ def test_invalid_value_is_refused_naming_the_key(overrides, key):
 
 def test_unknown_method_is_refused_naming_the_key_and_listing_the_methods():
     with pytest.raises(UserError) as e:
-        load_config(None, ["method=qlora"])
+        load_config(None, ["method=lroa"])
     msg = str(e.value)
-    assert "key 'method'" in msg and "'qlora'" in msg and "did you mean 'lora'" in msg
+    assert "key 'method'" in msg and "'lroa'" in msg and "did you mean 'lora'" in msg
     assert method_spec.SPECS and all(name in msg.split("known:")[1] for name in method_spec.SPECS)
 
 

@@ -178,3 +178,32 @@ def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("bitsandbytes") is None, reason="qlora needs bitsandbytes")
+def test_compare_over_three_methods_tunes_one_and_reports_every_method(saved_tiny_model, tmp_path):
+    """lora, full and qlora under one protocol: qlora's rate tuned on seed 0, every method paired
+    with every other seed by seed, each against the base; the methods table has a row for each."""
+    from ja_adapt.report import build_results
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "methods"
+    assert cli.main(["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "2",
+                     "--out", str(out), "--methods", "lora,full,qlora", "--tune", "qlora:optim.lr=1e-3,3e-3",
+                     *FAST, "eval.gen_prompts=0", "train.save_every=0", "train.eval_every=0",
+                     "eval.bootstrap_resamples=20", "--no-report"]) == 0
+    manifest = json.loads((out / "experiment.json").read_text())
+    chosen = manifest["tuning"]["chosen"]["qlora"]
+    headline = {"lora": run_name({"method": "lora"}, 0), "full": run_name({"method": "full"}, 0),
+                "qlora": run_name({"method": "qlora", "optim.lr": chosen}, 0)}
+    stats = json.loads((out / "stats.json").read_text())
+    pairs = {frozenset((p["a"], p["b"])) for p in stats["pairs"]}
+    for a, b in (("lora", "full"), ("qlora", "full"), ("qlora", "lora")):
+        assert frozenset((headline[a], headline[b])) in pairs
+    assert {p["a"] for p in stats["vs_base"]} == set(headline.values())
+    results = build_results([out])                # the rendering: test_report.py
+    rows = results["methods"]["rows"]
+    assert set(rows) == {"lora", "full", "qlora"}
+    assert rows["qlora"]["params_trainable"]["mean"] == rows["lora"]["params_trainable"]["mean"]
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan[headline["qlora"]]["bytes"]["weights"] < plan[headline["lora"]]["bytes"]["weights"]
+    assert rows["qlora"]["quality_gain"]["n"] == 1 and rows["qlora"]["ja_bits_per_char"]["mean"] > 0

@@ -107,8 +107,8 @@ def test_peft_config_of_lora_follows_the_lora_keys():
 
 def test_peft_config_of_an_unknown_method_names_the_key():
     cfg = cfg_of()
-    cfg.method = "qlora"                    # set behind validation's back
-    with pytest.raises(UserError, match=r"key 'method' is 'qlora'"):
+    cfg.method = "loha"                    # set behind validation's back
+    with pytest.raises(UserError, match=r"key 'method' is 'loha'"):
         peft_config(cfg)
 
 

@@ -224,7 +224,7 @@ def test_every_recommended_setting_is_accepted_by_train(preset):
     fitting = {(r["gpu_gb"], r["method"]) for r in rows if r["fits"]}
     assert (80, "lora") in fitting
     if preset == "qwen2.5-0.5b":
-        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in ("lora", "full")}
+        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in plan.SPECS}
 
 
 def test_bf16_base_needs_bf16_compute_in_the_plan_as_in_training():

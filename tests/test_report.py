@@ -427,3 +427,90 @@ def test_supervised_task_section_reads_each_models_eval(results, compare_dir, tm
     assert st["samples"]["full"][0]["hypothesis"] == first["hypothesis"] and len(st["samples"]["full"]) == 3
     md = write_report(tmp_path / "rep", results)["report.md"].read_text(encoding="utf-8")
     assert "Supervised task" in md and "Continuation quality" in md and "ファイルを開く" in md
+
+
+# ---- several methods: the methods table and its Pareto fronts ------------------------------------------
+
+# method → (bits/char level, trainable parameters): dora sits between lora and full; ia3 is worse
+# than lora on quality and costs more parameters (dominated on that front).
+_METHODS = {"lora": (2.1, 1000), "full": (2.0, 100_000), "dora": (2.05, 1100), "ia3": (2.2, 5000)}
+
+
+def make_methods(out: Path, seeds=(0, 1)) -> Path:
+    out.mkdir(parents=True)
+    base = make_eval(3.0, 99)
+    (out / "base").mkdir()
+    (out / "base" / "eval.json").write_text(json.dumps(base))
+    runs = [make_run(out, f"method-{m}__s{s}", m, s, {"method": m}, level=level + 0.01 * s, base_eval=base,
+                     mem=1e9 + trainable * 1e4, time_s=50.0 + trainable / 1000, trainable=trainable)
+            for m, (level, trainable) in _METHODS.items() for s in seeds]
+    (out / "experiment.json").write_text(json.dumps({"kind": "compare", "config": {}, "grid": {"method": list(_METHODS)},
+                                                     "seeds": list(seeds), "runs": runs, "base": "base"}))
+    write_stats(out, runs, with_overrides(ExperimentConfig(), {"eval.bootstrap_resamples": 200, "eval.seed": 0}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def methods_dir(tmp_path_factory) -> Path:
+    return make_methods(tmp_path_factory.mktemp("methods") / "m")
+
+
+@pytest.fixture(scope="module")
+def methods_results(methods_dir):
+    from ja_adapt.report import build_results
+    return build_results([methods_dir])
+
+
+def test_methods_table_has_every_method_with_numbers_from_the_raw_files(methods_dir, methods_results):
+    from ja_adapt.report import validate
+    out, res = methods_dir, methods_results
+    validate(res)
+    validate(res)
+    rows = res["methods"]["rows"]
+    assert set(rows) == set(_METHODS)
+    base = json.loads((out / "base" / "eval.json").read_text())
+    base_bpc = base["domains"]["held_out"]["bits_per_char"]
+    for m in _METHODS:
+        evals = _evals(out, m)
+        gains = [base_bpc - e["domains"]["held_out"]["bits_per_char"] for e in evals]
+        forgot = [np.mean([v["bpb_increase"] for v in e["forgetting"]["by_lang"].values()]) for e in evals]
+        r = rows[m]
+        assert r["quality_gain"]["mean"] == pytest.approx(np.mean(gains))
+        assert r["quality_gain"]["ci_low"] < r["quality_gain"]["mean"] < r["quality_gain"]["ci_high"]
+        assert r["forgetting"]["mean"] == pytest.approx(np.mean(forgot))
+        assert r["params_trainable"]["mean"] == _METHODS[m][1]
+        assert r["peak_mem_bytes"]["mean"] == np.mean([s["peak_mem_bytes"] for s in _summaries(out, m)])
+        assert r["char_accuracy"]["kanji"]["mean"] == pytest.approx(
+            np.mean([e["scripts"]["overall"]["kanji"]["char_accuracy"] for e in evals]))
+    # ia3 gains less than lora with more parameters; dora and full are each best somewhere
+    assert res["methods"]["pareto"]["params"] == ["dora", "full", "lora"]
+    # the forgetting front, by brute force over the table's means: no other method is at least as
+    # good on both and strictly better on one
+    pts = {m: (r["quality_gain"]["mean"], r["forgetting"]["mean"]) for m, r in rows.items()}
+    front = [m for m, (g, f) in pts.items()
+             if not any(g2 >= g and f2 <= f and (g2 > g or f2 < f) for o, (g2, f2) in pts.items() if o != m)]
+    assert res["methods"]["pareto"]["forgetting"] == sorted(front) and "full" in front
+
+
+def test_stats_pair_every_method_with_every_other_seed_by_seed(methods_dir):
+    out = methods_dir
+    stats = json.loads((out / "stats.json").read_text())
+    pairs = {(p["a"].split("__")[0], p["b"].split("__")[0], p["seed"]) for p in stats["pairs"]}
+    for m in _METHODS:
+        if m != "full":
+            for s in (0, 1):
+                assert (f"method-{m}", "method-full", s) in pairs or (f"method-full", f"method-{m}", s) in pairs
+    assert all(p["a"].rsplit("__s", 1)[1] == p["b"].rsplit("__s", 1)[1] for p in stats["pairs"])
+
+
+def test_methods_section_and_pareto_plot_are_rendered(methods_results, tmp_path):
+    from ja_adapt.report import write_report
+    paths = write_report(tmp_path / "report", methods_results)
+    assert "plots/methods_pareto.png" in paths and paths["plots/methods_pareto.png"].stat().st_size > 0
+    md = paths["report.md"].read_text()
+    section = md.split("3.4 Methods side by side")[-1]
+    for m in _METHODS:
+        assert f"| {m} |" in section
+    assert "Pareto front, quality gained vs trainable parameters: dora, full, lora" in section
+    saved = json.loads(paths["results.json"].read_text())
+    assert set(saved["methods"]["rows"]) == set(_METHODS)

@@ -15,6 +15,7 @@ from peft import PeftModel
 from ja_adapt.checkpoint import weights_in
 from ja_adapt.config import ExperimentConfig, from_dict, read_yaml
 from ja_adapt.errors import UserError
+from ja_adapt.methods import load_frozen_base
 from ja_adapt.models import load_model, load_tokenizer, tokenizer_for
 
 
@@ -26,13 +27,18 @@ def run_config(run_dir: Path) -> ExperimentConfig:
     return from_dict(read_yaml(path), str(path))
 
 
-def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | str = "cpu"):
-    """(model, tokenizer) from an adapter/ or model/ folder written by a run with config `cfg`."""
+def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | str = "cpu",
+                 quantized: bool = True):
+    """(model, tokenizer) from an adapter/ or model/ folder written by a run with config `cfg`.
+
+    An adapter goes onto the base it trained on: 4-bit for a quantized method (qlora), unless
+    `quantized` is False (merging: the adapter then lands on the unquantized base)."""
     weights = Path(weights)
     tokenizer = load_tokenizer(weights)
     if (weights / "adapter_config.json").is_file():
-        base = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
-                          vocab_size=len(tokenizer), seed=cfg.seed)
+        base = (load_frozen_base(cfg, len(tokenizer), device) if quantized else
+                load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                           vocab_size=len(tokenizer), seed=cfg.seed))
         model = PeftModel.from_pretrained(base, str(weights))
     else:
         model = load_model(str(weights), trust_remote_code=cfg.model.trust_remote_code)
@@ -55,12 +61,14 @@ def load_base(cfg: ExperimentConfig, device: torch.device | str = "cpu"):
 
 
 def merge_run(run_dir: Path, out: Path | None = None) -> Path:
-    """Merge a LoRA run's adapter into its base weights and save a full HF model directory."""
+    """Merge a LoRA run's adapter into its base weights and save a full HF model directory (a qlora
+    run's adapter into the unquantized base)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "merged"
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already exists and is not empty; choose another --out")
-    model, tokenizer, _ = load_run(run_dir)
+    # a 4-bit base's adapter merges into the unquantized base weights (a 4-bit merge would round)
+    model, tokenizer = load_weights(weights_in(run_dir), run_config(run_dir), quantized=False)
     if not hasattr(model, "merge_and_unload"):
         raise UserError(f"{run_dir}: a full fine-tuning run; its model/ directory is already a full model")
     merged = model.merge_and_unload()

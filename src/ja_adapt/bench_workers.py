@@ -121,7 +121,7 @@ def _engine_worker(spec: dict) -> dict:
                        precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
                        activation_checkpointing=cfg.train.activation_checkpointing,
                        loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
-                       base_dtype=cfg.model.dtype)
+                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant)
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]

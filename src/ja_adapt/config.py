@@ -216,6 +216,14 @@ class EvalConfig:
 
 
 @dataclass
+class QLoraConfig:
+    # method=qlora: LoRA (the lora.* keys) over a base whose decoder linears bitsandbytes stores as
+    # 4-bit NF4 in blocks of 64 weights, each block with its absmax scale.
+    double_quant: bool = True           # store the absmax scales 8-bit (QLoRA's double quantisation:
+                                        # ~0.127 instead of 0.5 bits per weight); false: fp32 scales
+
+
+@dataclass
 class ExperimentConfig:
     method: str = "lora"                # lora or full (method_spec.SPECS lists what is registered)
     precision: str = "bf16"             # fp32, bf16 (autocast) or fp16 (autocast + loss scaling)
@@ -227,6 +235,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    qlora: QLoraConfig = field(default_factory=QLoraConfig)
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -378,6 +387,9 @@ def base_dtype_problem(method: str, dtype: str, precision: str, strategy: str = 
         return f"is '{dtype}'; use {' or '.join(BASE_DTYPES)}"
     if dtype == "fp32":
         return None
+    if method_spec(method).quantized_base:
+        return (f"is bf16, but method '{method}' stores its base 4-bit (NF4) and keeps the rest fp32 "
+                "(peft's prepare_model_for_kbit_training); use model.dtype=fp32")
     if method_spec(method).trains_base:
         return (f"is bf16, but method '{method}' trains every base weight, and trained weights stay "
                 "fp32; use model.dtype=fp32 (or a frozen-base method such as lora)")
@@ -408,6 +420,8 @@ def validate(cfg: ExperimentConfig) -> None:
     why = base_dtype_problem(cfg.method, cfg.model.dtype, cfg.precision, cfg.train.strategy)
     if why:
         raise bad("model.dtype", why)
+    if spec.quantized_base and cfg.train.strategy == "fsdp":
+        raise bad("train.strategy", f"fsdp does not shard method {cfg.method}'s 4-bit base here; use ddp")
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if cfg.optim.schedule not in ("cosine", "constant"):

@@ -11,7 +11,7 @@ evaluation-only corpora). A user who fixes the rate passes no grid and skips tun
     OUT/base/eval.json           the base model's evaluation (the reference for gains and forgetting)
     OUT/runs/<name>/             one run directory per (method | grid point, seed), see train.py;
                                  plus eval.json (final weights) and checkpoints/*/eval.json
-    OUT/stats.json               paired statistics (LoRA vs full, each vs base, seed-matched)
+    OUT/stats.json               paired statistics (every two methods, each vs base, seed-matched)
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
     OUT/decontamination.json     evaluation documents removed as contained in training text (data/dedup.py)
 
@@ -350,5 +350,6 @@ def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
             mc, method=c.method, rank=c.lora.rank, targets=c.lora.targets, precision=c.precision,
             batch=c.train.batch_size, seq=c.data.seq_len,
             activation_checkpointing=c.train.activation_checkpointing,
-            loss_chunk_size=c.train.loss_chunk_size)
+            loss_chunk_size=c.train.loss_chunk_size, base_dtype=c.model.dtype,
+            double_quant=c.qlora.double_quant)
     (out / "plan.json").write_text(json.dumps(plans, indent=1, default=str))

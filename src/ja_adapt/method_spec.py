@@ -20,6 +20,7 @@ class MethodSpec:
     trains_base: bool           # every base weight trains (full fine-tuning); else the base is frozen
     artifact: str               # what a run saves: "adapter" (peft adapter dir) or "model" (full model dir)
     adapts_linears: bool        # trains rank-r adapters on the `lora.targets` linears (lora.rank, lora.alpha)
+    quantized_base: bool = False  # the frozen base's decoder linears are stored 4-bit NF4 (bitsandbytes)
 
 
 SPECS: dict[str, MethodSpec] = {}
@@ -66,3 +67,9 @@ def resolve_targets(targets: str) -> list[str]:
         raise UserError(f"config: key 'lora.targets' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
                         f"use {', '.join(TARGET_PRESETS)} or a comma list of module names")
     return names
+
+
+# QLoRA (Dettmers et al. 2023): LoRA over a base whose decoder linears are 4-bit NF4, dequantized
+# block by block in each matmul. Embeddings, norms and the output head stay unquantized.
+register_spec(MethodSpec("qlora", "LoRA adapters over a 4-bit NF4 frozen base (bitsandbytes; qlora.* keys)",
+                         trains_base=False, artifact="adapter", adapts_linears=True, quantized_base=True))

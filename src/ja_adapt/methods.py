@@ -110,8 +110,7 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> tor
     """
     torch.manual_seed(cfg.seed)
     storage = STORAGE_DTYPES[cfg.model.dtype]
-    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
-                       vocab_size=len(tokenizer), seed=cfg.seed, dtype=storage)
+    model = load_frozen_base(cfg, len(tokenizer), device, dtype=storage)
     model.config.use_cache = False
     if storage != torch.float32:
         model.get_input_embeddings().register_forward_hook(lambda module, args, out: out.float())
@@ -144,7 +143,55 @@ def is_adapter(model: torch.nn.Module) -> bool:
 
 
 def count_trainable(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts of a built model; tied weights counted once."""
+    """(trainable, total) parameter counts of a built model; tied weights counted once, a 4-bit
+    weight (bitsandbytes packs two in a byte) as the weights it stores."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.quant_state.shape.numel() if getattr(p, "quant_state", None) is not None else p.numel()
+                for p in model.parameters())
     return trainable, total
+
+
+# ---- qlora: the 4-bit base -----------------------------------------------------------------------
+
+@register("qlora")
+def qlora_config(cfg: "ExperimentConfig"):
+    """LoRA on the target projections (`lora.*` keys), as for lora; the base is 4-bit (load_frozen_base)."""
+    return lora_config(cfg)
+
+
+def quantization_config(cfg: "ExperimentConfig", device: torch.device | str):
+    """bitsandbytes' 4-bit NF4 config for a method with a quantized base, else None.
+
+    Blocks of 64 weights (bitsandbytes' default), `qlora.double_quant` for 8-bit block scales. The
+    dequantized weight is computed in bf16/fp16 on CUDA under that precision; in fp32 on CPUs
+    (bitsandbytes' CPU kernels; bf16 matmuls there are slow, see precision.py).
+    """
+    if not method_spec(cfg.method).quantized_base:
+        return None
+    import importlib.util  # bitsandbytes is needed only by a quantized method
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"config: key 'method' is '{cfg.method}', which needs bitsandbytes (its 4-bit "
+                        "NF4 base); run `pip install bitsandbytes`, or use method=lora")
+    from transformers import BitsAndBytesConfig
+    cuda = torch.device(device).type == "cuda"
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if cuda else None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=cfg.qlora.double_quant,
+                              bnb_4bit_compute_dtype=compute or torch.float32)
+
+
+def load_frozen_base(cfg: "ExperimentConfig", vocab_size: int, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The base model a run's method wraps: as stored, or 4-bit on `device` for a quantized method
+    (then prepared by peft's prepare_model_for_kbit_training: every weight frozen, the unquantized
+    ones in fp32; checkpointing is build_model's, from train.activation_checkpointing)."""
+    quantization = quantization_config(cfg, device)
+    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                       vocab_size=vocab_size, seed=cfg.seed, dtype=dtype, quantization=quantization,
+                       device=device)
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training  # only quantized bases need it
+        # the name the adapter records as its base (adapter_config.json), not load_model's folder
+        model.name_or_path = model.config._name_or_path = cfg.model.name_or_path
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -96,11 +97,14 @@ def model_config(name_or_path: str, trust_remote_code: bool = False) -> Pretrain
 
 
 def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size: int | None = None,
-               seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+               seed: int = 0, dtype: torch.dtype = torch.float32, quantization=None,
+               device: torch.device | str = "cpu") -> torch.nn.Module:
     """A causal LM: a preset with seeded random weights, or pretrained safetensors weights.
 
     `vocab_size` resizes a preset to its tokenizer. Weights are kept in `dtype` (fp32 by default:
-    mixed precision is autocast in the training loop, so master weights stay fp32).
+    mixed precision is autocast in the training loop, so master weights stay fp32). `quantization`
+    (a transformers quantization config, e.g. bitsandbytes' 4-bit NF4) quantizes the weights as they
+    are loaded onto `device`; a quantized preset is built, saved and loaded through the same path.
     """
     name_or_path = resolve_name(name_or_path)
     if is_preset(name_or_path):
@@ -108,12 +112,23 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, vocab_size
         config = preset_config(name_or_path, **overrides)
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-        return model
+        if quantization is None:
+            return model
+        # transformers quantizes only in from_pretrained: the seeded weights go through a folder
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder, safe_serialization=True)
+            return _from_pretrained(folder, config, dtype, False, quantization, device)
     config = model_config(name_or_path, trust_remote_code)
+    return _from_pretrained(name_or_path, config, dtype, trust_remote_code, quantization, device)
+
+
+def _from_pretrained(name_or_path, config, dtype, trust_remote_code: bool, quantization, device):
+    """transformers' from_pretrained with safetensors only; a one-line UserError when it fails."""
+    placement = {"quantization_config": quantization, "device_map": {"": str(device)}} if quantization else {}
     try:
         return AutoModelForCausalLM.from_pretrained(
             str(name_or_path), config=config, dtype=dtype, use_safetensors=True,
-            trust_remote_code=trust_remote_code)
+            trust_remote_code=trust_remote_code, **placement)
     except (OSError, ValueError, SafetensorError) as e:      # SafetensorError: a truncated file
         raise UserError(f"model '{name_or_path}': cannot load safetensors weights ({first_line(e)}); "
                         "ja-adapt loads only complete .safetensors files") from None

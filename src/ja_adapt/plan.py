@@ -31,6 +31,8 @@ GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arc
 CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
 ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
 RECOMMEND_GB = (16, 24, 40, 80)         # consumer / workstation / data-centre GPU memory
+NF4_BLOCK = 64                          # weights per NF4 block, each with one absmax (bitsandbytes' default)
+NF4_SCALE_BLOCK = 256                   # double quantisation: 8-bit absmaxes, one fp32 scale per 256 blocks
 
 
 def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
@@ -135,8 +137,13 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
 def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
                 precision: str = "bf16", batch: int = 8, seq: int = 256,
                 activation_checkpointing: bool = False, loss_chunk_size: int = 0,
-                lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32") -> dict:
+                lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32",
+                double_quant: bool = True) -> dict:
     """Predicted peak memory of one training step, in bytes, with its breakdown.
+
+    A quantized method (qlora) stores each decoder linear's weight as NF4 (`nf4_bytes`, with
+    `double_quant` its 8-bit block scales) and every other base weight in fp32, as peft's
+    prepare_model_for_kbit_training leaves them; its matmuls save no weight copy for backward.
 
     Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
     torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
@@ -158,9 +165,10 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     arch = architecture(config)
     counts = count_parameters(config, method=method, rank=rank, targets=targets)
     full, autocast = SPECS[method].trains_base, precision != "fp32"
+    quantized = SPECS[method].quantized_base
     s = _Setup(full=full, adapted=frozenset(_targets(arch, method, rank, targets)), rank=rank,
                dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=packed,
-               seq=seq, copy_frozen=base_dtype == "fp32")
+               seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
     tokens, d, v = batch * seq, arch.hidden, arch.vocab
     first, first_copies = _layer(arch, s, first=True)
     rest, rest_copies = _layer(arch, s, first=False)
@@ -171,7 +179,7 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     shared = (2 * F32 * arch.head_dim + (8 if full else 0) + F32 * (d + 1) + (F32 * d if full else 0)
               + F32 * d)
     head_grad = F32 * v * d if full else 0  # the lm_head weight's gradient, made in the forward
-    head_copy = 2 * d * v if autocast and (full or s.copy_frozen) else 0
+    head_copy = 2 * d * v if autocast and (full or base_dtype == "fp32") else 0
     if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
         stored = arch.layers * F32 * d + shared + (1 if packed else 0) * seq
         recompute = tokens * rest + rest_copies  # one layer re-run during backward
@@ -188,8 +196,14 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     trainable = counts["trainable"]
     adapted_per_layer = sum(1 for n, _, _ in arch.linears if n in s.adapted)
     n_trainable_tensors = arch.n_tensors if full else 2 * arch.layers * adapted_per_layer  # A and B
+    if quantized:  # NF4 decoder linears; embeddings, norms, biases (and an untied head) fp32
+        linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
+        base_weight_bytes = (arch.layers * sum(nf4_bytes(i * o, double_quant) for _, i, o in arch.linears)
+                             + (arch.total - linear_weights) * F32)
+    else:
+        base_weight_bytes = arch.total * (F32 if full else base_bytes)
     parts = {
-        "weights": (arch.total * (F32 if full else base_bytes)) + counts["adapter"] * F32,
+        "weights": base_weight_bytes + counts["adapter"] * F32,
         "gradients": trainable * F32,
         "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
         "activations": tokens * stored + recompute,
@@ -204,7 +218,17 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
             "setup": dict(method=method, rank=None if full else rank, targets=None if full else targets,
                           precision=precision, batch=batch, seq=seq, packed=packed,
                           activation_checkpointing=activation_checkpointing,
-                          loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype)}
+                          loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype,
+                          **({"double_quant": double_quant} if quantized else {}))}
+
+
+def nf4_bytes(weights: int, double_quant: bool = True) -> int:
+    """Bytes of one weight matrix of `weights` elements stored as bitsandbytes' NF4: two 4-bit codes
+    per byte, one absmax per 64-weight block, either fp32 or (double quantisation) 8-bit with one
+    fp32 scale per 256 blocks plus one fp32 offset per matrix. The code tables are shared."""
+    blocks = -(-weights // NF4_BLOCK)
+    scales = blocks + F32 * (-(-blocks // NF4_SCALE_BLOCK) + 1) if double_quant else F32 * blocks
+    return -(-weights // 2) + scales
 
 
 # ---- time ----------------------------------------------------------------------------------------
@@ -297,4 +321,6 @@ def train_overrides(setup: dict) -> dict:
     if setup.get("rank") is not None:
         keys.update({"lora.rank": setup["rank"], "lora.targets": setup["targets"],
                      "lora.dropout": setup["lora_dropout"]})
+    if "double_quant" in setup:
+        keys["qlora.double_quant"] = setup["double_quant"]
     return keys

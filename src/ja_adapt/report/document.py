@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ja_adapt.report import fmt, lead
 from ja_adapt.report.downstream import downstream_blocks
+from ja_adapt.report.methods import methods_blocks
 from ja_adapt.report.quality import METRICS
 
 NOT_RUN = "Not run: no experiment in the given directories measured this."
@@ -362,7 +363,7 @@ def build_document(res: dict, plots: dict) -> list[tuple]:
             *lead.headline_blocks(res, plots), *lead.base_model_blocks(res), *lead.evaluation_sets_blocks(res),
             *lead.lr_tuning_blocks(res, plots),
             *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
-            *downstream_blocks(res), *closing(res)]
+            *downstream_blocks(res), *methods_blocks(res, plots), *closing(res)]
 
 
 def data_sources(ds: dict | None) -> list[tuple]:

@@ -230,10 +230,43 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def methods_pareto(res: dict, path: Path) -> Path | None:
+    """Quality gained (base − method held-out ja bits/char, with its 95% interval) against trainable
+    parameters (left, log scale) and against forgetting (right); one point per method, the Pareto
+    front joined by a line."""
+    sec = res.get("methods")
+    if not _ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, cost, xlabel in ((axes[0], "params_trainable", "trainable parameters"),
+                             (axes[1], "forgetting", "forgetting (bits/byte lost on en, zh)")):
+        front = []
+        for i, (m, r) in enumerate(sorted(sec["rows"].items())):
+            g, x = r["quality_gain"], r[cost].get("mean")
+            if g.get("mean") is None or x is None:
+                continue
+            err = [[g["mean"] - g["ci_low"]], [g["ci_high"] - g["mean"]]] if g.get("ci_low") is not None else None
+            ax.errorbar([x], [g["mean"]], yerr=err, fmt="o", color=_color(m, i), capsize=3, label=m)
+            ax.annotate(m, (x, g["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            if m in sec["pareto"]["params" if cost == "params_trainable" else "forgetting"]:
+                front.append((x, g["mean"]))
+        if len(front) > 1:
+            ax.plot(*zip(*sorted(front)), color="gray", lw=1, ls="--", label="Pareto front")
+        if cost == "params_trainable" and ax.lines:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("quality gained (bits/char vs base)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("methods: quality gained vs cost (95% intervals)")
+    return _save(fig, path)
+
+
 PLOTS = {"loss_curves": loss_curves, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
          "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
          "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
-         "memory_time": memory_time, "predicted_memory": predicted_memory}
+         "memory_time": memory_time, "predicted_memory": predicted_memory,
+         "methods_pareto": methods_pareto}
 
 
 def draw_all(res: dict, plot_dir: Path) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report import answer, derived
 from ja_adapt.report.downstream import downstream_section
 from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
+from ja_adapt.report.methods import methods_table
 from ja_adapt.report.quality import (
     METRICS,
     SFT_KEYS,
@@ -209,6 +210,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     res["generalization_results"] = generalization(qgroups, base_q, base_eval, lora, full) if has_eval else dict(NOT_RUN)
     res["complexity_analysis"] = complexity(qgroups, base_q, lora, full)
     res["downstream"] = downstream_section(exps, lora, full)
+    res["methods"] = methods_table({m: primary(groups, m) for m in {g.method for g in groups}}, base_q)
     aliases: dict[str, set] = {}
     for d in duplicates:                     # the same run copied into another experiment
         kept, skipped = d["kept"].rsplit("/", 1)[-1], d["skipped"].rsplit("/", 1)[-1]

@@ -1,0 +1,96 @@
+"""The methods table: one row per adaptation method, whatever methods the experiments trained.
+
+Generic over method names: a row is each method's primary group (results.primary), so a method
+registered in method_spec.py appears with no change here. Every cell is analysis.aggregate over
+seeds (mean, sd, 95% interval where one exists). Two derived figures per seed, then aggregated:
+  quality gained  = base held-out Japanese bits/char − the method's (bits/char; > 0: better than
+                    the base). The base is evaluated once, deterministically, so the seed spread is
+                    the method's.
+  forgetting      = mean over the forgetting languages (en, zh) of the bits/byte the adapted model
+                    lost against the base (evaluate/forgetting.py's bpb_increase; > 0: forgot).
+The Pareto fronts name the methods no other method beats on both axes (seed means).
+"""
+
+from __future__ import annotations
+
+from ja_adapt.evaluate.scripts import SCRIPTS
+
+NOT_RUN = {"status": "not run"}
+COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s")
+
+
+def _forgetting(q: dict) -> float | None:
+    """Mean bpb_increase over the languages one evaluation measured forgetting on (None: none)."""
+    values = [v for k, v in q.items() if k.endswith("_bpb_increase") and v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def methods_table(groups_by_method: dict, base_q: dict) -> dict:
+    """{"status", "rows": {method: {group, seeds, cost fields, ja_bits_per_char, quality_gain,
+    char_accuracy: {script: agg}, forgetting, forgetting_by_lang}}, "pareto": {...}}.
+    groups_by_method: method → its primary results.Group."""
+    if not groups_by_method:
+        return dict(NOT_RUN)
+    base_bpc = base_q.get("ja_bits_per_char")
+    rows = {}
+    for method, g in sorted(groups_by_method.items()):
+        q = {r.seed: g.quality.get(r.seed) or {} for r in g.runs}
+        langs = sorted({k[:-len("_bpb_increase")] for v in q.values() for k in v if k.endswith("_bpb_increase")})
+        row = {"group": g.label, "seeds": [r.seed for r in g.runs],
+               "memory_kind": g.runs[0].summary.get("memory_kind"),
+               **{k: g.summary(k) for k in COST_FIELDS},
+               "ja_bits_per_char": g.q("ja_bits_per_char"),
+               "char_accuracy": {s: g.q(f"char_accuracy_{s}") for s in (*SCRIPTS, "overall") if s != "other"},
+               "forgetting": g.agg(lambda r: _forgetting(q[r.seed])),
+               "forgetting_by_lang": {lang: g.agg(lambda r, lang=lang: q[r.seed].get(f"{lang}_bpb_increase"))
+                                      for lang in langs}}
+        bpc = row["ja_bits_per_char"]
+        gain = g.agg(lambda r: None if base_bpc is None or q[r.seed].get("ja_bits_per_char") is None
+                     else base_bpc - q[r.seed]["ja_bits_per_char"])
+        if gain["n"] == 1 and bpc.get("ci_low") is not None and base_bpc is not None:
+            # one seed: the run's own bootstrap interval, mirrored (gain falls as bits/char rises)
+            gain.update(ci_low=base_bpc - bpc["ci_high"], ci_high=base_bpc - bpc["ci_low"],
+                        ci_level=bpc.get("ci_level"))
+        row["quality_gain"] = gain
+        rows[method] = row
+    return {"status": "ok", "rows": rows, "base_ja_bits_per_char": base_bpc,
+            "pareto": {"params": pareto(rows, "params_trainable"), "forgetting": pareto(rows, "forgetting")}}
+
+
+def pareto(rows: dict, cost: str) -> list[str]:
+    """Methods on the front of (higher quality gain, lower `cost`): none is at least as good on both
+    and better on one (seed means; methods without both numbers are left out)."""
+    pts = {m: (r["quality_gain"].get("mean"), r[cost].get("mean")) for m, r in rows.items()}
+    pts = {m: p for m, p in pts.items() if None not in p}
+
+    def beaten(m):
+        g, c = pts[m]
+        return any(g2 >= g and c2 <= c and (g2, c2) != (g, c) for o, (g2, c2) in pts.items() if o != m)
+    return sorted(m for m in pts if not beaten(m))
+
+
+def methods_blocks(res: dict, plots: dict) -> list[tuple]:
+    """The report's methods section: the table, the Pareto fronts and their plot."""
+    from ja_adapt.report import fmt     # presentation only
+    sec = res.get("methods")
+    b = [("h", 3, "3.4 Methods side by side")]
+    if not isinstance(sec, dict) or sec.get("status") != "ok":
+        return b + [("p", "Not run: no experiment in the given directories trained a method.")]
+    scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
+    b.append(("p", "Per method (its compared configuration): mean ± sd over seeds [95% interval: over seeds, "
+                   "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
+                   "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
+                   "forgetting languages against the base (lower is better)."))
+    b.append(("table", ["method", "seeds", "trainable parameters", "artifact", "peak memory", "time/step",
+                        "ja bits/char", "quality gained", *[f"{s} accuracy" for s in scripts], "forgetting"],
+              [[m, len(r["seeds"]), fmt.agg(r["params_trainable"], fmt.integer), fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                fmt.agg(r["peak_mem_bytes"], fmt.nbytes), fmt.agg(r["time_per_step_s"], fmt.seconds),
+                fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
+                *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
+               for m, r in sec["rows"].items()]))
+    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {', '.join(sec['pareto']['params']) or fmt.DASH}",
+                     f"Pareto front, quality gained vs forgetting: {', '.join(sec['pareto']['forgetting']) or fmt.DASH}",
+                     "(fronts from seed means; a method off a front is beaten on both axes by one on it)"]))
+    if "methods_pareto" in plots:
+        b.append(("img", plots["methods_pareto"], "Quality gained vs trainable parameters and vs forgetting"))
+    return b
