@@ -106,7 +106,8 @@ def _engine_worker(spec: dict) -> dict:
         batch = data.get(step)
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device))
+        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device,
+                                  step=step + 1))
         if not defer or step in (warmup - 1, n_steps - 1):
             telemetry.sync(device)
         if not defer:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ja_adapt.data.packing import IGNORE
-from ja_adapt.methods import base_model
+from ja_adapt.methods import base_model, prompt_prefix
 
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -56,9 +56,16 @@ def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
     """The final hidden states [B*T, d], the flat targets [B*T], the lm_head, and (B, T)."""
     body, head = _decoder_and_head(model)
     sdpa = getattr(body.config, "_attn_implementation", None) == "sdpa"   # takes a bool 4D mask
-    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                  attention_mask=packed_attention_mask(batch["position_ids"]) if sdpa else None,
-                  use_cache=False).last_hidden_state
+    # Prefix tuning: the learned keys and values enter as the cache the batch continues, as peft's
+    # own forward passes them; every query may attend to all of them.
+    cache, n_prefix = prompt_prefix(model, batch["input_ids"].shape[0])
+    mask = None
+    if sdpa:
+        mask = packed_attention_mask(batch["position_ids"])
+        if n_prefix:
+            mask = F.pad(mask, (n_prefix, 0), value=True)
+    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=mask,
+                  past_key_values=cache, use_cache=cache is not None).last_hidden_state
     b, t, d = hidden.shape
     return hidden.reshape(b * t, d), batch["targets"].reshape(b * t), head, (b, t)
 

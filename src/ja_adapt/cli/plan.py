@@ -115,7 +115,7 @@ def _table(out: dict) -> str:
                f"{'on' if r['activation_checkpointing'] else 'off'}"
                f", loss chunk {r['loss_chunk_size']}")
         rank = ""
-        if r["method"] == "lora":
+        if r["rank"] is not None:
             rank = f" r={r['rank']}" + (f" (max r={r['max_rank']})" if r["fits"] else "")
             rank += f", {r['base_dtype']} frozen base"
         verdict = "fits" if r["fits"] else "does NOT fit even at"
