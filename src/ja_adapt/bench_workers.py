@@ -23,7 +23,7 @@ from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.methods import base_model, build_model, count_trainable, peft_config
 from ja_adapt.models import load_model, load_tokenizer, resolve_device
-from ja_adapt.plan import plan_memory
+from ja_adapt.plan import method_settings, plan_memory
 from ja_adapt.step import build_optimizer, defers_sync, train_step
 
 ENGINES = ("ja-adapt", "ja-adapt+compile")
@@ -122,7 +122,7 @@ def _engine_worker(spec: dict) -> dict:
                        precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
                        activation_checkpointing=cfg.train.activation_checkpointing,
                        loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
-                       base_dtype=cfg.model.dtype)
+                       base_dtype=cfg.model.dtype, settings=method_settings(cfg))
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]

@@ -68,6 +68,7 @@ class LoraConfig:
                                         # (peft's trainable_token_indices; tied lm_head rows follow)
 
 
+METHOD_SECTIONS = ("lora", "adalora", "ia3", "prefix")   # config sections that configure a peft method
 INITS = ("gaussian", "pissa", "olora")  # lora.init values (peft's init_lora_weights)
 
 

@@ -22,7 +22,15 @@ from ja_adapt.arch import (
     peak_flops,
     recompute_flops_per_token,
 )
-from ja_adapt.config import PRECISIONS, ExperimentConfig, base_dtype_problem, with_overrides
+from ja_adapt.config import (
+    METHOD_SECTIONS,
+    PRECISIONS,
+    ExperimentConfig,
+    base_dtype_problem,
+    flatten,
+    to_dict,
+    with_overrides,
+)
 from ja_adapt.errors import UserError, closest
 from ja_adapt.method_spec import SPECS, options, resolve_targets
 
@@ -61,6 +69,11 @@ def method_options(method: str, rank: int = 16, targets: str = "qv", settings: d
 
 
 _OPTIONS: dict[str, ExperimentConfig] = {}
+
+
+def method_settings(cfg: ExperimentConfig) -> dict:
+    """A run config's method keys (lora.*, adalora.*, ia3.*, prefix.*), as plan_memory's settings."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k.split(".")[0] in METHOD_SECTIONS}
 
 
 def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
