@@ -8,6 +8,7 @@ prepared documents / tokenizer / token cache, the side, method and repeat.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -87,6 +88,7 @@ def _engine_worker(spec: dict) -> dict:
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
     store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
     data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
     baseline_rss = _status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
     optimizer, scheduler = build_optimizer(model, cfg)
