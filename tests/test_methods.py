@@ -74,7 +74,7 @@ def test_duplicate_spec_is_refused_and_the_registry_is_unchanged():
 def test_spec_with_a_bad_artifact_is_refused_and_not_added():
     before = dict(method_spec.SPECS)
     with pytest.raises(ValueError, match="artifact must be adapter or model"):
-        register_spec(MethodSpec("ia3", "x", trains_base=False, artifact="weights", adapts_linears=False))
+        register_spec(MethodSpec("vera", "x", trains_base=False, artifact="weights", adapts_linears=False))
     assert method_spec.SPECS == before
 
 
@@ -88,7 +88,7 @@ def test_duplicate_builder_is_refused_and_the_registry_is_unchanged():
 def test_builder_without_a_spec_is_refused_and_not_added():
     before = dict(methods.BUILDERS)
     with pytest.raises(ValueError, match="no MethodSpec"):
-        methods.register("ia3")(lambda cfg: None)
+        methods.register("vera")(lambda cfg: None)
     assert methods.BUILDERS == before
 
 

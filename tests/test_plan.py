@@ -15,7 +15,7 @@ from ja_adapt import plan
 from ja_adapt.cli import plan as plan_cli
 from ja_adapt.errors import UserError
 from ja_adapt.loss import training_loss
-from ja_adapt.method_spec import resolve_targets
+from ja_adapt.method_spec import SPECS, resolve_targets
 from ja_adapt.models import load_model, preset_config
 
 V, B, T = 1024, 2, 48
@@ -220,11 +220,12 @@ def test_every_recommended_setting_is_accepted_by_train(preset):
         cfg = load_config(None, overrides, {"model.name_or_path": preset})   # raises on a refusal
         assert (cfg.method, cfg.train.batch_size, cfg.data.seq_len) == (r["method"], r["batch"], r["seq"])
         assert cfg.train.activation_checkpointing == r["activation_checkpointing"]
-        assert cfg.model.dtype == ("bf16" if r["method"] == "lora" else "fp32")
+        assert cfg.model.dtype == ("fp32" if SPECS[r["method"]].trains_base or SPECS[r["method"]].quantized_base
+                                   else "bf16")
     fitting = {(r["gpu_gb"], r["method"]) for r in rows if r["fits"]}
     assert (80, "lora") in fitting
     if preset == "qwen2.5-0.5b":
-        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in plan.SPECS}
+        assert fitting == {(gb, m) for gb in (16, 24, 40, 80) for m in SPECS}
 
 
 def test_bf16_base_needs_bf16_compute_in_the_plan_as_in_training():

@@ -63,8 +63,8 @@ def test_flops_match_torch_flop_counter(method, ckpt):
 
 
 def test_unknown_method_is_refused_with_the_key_named():
-    with pytest.raises(UserError, match="key 'method' is 'prefix'"):
-        telemetry.flops_per_token(preset_config("tiny"), method="prefix", trainable_params=0, seq_len=8)
+    with pytest.raises(UserError, match="key 'method' is 'vera'"):
+        telemetry.flops_per_token(preset_config("tiny"), method="vera", trainable_params=0, seq_len=8)
 
 
 def test_peak_flops_and_mfu():

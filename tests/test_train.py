@@ -290,8 +290,8 @@ def test_weights_that_overflow_are_never_saved_and_no_loss_is_reported(workdir, 
     real = train_mod.train_step
     calls = {"n": 0}
 
-    def overflowing(engine, model, *args):
-        result = real(engine, model, *args)
+    def overflowing(engine, model, *args, **kwargs):
+        result = real(engine, model, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3:
             next(p for p in model.parameters() if p.requires_grad).data.fill_(float("nan"))

@@ -16,6 +16,7 @@ from ja_adapt.checkpoint import weights_in
 from ja_adapt.config import ExperimentConfig, from_dict, read_yaml
 from ja_adapt.errors import UserError
 from ja_adapt.methods import load_frozen_base
+from ja_adapt.method_spec import method_spec
 from ja_adapt.models import load_model, load_tokenizer, tokenizer_for
 
 
@@ -61,16 +62,20 @@ def load_base(cfg: ExperimentConfig, device: torch.device | str = "cpu"):
 
 
 def merge_run(run_dir: Path, out: Path | None = None) -> Path:
-    """Merge a LoRA run's adapter into its base weights and save a full HF model directory (a qlora
-    run's adapter into the unquantized base)."""
+    """Merge a run's adapter (LoRA and its variants, AdaLoRA, IA3: `MethodSpec.merges`) into its
+    base weights and save a full HF model directory; UserError for a method peft cannot merge."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "merged"
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already exists and is not empty; choose another --out")
+    spec = method_spec(run_config(run_dir).method)
+    if spec.trains_base:
+        raise UserError(f"{run_dir}: a full fine-tuning run; its model/ directory is already a full model")
+    if not spec.merges:
+        raise UserError(f"{run_dir}: method '{spec.name}' adds inputs to the model, not a weight update, "
+                        f"so peft cannot merge it; load {run_dir}/adapter with PeftModel.from_pretrained")
     # a 4-bit base's adapter merges into the unquantized base weights (a 4-bit merge would round)
     model, tokenizer = load_weights(weights_in(run_dir), run_config(run_dir), quantized=False)
-    if not hasattr(model, "merge_and_unload"):
-        raise UserError(f"{run_dir}: a full fine-tuning run; its model/ directory is already a full model")
     merged = model.merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -264,7 +264,7 @@ def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict
             t = plan_time(config, method=r["method"], trainable=r["trainable_params"], seq=b["seq"],
                           tokens=tokens, gpu="h100", mfu=1.0, peak=r.get("matmul_flops", matmul_flops),
                           activation_checkpointing=eng["train"]["activation_checkpointing"])
-            row = {"method": r["method"], "targets": eng["lora"]["targets"] if r["method"] == "lora" else "—",
+            row = {"method": r["method"], "targets": eng["lora"]["targets"] if SPECS[r["method"]].adapts_linears else "—",
                    "precision": b["precision"], "dtype": eng["model"]["dtype"],
                    "ckpt": eng["train"]["activation_checkpointing"], "shape": f"{b['batch']} × {b['seq']}",
                    "rss": r["peak_rss_bytes"], "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],

@@ -8,6 +8,7 @@ prepared documents / tokenizer / token cache, the side, method and repeat.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -23,7 +24,7 @@ from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.methods import base_model, build_model, count_trainable, peft_config
 from ja_adapt.models import load_model, load_tokenizer, resolve_device
-from ja_adapt.plan import plan_memory
+from ja_adapt.plan import method_settings, plan_memory
 from ja_adapt.step import build_optimizer, defers_sync, train_step
 
 ENGINES = ("ja-adapt", "ja-adapt+compile")
@@ -87,6 +88,7 @@ def _engine_worker(spec: dict) -> dict:
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
     store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
     data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
     baseline_rss = _status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
     optimizer, scheduler = build_optimizer(model, cfg)
@@ -106,7 +108,8 @@ def _engine_worker(spec: dict) -> dict:
         batch = data.get(step)
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device))
+        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device,
+                                  step=step + 1))
         if not defer or step in (warmup - 1, n_steps - 1):
             telemetry.sync(device)
         if not defer:
@@ -121,7 +124,8 @@ def _engine_worker(spec: dict) -> dict:
                        precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
                        activation_checkpointing=cfg.train.activation_checkpointing,
                        loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
-                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant)
+                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant,
+                       settings=method_settings(cfg))
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]

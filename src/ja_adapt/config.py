@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ja_adapt.errors import UserError, closest
-from ja_adapt.method_spec import method_spec, resolve_targets
+from ja_adapt.method_spec import method_spec, options, resolve_targets
 
 PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 master weights
 BASE_DTYPES = ("fp32", "bf16")          # storage of a frozen base's weights (model.dtype)
@@ -57,6 +57,44 @@ class LoraConfig:
     alpha: float = 32.0                 # scaling numerator; the update is scaled by alpha / rank
     dropout: float = 0.1                # dropout on the adapter input
     targets: str = "qv"                 # qv, qkvo, all-linear, or a comma list of module names
+    use_dora: bool = False              # DoRA: also learn a magnitude per output row (method=dora sets it)
+    use_rslora: bool = False            # rank-stabilised: scale by alpha / sqrt(rank) (method=rslora sets it)
+    init: str = "gaussian"              # adapter init: gaussian (B = 0: starts at the base), pissa or olora
+                                        # (A, B from the weights' SVD / QR; the base keeps the residual;
+                                        # the saved adapter is converted to plain LoRA of rank 2r)
+    train_embeddings: bool = False      # also train embed_tokens and lm_head (one matrix when tied), saved
+                                        # with the adapter: new tokens need new embeddings
+    train_token_ids: list[int] = field(default_factory=list)  # or train only these embedding rows
+                                        # (peft's trainable_token_indices; tied lm_head rows follow)
+
+
+METHOD_SECTIONS = ("lora", "adalora", "ia3", "prefix")   # config sections that configure a peft method
+INITS = ("gaussian", "pissa", "olora")  # lora.init values (peft's init_lora_weights)
+
+
+@dataclass
+class AdaLoraConfig:
+    """AdaLoRA (method=adalora): starts at rank lora.rank on lora.targets, prunes to target_rank."""
+    target_rank: int = 8                # average rank per adapted matrix once the budget is allocated
+    tinit: float = 0.1                  # share of train.max_steps trained at full rank before pruning
+    tfinal: float = 0.2                 # share of train.max_steps trained at the final budget
+    delta_t: int = 10                   # steps between rank reallocations
+    beta1: float = 0.85                 # EMA of the sensitivity scores
+    beta2: float = 0.85                 # EMA of their uncertainty
+
+
+@dataclass
+class Ia3Config:
+    """IA3 (method=ia3): learned vectors scaling the activations of some projections."""
+    targets: str = "k_proj,v_proj,down_proj"    # projections scaled (a preset or comma list)
+    feedforward: str = "down_proj"      # of those, the ones scaled on their input (feed-forward), not
+                                        # their output; "" = none
+
+
+@dataclass
+class PrefixConfig:
+    """Prefix tuning (method=prefix): learned keys and values prepended in every layer."""
+    virtual_tokens: int = 16            # prefix length: key/value positions per layer
 
 
 @dataclass
@@ -225,12 +263,15 @@ class QLoraConfig:
 
 @dataclass
 class ExperimentConfig:
-    method: str = "lora"                # lora or full (method_spec.SPECS lists what is registered)
+    method: str = "lora"                # lora, full, dora, rslora, adalora, ia3, prefix (method_spec.SPECS)
     precision: str = "bf16"             # fp32, bf16 (autocast) or fp16 (autocast + loss scaling)
     seed: int = 0                       # fixes initialisation, data order and dropout
     device: str = "auto"                # auto (cuda if available), cpu, cuda, cuda:N
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    adalora: AdaLoraConfig = field(default_factory=AdaLoraConfig)
+    ia3: Ia3Config = field(default_factory=Ia3Config)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -401,6 +442,47 @@ def base_dtype_problem(method: str, dtype: str, precision: str, strategy: str = 
     return None
 
 
+def validate_method_keys(cfg: ExperimentConfig) -> None:
+    """The keys of the LoRA variants and of the other peft methods, checked whatever the method
+    (a grid may switch methods); each error names the key."""
+    def bad(key: str, why: str) -> UserError:
+        return UserError(f"config: key '{key}' {why}")
+
+    lo = options(cfg).lora
+    if lo.init not in INITS:
+        raise bad("lora.init", f"is '{lo.init}'{closest(lo.init, INITS)}; use {', '.join(INITS)}")
+    if any(i < 0 for i in lo.train_token_ids):
+        raise bad("lora.train_token_ids", f"must be token ids >= 0, got {lo.train_token_ids}")
+    if lo.train_embeddings and lo.train_token_ids:
+        raise bad("lora.train_token_ids", "is set with lora.train_embeddings=true, which already trains "
+                  "every row; set one of them")
+    if lo.use_dora and lo.init != "gaussian":
+        raise bad("lora.init", f"is '{lo.init}' with DoRA; DoRA starts from the base weights' norms, "
+                  "so use lora.init=gaussian")
+    if cfg.method == "adalora" and (lo.use_dora or lo.train_embeddings or lo.train_token_ids
+                                    or lo.init != "gaussian"):
+        raise bad("method", "is adalora, which has none of the lora.use_dora / train_embeddings / "
+                  "train_token_ids / init variants; leave them at their defaults")
+    a = cfg.adalora
+    if a.target_rank < 1 or (cfg.method == "adalora" and a.target_rank > cfg.lora.rank):
+        raise bad("adalora.target_rank", f"must be in 1..lora.rank ({cfg.lora.rank}: AdaLoRA's initial "
+                  f"rank), got {a.target_rank}")
+    if a.tinit < 0 or a.tfinal < 0 or a.tinit + a.tfinal >= 1:
+        raise bad("adalora.tinit", f"and adalora.tfinal must be >= 0 with a sum below 1 (got {a.tinit} "
+                  f"+ {a.tfinal}): the budget schedule runs between them")
+    if a.delta_t < 1:
+        raise bad("adalora.delta_t", f"must be >= 1, got {a.delta_t}")
+    for key in ("beta1", "beta2"):
+        if not 0 < getattr(a, key) < 1:
+            raise bad(f"adalora.{key}", f"must be in (0, 1), got {getattr(a, key)}")
+    ia3 = set(resolve_targets(cfg.ia3.targets, "ia3.targets"))
+    if cfg.ia3.feedforward and not set(resolve_targets(cfg.ia3.feedforward, "ia3.feedforward")) <= ia3:
+        raise bad("ia3.feedforward", f"'{cfg.ia3.feedforward}' must name only modules of ia3.targets "
+                  f"('{cfg.ia3.targets}')")
+    if cfg.prefix.virtual_tokens < 1:
+        raise bad("prefix.virtual_tokens", f"must be >= 1, got {cfg.prefix.virtual_tokens}")
+
+
 def validate(cfg: ExperimentConfig) -> None:
     """Cross-field checks; each error names the key and what would be valid."""
     def bad(key: str, why: str) -> UserError:
@@ -417,6 +499,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise bad("lora.dropout", f"must be in [0, 1), got {cfg.lora.dropout}")
     if spec.adapts_linears:
         resolve_targets(cfg.lora.targets)
+    validate_method_keys(cfg)
     why = base_dtype_problem(cfg.method, cfg.model.dtype, cfg.precision, cfg.train.strategy)
     if why:
         raise bad("model.dtype", why)

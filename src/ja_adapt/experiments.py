@@ -38,7 +38,7 @@ from ja_adapt.evaluate.compare import compare_models
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.jsonio import write_json
 from ja_adapt.models import model_config, resolve_name
-from ja_adapt.plan import plan_memory
+from ja_adapt.plan import method_settings, plan_memory
 from ja_adapt.train import TrainingStopped, train
 
 # ---- which runs ----------------------------------------------------------------------------------
@@ -350,6 +350,6 @@ def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
             mc, method=c.method, rank=c.lora.rank, targets=c.lora.targets, precision=c.precision,
             batch=c.train.batch_size, seq=c.data.seq_len,
             activation_checkpointing=c.train.activation_checkpointing,
-            loss_chunk_size=c.train.loss_chunk_size, base_dtype=c.model.dtype,
-            double_quant=c.qlora.double_quant)
+            loss_chunk_size=c.train.loss_chunk_size, lora_dropout=c.lora.dropout, base_dtype=c.model.dtype,
+            double_quant=c.qlora.double_quant, settings=method_settings(c))
     (out / "plan.json").write_text(json.dumps(plans, indent=1, default=str))

@@ -29,13 +29,23 @@ import torch
 import torch.nn.functional as F
 
 from ja_adapt.data.packing import IGNORE
-from ja_adapt.methods import base_model
+from ja_adapt.methods import base_model, prompt_prefix
 
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The transformer body and lm_head of a causal LM, seen through a peft wrapper if any."""
     base = base_model(model)
     return base.model, base.get_output_embeddings()
+
+
+def _head_weights(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of the lm_head. Under peft's wrappers (lora.train_embeddings,
+    lora.train_token_ids) `weight` is the one in use (trained rows merged in, differentiably); the
+    trainable-token wrapper has no `bias` of its own, its wrapped layer does."""
+    bias = getattr(head, "bias", None)
+    if bias is None and hasattr(head, "original_module"):
+        bias = getattr(head.original_module, "bias", None)
+    return head.weight, bias
 
 
 def packed_attention_mask(position_ids: torch.Tensor) -> torch.Tensor:
@@ -56,9 +66,17 @@ def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
     """The final hidden states [B*T, d], the flat targets [B*T], the lm_head, and (B, T)."""
     body, head = _decoder_and_head(model)
     sdpa = getattr(body.config, "_attn_implementation", None) == "sdpa"   # takes a bool 4D mask
-    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                  attention_mask=packed_attention_mask(batch["position_ids"]) if sdpa else None,
-                  use_cache=False).last_hidden_state
+    # Prefix tuning: the learned keys and values enter as the cache the batch continues, as peft's
+    # own forward (and generate) passes them: every query attends to all of them, and positions
+    # continue after them.
+    cache, n_prefix = prompt_prefix(model, batch["input_ids"].shape[0])
+    mask = None
+    if sdpa:
+        mask = packed_attention_mask(batch["position_ids"])
+        if n_prefix:
+            mask = F.pad(mask, (n_prefix, 0), value=True)
+    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"] + n_prefix, attention_mask=mask,
+                  cache=cache, use_cache=cache is not None).last_hidden_state
     b, t, d = hidden.shape
     return hidden.reshape(b * t, d), batch["targets"].reshape(b * t), head, (b, t)
 
@@ -83,7 +101,7 @@ def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size
     step = b * t if chunk_size <= 0 else chunk_size
     nlls, argmaxes = [], []
     for start in range(0, b * t, step):
-        log_probs, nll = _head_chunk(flat_h[start:start + step], head.weight, head.bias,
+        log_probs, nll = _head_chunk(flat_h[start:start + step], *_head_weights(head),
                                      flat_y[start:start + step])
         nlls.append(nll)
         if return_argmax:
@@ -156,6 +174,6 @@ def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], scale:
     chunk_size: rows per logits chunk; 0 = all rows at once.
     """
     flat_h, flat_y, head, (b, t) = _hidden(model, batch)
-    loss, nll = _FusedHeadLoss.apply(flat_h, head.weight, head.bias, flat_y, float(scale), chunk_size,
+    loss, nll = _FusedHeadLoss.apply(flat_h, *_head_weights(head), flat_y, float(scale), chunk_size,
                                      torch.is_grad_enabled())
     return loss, nll.view(b, t)

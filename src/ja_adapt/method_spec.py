@@ -8,7 +8,10 @@ two registries equal, so adding a method is one spec here, one builder there, an
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ja_adapt.errors import UserError, closest
 
@@ -21,6 +24,19 @@ class MethodSpec:
     artifact: str               # what a run saves: "adapter" (peft adapter dir) or "model" (full model dir)
     adapts_linears: bool        # trains rank-r adapters on the `lora.targets` linears (lora.rank, lora.alpha)
     quantized_base: bool = False  # the frozen base's decoder linears are stored 4-bit NF4 (bitsandbytes)
+    # (arch, options) -> exact trainable parameters of a frozen-base method: arch is arch.Arch,
+    # options the ExperimentConfig with this method's lora variant applied (`options`). None: every
+    # weight trains.
+    trainable: Callable[[Any, Any], int] | None = None
+    # (arch, options) -> the per-layer nn.Linear names from whose outputs on gradients flow in every
+    # layer, also the first (the plan's activation model: what the backward pass must keep)
+    grad_entry: Callable[[Any, Any], frozenset] = lambda arch, options: frozenset()
+    # (arch, options, activation bytes) -> bytes per token per layer the method saves for backward
+    # beyond the LoRA adapters the plan already counts (IA3's scaled tensors, DoRA's base output)
+    saved_per_token: Callable[[Any, Any, int], float] = lambda arch, options, act: 0.0
+    state_copies: int = 0       # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
+    merges: bool = False        # peft can fold the adapter into the base weights (`ja-adapt merge`)
+    lora_variant: tuple = ()    # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
 
 
 SPECS: dict[str, MethodSpec] = {}
@@ -44,10 +60,91 @@ def method_spec(name: str) -> MethodSpec:
     return SPECS[name]
 
 
-register_spec(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen",
-                         trains_base=False, artifact="adapter", adapts_linears=True))
+def options(cfg):
+    """`cfg` (an ExperimentConfig) as its method sees it: a copy with the method's lora variant
+    set (method=dora: lora.use_dora true), so builder, plan and validation read one set of keys."""
+    variant = dict(method_spec(cfg.method).lora_variant)
+    if not variant:
+        return cfg
+    return dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, **variant))
+
+
+# ---- the methods' arithmetic (shapes: arch.Arch; every count is checked against peft's own in tests)
+
+def _adapted(arch, options) -> list[tuple[str, int, int]]:
+    names = set(resolve_targets(options.lora.targets))
+    return [(n, i, o) for n, i, o in arch.linears if n in names]
+
+
+def _embedding_params(arch, options) -> int:
+    """Embedding rows trained beside a LoRA adapter: the whole embedding and output head
+    (lora.train_embeddings; one matrix when they are tied), or the rows of lora.train_token_ids."""
+    if options.lora.train_embeddings:
+        return arch.embedding + arch.lm_head
+    return len(set(options.lora.train_token_ids)) * arch.hidden
+
+
+def _lora_params(arch, options) -> int:
+    """r·(in + out) per adapted Linear (A: r×in, B: out×r), + out for DoRA's magnitude vector."""
+    lo = options.lora
+    per_layer = sum(lo.rank * (i + o) + (o if lo.use_dora else 0) for _, i, o in _adapted(arch, options))
+    return arch.layers * per_layer + _embedding_params(arch, options)
+
+
+def _dora_saved(arch, options, act: int) -> float:
+    """DoRA rescales the base output by magnitude / ||W + BA||: it keeps that output ([out] per
+    token) for the magnitude's gradient."""
+    return sum(o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
+
+
+def _adalora_params(arch, options) -> int:
+    """SVD-form adapter at the initial rank r = lora.rank: P (r×in), Q (out×r), Λ (r×1)."""
+    return arch.layers * sum(options.lora.rank * (i + o + 1) for _, i, o in _adapted(arch, options))
+
+
+def _ia3_vectors(arch, options) -> list[int]:
+    """IA3 learns one vector per target: over the input of a feed-forward target (ia3.feedforward),
+    over the output of the others."""
+    names = set(resolve_targets(options.ia3.targets, "ia3.targets"))
+    ff = set(resolve_targets(options.ia3.feedforward, "ia3.feedforward")) if options.ia3.feedforward else set()
+    return [i if n in ff else o for n, i, o in arch.linears if n in names]
+
+
+def _prefix_params(arch, options) -> int:
+    """A key and a value per virtual token in every layer, of the key/value width (peft sizes the
+    prefix by num_key_value_heads under grouped-query attention)."""
+    return options.prefix.virtual_tokens * arch.layers * 2 * arch.kv_width
+
+
+def _lora_entry(arch, options) -> frozenset:
+    return frozenset(n for n, _, _ in _adapted(arch, options))
+
+
+_LORA = dict(trains_base=False, artifact="adapter", adapts_linears=True, trainable=_lora_params,
+             grad_entry=_lora_entry, saved_per_token=_dora_saved, merges=True)
+register_spec(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen", **_LORA))
 register_spec(MethodSpec("full", "full fine-tuning: every weight trains",
                          trains_base=True, artifact="model", adapts_linears=False))
+register_spec(MethodSpec("dora", "DoRA: LoRA with a learned magnitude per output (lora.use_dora)",
+                         lora_variant=(("use_dora", True),), **_LORA))
+register_spec(MethodSpec("rslora", "rank-stabilised LoRA: update scaled by alpha/sqrt(r) (lora.use_rslora)",
+                         lora_variant=(("use_rslora", True),), **_LORA))
+register_spec(MethodSpec(
+    "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
+    trains_base=False, artifact="adapter", adapts_linears=True, trainable=_adalora_params,
+    grad_entry=_lora_entry, state_copies=3, merges=True))   # sensitivity, its EMA and uncertainty
+register_spec(MethodSpec(
+    "ia3", "IA3: learned scaling vectors on the ia3.targets projections; base frozen",
+    trains_base=False, artifact="adapter", adapts_linears=False,
+    trainable=lambda arch, options: arch.layers * sum(_ia3_vectors(arch, options)),
+    grad_entry=lambda arch, options: frozenset(resolve_targets(options.ia3.targets, "ia3.targets")),
+    saved_per_token=lambda arch, options, act: sum(_ia3_vectors(arch, options)) * act, merges=True))
+register_spec(MethodSpec(
+    "prefix", "prefix tuning: learned keys and values of prefix.virtual_tokens in every layer",
+    trains_base=False, artifact="adapter", adapts_linears=False, trainable=_prefix_params,
+    grad_entry=lambda arch, options: frozenset({"k_proj", "v_proj"}),
+    # the packed-row mask grows by the prefix's columns in every layer
+    saved_per_token=lambda arch, options, act: options.prefix.virtual_tokens * act, merges=False))
 
 
 # Module-name presets for Qwen2-style decoders (names of nn.Linear modules inside each layer).
@@ -58,13 +155,13 @@ TARGET_PRESETS: dict[str, list[str]] = {
 }
 
 
-def resolve_targets(targets: str) -> list[str]:
-    """A preset name or a comma-separated list of module names → module names."""
+def resolve_targets(targets: str, key: str = "lora.targets") -> list[str]:
+    """A preset name or a comma-separated list of module names → module names (errors name `key`)."""
     if targets in TARGET_PRESETS:
         return list(TARGET_PRESETS[targets])
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names or any(not n.replace("_", "").isalnum() for n in names):
-        raise UserError(f"config: key 'lora.targets' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
+        raise UserError(f"config: key '{key}' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
                         f"use {', '.join(TARGET_PRESETS)} or a comma list of module names")
     return names
 
@@ -72,4 +169,4 @@ def resolve_targets(targets: str) -> list[str]:
 # QLoRA (Dettmers et al. 2023): LoRA over a base whose decoder linears are 4-bit NF4, dequantized
 # block by block in each matmul. Embeddings, norms and the output head stay unquantized.
 register_spec(MethodSpec("qlora", "LoRA adapters over a 4-bit NF4 frozen base (bitsandbytes; qlora.* keys)",
-                         trains_base=False, artifact="adapter", adapts_linears=True, quantized_base=True))
+                         quantized_base=True, **_LORA))

@@ -12,12 +12,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+from peft import AdaLoraConfig as PeftAdaLoraConfig
+from peft import IA3Config as PeftIA3Config
 from peft import LoraConfig as PeftLoraConfig
+from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 from peft import get_peft_model
 from peft.utils.error import NoMatchingPeftModuleError
 
 from ja_adapt import precision
-from ja_adapt.method_spec import SPECS, method_spec, resolve_targets
+from ja_adapt.method_spec import SPECS, method_spec, options, resolve_targets
 from ja_adapt.errors import UserError, notice
 from ja_adapt.models import load_model
 
@@ -26,26 +29,53 @@ if TYPE_CHECKING:
 
 # name → the peft config of a method (None: no wrapper, every weight trains)
 BUILDERS: dict[str, Callable[["ExperimentConfig"], object | None]] = {}
+# name → what the shared loop calls after each optimizer step, before the gradients are cleared:
+# hook(model, step), step counting from 1. Methods without one are absent.
+POST_STEP: dict[str, Callable[[torch.nn.Module, int], None]] = {}
 
 
-def register(name: str):
-    """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS)."""
+def register(name: str, post_step: Callable[[torch.nn.Module, int], None] | None = None):
+    """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS),
+    and optionally its post-step hook."""
     def add(fn):
         if name in BUILDERS:
             raise ValueError(f"method '{name}' is already registered")
         if name not in SPECS:
             raise ValueError(f"method '{name}' has no MethodSpec in method_spec.py")
         BUILDERS[name] = fn
+        if post_step is not None:
+            POST_STEP[name] = post_step
         return fn
     return add
 
 
-@register("lora")
+def after_step(model: torch.nn.Module, cfg: "ExperimentConfig", step: int) -> None:
+    """Run the method's post-step hook, if it has one (the loop calls this for every method)."""
+    hook = POST_STEP.get(cfg.method)
+    if hook is not None:
+        hook(model, step)
+
+
+INIT_LORA_WEIGHTS = {"gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}   # lora.init → peft
+
+
 def lora_config(cfg: "ExperimentConfig"):
-    """peft LoRA on the target projections (`lora.*` keys); the base weights are frozen."""
-    return PeftLoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=resolve_targets(cfg.lora.targets), bias="none",
-                          task_type="CAUSAL_LM")
+    """peft LoRA on the target projections (`lora.*` keys, with the method's variant: dora, rslora);
+    the base weights are frozen, except the embeddings lora.train_embeddings / train_token_ids name."""
+    lo = options(cfg).lora
+    extra = {}
+    if lo.train_embeddings:     # lm_head too; a tied head stays the embedding (one trained matrix)
+        extra = dict(modules_to_save=["embed_tokens", "lm_head"], ensure_weight_tying=True)
+    elif lo.train_token_ids:
+        extra = dict(trainable_token_indices=sorted(set(lo.train_token_ids)), ensure_weight_tying=True)
+    return PeftLoraConfig(r=lo.rank, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                          target_modules=resolve_targets(lo.targets), bias="none", use_dora=lo.use_dora,
+                          use_rslora=lo.use_rslora, init_lora_weights=INIT_LORA_WEIGHTS[lo.init],
+                          task_type="CAUSAL_LM", **extra)
+
+
+for _name in ("lora", "dora", "rslora"):           # one builder; the spec sets the variant
+    register(_name)(lora_config)
 
 
 @register("full")
@@ -54,9 +84,44 @@ def full_config(cfg: "ExperimentConfig"):
     return None
 
 
+def _adalora_step(model: torch.nn.Module, step: int) -> None:
+    """AdaLoRA's rank budget: update the sensitivity scores from this step's gradients and
+    mask the least important singular values (peft: after optimizer.step, before zero_grad)."""
+    model.base_model.update_and_allocate(step)
+
+
+@register("adalora", post_step=_adalora_step)
+def adalora_config(cfg: "ExperimentConfig"):
+    """peft AdaLoRA on lora.targets: rank lora.rank at first, adalora.target_rank on average at the
+    end, its schedule over train.max_steps. peft adds AdaLoRA's orthogonality penalty only inside
+    its own forward with labels, which ja-adapt's loss (loss.py) does not call: it is not applied."""
+    a, steps = cfg.adalora, cfg.train.max_steps
+    return PeftAdaLoraConfig(init_r=cfg.lora.rank, target_r=a.target_rank, lora_alpha=cfg.lora.alpha,
+                             lora_dropout=cfg.lora.dropout, target_modules=resolve_targets(cfg.lora.targets),
+                             total_step=steps, tinit=int(a.tinit * steps), tfinal=int(a.tfinal * steps),
+                             deltaT=a.delta_t, beta1=a.beta1, beta2=a.beta2, orth_reg_weight=0.0,
+                             task_type="CAUSAL_LM")
+
+
+@register("ia3")
+def ia3_config(cfg: "ExperimentConfig"):
+    """peft IA3: a vector scaling each ia3.targets projection (its input for ia3.feedforward)."""
+    ff = resolve_targets(cfg.ia3.feedforward, "ia3.feedforward") if cfg.ia3.feedforward else []
+    return PeftIA3Config(target_modules=resolve_targets(cfg.ia3.targets, "ia3.targets"),
+                         feedforward_modules=ff, task_type="CAUSAL_LM")
+
+
+@register("prefix")
+def prefix_config(cfg: "ExperimentConfig"):
+    """peft prefix tuning: prefix.virtual_tokens learned keys and values in every layer (no
+    reparametrisation MLP, so what trains is what is saved). The loss feeds them to the decoder
+    body as its cache (loss.py, `prefix_inputs`)."""
+    return PeftPrefixTuningConfig(num_virtual_tokens=cfg.prefix.virtual_tokens, task_type="CAUSAL_LM")
+
+
 def peft_config(cfg: "ExperimentConfig"):
     """The peft config of `cfg.method`, or None for a method without a wrapper."""
-    method_spec(cfg.method)                     # a UserError naming the key for an unknown method
+    method_spec(cfg.method)                     # a UserError naming the key for an unknown one
     return BUILDERS[cfg.method](cfg)
 
 
@@ -67,12 +132,25 @@ def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Mo
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    warn_full_rank(model, cfg)
+    if method_spec(cfg.method).adapts_linears:
+        warn_full_rank(model, cfg)
+    check_token_ids(model, cfg)
     try:
         return get_peft_model(model, config)
     except NoMatchingPeftModuleError:
-        raise UserError(f"config: key 'lora.targets' is '{cfg.lora.targets}', which names no module of "
-                        f"this model; its linear layers: {', '.join(linear_names(model))}") from None
+        key, value = (("lora.targets", cfg.lora.targets) if method_spec(cfg.method).adapts_linears
+                      else ("ia3.targets", cfg.ia3.targets))
+        raise UserError(f"config: key '{key}' is '{value}', which names no module of this model; its "
+                        f"linear layers: {', '.join(linear_names(model))}") from None
+
+
+def check_token_ids(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
+    """lora.train_token_ids must be rows of this model's embedding."""
+    ids = options(cfg).lora.train_token_ids
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if ids and max(ids) >= vocab:
+        raise UserError(f"config: key 'lora.train_token_ids' has id {max(ids)}, but the embedding has "
+                        f"{vocab} rows (ids 0..{vocab - 1})")
 
 
 def warn_full_rank(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
@@ -135,6 +213,16 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> tor
 def base_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model itself: under a peft wrapper, the wrapped one."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def prompt_prefix(model: torch.nn.Module, batch_size: int) -> tuple[object | None, int]:
+    """(the learned key/value cache of a prompt-learning adapter for `batch_size` rows, its length
+    in positions), or (None, 0) for every other model. Prefix tuning changes the decoder's input,
+    not its weights; peft's own forward adds this cache, and the loss (which calls the decoder body
+    directly) adds it the same way."""
+    if not is_adapter(model) or not model.active_peft_config.is_prompt_learning:
+        return None, 0
+    return model.get_prompt(batch_size), model.active_peft_config.num_virtual_tokens
 
 
 def is_adapter(model: torch.nn.Module) -> bool:

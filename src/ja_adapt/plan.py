@@ -12,6 +12,7 @@ over these functions is cli/plan.py.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ja_adapt.arch import (
@@ -21,9 +22,17 @@ from ja_adapt.arch import (
     peak_flops,
     recompute_flops_per_token,
 )
-from ja_adapt.config import PRECISIONS, base_dtype_problem
+from ja_adapt.config import (
+    METHOD_SECTIONS,
+    PRECISIONS,
+    ExperimentConfig,
+    base_dtype_problem,
+    flatten,
+    to_dict,
+    with_overrides,
+)
 from ja_adapt.errors import UserError, closest
-from ja_adapt.method_spec import SPECS, resolve_targets
+from ja_adapt.method_spec import SPECS, options, resolve_targets
 
 GIB = 1024 ** 3
 F32 = 4                                 # bytes of an fp32 element
@@ -36,7 +45,7 @@ NF4_SCALE_BLOCK = 256                   # double quantisation: 8-bit absmaxes, o
 
 
 def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
-    """The per-layer nn.Linear names a method adapts (none when it trains the base as it is)."""
+    """The per-layer nn.Linear names a method puts rank-r adapters on (none for other methods)."""
     if method not in SPECS:
         raise UserError(f"--method '{method}'{closest(method, SPECS)}; use {' or '.join(SPECS)}")
     if not SPECS[method].adapts_linears:
@@ -50,15 +59,39 @@ def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
     return names
 
 
-def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv") -> dict:
-    """Exact parameter counts: total, embedding, non-embedding, trainable (full or LoRA adapter)."""
+def method_options(method: str, rank: int = 16, targets: str = "qv", settings: dict | None = None):
+    """The method's view of a config (method_spec.options) with these settings: rank and targets
+    as lora.rank / lora.targets, `settings` as further config keys ({"lora.use_dora": True,
+    "prefix.virtual_tokens": 32}), validated as training validates them."""
+    keys = {"method": method, "lora.rank": rank, "lora.targets": targets, **(settings or {})}
+    cache_key = json.dumps(keys, sort_keys=True)
+    if cache_key not in _OPTIONS:       # the recommender plans hundreds of settings of one method
+        _OPTIONS[cache_key] = options(with_overrides(ExperimentConfig(), keys, where="plan"))
+    return _OPTIONS[cache_key]
+
+
+_OPTIONS: dict[str, ExperimentConfig] = {}
+
+
+def method_settings(cfg: ExperimentConfig) -> dict:
+    """A run config's method keys (lora.*, adalora.*, ia3.*, prefix.*), as plan_memory's settings."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k.split(".")[0] in METHOD_SECTIONS}
+
+
+def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
+                     settings: dict | None = None) -> dict:
+    """Exact parameter counts: total, embedding, non-embedding, trainable (every weight, or the
+    method's own: method_spec's `trainable` arithmetic, checked against peft in tests). `settings`:
+    further config keys of the method (method_options)."""
     arch = architecture(config)
-    adapted = _targets(arch, method, rank, targets)
-    adapter = arch.layers * sum(rank * (i + o) for n, i, o in arch.linears if n in adapted)
+    _targets(arch, method, rank, targets)
+    spec = SPECS[method]
+    adapter = 0 if spec.trainable is None else spec.trainable(arch, method_options(method, rank, targets,
+                                                                                   settings))
     return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
             "non_embedding": arch.total - arch.embedding - arch.lm_head,
             "matmul": arch.matmul,
-            "adapter": adapter, "trainable": arch.total if SPECS[method].trains_base else adapter}
+            "adapter": adapter, "trainable": arch.total if spec.trains_base else adapter}
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -66,7 +99,9 @@ def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: s
 @dataclass(frozen=True)
 class _Setup:
     full: bool
-    adapted: frozenset
+    adapted: frozenset                  # Linears with rank-r adapters
+    entry: frozenset                    # Linears from whose outputs gradients flow, in every layer
+    extra: float                        # bytes per token per layer the method saves besides (spec)
     rank: int
     dropout: float
     act: int                            # bytes of an activation made by an autocast op (2 or 4)
@@ -117,7 +152,7 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
     norm("norm1", grad)
     for name in ("q_proj", "k_proj", "v_proj"):
         linear(name, "n1", F32, grad)
-    attn_grad = grad or bool(s.adapted & {"q_proj", "k_proj", "v_proj"})
+    attn_grad = grad or bool(s.entry & {"q_proj", "k_proj", "v_proj"})
     if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
         kv = arch.q_width if s.packed else arch.kv_width
         saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
@@ -127,18 +162,18 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
     norm("norm2", attn_grad)
     for name in ("gate_proj", "up_proj"):
         linear(name, "n2", F32, attn_grad)
-    mlp_grad = attn_grad or bool(s.adapted & {"gate_proj", "up_proj"})
+    mlp_grad = attn_grad or bool(s.entry & {"gate_proj", "up_proj"})
     if mlp_grad:  # silu saves gate; the product saves silu(gate) and up
         saved.update(gate=a * arch.ff, up=a * arch.ff, act=a * arch.ff)
     linear("down_proj", "prod", a, mlp_grad)
-    return float(sum(saved.values())), copies
+    return float(sum(saved.values())) + (s.extra if (grad or s.entry) else 0.0), copies
 
 
 def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
                 precision: str = "bf16", batch: int = 8, seq: int = 256,
                 activation_checkpointing: bool = False, loss_chunk_size: int = 0,
                 lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32",
-                double_quant: bool = True) -> dict:
+                double_quant: bool = True, settings: dict | None = None) -> dict:
     """Predicted peak memory of one training step, in bytes, with its breakdown.
 
     A quantized method (qlora) stores each decoder linear's weight as NF4 (`nf4_bytes`, with
@@ -148,7 +183,8 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
     torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
     "saved_for_backward_bytes" (what saved_tensors_hooks would see, plus tensors checkpointing
-    keeps alive), "params": count_parameters(...), "setup": the inputs}.
+    keeps alive), "params": count_parameters(...), "setup": the inputs}. settings: the method's
+    further config keys (method_options), e.g. {"lora.use_dora": True}.
     """
     if precision not in PRECISIONS:
         raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
@@ -163,10 +199,14 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     if loss_chunk_size < 0:
         raise UserError(f"--loss-chunk-size {loss_chunk_size}: use 0 (plain) or a positive row count")
     arch = architecture(config)
-    counts = count_parameters(config, method=method, rank=rank, targets=targets)
-    full, autocast = SPECS[method].trains_base, precision != "fp32"
-    quantized = SPECS[method].quantized_base
-    s = _Setup(full=full, adapted=frozenset(_targets(arch, method, rank, targets)), rank=rank,
+    counts = count_parameters(config, method=method, rank=rank, targets=targets, settings=settings)
+    spec, opts = SPECS[method], method_options(method, rank, targets, settings)
+    full, autocast = spec.trains_base, precision != "fp32"
+    quantized = spec.quantized_base
+    act = 2 if autocast else F32
+    adapted = frozenset(_targets(arch, method, rank, targets))
+    s = _Setup(full=full, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
+               extra=spec.saved_per_token(arch, opts, act), rank=rank,
                dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=packed,
                seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
     tokens, d, v = batch * seq, arch.hidden, arch.vocab
@@ -176,9 +216,11 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
     # trains); the final norm; the hidden states' gradient the fused loss made in the forward
     # (loss.training_loss keeps neither the lm_head input nor the targets).
-    shared = (2 * F32 * arch.head_dim + (8 if full else 0) + F32 * (d + 1) + (F32 * d if full else 0)
-              + F32 * d)
-    head_grad = F32 * v * d if full else 0  # the lm_head weight's gradient, made in the forward
+    embeddings_train = full or opts.lora.train_embeddings and spec.adapts_linears
+    shared = (2 * F32 * arch.head_dim + (8 if embeddings_train else 0) + F32 * (d + 1)
+              + (F32 * d if full else 0) + F32 * d)
+    # the lm_head weight's gradient, made in the forward (full, or a LoRA that trains the head)
+    head_grad = F32 * v * d if embeddings_train else 0
     head_copy = 2 * d * v if autocast and (full or base_dtype == "fp32") else 0
     if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
         stored = arch.layers * F32 * d + shared + (1 if packed else 0) * seq
@@ -195,7 +237,11 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     base_bytes = 2 if base_dtype == "bf16" else F32
     trainable = counts["trainable"]
     adapted_per_layer = sum(1 for n, _, _ in arch.linears if n in s.adapted)
-    n_trainable_tensors = arch.n_tensors if full else 2 * arch.layers * adapted_per_layer  # A and B
+    # AdamW's step counters, 4 bytes per trainable tensor: LoRA's A and B per adapted Linear, one
+    # vector or prefix per layer and target otherwise (approximate: DoRA's magnitudes, AdaLoRA's Λ
+    # and trained embeddings add a few; a few KiB at most)
+    n_trainable_tensors = arch.n_tensors if full else arch.layers * max(2 * adapted_per_layer,
+                                                                        len(s.entry), 1)
     if quantized:  # NF4 decoder linears; embeddings, norms, biases (and an untied head) fp32
         linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
         base_weight_bytes = (arch.layers * sum(nf4_bytes(i * o, double_quant) for _, i, o in arch.linears)
@@ -206,6 +252,7 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
         "weights": base_weight_bytes + counts["adapter"] * F32,
         "gradients": trainable * F32,
         "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
+        "method_state": spec.state_copies * trainable * F32,           # e.g. AdaLoRA's sensitivities
         "activations": tokens * stored + recompute,
         "autocast_weight_copies": copies_stored,
         "logits": logits,
@@ -215,10 +262,12 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
             "saved_for_backward_bytes": tokens * stored + copies_stored + head_grad,
             "params": counts,
-            "setup": dict(method=method, rank=None if full else rank, targets=None if full else targets,
+            "setup": dict(method=method, rank=rank if spec.adapts_linears else None,
+                          targets=targets if spec.adapts_linears else None,
                           precision=precision, batch=batch, seq=seq, packed=packed,
                           activation_checkpointing=activation_checkpointing,
                           loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype,
+                          settings=dict(settings or {}),
                           **({"double_quant": double_quant} if quantized else {}))}
 
 
@@ -323,4 +372,5 @@ def train_overrides(setup: dict) -> dict:
                      "lora.dropout": setup["lora_dropout"]})
     if "double_quant" in setup:
         keys["qlora.double_quant"] = setup["double_quant"]
+    keys.update(setup.get("settings") or {})
     return keys

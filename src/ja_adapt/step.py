@@ -19,6 +19,7 @@ from ja_adapt import distributed, precision
 from ja_adapt.config import ExperimentConfig
 from ja_adapt.data.packing import IGNORE
 from ja_adapt.loss import token_nll
+from ja_adapt.methods import after_step
 
 
 def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig):
@@ -82,11 +83,13 @@ def defers_sync(cfg: ExperimentConfig) -> bool:
 
 
 def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], cfg: ExperimentConfig,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """One optimizer step over the micro-batches of a global batch (the step LoRA and full share).
+               device: torch.device, step: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """One optimizer step over the micro-batches of a global batch (the step every method shares).
 
     Token-weighted gradient accumulation (each micro-batch's NLL sum over the global target count),
-    clipping, a (loss-scaled) AdamW step that is skipped when the loss is not finite, the schedule.
+    clipping, a (loss-scaled) AdamW step that is skipped when the loss is not finite, the method's
+    post-step hook (methods.after_step: AdaLoRA's rank budget; `step` is this step's number, from 1),
+    the schedule.
     Returns (loss, grad norm, target tokens, the learning rate used); loss and grad norm are 0-dim
     tensors on the device. With defers_sync(cfg) the step reads nothing back from the device;
     otherwise one .item() decides whether AdamW steps.
@@ -115,6 +118,7 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], c
     elif math.isfinite(loss_sum.item()):                    # the one host sync of this path
         scaler.step(optimizer)
     scaler.update()
+    after_step(model, cfg, step)                            # reads this step's gradients
     optimizer.zero_grad(set_to_none=True)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()

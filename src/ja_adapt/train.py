@@ -157,7 +157,8 @@ def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
         micro = [s.batches.get(s.state.batch_index + i) for i in range(t.grad_accum)]
         s.state.batch_index += t.grad_accum
         pending.append((s.state.step + 1, *train_step(s.engine, s.model, s.optimizer, s.scheduler,
-                                                      s.scaler, micro, cfg, s.device)))
+                                                      s.scaler, micro, cfg, s.device,
+                                                      step=s.state.step + 1)))
         s.state.step += 1
         s.mem_samples.append(s.memory.current_bytes())
         bar.update(1)

@@ -20,7 +20,7 @@ from ja_adapt.config import register_model_alias
 # subcommand → (module with add_arguments(parser) and run(args) -> int, one-line help)
 SUBCOMMANDS = {
     "train": ("ja_adapt.cli.train", "train LoRA or full fine-tuning into a run directory"),
-    "merge": ("ja_adapt.cli.train", "merge a LoRA run's adapter into its base model (a full HF model dir)"),
+    "merge": ("ja_adapt.cli.train", "merge a run's adapter (LoRA, DoRA, AdaLoRA, IA3, ...) into its base model (a full HF model dir)"),
     "eval": ("ja_adapt.cli.evaluate", "evaluate a run or a model: bits/char, scripts, BLEU/chrF, forgetting"),
     "compare": ("ja_adapt.cli.experiments", "base eval + LoRA + full on the same data and budget, with report"),
     "sweep": ("ja_adapt.cli.experiments", "a grid of runs (rank, precision, lr, method), with report"),

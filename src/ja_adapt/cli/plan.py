@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ja_adapt.arch import REQUIRED_KEYS, local_config
+from ja_adapt.config import parse_override
 from ja_adapt.errors import UserError
 from ja_adapt.method_spec import SPECS
 from ja_adapt.plan import GIB, RECOMMEND_GB, plan_memory, plan_time, recommend
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", type=int, default=16, help="LoRA rank r")
     p.add_argument("--targets", default="qv", help="qv, qkvo, all-linear or a comma list of modules")
     p.add_argument("--lora-dropout", type=float, default=0.1, help="LoRA dropout (its mask costs memory)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method's config key, repeatable: lora.use_dora=true, lora.train_embeddings=true, "
+                        "adalora.target_rank=8, ia3.targets=..., prefix.virtual_tokens=32")
     p.add_argument("--precision", default="bf16", help="fp32, bf16 or fp16 (autocast, fp32 weights)")
     p.add_argument("--base-dtype", default="fp32", help="model.dtype: frozen base weights in fp32 or bf16")
     p.add_argument("--batch", type=int, default=8, help="packed rows per micro-batch")
@@ -67,11 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> dict:
     """Everything `ja-adapt plan` prints, as one JSON-ready dict."""
     config = _model_config(args.model)
+    settings = dict(parse_override(text) for text in args.set)
     mem = plan_memory(config, method=args.method, rank=args.rank, targets=args.targets,
                       precision=args.precision, batch=args.batch, seq=args.seq or 256,
                       activation_checkpointing=args.activation_checkpointing,
                       loss_chunk_size=args.loss_chunk_size, lora_dropout=args.lora_dropout,
-                      packed=not args.no_packing, base_dtype=args.base_dtype)
+                      packed=not args.no_packing, base_dtype=args.base_dtype, settings=settings)
     out = {"model": args.model, "memory": mem,
            "time": plan_time(config, method=args.method, trainable=mem["params"]["trainable"],
                              seq=args.seq or 256, tokens=args.tokens, gpu=args.gpu, mfu=args.mfu,
@@ -95,6 +100,7 @@ def _table(out: dict) -> str:
     lines = [f"model {out['model']}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
              f"{p['lm_head_untied']:,} untied lm_head, {p['non_embedding']:,} non-embedding)",
              f"trainable ({su['method']}" + (f", r={su['rank']} on {su['targets']}" if su["rank"] else "")
+             + "".join(f", {k}={v}" for k, v in su["settings"].items())
              + f"): {p['trainable']:,}",
              f"memory, {su['precision']}, batch {su['batch']} x seq {su['seq']}, checkpointing "
              f"{'on' if su['activation_checkpointing'] else 'off'}, loss chunk {su['loss_chunk_size']}:",
@@ -115,7 +121,7 @@ def _table(out: dict) -> str:
                f"{'on' if r['activation_checkpointing'] else 'off'}"
                f", loss chunk {r['loss_chunk_size']}")
         rank = ""
-        if r["method"] == "lora":
+        if r["rank"] is not None:
             rank = f" r={r['rank']}" + (f" (max r={r['max_rank']})" if r["fits"] else "")
             rank += f", {r['base_dtype']} frozen base"
         verdict = "fits" if r["fits"] else "does NOT fit even at"

@@ -18,6 +18,7 @@ import yaml
 
 from ja_adapt.config import flatten
 from ja_adapt.errors import UserError
+from ja_adapt.method_spec import SPECS
 
 # Keys that do not change what a run measures (left out when grouping runs by configuration).
 IGNORED_KEYS = {"seed", "train.progress", "train.tensorboard", "data.num_workers", "data.cache_dir", "device"}
@@ -156,7 +157,7 @@ def label(run: Run, varied: set[str]) -> str:
     for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"}):   # settings a reader compares
         v = run.config.get(key)
         short = LABEL_KEYS.get(key, key)
-        if key == "lora.rank" and run.method != "lora":
+        if key == "lora.rank" and not (run.method in SPECS and SPECS[run.method].adapts_linears):
             continue
         parts.append(f"{short}={v}" if short else str(v))
     return " ".join(parts)
