@@ -23,6 +23,7 @@ VARIANTS = [
     ("lora", {}),
     ("dora", {}),
     ("rslora", {}),
+    ("lora", {"lora.init": "gaussian"}),
     ("lora", {"lora.init": "pissa"}),
     ("lora", {"lora.init": "olora"}),
     ("lora", {"lora.train_embeddings": True}),
@@ -256,7 +257,7 @@ def test_plan_cli_takes_method_keys_and_names_a_bad_one(capsys):
 # ---- validation ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("keys, message", [
-    (["lora.init=svd"], r"key 'lora.init' is 'svd'.*gaussian, pissa, olora"),
+    (["lora.init=svd"], r"key 'lora.init' is 'svd'.*default, gaussian, pissa, olora"),
     (["lora.train_token_ids=[-1]"], r"key 'lora.train_token_ids' must be token ids >= 0"),
     (["lora.train_embeddings=true", "lora.train_token_ids=[1]"], r"key 'lora.train_token_ids' is set with"),
     (["method=dora", "lora.init=pissa"], r"key 'lora.init' is 'pissa' with DoRA"),
@@ -288,3 +289,12 @@ def test_a_bad_method_key_on_the_command_line_is_one_line_exit_2(saved_tiny_mode
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "lora.init" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_lora_starts_from_peft_s_default_init_unless_told():
+    """lora.init's default is peft's own (Kaiming-uniform A, B = 0), the init every LoRA run had
+    before the key existed; gaussian is opt-in."""
+    from ja_adapt.config import ExperimentConfig, with_overrides
+    from ja_adapt.methods import peft_config
+    assert peft_config(ExperimentConfig()).init_lora_weights is True
+    assert peft_config(with_overrides(ExperimentConfig(), {"lora.init": "gaussian"})).init_lora_weights == "gaussian"

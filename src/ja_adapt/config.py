@@ -59,7 +59,9 @@ class LoraConfig:
     targets: str = "qv"                 # qv, qkvo, all-linear, or a comma list of module names
     use_dora: bool = False              # DoRA: also learn a magnitude per output row (method=dora sets it)
     use_rslora: bool = False            # rank-stabilised: scale by alpha / sqrt(rank) (method=rslora sets it)
-    init: str = "gaussian"              # adapter init: gaussian (B = 0: starts at the base), pissa or olora
+    # adapter init: default (peft's and the LoRA paper's: Kaiming-uniform A, B = 0), gaussian (normal
+    # A, B = 0; both start at the base), pissa or olora (from the base weights' principal directions)
+    init: str = "default"
                                         # (A, B from the weights' SVD / QR; the base keeps the residual;
                                         # the saved adapter is converted to plain LoRA of rank 2r)
     train_embeddings: bool = False      # also train embed_tokens and lm_head (one matrix when tied), saved
@@ -69,7 +71,7 @@ class LoraConfig:
 
 
 METHOD_SECTIONS = ("lora", "adalora", "ia3", "prefix")   # config sections that configure a peft method
-INITS = ("gaussian", "pissa", "olora")  # lora.init values (peft's init_lora_weights)
+INITS = ("default", "gaussian", "pissa", "olora")  # lora.init values (peft's init_lora_weights)
 
 
 @dataclass
@@ -456,11 +458,11 @@ def validate_method_keys(cfg: ExperimentConfig) -> None:
     if lo.train_embeddings and lo.train_token_ids:
         raise bad("lora.train_token_ids", "is set with lora.train_embeddings=true, which already trains "
                   "every row; set one of them")
-    if lo.use_dora and lo.init != "gaussian":
+    if lo.use_dora and lo.init in ("pissa", "olora"):
         raise bad("lora.init", f"is '{lo.init}' with DoRA; DoRA starts from the base weights' norms, "
-                  "so use lora.init=gaussian")
+                  "so use lora.init=default or gaussian")
     if cfg.method == "adalora" and (lo.use_dora or lo.train_embeddings or lo.train_token_ids
-                                    or lo.init != "gaussian"):
+                                    or lo.init != "default"):
         raise bad("method", "is adalora, which has none of the lora.use_dora / train_embeddings / "
                   "train_token_ids / init variants; leave them at their defaults")
     a = cfg.adalora

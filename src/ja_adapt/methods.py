@@ -56,7 +56,8 @@ def after_step(model: torch.nn.Module, cfg: "ExperimentConfig", step: int) -> No
         hook(model, step)
 
 
-INIT_LORA_WEIGHTS = {"gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}   # lora.init → peft
+# lora.init → peft's init_lora_weights (True: its default, Kaiming-uniform A and B = 0)
+INIT_LORA_WEIGHTS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 
 
 def lora_config(cfg: "ExperimentConfig"):
