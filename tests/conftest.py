@@ -67,3 +67,14 @@ def saved_tiny_model(tmp_path_factory, tiny_tokenizer):
     os.environ.setdefault("JA_ADAPT_CACHE", str(root / "cache"))
     return root, model_dir, corpus
 
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a couple of shared cores torch's thread pool stalls on
+    contention (use with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch  # here, not at the top: most tests need no torch to collect
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,13 +35,7 @@ VARIANTS = [
 IDS = [m + "".join(f"-{k.split('.')[-1]}={v}" for k, v in s.items()) for m, s in VARIANTS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a couple of shared cores torch's thread pool stalls on contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overrides(settings: dict) -> list[str]:

@@ -23,13 +23,7 @@ FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup
         "train.progress=false", "data.val_fraction=0.1", "data.test_fraction=0.1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread on the shared cores (see test_methods.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg_for(saved_tiny_model, *extra):
