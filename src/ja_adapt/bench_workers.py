@@ -24,7 +24,7 @@ from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.methods import base_model, build_model, count_trainable, peft_config
 from ja_adapt.models import load_model, load_tokenizer, resolve_device
-from ja_adapt.plan import method_settings, plan_memory
+from ja_adapt.plan import plan_run_memory
 from ja_adapt.step import build_optimizer, defers_sync, train_step
 
 ENGINES = ("ja-adapt", "ja-adapt+compile")
@@ -120,12 +120,7 @@ def _engine_worker(spec: dict) -> dict:
     base = base_model(model)
     extra = {"losses": losses, "compiled": cfg.train.compile, "sync_deferred": defer,
              "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
-    plan = plan_memory(base.config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
-                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
-                       activation_checkpointing=cfg.train.activation_checkpointing,
-                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
-                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant,
-                       settings=method_settings(cfg))
+    plan = plan_run_memory(base.config, cfg)
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:                                         # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]

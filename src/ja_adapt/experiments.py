@@ -38,7 +38,7 @@ from ja_adapt.evaluate.compare import compare_models
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.jsonio import write_json
 from ja_adapt.models import model_config, resolve_name
-from ja_adapt.plan import method_settings, plan_memory
+from ja_adapt.plan import plan_run_memory
 from ja_adapt.train import TrainingStopped, train
 
 # ---- which runs ----------------------------------------------------------------------------------
@@ -284,13 +284,6 @@ class _Evaluation:
         docs, trained, base = self.docs, self.trained, self.base
         run_dir, run_cfg = self.out / r["dir"], r["config"]
         final_step = self.train(r)["steps"]
-        run_cfg = r["config"]
-        summary_path = run_dir / "summary.json"
-        finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
-            run_cfg.train.max_steps
-        if not finished:
-            train(run_cfg, run_dir, resume=run_dir.exists())
-        final_step = json.loads(summary_path.read_text())["steps"]
         for ckpt in [] if r["light"] else checkpoint.complete(run_dir / "checkpoints"):
             # the final step's point on the learning curve is the run's own (full) evaluation;
             # tuning points that were not chosen get no learning curve
@@ -346,10 +339,5 @@ def write_plan(out: Path, cfg: ExperimentConfig, runs: list[dict]) -> None:
         summary = json.loads((out / r["dir"] / "summary.json").read_text())
         mc = model_config(c.model.name_or_path, c.model.trust_remote_code)
         mc.vocab_size = summary["vocab_size"]           # presets are resized to their tokenizer
-        plans[r["name"]] = plan_memory(
-            mc, method=c.method, rank=c.lora.rank, targets=c.lora.targets, precision=c.precision,
-            batch=c.train.batch_size, seq=c.data.seq_len,
-            activation_checkpointing=c.train.activation_checkpointing,
-            loss_chunk_size=c.train.loss_chunk_size, lora_dropout=c.lora.dropout, base_dtype=c.model.dtype,
-            double_quant=c.qlora.double_quant, settings=method_settings(c))
+        plans[r["name"]] = plan_run_memory(mc, c)
     (out / "plan.json").write_text(json.dumps(plans, indent=1, default=str))

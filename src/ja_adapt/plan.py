@@ -78,6 +78,17 @@ def method_settings(cfg: ExperimentConfig) -> dict:
     return {k: v for k, v in flatten(to_dict(cfg)).items() if k.split(".")[0] in METHOD_SECTIONS}
 
 
+def plan_run_memory(config, cfg: ExperimentConfig) -> dict:
+    """plan_memory for the settings a run config trains with (the experiments' plan.json and the
+    bench's planned peak), so both plan exactly what `train` builds."""
+    return plan_memory(config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
+                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
+                       activation_checkpointing=cfg.train.activation_checkpointing,
+                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
+                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant,
+                       settings=method_settings(cfg))
+
+
 def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
                      settings: dict | None = None) -> dict:
     """Exact parameter counts: total, embedding, non-embedding, trainable (every weight, or the
