@@ -43,7 +43,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
             saved["groups"][saved["primary"]["full"]]["config"]["method"]} == {"lora", "full"}
     # the protocol: each method's rate tuned on seed 0, the other seed trained at the choice
     tuning = saved["lr_tuning"]
-    assert tuning["status"] == "ok" and set(tuning["chosen"]) == {"lora", "full"}
+    assert tuning["status"] == "ok" and set(tuning["chosen"]) == {"lora", "full", "ia3"}
     for method, kind in (("lora", "adapter"), ("full", "model")):
         for seed in (0, 1):
             name = f"method-{method}__optim.lr-{tuning['chosen'][method]}__s{seed}"
@@ -61,9 +61,19 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     assert "Supervised task" in (out / "report.md").read_text("utf-8")
     assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
     assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
-    assert len(saved["experiments"]) == 2                  # compare + the quick rank sweep, one report
-    # the rank sweep's r=16 point is the comparison's seed-0 run, copied, not trained again
-    assert saved["duplicates_skipped"] and "sweep-rank" in saved["duplicates_skipped"][0]["skipped"]
+    assert [Path(e["out"]).name for e in saved["experiments"]] == ["compare", "methods", "sweep-rank"]
+    # the methods comparison and the rank sweep reuse the comparison's runs (copied, not trained
+    # again); IA3 gets its own rate from its grid, then the other seed, likelihood metrics only
+    skipped = [Path(d["skipped"]).parent.name for d in saved["duplicates_skipped"]]
+    assert skipped.count("methods") == 2 * 2 + 2 and skipped.count("sweep-rank") == 1
+    assert tuning["grids"]["ia3"] == demo.QUICK.method_grids["ia3"] and set(tuning["chosen"]) == {"lora", "full", "ia3"}
+    methods = json.loads((out / "methods/experiment.json").read_text())
+    assert methods["evaluation"] == "likelihood" and methods["jobs"] == demo.JOBS
+    rows = saved["methods"]["rows"]
+    assert set(rows) == {"lora", "full", "ia3"} and rows["ia3"]["seeds"] == [0, 1]
+    assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
+    assert rows["ia3"]["ja_bits_per_char"]["n"] == 2 and rows["ia3"]["forgetting"]["n"] == 2
+    assert saved["time_efficiency"]["conditions"] == {"runs_at_once": [demo.JOBS], "torch_threads": [1]}
     assert report_heading_order(out) [:4] == ["Executive summary", "The answer: LoRA vs full fine-tuning",
                                               "The base model", "Evaluation sets"]
     assert results["primary"] == saved["primary"]
@@ -135,6 +145,12 @@ def test_demo_yaml_is_the_demo_config():
     assert key == demo.TUNE_KEY
     assert {m: [float(v) for v in g] for m, g in grids.items()} == demo.FULL.tune_grids
     assert int(compare[compare.index("--seeds") + 1]) == demo.FULL.seeds
+    assert int(compare[compare.index("--jobs") + 1]) == demo.JOBS
+    methods = shlex.split(next(c for c in header.split("ja-adapt ")[1:] if "--methods" in c))
+    names = methods[methods.index("--methods") + 1].split(",")
+    key, grids = parse_tune([methods[i + 1] for i, w in enumerate(methods) if w == "--tune"], names)
+    assert names == demo.METHODS and "--likelihood-only" in methods and key == demo.TUNE_KEY
+    assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
     lr = 3.0e-3                                     # any chosen rate: the commands name it LR
     commands = [c.replace("=LR", f"={lr}") for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
     plan = demo.sweep_plan(demo.FULL, built, {"lora": lr})

@@ -207,3 +207,44 @@ def test_compare_over_three_methods_tunes_one_and_reports_every_method(saved_tin
     plan = json.loads((out / "plan.json").read_text())
     assert plan[headline["qlora"]]["bytes"]["weights"] < plan[headline["lora"]]["bytes"]["weights"]
     assert rows["qlora"]["quality_gain"]["n"] == 1 and rows["qlora"]["ja_bits_per_char"]["mean"] > 0
+
+
+def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_runs(saved_tiny_model, tmp_path, one_thread):
+    """--jobs 2 trains and evaluates on two worker processes with the numbers of --jobs 1;
+    --likelihood-only evaluates every run for the methods table only; --reuse-from copies finished
+    runs of the same configuration instead of training them again."""
+    _, model_dir, corpus = saved_tiny_model
+    common = ["--model", str(model_dir), "--data", str(corpus), "--max-steps", "2", "--seeds", "2",
+              "--likelihood-only", "--no-report", *FAST, "train.save_every=0", "eval.bootstrap_resamples=20"]
+    serial, parallel, more = tmp_path / "serial", tmp_path / "parallel", tmp_path / "more"
+    tune = ["--tune", "ia3:optim.lr=1e-2,1e-1"]
+    assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(serial), *common]) == 0
+    assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(parallel), "--jobs", "2", *common]) == 0
+    a, b = (json.loads((d / "experiment.json").read_text()) for d in (serial, parallel))
+    assert (a["jobs"], b["jobs"], a["evaluation"]) == (1, 2, "likelihood")
+    assert a["tuning"] == b["tuning"] and [r["name"] for r in a["runs"]] == [r["name"] for r in b["runs"]]
+    assert len(a["runs"]) == 2 + 2 + 1                  # lora x 2 seeds, ia3: 2 grid points + seed 1
+    for r in a["runs"]:
+        ea, eb = (json.loads((d / r["dir"] / "eval.json").read_text()) for d in (serial, parallel))
+        assert ea["likelihood"]["by_lang"] == eb["likelihood"]["by_lang"] and not ea["generation"].get("n")
+        la, lb = ((d / r["dir"] / "metrics.jsonl").read_text().splitlines() for d in (serial, parallel))
+        assert [json.loads(x).get("loss") for x in la] == [json.loads(x).get("loss") for x in lb]
+        assert json.loads((parallel / r["dir"] / "summary.json").read_text())["device"]["torch_threads"] == 1
+    chosen = {r["name"] for r in b["runs"] if r["chosen"]}
+    assert {p["a"] for p in json.loads((parallel / "stats.json").read_text())["vs_base"]} == chosen
+    assert cli.main(["compare", "--methods", "lora,full,ia3", *tune, "--out", str(more), "--jobs", "2",
+                     "--reuse-from", str(serial), *common]) == 0
+    for r in a["runs"]:                                 # copied, not retrained: the same bytes
+        assert (more / r["dir"] / "metrics.jsonl").read_bytes() == (serial / r["dir"] / "metrics.jsonl").read_bytes()
+    assert (more / "runs" / run_name({"method": "full"}, 1) / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("flags, words", [(["--jobs", "0"], "--jobs must be positive"),
+                                          (["--reuse-from", "nowhere"], "--reuse-from nowhere: not an experiment")])
+def test_bad_jobs_or_reuse_dir_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, flags, words):
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "x"
+    assert cli.main(["compare", "--model", str(model_dir), "--data", str(corpus), "--out", str(out),
+                     *FAST, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and not out.exists()

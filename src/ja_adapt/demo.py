@@ -8,6 +8,8 @@
                  cache_root()/demo/<hash>
     compare      LoRA vs full on Japanese (experiments.run_compare): each method's learning rate
                  tuned on seed 0, then 3 seeds per method; the base model evaluated too
+    methods      LoRA, full and IA3 under the same protocol, likelihood metrics only (the methods
+                 table); LoRA's and full's runs reused from the comparison
     sweeps       LoRA rank (as long as the comparison) and a precision probe (time and memory only)
     report       one report over all of them: OUT/report.md, report.html, results.json, plots/
 
@@ -78,6 +80,18 @@ TRANSLATION_MAX_CHARS = 48
 TUNE_KEY = "optim.lr"
 TUNE_GRIDS = {"lora": [3.0e-3, 1.0e-2, 3.0e-2], "full": [3.0e-3, 1.0e-2, 3.0e-2]}
 SEEDS = 3
+# The methods comparison: more methods than LoRA and full fine-tuning under the same protocol (each
+# method's rate from its own grid on seed 0, then the other seeds), evaluated for what the methods
+# table compares only (likelihood metrics: bits/char, per-script accuracy, forgetting); LoRA's and
+# full fine-tuning's runs are the comparison's, reused. IA3 spans the other end of the trainable-
+# parameter axis (a few thousand scaling vectors); configs/methods.yaml has the methods that did not
+# fit in the demo's 15 minutes. IA3 scales activations from 1, so it wants far higher rates (its
+# grid measured on the demo: final validation loss 4.83 at 1e-2, 4.76 at 3e-2, then 4.72 / 4.71 / 4.72).
+METHODS = ["lora", "full", "ia3"]
+METHOD_GRIDS = {"ia3": [1.0e-1, 3.0e-1, 1.0]}
+# Runs at once (experiments.py): on a small CPU model two 1-thread runs side by side beat one run
+# on 2 threads by ~1.3x, with the same numbers.
+JOBS = 2
 # Sweeps after the comparison, at LoRA's chosen rate: (grid, own overrides, evaluation), evaluation
 # being "quality" (every metric), "likelihood" (quality from the likelihood metrics only: bits/char,
 # per-script accuracy, forgetting) or "probe" (time and memory only). The rank sweep trains as long
@@ -111,6 +125,7 @@ class DemoSizes:
     base_lr: float = 3.0e-3
     settings: dict = field(default_factory=dict)   # overrides of DEMO_SETTINGS
     tune_grids: dict = field(default_factory=lambda: dict(TUNE_GRIDS))
+    method_grids: dict = field(default_factory=lambda: dict(METHOD_GRIDS))
     seeds: int = SEEDS
     sweeps: dict | None = None         # None: SWEEPS
 
@@ -124,7 +139,8 @@ QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=
                             "eval.sft_max_new_tokens": 12,
                             "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15,
                             "eval.downstream.limit": 12},
-                  tune_grids={"lora": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]}, seeds=2,
+                  tune_grids={"lora": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]},
+                  method_grids={"ia3": [1.0e-1, 3.0e-1]}, seeds=2,
                   sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "likelihood")})
 
 
@@ -328,7 +344,7 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
     sizes = QUICK if quick else FULL
     t0 = time.perf_counter()
     plan = {"corpora": 5 if quick else 15, "base model": 10 if quick else 300,
-            "compare": 30 if quick else 380}
+            "compare": 30 if quick else 330, "methods": 10 if quick else 120}
     plan.update({f"sweep {n}": (10 if quick else 60) for n in (sizes.sweeps or SWEEPS)})
     plan["report"] = 10 if quick else 30
     stages = Stages(plan)
@@ -353,16 +369,20 @@ def run_demo(out: Path = DEFAULT_OUT, quick: bool = False) -> dict:
         with stages.stage("base model"):
             base_dir = _ensure_base(corpora, sizes)
         cfg = demo_config(sizes, (out / "data").resolve(), base_dir)
-        dirs = [out / "compare"]
+        dirs = [out / "compare", out / "methods"]
+        seeds = [cfg.seed + i for i in range(sizes.seeds)]
         with stages.stage("compare"):
-            tuning = run_compare(dirs[0], cfg, ["lora", "full"], [cfg.seed + i for i in range(sizes.seeds)],
-                                 TUNE_KEY, sizes.tune_grids)
+            tuning = run_compare(dirs[0], cfg, ["lora", "full"], seeds, TUNE_KEY, sizes.tune_grids, jobs=JOBS)
+        with stages.stage("methods"):
+            run_compare(dirs[1], cfg, METHODS, seeds, TUNE_KEY, {**sizes.tune_grids, **sizes.method_grids},
+                        likelihood_only=True, reuse_from=[dirs[0]], jobs=JOBS)
         for name, (grid, sweep_cfg, purpose) in sweep_plan(sizes, cfg, tuning["chosen"]).items():
             dirs.append(out / f"sweep-{name}")
             with stages.stage(f"sweep {name}"):
                 run_all(dirs[-1], "sweep", sweep_cfg, grid, [sweep_cfg.seed],
                         purpose="probe" if purpose == "probe" else "quality",
-                        likelihood_only=purpose == "likelihood", reuse_from=[dirs[0]])
+                        likelihood_only=purpose == "likelihood", reuse_from=[dirs[0]],
+                        jobs=1 if purpose == "probe" else JOBS)     # a probe times runs alone
         with stages.stage("report"):
             for d in dirs:       # beside each experiment, where a report reader can find it
                 (d / "corpora.json").write_text((out / "corpora.json").read_text(encoding="utf-8"),

@@ -15,7 +15,12 @@ evaluation-only corpora). A user who fixes the rate passes no grid and skips tun
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
     OUT/decontamination.json     evaluation documents removed as contained in training text (data/dedup.py)
 
-Re-running the same command skips finished runs and evaluations and resumes a killed run. The
+Re-running the same command skips finished runs and evaluations and resumes a killed run. With
+`jobs` > 1 the runs of a phase (tuning, then the rest) train and evaluate on that many worker
+processes at once, each with its share of the torch threads: on a small CPU model two 1-thread runs
+side by side finish ~1.3x sooner than one after the other at 2 threads, with the same numbers
+(thread count does not change the arithmetic here; a test checks it); time per step is then measured
+beside another run (summary.json records the threads; experiment.json the jobs). The
 report over OUT is the report stage's (ja_adapt.report); `ja-adapt compare` / `sweep` (cli/experiments.py)
 run both.
 """
@@ -25,8 +30,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
 
 from ja_adapt import artifacts, checkpoint
 from ja_adapt.cache import cache_root
@@ -117,46 +129,49 @@ def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, tra
 
 
 def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-            purpose: str = "quality", reuse_from: list[Path] = (), likelihood_only: bool = False) -> None:
+            purpose: str = "quality", reuse_from: list[Path] = (), likelihood_only: bool = False,
+            jobs: int = 1) -> None:
     """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
     purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
     the report shows no quality for it). reuse_from: experiment directories whose finished run
     with the very same configuration is copied instead of trained again. likelihood_only: each
     run's final weights get the likelihood metrics only (bits/char, per-script accuracy,
     forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
-    and no checkpoint evaluations."""
+    and no checkpoint evaluations. jobs: runs at once (module docstring)."""
     runs = plan_runs(cfg, grid, seeds, light=likelihood_only)
     write_manifest(out, kind, cfg, grid, seeds, runs,
-                   {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full"})
+                   {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
+                    "jobs": jobs})
     probe = purpose == "probe"              # time and memory only: nothing to evaluate
     ev = _Evaluation(out, cfg, reuse_from, evaluate=not probe)
-    for r in runs:
-        ev.train(r) if probe else ev.train_and_evaluate(r)
+    _raise_first(_each(ev, "train" if probe else "train_and_evaluate", runs, jobs, f"{kind} runs"))
     if not probe:
         write_stats(out, runs, cfg)
     write_plan(out, cfg, runs)
 
 
 def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
-                tune_key: str | None = None, tune_grids: dict[str, list] | None = None) -> dict:
+                tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
+                likelihood_only: bool = False, reuse_from: list[Path] = (), jobs: int = 1) -> dict:
     """The comparison protocol (module docstring). tune_grids: method → values of `tune_key`; a
-    method without a grid trains every seed at the configured value. Returns the tuning record."""
+    method without a grid trains every seed at the configured value. likelihood_only, reuse_from,
+    jobs: as run_all's (a likelihood-only comparison is what the methods table compares: bits/char,
+    per-script accuracy, forgetting). Returns the tuning record."""
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
             f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
-    extra = {"purpose": "quality", "tuning": {"spec": spec}}
+    extra = {"purpose": "quality", "tuning": {"spec": spec},
+             "evaluation": "likelihood" if likelihood_only else "full", "jobs": jobs}
     grid = {"method": list(methods)}
-    ev = _Evaluation(out, cfg)
-    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0]) for v in grids[m]]
-                   for m in methods if m in grids}
+    ev = _Evaluation(out, cfg, reuse_from)
+    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0], likelihood_only)
+                       for v in grids[m]] for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
-    stopped = {}                             # grid points whose training stopped (non-finite losses)
-    for r in all_tuning:                     # trained first, evaluated once the choice is known
-        try:
-            ev.train(r)
-        except TrainingStopped as e:
-            stopped[r["name"]] = str(e)
+    # trained first, evaluated once the choice is known; a grid point whose training stopped
+    # (non-finite losses) is recorded, not fatal
+    trained = _each(ev, "train", all_tuning, jobs, "tuning runs")
+    stopped = {r["name"]: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
     record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
     for m, rs in tuning_runs.items():
         losses = {str(r["overrides"][tune_key]): None if r["name"] in stopped else ev.val_loss(r) for r in rs}
@@ -169,17 +184,18 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
         record["chosen"][m] = best["overrides"][tune_key]
         record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
         for r in rs:
-            r["light"] = r is not best
+            r["chosen"] = r is best
+            r["light"] = likelihood_only or r is not best
     runs = []
     for m in methods:
         fixed = {"method": m, tune_key: record["chosen"][m]} if m in grids else {"method": m}
         runs += [r for r in tuning_runs.get(m, []) if r["name"] not in stopped]
-        runs += [planned_run(cfg, fixed, s) for s in seeds if m not in grids or s != seeds[0]]
+        runs += [dict(planned_run(cfg, fixed, s, likelihood_only), chosen=True)
+                 for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
-    for r in runs:
-        ev.train_and_evaluate(r)
-    headline = [r for r in runs if not r["light"]]
+    _raise_first(_each(ev, "train_and_evaluate", runs, jobs, "compare runs"))
+    headline = [r for r in runs if r["chosen"]]
     write_stats(out, runs, cfg, pairs=_compare_pairs(runs, tune_key))
     write_plan(out, cfg, headline)
     return record
@@ -226,12 +242,84 @@ def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, d
     for a, b in itertools.combinations(runs, 2):
         if a["seed"] != b["seed"] or a["method"] == b["method"]:
             continue
-        chosen = not a["light"] and not b["light"]
+        chosen = a["chosen"] and b["chosen"]
         shared = tune_key is not None and tune_key in a["overrides"] and \
             a["overrides"].get(tune_key) == b["overrides"].get(tune_key)
         if chosen or shared:
             pairs.append((a, b))
     return pairs
+
+
+# ---- where runs execute: here, or on worker processes ---------------------------------------------
+
+_POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
+
+
+def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
+    """`jobs` worker processes of `threads` torch threads each, kept for the life of this process
+    (the demo's later experiments reuse them). forkserver: workers fork from a clean server that
+    imported ja-adapt once, so each starts in milliseconds, and never from this process, whose
+    OpenMP threads a fork would copy in an unusable state. Methods or model aliases registered at
+    run time in this process are unknown there: register them in an imported module."""
+    key = (jobs, threads)
+    if key not in _POOLS:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            ctx.set_forkserver_preload([__name__])
+        _POOLS[key] = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
+                                          initargs=(threads,))
+    return _POOLS[key]
+
+
+def _start_worker(threads: int) -> None:
+    from transformers.utils import logging as hf_logging
+    torch.set_num_threads(threads)
+    os.environ["TQDM_DISABLE"] = "1"            # one bar, the caller's, instead of interleaved ones
+    hf_logging.disable_progress_bar()           # (weight loading's too)
+
+
+def _in_worker(ev: "_Evaluation", action: str, r: dict, env: dict):
+    os.environ.update(env)                      # the caller's now (cache dir), not the server's at start
+    os.environ["TQDM_DISABLE"] = "1"
+    return getattr(ev, action)(r)
+
+
+def _each(ev: "_Evaluation", action: str, runs: list[dict], jobs: int, desc: str) -> list:
+    """`ev.<action>(r)` for every run, in this process (jobs = 1, in order) or on `jobs` worker
+    processes; the results in run order, a run's TrainingStopped in its place (the caller decides).
+    Any other error is raised: at once here, or once the other runs are done on workers (their
+    work is kept either way)."""
+    if jobs <= 1 or len(runs) <= 1:
+        results = []
+        for r in runs:
+            try:
+                results.append(getattr(ev, action)(r))
+            except TrainingStopped as e:
+                results.append(e)
+        return results
+    threads = max(1, torch.get_num_threads() // jobs)
+    try:
+        pool = _pool(jobs, threads)
+        futures = [pool.submit(_in_worker, ev, action, r, dict(os.environ)) for r in runs]
+        with tqdm(total=len(runs), desc=f"{desc} ({jobs} at once)", unit="run", dynamic_ncols=True) as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+    except BrokenProcessPool:
+        _POOLS.pop((jobs, threads), None)
+        raise UserError(f"{ev.out}: a worker process died (out of memory, or killed); the finished runs "
+                        "are kept: re-run the same command to resume, with fewer --jobs if memory is short") from None
+    errors = [f.exception() for f in futures]
+    if first := next((e for e in errors if e is not None and not isinstance(e, TrainingStopped)), None):
+        raise first
+    return [e if e is not None else f.result() for f, e in zip(futures, errors)]
+
+
+def _raise_first(results: list) -> None:
+    """The first TrainingStopped _each returned, raised (where a stopped run is an error)."""
+    for x in results:
+        if isinstance(x, TrainingStopped):
+            raise x
 
 
 class _Evaluation:
@@ -316,10 +404,16 @@ def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
     return results
 
 
+def _chosen(r: dict) -> bool:
+    """A run at the settings an experiment compares: a comparison's chosen tuning point or seed, a
+    sweep's fully evaluated point (a sweep's likelihood-only points are compared among themselves)."""
+    return r.get("chosen", not r.get("light"))
+
+
 def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,
                 pairs: list[tuple[dict, dict]] | None = None) -> None:
     """Paired document-level statistics (evaluate.run.compare_models) of `pairs` (default: every
-    two runs with the same seed), and of each fully evaluated run against the base model."""
+    two runs with the same seed), and of each run at its compared settings against the base model."""
     base = json.loads((out / "base" / "eval.json").read_text())
     evals = {r["name"]: json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
     if pairs is None:
@@ -327,7 +421,7 @@ def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,
     entries = [{"a": a["name"], "b": b["name"], "seed": a["seed"],
                 "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval)} for a, b in pairs]
     vs_base = [{"a": r["name"], "b": "base", "seed": r["seed"],
-                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs if not r.get("light")]
+                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs if _chosen(r)]
     (out / "stats.json").write_text(json.dumps({"pairs": entries, "vs_base": vs_base}, indent=1))
 
 

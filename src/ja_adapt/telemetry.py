@@ -70,6 +70,7 @@ def device_info(device="cpu") -> dict:
         "device_type": dev.type,
         "device_name": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),       # intra-op threads the measurement ran with
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "python_version": sys.version.split()[0],

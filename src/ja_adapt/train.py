@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +148,9 @@ def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
     s = start(cfg, out, resume_from)
     t = cfg.train
     s.engine.train()
+    quiet = not (t.progress and s.main) or os.environ.get("TQDM_DISABLE")   # tqdm's own switch (set
     bar = tqdm(total=t.max_steps, initial=s.state.step, desc=f"train {cfg.method}", unit="step",
-               disable=None if t.progress and s.main else True, dynamic_ncols=True)
+               disable=True if quiet else None, dynamic_ncols=True)      # by experiments' workers)
     pending: list[tuple] = []       # steps not read back yet: (step, loss, grad norm, targets, lr)
     defer = defers_sync(cfg)        # read back at log / validation / checkpoint steps only
     stop_reason = "max_steps"

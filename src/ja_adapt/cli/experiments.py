@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ja_adapt.cli.flags import add_training_flags, config_from_args
 from ja_adapt.errors import UserError
@@ -21,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--probe", action="store_true",
                             help="runs too short to compare quality: the report shows their time and "
                             "memory only")
-        parser.add_argument("--likelihood-only", action="store_true",
-                            help="evaluate each run's likelihood metrics only (bits/char, per-script "
-                            "accuracy, forgetting): no generation, supervised or downstream tasks")
     else:
         parser.add_argument("--methods", default="lora,full",
                             help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
@@ -31,6 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="tune KEY per method on the first seed by validation loss, then train "
                             "the other seeds at each method's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
                             "lora:optim.lr=1e-3,3e-3 for one method; repeatable)")
+    parser.add_argument("--likelihood-only", action="store_true",
+                        help="evaluate each run's likelihood metrics only (bits/char, per-script "
+                        "accuracy, forgetting): no generation, supervised or downstream tasks")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="runs trained and evaluated at once, in N worker processes sharing the "
+                        "torch threads (default 1: one after the other, in this process)")
+    parser.add_argument("--reuse-from", type=Path, action="append", default=[], metavar="DIR",
+                        help="an experiment directory whose finished runs with the very same "
+                        "configuration are copied instead of trained again (repeatable)")
     parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
 
 
@@ -38,15 +45,22 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
+    if args.jobs <= 0:
+        raise UserError(f"--jobs must be positive, got {args.jobs}")
+    for d in args.reuse_from:
+        if not (d / "experiment.json").is_file():
+            raise UserError(f"--reuse-from {d}: not an experiment directory (no experiment.json)")
     seeds = [cfg.seed + i for i in range(args.seeds)]
     with locked(args.out):                  # one process per experiment directory, as per run
         if args.command == "compare":
             methods = parse_grid([f"method={args.methods}"])["method"]
             key, grids = parse_tune(args.tune, methods)
-            run_compare(args.out, cfg, methods, seeds, key, grids)
+            run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=args.likelihood_only,
+                        reuse_from=args.reuse_from, jobs=args.jobs)
         else:
             run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
-                    purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only)
+                    purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only,
+                    reuse_from=args.reuse_from, jobs=args.jobs)
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)

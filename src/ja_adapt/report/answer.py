@@ -111,40 +111,47 @@ def base_model(base_eval: dict | None) -> dict:
 
 
 def lr_tuning(exps, stats_of: dict, runs_by_name: dict) -> dict:
-    """The tuning record of the compare experiment (experiments.run_compare), with each grid point's
-    held-out Japanese bits/char and the LoRA − full comparisons at shared values (stats.json)."""
-    exp = next((e for e in exps if (e.manifest.get("tuning") or {}).get("spec")), None)
-    if exp is None:
+    """The tuning records of the compare experiments (experiments.run_compare), with each grid
+    point's held-out Japanese bits/char and the LoRA − full comparisons at shared values (stats.json).
+    A method tuned in several experiments (the demo's methods comparison reuses LoRA's and full
+    fine-tuning's runs) is shown from the first."""
+    tuned = [e for e in exps if (e.manifest.get("tuning") or {}).get("spec")]
+    if not tuned:
         return {"status": "not run", "reason": "the comparison was run at one configured value per "
                                                "method (no --tune grid)"}
-    t = exp.manifest["tuning"]
-    key = t["spec"]["key"]
-    points = {}
-    for m, grid in t["spec"]["grids"].items():
-        pts = []
-        for v in grid:
-            run = next((r for r in exp.runs if r.method == m and r.seed == t["spec"]["seed"]
-                        and r.config.get(key) == v), None)
-            held = (((run.eval or {}).get("domains") or {}).get("held_out") or {}) if run else {}
-            pts.append({"value": v, "val_loss": t["val_loss"][m].get(str(v)),
-                        "ja_bits_per_char": held.get("bits_per_char"),
-                        "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
-                        "run": run.name if run else None})
-        points[m] = pts
+    key, selection = tuned[0].manifest["tuning"]["spec"]["key"], tuned[0].manifest["tuning"]["spec"]["selection"]
+    points, grids, chosen, at_edge = {}, {}, {}, {}
+    for exp in tuned:
+        t = exp.manifest["tuning"]
+        if t["spec"]["key"] != key:
+            continue
+        for m, grid in t["spec"]["grids"].items():
+            if m in points:
+                continue
+            pts = []
+            for v in grid:
+                run = next((r for r in exp.runs if r.method == m and r.seed == t["spec"]["seed"]
+                            and r.config.get(key) == v), None)
+                held = (((run.eval or {}).get("domains") or {}).get("held_out") or {}) if run else {}
+                pts.append({"value": v, "val_loss": t["val_loss"][m].get(str(v)),
+                            "ja_bits_per_char": held.get("bits_per_char"),
+                            "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+                            "run": run.name if run else None})
+            points[m], grids[m], chosen[m] = pts, grid, t["chosen"][m]
+            at_edge[m] = t.get("at_grid_edge", {}).get(m)
     shared = []
-    for v in sorted(set(t["spec"]["grids"].get("lora", [])) & set(t["spec"]["grids"].get("full", []))):
+    for v in sorted(set(grids.get("lora", [])) & set(grids.get("full", []))):
         a = next((p["run"] for p in points["lora"] if p["value"] == v), None)
         b = next((p["run"] for p in points["full"] if p["value"] == v), None)
         shared.append({"value": v, **_doc_diff(stats_of, a, b)})
-    chosen = {m: t["chosen"][m] for m in t["chosen"]}
     at_choice = _doc_diff(stats_of, *(next(p["run"] for p in points[m] if p["value"] == chosen[m])
                                       for m in ("lora", "full"))) if {"lora", "full"} <= set(chosen) else None
     changes = None
     if at_choice and shared and at_choice.get("resolved") is not None:
         changes = any((s.get("better"), s.get("resolved")) != (at_choice.get("better"), at_choice.get("resolved"))
                       for s in shared)
-    return {"status": "ok", "key": key, "selection": t["spec"]["selection"], "grids": t["spec"]["grids"],
-            "points": points, "chosen": chosen, "at_grid_edge": t.get("at_grid_edge", {}),
+    return {"status": "ok", "key": key, "selection": selection, "grids": grids,
+            "points": points, "chosen": chosen, "at_grid_edge": at_edge,
             "at_chosen": at_choice, "at_shared_values": shared, "conclusion_changes_at_shared_value": changes,
             "level": "document (one pair of seed-0 checkpoints per row)"}
 

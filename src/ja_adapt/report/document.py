@@ -143,6 +143,12 @@ def primary_results(res: dict, plots: dict) -> list[tuple]:
     if tim.get("lora_vs_full"):
         b.append(_vs_list(tim["lora_vs_full"], {k: (k.replace("_pct", " (%)").replace("_", " "), fmt.pct)
                                                 for k in tim["lora_vs_full"]}))
+    cond = tim.get("conditions") or {}
+    if max(cond.get("runs_at_once") or [1]) > 1:
+        b.append(("p", f"Timed with {' or '.join(map(str, cond['runs_at_once']))} runs at once on this machine, "
+                       f"{' or '.join(map(str, cond.get('torch_threads') or ['?']))} torch thread(s) each "
+                       "(experiment.json jobs): these times compare the methods under the same sharing, not "
+                       "the machine's speed for one run alone (`ja-adapt bench` times one run at a time)."))
     if "memory_time" in plots:
         b.append(("img", plots["memory_time"], "Memory and training time per configuration"))
     return b

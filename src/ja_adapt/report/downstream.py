@@ -23,12 +23,15 @@ def downstream_section(exps, lora, full) -> dict:
     """results.json `downstream`: rows (task × model) and tests (pairs of models) from stats.json."""
     models = {**_runs_of([lora, full]), "base": "base"}
     tasks, rows, tests, versions = {}, {}, [], set()
+    seen = set()                    # a pair in several experiments' stats (runs reused): its first
     for e in exps:
         for kind in ("pairs", "vs_base"):
             for entry in (e.stats or {}).get(kind, []):
                 ds = entry["stats"].get("downstream")
-                if not ds or entry["a"] not in models or entry["b"] not in models:
+                pair = frozenset((entry["a"], entry["b"]))
+                if not ds or entry["a"] not in models or entry["b"] not in models or pair in seen:
                     continue
+                seen.add(pair)
                 versions.add(ds.get("lm_eval_version"))
                 family = ds.get("family") or {}
                 for task, t in sorted(ds["tasks"].items()):

@@ -93,6 +93,25 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
     return sorted(groups, key=lambda g: g.label)
 
 
+def stats_by_run(exps: list[Experiment]) -> dict:
+    """Run name → the stats.json of the first experiment holding it (a run reused by a later
+    experiment, e.g. the demo's methods comparison, keeps its own experiment's statistics)."""
+    out: dict = {}
+    for e in exps:
+        for r in e.runs:
+            out.setdefault(r.name, e.stats)
+    return out
+
+
+def timing_conditions(exps: list[Experiment], groups: list[Group]) -> dict:
+    """How the groups' runs were timed: runs at once in their experiment (experiment.json jobs,
+    experiments.py) and torch threads per run (summary.json)."""
+    outs = {str(r.out) for g in groups for r in g.runs}
+    return {"runs_at_once": sorted({e.manifest.get("jobs", 1) for e in exps if str(e.out) in outs}),
+            "torch_threads": sorted({(r.summary.get("device") or {}).get("torch_threads")
+                                     for g in groups for r in g.runs} - {None})}
+
+
 def primary(groups: list[Group], method: str) -> Group | None:
     """The group a method is compared with: from a compare experiment if any, else the most seeds."""
     cands = [g for g in groups if g.method == method]
@@ -147,7 +166,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     # The reference chapter's per-configuration tables hold the compared configurations; tuning
     # points and sweeps have their own sections.
     compared = [g for g in (lora, full) if g is not None] or groups
-    stats_of = {r.name: e.stats for e in exps for r in e.runs}
+    stats_of = stats_by_run(exps)
     res["headline"] = answer.headline(lora, full)
     res["base_model"] = answer.base_model(base_eval)
     res["lr_tuning"] = answer.lr_tuning(exps, stats_of, {r.name: r for e in exps for r in e.runs})
@@ -182,7 +201,8 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
             "total_time_reduction_pct": (an.reduction_pct, lambda g: g.summary("train_time_s")),
             "step_time_reduction_pct": (an.reduction_pct, lambda g: g.summary("time_per_step_s")),
             "throughput_increase_pct": (an.increase_pct, lambda g: g.summary("tokens_per_s")),
-            "time_to_target_reduction_pct": (an.reduction_pct, lambda g: g.dyn("time_to_target_s"))})}
+            "time_to_target_reduction_pct": (an.reduction_pct, lambda g: g.dyn("time_to_target_s"))}),
+        "conditions": timing_conditions(exps, compared)}
     res["learning_dynamics"] = {"groups": per_group(compared, {
         "initial_loss_drop": lambda g: g.dyn("initial_loss_drop"),
         "convergence_step": lambda g: g.dyn("convergence_step"),
@@ -264,7 +284,7 @@ def statistics_section(exps, lora: Group, full: Group, base_eval) -> dict:
     """Document-level rows (about one pair of checkpoints) read from each experiment's stats.json:
     LoRA vs full seed by seed, and each vs the base. Seed-level inference (about the methods) is the
     headline section's."""
-    stats_of = {r.name: e.stats for e in exps for r in e.runs}
+    stats_of = stats_by_run(exps)
     rows = []
     fulls = {r.seed: r for r in full.runs}
     for r in lora.runs:
