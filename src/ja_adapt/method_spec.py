@@ -35,6 +35,9 @@ class MethodSpec:
     # beyond the LoRA adapters the plan already counts (IA3's scaled tensors, DoRA's base output)
     saved_per_token: Callable[[Any, Any, int], float] = lambda arch, options, act: 0.0
     state_copies: int = 0       # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
+    # keeps training state besides its weights and AdamW's that checkpoints must carry to resume
+    # exactly (its methods.STATE hooks: AdaLoRA's rank allocator); sharded (FSDP) ones do not
+    checkpoint_state: bool = False
     merges: bool = False        # peft can fold the adapter into the base weights (`ja-adapt merge`)
     lora_variant: tuple = ()    # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
 
@@ -132,7 +135,8 @@ register_spec(MethodSpec("rslora", "rank-stabilised LoRA: update scaled by alpha
 register_spec(MethodSpec(
     "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
     trains_base=False, artifact="adapter", adapts_linears=True, trainable=_adalora_params,
-    grad_entry=_lora_entry, state_copies=3, merges=True))   # sensitivity, its EMA and uncertainty
+    grad_entry=_lora_entry, state_copies=3, checkpoint_state=True,   # sensitivity, its EMA, uncertainty
+    merges=True))
 register_spec(MethodSpec(
     "ia3", "IA3: learned scaling vectors on the ia3.targets projections; base frozen",
     trains_base=False, artifact="adapter", adapts_linears=False,
