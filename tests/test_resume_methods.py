@@ -113,3 +113,16 @@ def test_a_checkpoint_without_the_method_state_is_refused_in_one_line(saved_tiny
     assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("ja-adapt train: error: ")
     assert str(middle) in errors[0] and "method_state.safetensors" in errors[0]
     assert (middle / "adapter").is_dir() and not (run / "summary.json").exists()
+
+
+def test_a_spec_that_keeps_checkpoint_state_needs_state_hooks(monkeypatch):
+    """MethodSpec.checkpoint_state (what config validation reads) and methods.STATE must agree, or a
+    method's checkpoints would silently lack its state."""
+    import dataclasses
+
+    from ja_adapt import method_spec, methods
+    spec = dataclasses.replace(method_spec.SPECS["lora"], name="stateful", checkpoint_state=True)
+    monkeypatch.setitem(method_spec.SPECS, "stateful", spec)
+    with pytest.raises(ValueError, match="'stateful': its MethodSpec.checkpoint_state and its state hooks"):
+        methods.register("stateful")(methods.lora_config)
+    assert "stateful" not in methods.BUILDERS
