@@ -31,11 +31,11 @@ class MethodSpec:
     # (arch, options) -> the per-layer nn.Linear names from whose outputs on gradients flow in every
     # layer, also the first (the plan's activation model: what the backward pass must keep)
     grad_entry: Callable[[Any, Any], frozenset] = lambda arch, options: frozenset()
-    # (arch, options, activation bytes, seq, masked: attention gets an explicit mask) -> bytes per token per layer the method saves
-    # for backward beyond the LoRA adapters the plan already counts (IA3's scaled tensors, DoRA's
-    # base and adapter outputs, the prefix's keys and values); each checked against saved-tensor
-    # hooks on the tiny model in tests/test_plan.py
-    saved_per_token: Callable[[Any, Any, int, int, bool], float] = lambda arch, options, act, seq, packed: 0.0
+    # (arch, options, activation bytes, seq, masked: attention gets an explicit mask) -> bytes per
+    # token per layer the method saves for backward beyond the LoRA adapters the plan already counts
+    # (IA3's scaled tensors, DoRA's base and adapter outputs, the prefix's keys and values); each
+    # checked against saved-tensor hooks on the tiny model in tests/test_plan.py
+    saved_per_token: Callable[[Any, Any, int, int, bool], float] = lambda arch, options, act, seq, masked: 0.0
     # (arch, options) -> trainable tensors (AdamW keeps a step counter for each); None: every weight
     trainable_tensors: Callable[[Any, Any], int] | None = None
     # (arch, options) -> parameters the method adds that do not train (AdaLoRA's rank counters)
@@ -106,7 +106,7 @@ def _lora_params(arch, options) -> int:
     return arch.layers * per_layer + _embedding_params(arch, options)
 
 
-def _dora_saved(arch, options, act: int, seq: int, packed: bool) -> float:
+def _dora_saved(arch, options, act: int, seq: int, masked: bool) -> float:
     """DoRA's output is (m/||W + BA|| - 1)·Wx + (m/||W + BA||)·s·BAx: the magnitude's gradient keeps
     both products' other factor, Wx and s·BAx ([out] each per token)."""
     return sum(2 * o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
@@ -125,7 +125,7 @@ def _adalora_params(arch, options) -> int:
     return arch.layers * sum(options.lora.rank * (i + o + 1) for _, i, o in _adapted(arch, options))
 
 
-def _ia3_saved(arch, options, act: int, seq: int, packed: bool) -> float:
+def _ia3_saved(arch, options, act: int, seq: int, masked: bool) -> float:
     """IA3 keeps, for its vector's gradient, the output it scales (activation dtype) or, on a
     feed-forward target, the input it scales, which peft upcasts to the vector's fp32 first."""
     names = set(resolve_targets(options.ia3.targets, "ia3.targets"))
@@ -147,7 +147,7 @@ def _prefix_params(arch, options) -> int:
     return options.prefix.virtual_tokens * arch.layers * 2 * arch.kv_width
 
 
-def _prefix_saved(arch, options, act: int, seq: int, packed: bool) -> float:
+def _prefix_saved(arch, options, act: int, seq: int, masked: bool) -> float:
     """Attention saves the prefix's keys and values in every layer, once per sequence of `seq`
     tokens and repeated to every query head (the mask is explicit: masks_attention), and the mask
     grows by the prefix's columns."""

@@ -120,7 +120,7 @@ class _Setup:
     dropout: float
     act: int                            # bytes of an activation made by an autocast op (2 or 4)
     autocast: bool
-    packed: bool
+    masked: bool                        # attention gets an explicit mask (packed rows, a prefix)
     seq: int
     copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
 
@@ -173,9 +173,9 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float, float]:
         linear(name, "n1", F32, grad)
     attn_grad = grad or bool(s.entry & {"q_proj", "k_proj", "v_proj"})
     if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
-        kv = arch.q_width if s.packed else arch.kv_width
+        kv = arch.q_width if s.masked else arch.kv_width
         saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
-        if s.packed:  # the block-diagonal mask, converted to the query dtype in every layer
+        if s.masked:  # the block-diagonal mask, converted to the query dtype in every layer
             saved["mask"] = a * s.seq
     linear("o_proj", "out", a, attn_grad)
     norm("norm2", attn_grad)
@@ -227,9 +227,8 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     adapted = frozenset(_targets(arch, method, rank, targets))
     s = _Setup(full=full, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
                extra=spec.saved_per_token(arch, opts, act, seq, masked), product=spec.adapter_product,
-               reruns_base=spec.adapts_linears and opts.lora.use_dora and lora_dropout > 0,
-               rank=rank,
-               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=masked,
+               reruns_base=spec.adapts_linears and opts.lora.use_dora and lora_dropout > 0, rank=rank,
+               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
                seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
     tokens, d, v = batch * seq, arch.hidden, arch.vocab
     first, first_copies, first_products = _layer(arch, s, first=True)
