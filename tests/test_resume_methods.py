@@ -89,10 +89,14 @@ def test_stop_and_resume_equals_the_uninterrupted_run(saved_tiny_model, tmp_path
     assert ((whole / last / "method_state.safetensors").is_file()) == (method == "adalora")
 
 
-def test_a_checkpoint_without_the_method_state_is_refused_in_one_line(saved_tiny_model, tmp_path,
-                                                                     monkeypatch, capsys):
-    """An AdaLoRA checkpoint written before checkpoints carried the rank allocator cannot resume
-    exactly: exit 2 naming the checkpoint, and the checkpoint stays as it is."""
+@pytest.mark.parametrize("damage", ["missing", "mismatched"])
+def test_a_checkpoint_without_fitting_method_state_is_refused_in_one_line(saved_tiny_model, tmp_path,
+                                                                          monkeypatch, capsys, damage):
+    """An AdaLoRA checkpoint written before checkpoints carried the rank allocator (missing), or
+    whose state does not fit the model (mismatched: a weight missing), cannot resume exactly: exit 2
+    naming the checkpoint, and the checkpoint stays as it is."""
+    from safetensors.torch import save_file
+
     from ja_adapt import cli
     from ja_adapt.checkpoint import write_manifest
     _, model_dir, corpus = saved_tiny_model
@@ -101,17 +105,24 @@ def test_a_checkpoint_without_the_method_state_is_refused_in_one_line(saved_tiny
             "--out", str(run), *FAST, "adalora.target_rank=2"]
     stop_after_middle_checkpoint(monkeypatch, lambda: cli.main(argv))
     middle = run / "checkpoints" / f"step-{STEPS // 2:08d}"
-    (middle / "method_state.safetensors").unlink()     # as an older ja-adapt wrote it
-    meta = json.loads((middle / "trainer_state.json").read_text())
-    del meta["method_state"]
-    (middle / "trainer_state.json").write_text(json.dumps(meta))
-    write_manifest(middle)
+    state = middle / "method_state.safetensors"
+    if damage == "missing":                             # as an older ja-adapt wrote it
+        state.unlink()
+        meta = json.loads((middle / "trainer_state.json").read_text())
+        del meta["method_state"]
+        (middle / "trainer_state.json").write_text(json.dumps(meta))
+    else:
+        tensors = load_file(state)
+        del tensors[next(k for k in tensors if k.startswith("weight/"))]
+        save_file(tensors, state)
+    write_manifest(middle)                              # the manifest vouches for it
     capsys.readouterr()
     assert cli.main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err                     # also transformers' loading bar
     errors = [line for line in err.splitlines() if "error" in line]
     assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("ja-adapt train: error: ")
     assert str(middle) in errors[0] and "method_state.safetensors" in errors[0]
+    assert ("predates" if damage == "missing" else "does not match") in errors[0]
     assert (middle / "adapter").is_dir() and not (run / "summary.json").exists()
 
 

@@ -365,7 +365,11 @@ def _load_method_state(folder: Path, model, method: str, meta: dict) -> None:
     if not (folder / METHOD_STATE).is_file() or "method_state" not in meta:
         raise UserError(f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "
                         "(the checkpoint predates it); start the run again in a new --out")
-    STATE[method].load_state(model, load_file(str(folder / METHOD_STATE)), meta["method_state"])
+    try:
+        STATE[method].load_state(model, load_file(str(folder / METHOD_STATE)), meta["method_state"])
+    except ValueError as e:
+        raise UserError(f"{folder / METHOD_STATE}: {first_line(e)}; resume with the config that wrote "
+                        "it, or start the run again in a new --out") from None
 
 
 def consolidate(folder: Path, out: Path | None = None) -> Path:

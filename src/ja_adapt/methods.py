@@ -42,7 +42,8 @@ class MethodState:
     Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
     # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
     state_dict: Callable[[torch.nn.Module], tuple[dict[str, torch.Tensor], dict]]
-    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built model
+    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
+    # model; ValueError when they do not fit it
     load_state: Callable[[torch.nn.Module, dict[str, torch.Tensor], dict], None]
     # state_dict includes the trainable weights exactly, and restore takes them from it rather than
     # from the checkpoint's adapter/ (which peft writes in a reduced form: AdaLoRA's, rank-pruned)
@@ -138,7 +139,9 @@ def _adalora_load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
     allocator.reset_ipt()
     weights = {}
     for key, t in tensors.items():
-        kind, name = key.split("/", 1)
+        kind, _, name = key.partition("/")
+        if kind not in ("weight", *_ALLOCATOR_SCORES):
+            raise ValueError(f"AdaLoRA state has an unknown tensor '{key}'")
         if kind == "weight":
             weights[name] = t
         else:
