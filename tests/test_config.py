@@ -228,6 +228,7 @@ def test_nested_eval_bucket_keys():
     (["train.emulate_bf16=maybe"], "train.emulate_bf16"),
     (["train.strategy=zero3"], "train.strategy"),
     (["train.strategy=fsdp", "precision=fp16"], "train.strategy"),
+    (["method=adalora", "train.strategy=fsdp"], "train.strategy"),     # its rank allocator: not in shards
     (["data.seq_len=1"], "data.seq_len"),
     (["data.val_fraction=0.5"], "data.val_fraction"),
     (["data.num_workers=0"], "data.num_workers"),

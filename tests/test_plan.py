@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM
 from ja_adapt import arch as arch_module
 from ja_adapt import plan
 from ja_adapt.cli import plan as plan_cli
+from ja_adapt.config import load_config
 from ja_adapt.errors import UserError
 from ja_adapt.loss import training_loss
 from ja_adapt.method_spec import SPECS, resolve_targets
@@ -70,6 +72,11 @@ def _model(method: str, targets: str = "qv", dropout: float = 0.1, ckpt: bool = 
     if method == "lora":
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=resolve_targets(targets), task_type="CAUSAL_LM"))
+    elif method != "full":              # the engine's own wrapping (methods.apply_method)
+        from ja_adapt.methods import apply_method
+        cfg = load_config(None, [f"method={method}", "lora.rank=16", f"lora.targets={targets}",
+                                 f"lora.dropout={dropout}"])
+        model = apply_method(model, cfg)
     return model.train()
 
 
@@ -97,10 +104,14 @@ def _bytes_after_one_step(model, precision: str) -> dict:
             "optimizer": nbytes(t for s in opt.state.values() for t in s.values())}
 
 
-@pytest.mark.parametrize("method,precision", [("lora", "bf16"), ("full", "fp32"), ("full", "bf16")])
-def test_weights_gradients_optimizer_equal_real_tensors(method, precision):
-    real = _bytes_after_one_step(_model(method), precision)
-    predicted = _predict(method, precision, targets="qv")["bytes"]
+@pytest.mark.parametrize("method,precision,targets", [
+    ("lora", "bf16", "qv"), ("full", "fp32", "qv"), ("full", "bf16", "qv"),
+    # DoRA's magnitudes, AdaLoRA's Λ and rank counters, IA3's vectors, the prefix's one embedding
+    ("dora", "bf16", "all-linear"), ("adalora", "fp32", "all-linear"), ("ia3", "bf16", "qv"),
+    ("prefix", "fp32", "qv")])
+def test_weights_gradients_optimizer_equal_real_tensors(method, precision, targets):
+    real = _bytes_after_one_step(_model(method, targets), precision)
+    predicted = _predict(method, precision, targets=targets)["bytes"]
     assert {k: predicted[k] for k in real} == real
 
 
@@ -115,18 +126,30 @@ CASES = [  # method, precision, checkpointing, loss chunk, targets, dropout, pac
     ("lora", "bf16", False, 32, "all-linear", 0.0, False),
     ("lora", "fp32", True, 0, "qkvo", 0.1, True),
     ("lora", "bf16", True, 32, "all-linear", 0.1, True),
+    # the peft methods beyond LoRA (method_spec's saved_per_token, adapter_product); their defaults
+    # for the method's own keys: ia3.targets k,v,down (down scaled on its input), 16 prefix tokens
+    ("dora", "fp32", False, 0, "qv", 0.0, True),
+    ("dora", "bf16", False, 0, "all-linear", 0.1, True),       # observed 3% under: fp32 side products
+    ("ia3", "fp32", False, 0, "qv", 0.0, True),
+    ("ia3", "bf16", False, 0, "qv", 0.0, True),
+    ("prefix", "fp32", False, 0, "qv", 0.0, False),
+    ("prefix", "bf16", False, 0, "qv", 0.0, True),
+    ("adalora", "fp32", False, 0, "all-linear", 0.0, True),
+    ("adalora", "bf16", False, 0, "qv", 0.1, True),
 ]
 
 
 def _measured_saved_bytes(model, precision, ckpt, chunk, packed) -> int:
-    """Every tensor autograd saves in the engine's real forward (loss.training_loss), counted once per
-    storage and without the parameters, plus what checkpointing keeps alive (rotary cos/sin, mask)."""
+    """Every tensor autograd saves in the engine's real forward (loss.training_loss) that is still
+    alive when backward would start, counted once per storage and without the parameters, plus what
+    checkpointing keeps alive (rotary cos/sin, mask). Saved by a graph the forward already dropped
+    (DoRA's weight-norm computation) is a temporary, not counted."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
+    saved: list[weakref.ref] = []
 
     def keep(t):
         if t.untyped_storage().data_ptr() not in params:
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            saved.append(weakref.ref(t))
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     def keep_all(module, inputs, outputs):  # returns None so the outputs are left as they are
@@ -145,8 +168,11 @@ def _measured_saved_bytes(model, precision, ckpt, chunk, packed) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            training_loss(model, _batch(packed), 1.0, chunk)
-    return sum(seen.values())
+            loss = training_loss(model, _batch(packed), 1.0, chunk)      # holds the graph
+    alive = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in saved)
+             if t is not None}
+    del loss
+    return sum(alive.values())
 
 
 @pytest.mark.parametrize("method,precision,ckpt,chunk,targets,dropout,packed", CASES)

@@ -6,7 +6,10 @@
         optimizer.pt            AdamW state (tensors only; read back with weights_only=True)
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
                                 (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
-        trainer_state.json      step, data position, scheduler / scaler state, counters
+        method_state.safetensors  what the method keeps besides weights and AdamW's state (its
+                                methods.STATE hooks: AdaLoRA's rank allocator); only for such methods
+        trainer_state.json      step, data position, scheduler / scaler state, counters, and the
+                                method state's scalars (`method_state`)
         manifest.json           every other file's name, size and sha256, written last
 
     FSDP (sharded) runs replace adapter/|model/ and optimizer.pt by
@@ -53,11 +56,12 @@ from torch.distributed.checkpoint.state_dict import (
 from ja_adapt import distributed
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.errors import UserError, first_line, notice
-from ja_adapt.methods import build_model, is_adapter
+from ja_adapt.methods import STATE, build_model, is_adapter
 from ja_adapt.models import tokenizer_for
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
 MANIFEST = "manifest.json"
+METHOD_STATE = "method_state.safetensors"
 _STEP_FOLDER = re.compile(r"^step-\d+$")
 
 
@@ -185,8 +189,9 @@ def _shard_state(model, optimizer) -> dict:
 
 
 def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState,
-         sharded: bool = False) -> Path:
-    """Write checkpoint `folder` (layout above). Collective with several processes."""
+         sharded: bool = False, method: str = "") -> Path:
+    """Write checkpoint `folder` (layout above); `method` (the config's) names the method whose
+    state hooks (methods.STATE) add to it. Collective with several processes."""
     tmp = folder.with_name(folder.name + ".tmp")
     if distributed.is_main():
         if tmp.exists():
@@ -203,6 +208,9 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
         save_file(rng, str(tmp / "rng.safetensors"))
         meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+        if method in STATE:
+            tensors, meta["method_state"] = STATE[method].state_dict(model)
+            save_file(tensors, str(tmp / METHOD_STATE))
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
         write_manifest(tmp)                             # last: it vouches for everything above
         if folder.exists():
@@ -316,9 +324,11 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
                            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
 
 
-def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = False) -> TrainState:
+def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = False,
+            method: str = "") -> TrainState:
     """Load a checkpoint written by `save` into freshly built objects; returns the train state.
-    Every rank reads the checkpoint (a shared file system); it must have the same world size."""
+    `method` as for `save`. Every rank reads the checkpoint (a shared file system); it must have
+    the same world size."""
     meta = json.loads((folder / "trainer_state.json").read_text())
     written_by = meta["state"].get("world_size", 1)
     if written_by != distributed.world():
@@ -332,8 +342,12 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
         _load_shards(sd, folder / SHARDS)
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     else:
-        _load_weights(model, folder / weights_dirname(model))
+        hooks = STATE.get(method)
+        if hooks is None or not hooks.holds_weights:
+            _load_weights(model, folder / weights_dirname(model))
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    if method in STATE:
+        _load_method_state(folder, model, method, meta)
     scheduler.load_state_dict(meta["scheduler"])
     if meta["scaler"] is not None:
         scaler.load_state_dict(meta["scaler"])
@@ -343,6 +357,19 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
     if torch.cuda.is_available():
         torch.cuda.set_rng_state_all([rng[f"cuda{i}{suffix}"] for i in range(torch.cuda.device_count())])
     return TrainState(**meta["state"])
+
+
+def _load_method_state(folder: Path, model, method: str, meta: dict) -> None:
+    """The method's state (methods.STATE) from `folder` into `model`; a checkpoint without it
+    (written before ja-adapt saved it) is a UserError: resuming without it would silently differ."""
+    if not (folder / METHOD_STATE).is_file() or "method_state" not in meta:
+        raise UserError(f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "
+                        "(the checkpoint predates it); start the run again in a new --out")
+    try:
+        STATE[method].load_state(model, load_file(str(folder / METHOD_STATE)), meta["method_state"])
+    except ValueError as e:
+        raise UserError(f"{folder / METHOD_STATE}: {first_line(e)}; resume with the config that wrote "
+                        "it, or start the run again in a new --out") from None
 
 
 def consolidate(folder: Path, out: Path | None = None) -> Path:

@@ -507,6 +507,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise bad("model.dtype", why)
     if spec.quantized_base and cfg.train.strategy == "fsdp":
         raise bad("train.strategy", f"fsdp does not shard method {cfg.method}'s 4-bit base here; use ddp")
+    if spec.checkpoint_state and cfg.train.strategy == "fsdp":
+        raise bad("train.strategy", f"is fsdp, whose sharded checkpoints do not carry method "
+                  f"{cfg.method}'s training state (a run could not resume); use ddp")
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if cfg.optim.schedule not in ("cosine", "constant"):

@@ -31,10 +31,25 @@ class MethodSpec:
     # (arch, options) -> the per-layer nn.Linear names from whose outputs on gradients flow in every
     # layer, also the first (the plan's activation model: what the backward pass must keep)
     grad_entry: Callable[[Any, Any], frozenset] = lambda arch, options: frozenset()
-    # (arch, options, activation bytes) -> bytes per token per layer the method saves for backward
-    # beyond the LoRA adapters the plan already counts (IA3's scaled tensors, DoRA's base output)
-    saved_per_token: Callable[[Any, Any, int], float] = lambda arch, options, act: 0.0
+    # (arch, options, activation bytes, seq, masked: attention gets an explicit mask) -> bytes per
+    # token per layer the method saves for backward beyond the LoRA adapters the plan already counts
+    # (IA3's scaled tensors, DoRA's base and adapter outputs, the prefix's keys and values); each
+    # checked against saved-tensor hooks on the tiny model in tests/test_plan.py
+    saved_per_token: Callable[[Any, Any, int, int, bool], float] = lambda arch, options, act, seq, masked: 0.0
+    # (arch, options) -> trainable tensors (AdamW keeps a step counter for each); None: every weight
+    trainable_tensors: Callable[[Any, Any], int] | None = None
+    # (arch, options) -> parameters the method adds that do not train (AdaLoRA's rank counters)
+    frozen_added: Callable[[Any, Any], int] = lambda arch, options: 0
+    # the adapter's first factor is formed in every step (AdaLoRA's P·Λ, r×in): an fp32 matmul saves
+    # it for its input's gradient (under autocast it is the 2-byte copy LoRA's A has too)
+    adapter_product: bool = False
+    # attention always gets an explicit mask (the prefix's positions), so it keeps one and the keys
+    # and values repeated to every query head, as for packed rows
+    masks_attention: bool = False
     state_copies: int = 0       # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
+    # keeps training state besides its weights and AdamW's that checkpoints must carry to resume
+    # exactly (its methods.STATE hooks: AdaLoRA's rank allocator); sharded (FSDP) ones do not
+    checkpoint_state: bool = False
     merges: bool = False        # peft can fold the adapter into the base weights (`ja-adapt merge`)
     lora_variant: tuple = ()    # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
 
@@ -91,15 +106,31 @@ def _lora_params(arch, options) -> int:
     return arch.layers * per_layer + _embedding_params(arch, options)
 
 
-def _dora_saved(arch, options, act: int) -> float:
-    """DoRA rescales the base output by magnitude / ||W + BA||: it keeps that output ([out] per
-    token) for the magnitude's gradient."""
-    return sum(o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
+def _dora_saved(arch, options, act: int, seq: int, masked: bool) -> float:
+    """DoRA's output is (m/||W + BA|| - 1)·Wx + (m/||W + BA||)·s·BAx: the magnitude's gradient keeps
+    both products' other factor, Wx and s·BAx ([out] each per token)."""
+    return sum(2 * o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
+
+
+def _lora_tensors(arch, options) -> int:
+    """A and B per adapted Linear, DoRA's magnitude too; the trained embedding matrices or rows."""
+    lo = options.lora
+    per_linear = 3 if lo.use_dora else 2
+    embeddings = (1 if arch.lm_head == 0 else 2) if lo.train_embeddings else (1 if lo.train_token_ids else 0)
+    return arch.layers * per_linear * len(_adapted(arch, options)) + embeddings
 
 
 def _adalora_params(arch, options) -> int:
     """SVD-form adapter at the initial rank r = lora.rank: P (r×in), Q (out×r), Λ (r×1)."""
     return arch.layers * sum(options.lora.rank * (i + o + 1) for _, i, o in _adapted(arch, options))
+
+
+def _ia3_saved(arch, options, act: int, seq: int, masked: bool) -> float:
+    """IA3 keeps, for its vector's gradient, the output it scales (activation dtype) or, on a
+    feed-forward target, the input it scales, which peft upcasts to the vector's fp32 first."""
+    names = set(resolve_targets(options.ia3.targets, "ia3.targets"))
+    ff = set(resolve_targets(options.ia3.feedforward, "ia3.feedforward")) if options.ia3.feedforward else set()
+    return sum(4 * i if n in ff else act * o for n, i, o in arch.linears if n in names)
 
 
 def _ia3_vectors(arch, options) -> list[int]:
@@ -116,12 +147,20 @@ def _prefix_params(arch, options) -> int:
     return options.prefix.virtual_tokens * arch.layers * 2 * arch.kv_width
 
 
+def _prefix_saved(arch, options, act: int, seq: int, masked: bool) -> float:
+    """Attention saves the prefix's keys and values in every layer, once per sequence of `seq`
+    tokens and repeated to every query head (the mask is explicit: masks_attention), and the mask
+    grows by the prefix's columns."""
+    return options.prefix.virtual_tokens * (2 * arch.q_width * act / seq + act)
+
+
 def _lora_entry(arch, options) -> frozenset:
     return frozenset(n for n, _, _ in _adapted(arch, options))
 
 
 _LORA = dict(trains_base=False, artifact="adapter", adapts_linears=True, trainable=_lora_params,
-             grad_entry=_lora_entry, saved_per_token=_dora_saved, merges=True)
+             grad_entry=_lora_entry, saved_per_token=_dora_saved, trainable_tensors=_lora_tensors,
+             merges=True)
 register_spec(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen", **_LORA))
 register_spec(MethodSpec("full", "full fine-tuning: every weight trains",
                          trains_base=True, artifact="model", adapts_linears=False))
@@ -132,19 +171,25 @@ register_spec(MethodSpec("rslora", "rank-stabilised LoRA: update scaled by alpha
 register_spec(MethodSpec(
     "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
     trains_base=False, artifact="adapter", adapts_linears=True, trainable=_adalora_params,
-    grad_entry=_lora_entry, state_copies=3, merges=True))   # sensitivity, its EMA and uncertainty
+    grad_entry=_lora_entry, adapter_product=True,
+    trainable_tensors=lambda arch, options: 3 * arch.layers * len(_adapted(arch, options)),   # P, Λ, Q
+    frozen_added=lambda arch, options: arch.layers * len(_adapted(arch, options)),   # rank counters
+    state_copies=3, checkpoint_state=True,   # sensitivity, its EMA, uncertainty
+    merges=True))
 register_spec(MethodSpec(
     "ia3", "IA3: learned scaling vectors on the ia3.targets projections; base frozen",
     trains_base=False, artifact="adapter", adapts_linears=False,
     trainable=lambda arch, options: arch.layers * sum(_ia3_vectors(arch, options)),
     grad_entry=lambda arch, options: frozenset(resolve_targets(options.ia3.targets, "ia3.targets")),
-    saved_per_token=lambda arch, options, act: sum(_ia3_vectors(arch, options)) * act, merges=True))
+    trainable_tensors=lambda arch, options: arch.layers * len(_ia3_vectors(arch, options)),
+    saved_per_token=_ia3_saved, merges=True))
 register_spec(MethodSpec(
     "prefix", "prefix tuning: learned keys and values of prefix.virtual_tokens in every layer",
     trains_base=False, artifact="adapter", adapts_linears=False, trainable=_prefix_params,
     grad_entry=lambda arch, options: frozenset({"k_proj", "v_proj"}),
-    # the packed-row mask grows by the prefix's columns in every layer
-    saved_per_token=lambda arch, options, act: options.prefix.virtual_tokens * act, merges=False))
+    trainable_tensors=lambda arch, options: 1,     # one embedding of every layer's keys and values
+    masks_attention=True,
+    saved_per_token=_prefix_saved, merges=False))
 
 
 # Module-name presets for Qwen2-style decoders (names of nn.Linear modules inside each layer).

@@ -9,6 +9,7 @@ registries refuse duplicates, and a test keeps their names equal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,17 +35,41 @@ BUILDERS: dict[str, Callable[["ExperimentConfig"], object | None]] = {}
 POST_STEP: dict[str, Callable[[torch.nn.Module, int], None]] = {}
 
 
-def register(name: str, post_step: Callable[[torch.nn.Module, int], None] | None = None):
+@dataclass(frozen=True)
+class MethodState:
+    """What a method keeps while training besides its trainable weights and AdamW's state, so that
+    a checkpoint can carry it and a resumed run continue bit for bit (checkpoint.save / restore).
+    Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
+    # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
+    state_dict: Callable[[torch.nn.Module], tuple[dict[str, torch.Tensor], dict]]
+    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
+    # model; ValueError when they do not fit it
+    load_state: Callable[[torch.nn.Module, dict[str, torch.Tensor], dict], None]
+    # state_dict includes the trainable weights exactly, and restore takes them from it rather than
+    # from the checkpoint's adapter/ (which peft writes in a reduced form: AdaLoRA's, rank-pruned)
+    holds_weights: bool = False
+
+
+# name → its MethodState; methods that keep nothing besides weights and AdamW's state are absent
+STATE: dict[str, MethodState] = {}
+
+
+def register(name: str, post_step: Callable[[torch.nn.Module, int], None] | None = None,
+             state: MethodState | None = None):
     """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS),
-    and optionally its post-step hook."""
+    and optionally its post-step hook and the training state its checkpoints carry."""
     def add(fn):
         if name in BUILDERS:
             raise ValueError(f"method '{name}' is already registered")
         if name not in SPECS:
             raise ValueError(f"method '{name}' has no MethodSpec in method_spec.py")
+        if SPECS[name].checkpoint_state != (state is not None):
+            raise ValueError(f"method '{name}': its MethodSpec.checkpoint_state and its state hooks disagree")
         BUILDERS[name] = fn
         if post_step is not None:
             POST_STEP[name] = post_step
+        if state is not None:
+            STATE[name] = state
         return fn
     return add
 
@@ -91,7 +116,49 @@ def _adalora_step(model: torch.nn.Module, step: int) -> None:
     model.base_model.update_and_allocate(step)
 
 
-@register("adalora", post_step=_adalora_step)
+# peft's RankAllocator keeps one tensor per trainable parameter in each of these dicts
+_ALLOCATOR_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+
+def _adalora_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+    """AdaLoRA's rank allocator: per trainable parameter its sensitivity (`ipt`), that
+    sensitivity's EMA and its uncertainty's EMA (tensors `<dict>/<parameter name>`), and the rank
+    pattern of the last reallocation (JSON). Also the trainable weights at full rank (`weight/...`):
+    peft saves the adapter pruned to the rank pattern, but the masked rows of P and Q still move
+    under AdamW's momentum and may be unmasked at the next reallocation."""
+    allocator = model.base_model.rankallocator
+    tensors = {f"{d}/{n}": t.contiguous() for d in _ALLOCATOR_SCORES for n, t in getattr(allocator, d).items()}
+    tensors.update({f"weight/{n}": p.detach().contiguous()
+                    for n, p in model.named_parameters() if p.requires_grad})
+    return tensors, {"rank_pattern": model.active_peft_config.rank_pattern}
+
+
+def _adalora_load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    """Put _adalora_state's tensors and rank pattern back into a freshly built AdaLoRA model."""
+    allocator = model.base_model.rankallocator
+    allocator.reset_ipt()
+    weights = {}
+    for key, t in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind not in ("weight", *_ALLOCATOR_SCORES):
+            raise ValueError(f"AdaLoRA state has an unknown tensor '{key}'")
+        if kind == "weight":
+            weights[name] = t
+        else:
+            getattr(allocator, kind)[name] = t
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if set(weights) != trainable:
+        raise ValueError(f"AdaLoRA state does not match the model's trainable parameters "
+                         f"({sorted(set(weights) ^ trainable)[:3]})")
+    with torch.no_grad():
+        for name, t in weights.items():
+            params[name].copy_(t)
+    model.active_peft_config.rank_pattern = scalars["rank_pattern"]
+
+
+@register("adalora", post_step=_adalora_step,
+          state=MethodState(_adalora_state, _adalora_load_state, holds_weights=True))
 def adalora_config(cfg: "ExperimentConfig"):
     """peft AdaLoRA on lora.targets: rank lora.rank at first, adalora.target_rank on average at the
     end, its schedule over train.max_steps. peft adds AdaLoRA's orthogonality penalty only inside

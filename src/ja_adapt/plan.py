@@ -113,24 +113,28 @@ class _Setup:
     adapted: frozenset                  # Linears with rank-r adapters
     entry: frozenset                    # Linears from whose outputs gradients flow, in every layer
     extra: float                        # bytes per token per layer the method saves besides (spec)
+    product: bool                       # the adapter's first factor is formed per step (spec.adapter_product)
+    reruns_base: bool                   # DoRA under dropout: peft re-runs each adapted base matmul on
+                                        # the dropped input, so autocast saves a second weight copy
     rank: int
     dropout: float
     act: int                            # bytes of an activation made by an autocast op (2 or 4)
     autocast: bool
-    packed: bool
+    masked: bool                        # attention gets an explicit mask (packed rows, a prefix)
     seq: int
     copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
 
 
-def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
-    """(bytes per token saved for backward by one decoder layer, bytes of its autocast weight copies).
+def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float, float]:
+    """(bytes per token saved for backward by one decoder layer, bytes of its autocast weight
+    copies, bytes of the adapter products it forms per step and saves).
 
     A Linear saves its input only if its weight trains, and its weight only if its input needs a
     gradient; RMSNorm saves x and 1/rms, and x/rms only if its weight trains. LoRA's first layer
     gets no gradient from the frozen embedding. Under autocast each Linear casts an fp32 input to
     its own 2-byte copy (autocast caches casts of weights, not of activations).
     """
-    a, d, saved, copies = s.act, arch.hidden, {}, 0.0
+    a, d, saved, copies, products = s.act, arch.hidden, {}, 0.0, 0.0
     dims = {n: (i, o) for n, i, o in arch.linears}
 
     def norm(name: str, grad: bool) -> None:
@@ -140,7 +144,7 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
             saved[name + ".xhat"] = F32 * d
 
     def linear(name: str, src: str, src_bytes: int, grad_in: bool) -> None:
-        nonlocal copies
+        nonlocal copies, products
         if name not in dims:
             return
         width = dims[name][0]
@@ -158,6 +162,10 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
                 saved[f"{src}@lora.{name}" if s.autocast else src] = width * a
             saved[f"{name}.lora_a"] = s.rank * a
             copies += 2 * s.rank * sum(dims[name]) if s.autocast else 0
+            if s.product and grad_in and not s.autocast:  # autocast's copy of it is counted above
+                products += F32 * s.rank * width
+            if s.reruns_base and grad_in and s.autocast:
+                copies += 2 * width * dims[name][1]
 
     grad = s.full or not first
     norm("norm1", grad)
@@ -165,9 +173,9 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
         linear(name, "n1", F32, grad)
     attn_grad = grad or bool(s.entry & {"q_proj", "k_proj", "v_proj"})
     if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
-        kv = arch.q_width if s.packed else arch.kv_width
+        kv = arch.q_width if s.masked else arch.kv_width
         saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
-        if s.packed:  # the block-diagonal mask, converted to the query dtype in every layer
+        if s.masked:  # the block-diagonal mask, converted to the query dtype in every layer
             saved["mask"] = a * s.seq
     linear("o_proj", "out", a, attn_grad)
     norm("norm2", attn_grad)
@@ -177,7 +185,7 @@ def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float]:
     if mlp_grad:  # silu saves gate; the product saves silu(gate) and up
         saved.update(gate=a * arch.ff, up=a * arch.ff, act=a * arch.ff)
     linear("down_proj", "prod", a, mlp_grad)
-    return float(sum(saved.values())) + (s.extra if (grad or s.entry) else 0.0), copies
+    return float(sum(saved.values())) + (s.extra if (grad or s.entry) else 0.0), copies, products
 
 
 def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
@@ -215,14 +223,16 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     full, autocast = spec.trains_base, precision != "fp32"
     quantized = spec.quantized_base
     act = 2 if autocast else F32
+    masked = packed or spec.masks_attention     # attention gets an explicit mask
     adapted = frozenset(_targets(arch, method, rank, targets))
     s = _Setup(full=full, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
-               extra=spec.saved_per_token(arch, opts, act), rank=rank,
-               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, packed=packed,
+               extra=spec.saved_per_token(arch, opts, act, seq, masked), product=spec.adapter_product,
+               reruns_base=spec.adapts_linears and opts.lora.use_dora and lora_dropout > 0, rank=rank,
+               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
                seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
     tokens, d, v = batch * seq, arch.hidden, arch.vocab
-    first, first_copies = _layer(arch, s, first=True)
-    rest, rest_copies = _layer(arch, s, first=False)
+    first, first_copies, first_products = _layer(arch, s, first=True)
+    rest, rest_copies, rest_products = _layer(arch, s, first=False)
     chunk = loss_chunk_size if 0 < loss_chunk_size < tokens else tokens
     # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
     # trains); the final norm; the hidden states' gradient the fused loss made in the forward
@@ -234,25 +244,22 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     head_grad = F32 * v * d if embeddings_train else 0
     head_copy = 2 * d * v if autocast and (full or base_dtype == "fp32") else 0
     if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
-        stored = arch.layers * F32 * d + shared + (1 if packed else 0) * seq
-        recompute = tokens * rest + rest_copies  # one layer re-run during backward
-        copies_stored = 0.0
+        stored = arch.layers * F32 * d + shared + (1 if masked else 0) * seq
+        recompute = tokens * rest + rest_copies + rest_products  # one layer re-run during backward
+        copies_stored = products_stored = 0.0
     else:
         stored = first + (arch.layers - 1) * rest + shared
         recompute = 0.0
         copies_stored = first_copies + (arch.layers - 1) * rest_copies
+        products_stored = first_products + (arch.layers - 1) * rest_products
     # Loss working set: one chunk's fp32 logits and log-probabilities (the latter become
     # softmax - onehot in place), the lm_head weight's gradient and, under autocast, its 2-byte
     # copy (not saved for backward: the fused loss keeps only gradients).
     logits = chunk * v * 2 * F32 + head_grad + head_copy
     base_bytes = 2 if base_dtype == "bf16" else F32
     trainable = counts["trainable"]
-    adapted_per_layer = sum(1 for n, _, _ in arch.linears if n in s.adapted)
-    # AdamW's step counters, 4 bytes per trainable tensor: LoRA's A and B per adapted Linear, one
-    # vector or prefix per layer and target otherwise (approximate: DoRA's magnitudes, AdaLoRA's Λ
-    # and trained embeddings add a few; a few KiB at most)
-    n_trainable_tensors = arch.n_tensors if full else arch.layers * max(2 * adapted_per_layer,
-                                                                        len(s.entry), 1)
+    # AdamW's step counters, 4 bytes per trainable tensor (the method's count, spec.trainable_tensors)
+    n_trainable_tensors = arch.n_tensors if full else spec.trainable_tensors(arch, opts)
     if quantized:  # NF4 decoder linears; embeddings, norms, biases (and an untied head) fp32
         linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
         base_weight_bytes = (arch.layers * sum(nf4_bytes(i * o, double_quant) for _, i, o in arch.linears)
@@ -260,18 +267,18 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     else:
         base_weight_bytes = arch.total * (F32 if full else base_bytes)
     parts = {
-        "weights": base_weight_bytes + counts["adapter"] * F32,
+        "weights": base_weight_bytes + (counts["adapter"] + spec.frozen_added(arch, opts)) * F32,
         "gradients": trainable * F32,
         "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
         "method_state": spec.state_copies * trainable * F32,           # e.g. AdaLoRA's sensitivities
-        "activations": tokens * stored + recompute,
+        "activations": tokens * stored + products_stored + recompute,
         "autocast_weight_copies": copies_stored,
         "logits": logits,
     }
     peak = sum(parts.values())
     parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
     return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
-            "saved_for_backward_bytes": tokens * stored + copies_stored + head_grad,
+            "saved_for_backward_bytes": tokens * stored + products_stored + copies_stored + head_grad,
             "params": counts,
             "setup": dict(method=method, rank=rank if spec.adapts_linears else None,
                           targets=targets if spec.adapts_linears else None,

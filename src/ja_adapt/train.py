@@ -115,7 +115,7 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
     state = checkpoint.TrainState(world_size=world)
     sharded = distributed.is_sharded(engine)
     if resume_from is not None:
-        state = checkpoint.restore(resume_from, model, optimizer, scheduler, scaler, sharded)
+        state = checkpoint.restore(resume_from, model, optimizer, scheduler, scaler, sharded, cfg.method)
     trainable, total = count_trainable(model)
     peak = telemetry.device_peak_flops(device)
     fpt = telemetry.flops_per_token(base_model(model).config, method=cfg.method, trainable_params=trainable,
@@ -235,7 +235,7 @@ def save_checkpoint(s: Session, bar) -> None:
             f"(not saved); last good checkpoint: {checkpoint.latest(checkpoints) or 'none'}; lower "
             "optim.lr or use precision=bf16/fp32")
     checkpoint.save(checkpoint.step_folder(checkpoints, s.state.step), s.model, s.tokenizer, s.optimizer,
-                    s.scheduler, s.scaler, s.state, s.sharded)
+                    s.scheduler, s.scaler, s.state, s.sharded, s.cfg.method)
     if s.main:
         checkpoint.prune(checkpoints, s.cfg.train.keep_checkpoints)
 
