@@ -157,7 +157,7 @@ class LiveTensorBytes(TorchDispatchMode):
                 continue
             storage = t.untyped_storage()
             address, nbytes = storage.data_ptr(), storage.nbytes()
-            if nbytes == 0 or address in inputs or address in self.live:   # a view, in place, or seen
+            if nbytes == 0 or t.is_meta or address in inputs or address in self.live:  # view / in place / seen
                 continue
             self.live[address] = (nbytes, self.label, func.__name__)
             weakref.finalize(storage, self._freed, address)
