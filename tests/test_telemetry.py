@@ -116,6 +116,34 @@ def test_memory_meter_reset_releases_the_freed_heap():
     del pin
 
 
+def test_live_tensor_bytes_counts_new_storages_until_freed():
+    """Views and in-place results of a tensor made before are not counted; a new tensor is, until
+    it is freed; the peak stays; the snapshot names what was live at the peak."""
+    before = torch.zeros(1000)                          # made outside: not counted
+    with telemetry.LiveTensorBytes(snapshot=True) as live:
+        live.label = "mine"
+        before.view(10, 100).add_(1)
+        assert live.current == 0
+        a = before * 2                                  # 4,000 bytes
+        b = a[:500].mul(3)                              # 2,000
+        a.t_()
+        assert live.current == live.peak == 6000
+        del a
+        assert live.current == 2000 and live.peak == 6000
+        live.reset_peak()
+        assert live.peak == 2000 and [v[:2] for v in live.at_peak.values()] == [(2000, "mine")]
+    del b
+    assert live.current == 0
+
+
+def test_malloc_heap_bytes_sees_an_allocation():
+    before = telemetry.malloc_heap_bytes()
+    x = torch.ones(1024 * 1024)                         # 4 MiB: in glibc's heap or mapped apart
+    after = telemetry.malloc_heap_bytes()
+    grew = after["in_use"] + after["mmapped"] - before["in_use"] - before["mmapped"]
+    assert grew >= x.numel() * 4 and after["free"] >= 0
+
+
 def test_device_facts_are_the_machine_s():
     import os
     import platform

@@ -15,9 +15,12 @@ import platform
 import resource
 import sys
 import time
+import weakref
 
 import psutil
 import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ja_adapt.arch import (  # noqa: F401  (re-exported: the one definition)
     PEAK_BF16_FLOPS,
@@ -103,6 +106,70 @@ def release_freed_heap() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):     # musl and others: nothing to trim with
             pass
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                     "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_heap_bytes() -> dict | None:
+    """glibc's heap now (mallinfo2): "in_use" (allocated chunks), "free" (freed chunks it keeps:
+    resident once touched, so part of RSS, not of any tensor) and "mmapped" (blocks it maps apart
+    and unmaps on free). None where glibc (2.33+) is absent."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return None
+    return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Bytes of the tensor storages that ops make while this mode is active, for as long as they
+    live: `current`, `peak`, and with snapshot=True `at_peak`, the storages live at the peak as
+    {address: (bytes, label, op)} (`label`: what the caller set `self.label` to when it was made).
+
+    The tensor counterpart of torch.cuda.max_memory_allocated on any device, where RSS also holds
+    what the allocator keeps (docs/plan.md). Storages that existed before (parameters, the batch),
+    and views or in-place results of them, are not counted. Backward on the CPU runs in the calling
+    thread and is counted. `on_peak(self)` is called at each new peak (e.g. malloc_heap_bytes).
+    """
+
+    def __init__(self, snapshot: bool = False, on_peak=None):
+        super().__init__()
+        self.live: dict[int, tuple[int, str, str]] = {}
+        self.current = self.peak = 0
+        self.snapshot, self.on_peak, self.at_peak, self.label = snapshot, on_peak, {}, ""
+
+    def reset_peak(self) -> None:
+        self.peak, self.at_peak = self.current, dict(self.live) if self.snapshot else {}
+
+    def _freed(self, address: int) -> None:
+        self.current -= self.live.pop(address)[0]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs))
+                  if isinstance(t, torch.Tensor)}
+        for t in pytree.tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            address, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or t.is_meta or address in inputs or address in self.live:  # view / in place / seen
+                continue
+            self.live[address] = (nbytes, self.label, func.__name__)
+            weakref.finalize(storage, self._freed, address)
+            self.current += nbytes
+            if self.current > self.peak:
+                self.peak = self.current
+                if self.snapshot:
+                    self.at_peak = dict(self.live)
+                if self.on_peak is not None:
+                    self.on_peak(self)
+        return out
 
 
 _STATUS = "/proc/self/status"
