@@ -220,6 +220,34 @@ def test_peak_tensor_bytes_of_a_lora_step_match_the_plan(precision, targets):
     assert planned == pytest.approx(measured, rel=0.05)
 
 
+@pytest.mark.parametrize("targets", ["qv", "all-linear"])
+def test_dora_forward_transient_bounds_the_real_weight_norm_tensors(targets):
+    """peft's DoRA recomputes its weight norm in every forward, through tensors freed before the next
+    Linear: the spec's forward_transient is at least what telemetry.LiveTensorBytes sees live at
+    once in the largest adapted Linear's forward, and at most 35% above it. The plan adds what it
+    exceeds the loss's working set by (which exists only after the forward)."""
+    from peft.tuners.lora import LoraLayer
+
+    from ja_adapt.telemetry import LiveTensorBytes
+    method_options = plan.method_options
+    model = _model("dora", targets, dropout=0.0)
+    measured = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and module.use_dora.get("default"):
+            with LiveTensorBytes() as live:
+                module(torch.randn(1, 1, module.in_features))     # one token: the rest is negligible
+            measured = max(measured, live.peak)
+    opts = method_options("dora", 16, targets, {})
+    planned = SPECS["dora"].forward_transient(arch_module.architecture(preset_config("tiny", vocab_size=V)), opts)
+    # (the measured peak also holds the one token's own outputs, a few KB)
+    assert measured > 0 and measured <= 1.001 * planned and planned <= 1.35 * measured
+    assert SPECS["lora"].forward_transient(arch_module.architecture(preset_config("tiny", vocab_size=V)),
+                                           method_options("lora", 16, targets, {})) == 0
+    parts = _predict("dora", "fp32", targets=targets)["bytes"]
+    assert parts["forward_transient"] == max(0.0, planned - parts["logits"])
+    assert _predict("lora", "fp32", targets=targets)["bytes"]["forward_transient"] == 0
+
+
 def test_memory_levers_move_the_right_components():
     c = preset_config("qwen2.5-0.5b")
     kw = dict(method="lora", rank=16, targets="qkvo", precision="bf16", batch=4, seq=2048)

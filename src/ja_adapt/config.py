@@ -11,6 +11,7 @@ run by stand-alone evaluation (`ja-adapt eval`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -287,6 +288,7 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+@functools.cache             # resolving string annotations is slow, and every override pays it
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

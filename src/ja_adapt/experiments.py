@@ -19,8 +19,9 @@ Re-running the same command skips finished runs and evaluations and resumes a ki
 `jobs` > 1 the runs of a phase (tuning, then the rest) train and evaluate on that many worker
 processes at once, each with its share of the torch threads: on a small CPU model two 1-thread runs
 side by side finish ~1.3x sooner than one after the other at 2 threads, with the same numbers
-(thread count does not change the arithmetic here; a test checks it); time per step is then measured
-beside another run (summary.json records the threads; experiment.json the jobs). The
+(thread count does not change the arithmetic here; a test checks it). Each run gets a fresh worker
+process, so its peak memory is its own; its time per step is measured beside another run
+(summary.json records the threads; experiment.json the jobs). The
 report over OUT is the report stage's (ja_adapt.report); `ja-adapt compare` / `sweep` (cli/experiments.py)
 run both.
 """
@@ -33,6 +34,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -143,6 +145,7 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
                    {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
                     "jobs": jobs})
     probe = purpose == "probe"              # time and memory only: nothing to evaluate
+    warm_workers(jobs)
     ev = _Evaluation(out, cfg, reuse_from, evaluate=not probe)
     _raise_first(_each(ev, "train" if probe else "train_and_evaluate", runs, jobs, f"{kind} runs"))
     if not probe:
@@ -163,6 +166,7 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     extra = {"purpose": "quality", "tuning": {"spec": spec},
              "evaluation": "likelihood" if likelihood_only else "full", "jobs": jobs}
     grid = {"method": list(methods)}
+    warm_workers(jobs)
     ev = _Evaluation(out, cfg, reuse_from)
     tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0], likelihood_only)
                        for v in grids[m]] for m in methods if m in grids}
@@ -255,21 +259,40 @@ def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, d
 _POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
 
 
+# What the fork server imports once, so that a worker forked from it starts in milliseconds
+# (lm-eval: the downstream tasks' harness, imported lazily by evaluate/downstream.py).
+_PRELOAD = [__name__, "lm_eval", "lm_eval.tasks", "lm_eval.models.huggingface"]
+
+
 def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
     """`jobs` worker processes of `threads` torch threads each, kept for the life of this process
-    (the demo's later experiments reuse them). forkserver: workers fork from a clean server that
-    imported ja-adapt once, so each starts in milliseconds, and never from this process, whose
-    OpenMP threads a fork would copy in an unusable state. Methods or model aliases registered at
-    run time in this process are unknown there: register them in an imported module."""
+    (the demo's later experiments reuse the pool). forkserver: workers fork from a clean server that
+    imported ja-adapt once, never from this process, whose OpenMP threads a fork would copy in an
+    unusable state. Each run gets a fresh worker (one task per child, Python >= 3.11), so its peak
+    memory is its own, not the high-water mark of the runs and evaluations before it in the same
+    process. Methods or model aliases registered at run time in this process are unknown there:
+    register them in an imported module."""
     key = (jobs, threads)
     if key not in _POOLS:
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            ctx.set_forkserver_preload([__name__])
+        forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if forkserver else "spawn")
+        if forkserver:
+            ctx.set_forkserver_preload(_PRELOAD)       # modules that fail to import are skipped
+        fresh = {"max_tasks_per_child": 1} if forkserver and sys.version_info >= (3, 11) else {}
         _POOLS[key] = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
-                                          initargs=(threads,))
+                                          initargs=(threads,), **fresh)
     return _POOLS[key]
+
+
+def _threads(jobs: int) -> int:
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def warm_workers(jobs: int) -> None:
+    """Start the fork server and the first workers now (its imports take seconds), while this
+    process does other work (the base model's evaluation); a no-op for jobs <= 1."""
+    if jobs > 1:
+        _pool(jobs, _threads(jobs)).submit(int)
 
 
 def _start_worker(threads: int) -> None:
@@ -298,10 +321,13 @@ def _each(ev: "_Evaluation", action: str, runs: list[dict], jobs: int, desc: str
             except TrainingStopped as e:
                 results.append(e)
         return results
-    threads = max(1, torch.get_num_threads() // jobs)
+    threads = _threads(jobs)
+    # runs that still have to train first, so the short evaluations fill the gaps at the end
+    order = sorted(range(len(runs)), key=lambda i: ev.trained_already(runs[i]))
     try:
         pool = _pool(jobs, threads)
-        futures = [pool.submit(_in_worker, ev, action, r, dict(os.environ)) for r in runs]
+        submitted = {i: pool.submit(_in_worker, ev, action, runs[i], dict(os.environ)) for i in order}
+        futures = [submitted[i] for i in range(len(runs))]
         with tqdm(total=len(runs), desc=f"{desc} ({jobs} at once)", unit="run", dynamic_ncols=True) as bar:
             for _ in as_completed(futures):
                 bar.update(1)
@@ -341,13 +367,16 @@ class _Evaluation:
         """Train run `r` unless finished; its summary."""
         run_dir, run_cfg = self.out / r["dir"], r["config"]
         summary_path = run_dir / "summary.json"
-        finished = summary_path.is_file() and json.loads(summary_path.read_text())["steps"] == \
-            run_cfg.train.max_steps
+        finished = self.trained_already(r)
         if not finished and not run_dir.exists() and (same := self._finished_elsewhere(run_cfg)):
             shutil.copytree(same, run_dir)
         elif not finished:
             train(run_cfg, run_dir, resume=run_dir.exists())
         return json.loads(summary_path.read_text())
+
+    def trained_already(self, r: dict) -> bool:
+        summary = self.out / r["dir"] / "summary.json"
+        return summary.is_file() and json.loads(summary.read_text())["steps"] == r["config"].train.max_steps
 
     def _finished_elsewhere(self, run_cfg: ExperimentConfig) -> Path | None:
         """A finished run directory of `reuse_from` trained with exactly this configuration."""
@@ -378,8 +407,9 @@ class _Evaluation:
             if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:
                 model, tok = artifacts.load_weights(checkpoint.weights_in(ckpt), run_cfg)
                 evaluate_into(ckpt / "eval.json", model, tok, run_cfg, docs, trained, base, light=True)
-        model, tok, _ = artifacts.load_run(run_dir)
-        evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base, light=r["light"])
+        if not (run_dir / "eval.json").is_file():
+            model, tok, _ = artifacts.load_run(run_dir)
+            evaluate_into(run_dir / "eval.json", model, tok, run_cfg, docs, trained, base, light=r["light"])
 
 
 def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
@@ -404,6 +434,11 @@ def evaluate_base(path: Path, cfg: ExperimentConfig, docs, trained) -> dict:
     return results
 
 
+def _likelihood_only(results: dict) -> dict:
+    """An eval.json's content without what a light evaluation (EvalConfig.light) does not make."""
+    return {k: v for k, v in results.items() if k not in ("generation", "supervised", "downstream")}
+
+
 def _chosen(r: dict) -> bool:
     """A run at the settings an experiment compares: a comparison's chosen tuning point or seed, a
     sweep's fully evaluated point (a sweep's likelihood-only points are compared among themselves)."""
@@ -415,7 +450,10 @@ def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,
     """Paired document-level statistics (evaluate.run.compare_models) of `pairs` (default: every
     two runs with the same seed), and of each run at its compared settings against the base model."""
     base = json.loads((out / "base" / "eval.json").read_text())
-    evals = {r["name"]: json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
+    # a likelihood-only run is compared on likelihood only, also where its eval.json holds more (a
+    # fully evaluated run reused from another experiment)
+    evals = {r["name"]: _likelihood_only(json.loads((out / r["dir"] / "eval.json").read_text()))
+             if r.get("light") else json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
     if pairs is None:
         pairs = [(a, b) for a, b in itertools.combinations(runs, 2) if a["seed"] == b["seed"]]
     entries = [{"a": a["name"], "b": b["name"], "seed": a["seed"],

@@ -36,6 +36,9 @@ class MethodSpec:
     # (IA3's scaled tensors, DoRA's base and adapter outputs, the prefix's keys and values); each
     # checked against saved-tensor hooks on the tiny model in tests/test_plan.py
     saved_per_token: Callable[[Any, Any, int, int, bool], float] = lambda arch, options, act, seq, masked: 0.0
+    # (arch, options) -> bytes one layer's forward makes and frees again before the next layer (DoRA's
+    # weight norm); the step's peak is the larger of the largest of them and the loss's working set
+    forward_transient: Callable[[Any, Any], float] = lambda arch, options: 0.0
     # (arch, options) -> trainable tensors (AdamW keeps a step counter for each); None: every weight
     trainable_tensors: Callable[[Any, Any], int] | None = None
     # (arch, options) -> parameters the method adds that do not train (AdaLoRA's rank counters)
@@ -112,6 +115,18 @@ def _dora_saved(arch, options, act: int, seq: int, masked: bool) -> float:
     return sum(2 * o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
 
 
+def _dora_transient(arch, options) -> float:
+    """peft's DoRA recomputes ||W + s·B·A|| per output row in every forward: B·A through an [in, in]
+    identity (so B·A itself is never a parameter product FSDP could not see), then s·B·A and W + s·B·A,
+    all fp32, freed before the next Linear. Bytes of the largest adapted Linear's: identity, A·I,
+    three [out, in] matrices and two [out] vectors (the norm, the magnitude's ratio to it), an upper
+    bound of what lives at once (tests/test_plan.py measures the real tensors)."""
+    if not options.lora.use_dora:
+        return 0.0
+    r = options.lora.rank
+    return max(4.0 * (i * i + i * r + 3 * i * o + 2 * o) for _, i, o in _adapted(arch, options))
+
+
 def _lora_tensors(arch, options) -> int:
     """A and B per adapted Linear, DoRA's magnitude too; the trained embedding matrices or rows."""
     lo = options.lora
@@ -160,7 +175,7 @@ def _lora_entry(arch, options) -> frozenset:
 
 _LORA = dict(trains_base=False, artifact="adapter", adapts_linears=True, trainable=_lora_params,
              grad_entry=_lora_entry, saved_per_token=_dora_saved, trainable_tensors=_lora_tensors,
-             merges=True)
+             forward_transient=_dora_transient, merges=True)
 register_spec(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen", **_LORA))
 register_spec(MethodSpec("full", "full fine-tuning: every weight trains",
                          trains_base=True, artifact="model", adapts_linears=False))

@@ -274,6 +274,9 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
         "activations": tokens * stored + products_stored + recompute,
         "autocast_weight_copies": copies_stored,
         "logits": logits,
+        # made and freed inside one layer's forward (DoRA's weight norm): it raises the step's peak
+        # only where it outgrows the loss's working set, which exists only after the forward
+        "forward_transient": max(0.0, spec.forward_transient(arch, opts) - logits),
     }
     peak = sum(parts.values())
     parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
