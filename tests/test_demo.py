@@ -61,14 +61,17 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     assert "Supervised task" in (out / "report.md").read_text("utf-8")
     assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
     assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
-    assert [Path(e["out"]).name for e in saved["experiments"]] == ["compare", "methods", "sweep-rank"]
-    # the methods comparison and the rank sweep reuse the comparison's runs (copied, not trained
-    # again); IA3 gets its own rate from its grid, then the other seed, likelihood metrics only
-    skipped = [Path(d["skipped"]).parent.name for d in saved["duplicates_skipped"]]
-    assert skipped.count("methods") == 2 * 2 + 2 and skipped.count("sweep-rank") == 1
+    assert [Path(e["out"]).name for e in saved["experiments"]] == ["compare", "sweep-rank"]
+    # the rank sweep's r=16 point is the comparison's seed-0 run, copied, not trained again
+    assert saved["duplicates_skipped"] and "sweep-rank" in saved["duplicates_skipped"][0]["skipped"]
+    # IA3 gets its own rate from its grid, then the other seed, likelihood metrics only
     assert tuning["grids"]["ia3"] == demo.QUICK.method_grids["ia3"] and set(tuning["chosen"]) == {"lora", "full", "ia3"}
-    methods = json.loads((out / "methods/experiment.json").read_text())
-    assert methods["evaluation"] == "likelihood" and methods["jobs"] == demo.JOBS
+    manifest = json.loads((out / "compare/experiment.json").read_text())
+    assert manifest["evaluation"] == {"lora": "full", "full": "full", "ia3": "likelihood"}
+    assert manifest["jobs"] == demo.JOBS
+    ia3 = [r for r in manifest["runs"] if r["method"] == "ia3"]
+    assert len(ia3) == 2 + 1 and all(r["light"] for r in ia3)
+    assert not json.loads((out / "compare" / ia3[-1]["dir"] / "eval.json").read_text())["generation"].get("n")
     rows = saved["methods"]["rows"]
     assert set(rows) == {"lora", "full", "ia3"} and rows["ia3"]["seeds"] == [0, 1]
     assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
@@ -141,16 +144,13 @@ def test_demo_yaml_is_the_demo_config():
                       if line.startswith("#")).replace("\\ ", " ")
     compare = shlex.split(next(c for c in header.split("ja-adapt ")[1:] if c.startswith("compare")))
     tunes = [compare[i + 1] for i, w in enumerate(compare) if w == "--tune"]
-    key, grids = parse_tune(tunes, ["lora", "full"])
-    assert key == demo.TUNE_KEY
-    assert {m: [float(v) for v in g] for m, g in grids.items()} == demo.FULL.tune_grids
+    names = compare[compare.index("--methods") + 1].split(",")
+    key, grids = parse_tune(tunes, names)
+    assert names == demo.METHODS and key == demo.TUNE_KEY
+    assert compare[compare.index("--likelihood-only") + 1].split(",") == demo.LIKELIHOOD_ONLY
+    assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
     assert int(compare[compare.index("--seeds") + 1]) == demo.FULL.seeds
     assert int(compare[compare.index("--jobs") + 1]) == demo.JOBS
-    methods = shlex.split(next(c for c in header.split("ja-adapt ")[1:] if "--methods" in c))
-    names = methods[methods.index("--methods") + 1].split(",")
-    key, grids = parse_tune([methods[i + 1] for i, w in enumerate(methods) if w == "--tune"], names)
-    assert names == demo.METHODS and "--likelihood-only" in methods and key == demo.TUNE_KEY
-    assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
     lr = 3.0e-3                                     # any chosen rate: the commands name it LR
     commands = [c.replace("=LR", f"={lr}") for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
     plan = demo.sweep_plan(demo.FULL, built, {"lora": lr})

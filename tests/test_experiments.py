@@ -221,7 +221,7 @@ def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_ru
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(serial), *common]) == 0
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(parallel), "--jobs", "2", *common]) == 0
     a, b = (json.loads((d / "experiment.json").read_text()) for d in (serial, parallel))
-    assert (a["jobs"], b["jobs"], a["evaluation"]) == (1, 2, "likelihood")
+    assert (a["jobs"], b["jobs"], a["evaluation"]) == (1, 2, {"lora": "likelihood", "ia3": "likelihood"})
     assert a["tuning"] == b["tuning"] and [r["name"] for r in a["runs"]] == [r["name"] for r in b["runs"]]
     assert len(a["runs"]) == 2 + 2 + 1                  # lora x 2 seeds, ia3: 2 grid points + seed 1
     for r in a["runs"]:
@@ -240,7 +240,8 @@ def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_ru
 
 
 @pytest.mark.parametrize("flags, words", [(["--jobs", "0"], "--jobs must be positive"),
-                                          (["--reuse-from", "nowhere"], "--reuse-from nowhere: not an experiment")])
+                                          (["--reuse-from", "nowhere"], "--reuse-from nowhere: not an experiment"),
+                                          (["--likelihood-only", "ia3"], "--likelihood-only ia3: not compared")])
 def test_bad_jobs_or_reuse_dir_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, flags, words):
     _, model_dir, corpus = saved_tiny_model
     out = tmp_path / "x"

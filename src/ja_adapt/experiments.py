@@ -19,9 +19,8 @@ Re-running the same command skips finished runs and evaluations and resumes a ki
 `jobs` > 1 the runs of a phase (tuning, then the rest) train and evaluate on that many worker
 processes at once, each with its share of the torch threads: on a small CPU model two 1-thread runs
 side by side finish ~1.3x sooner than one after the other at 2 threads, with the same numbers
-(thread count does not change the arithmetic here; a test checks it). Each run gets a fresh worker
-process, so its peak memory is its own; its time per step is measured beside another run
-(summary.json records the threads; experiment.json the jobs). The
+(thread count does not change the arithmetic here; a test checks it); its time per step is then
+measured beside another run (summary.json records the threads; experiment.json the jobs). The
 report over OUT is the report stage's (ja_adapt.report); `ja-adapt compare` / `sweep` (cli/experiments.py)
 run both.
 """
@@ -34,7 +33,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -155,26 +153,30 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
 
 def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
                 tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
-                likelihood_only: bool = False, reuse_from: list[Path] = (), jobs: int = 1) -> dict:
+                likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1) -> dict:
     """The comparison protocol (module docstring). tune_grids: method → values of `tune_key`; a
-    method without a grid trains every seed at the configured value. likelihood_only, reuse_from,
-    jobs: as run_all's (a likelihood-only comparison is what the methods table compares: bits/char,
-    per-script accuracy, forgetting). Returns the tuning record."""
+    method without a grid trains every seed at the configured value. likelihood_only: True, or the
+    methods whose runs get the likelihood metrics only (what the methods table compares: bits/char,
+    per-script accuracy, forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model
+    is evaluated on a worker beside the tuning runs. Returns the tuning record."""
+    light = set(methods) if likelihood_only is True else set(likelihood_only or ())
+    if unknown := light - set(methods):
+        raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
             f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
     extra = {"purpose": "quality", "tuning": {"spec": spec},
-             "evaluation": "likelihood" if likelihood_only else "full", "jobs": jobs}
+             "evaluation": {m: "likelihood" if m in light else "full" for m in methods}, "jobs": jobs}
     grid = {"method": list(methods)}
     warm_workers(jobs)
-    ev = _Evaluation(out, cfg, reuse_from)
-    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0], likelihood_only)
+    ev = _Evaluation(out, cfg, reuse_from, base_now=jobs <= 1)
+    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0], m in light)
                        for v in grids[m]] for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
     # trained first, evaluated once the choice is known; a grid point whose training stopped
     # (non-finite losses) is recorded, not fatal
-    trained = _each(ev, "train", all_tuning, jobs, "tuning runs")
+    trained = _each(ev, "train", all_tuning, jobs, "tuning runs", with_base=True)
     stopped = {r["name"]: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
     record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
     for m, rs in tuning_runs.items():
@@ -189,16 +191,16 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
         record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
         for r in rs:
             r["chosen"] = r is best
-            r["light"] = likelihood_only or r is not best
+            r["light"] = m in light or r is not best
     runs = []
     for m in methods:
         fixed = {"method": m, tune_key: record["chosen"][m]} if m in grids else {"method": m}
         runs += [r for r in tuning_runs.get(m, []) if r["name"] not in stopped]
-        runs += [dict(planned_run(cfg, fixed, s, likelihood_only), chosen=True)
+        runs += [dict(planned_run(cfg, fixed, s, m in light), chosen=True)
                  for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
-    _raise_first(_each(ev, "train_and_evaluate", runs, jobs, "compare runs"))
+    _raise_first(_each(ev, "train_and_evaluate", runs, jobs, "compare runs", with_base=True))
     headline = [r for r in runs if r["chosen"]]
     write_stats(out, runs, cfg, pairs=_compare_pairs(runs, tune_key))
     write_plan(out, cfg, headline)
@@ -266,21 +268,19 @@ _PRELOAD = [__name__, "lm_eval", "lm_eval.tasks", "lm_eval.models.huggingface"]
 
 def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
     """`jobs` worker processes of `threads` torch threads each, kept for the life of this process
-    (the demo's later experiments reuse the pool). forkserver: workers fork from a clean server that
+    (the demo's later experiments reuse them). forkserver: workers fork from a clean server that
     imported ja-adapt once, never from this process, whose OpenMP threads a fork would copy in an
-    unusable state. Each run gets a fresh worker (one task per child, Python >= 3.11), so its peak
-    memory is its own, not the high-water mark of the runs and evaluations before it in the same
-    process. Methods or model aliases registered at run time in this process are unknown there:
-    register them in an imported module."""
+    unusable state. (One fresh process per run, for peak memories free of earlier runs, measured
+    slower on 2 cores: each run re-warms its heap and lazy imports.) Methods or model aliases
+    registered at run time in this process are unknown there: register them in an imported module."""
     key = (jobs, threads)
     if key not in _POOLS:
         forkserver = "forkserver" in multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if forkserver else "spawn")
         if forkserver:
             ctx.set_forkserver_preload(_PRELOAD)       # modules that fail to import are skipped
-        fresh = {"max_tasks_per_child": 1} if forkserver and sys.version_info >= (3, 11) else {}
         _POOLS[key] = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
-                                          initargs=(threads,), **fresh)
+                                          initargs=(threads,))
     return _POOLS[key]
 
 
@@ -308,12 +308,17 @@ def _in_worker(ev: "_Evaluation", action: str, r: dict, env: dict):
     return getattr(ev, action)(r)
 
 
-def _each(ev: "_Evaluation", action: str, runs: list[dict], jobs: int, desc: str) -> list:
+def _each(ev: "_Evaluation", action: str, runs: list[dict], jobs: int, desc: str,
+          with_base: bool = False) -> list:
     """`ev.<action>(r)` for every run, in this process (jobs = 1, in order) or on `jobs` worker
     processes; the results in run order, a run's TrainingStopped in its place (the caller decides).
     Any other error is raised: at once here, or once the other runs are done on workers (their
-    work is kept either way)."""
+    work is kept either way). with_base: the base model's evaluation too, when still missing (on a
+    worker, beside the runs)."""
+    base = with_base and ev.needs_base()
     if jobs <= 1 or len(runs) <= 1:
+        if base:
+            ev.evaluate_base()
         results = []
         for r in runs:
             try:
@@ -322,22 +327,24 @@ def _each(ev: "_Evaluation", action: str, runs: list[dict], jobs: int, desc: str
                 results.append(e)
         return results
     threads = _threads(jobs)
-    # runs that still have to train first, so the short evaluations fill the gaps at the end
-    order = sorted(range(len(runs)), key=lambda i: ev.trained_already(runs[i]))
     try:
         pool = _pool(jobs, threads)
-        submitted = {i: pool.submit(_in_worker, ev, action, runs[i], dict(os.environ)) for i in order}
-        futures = [submitted[i] for i in range(len(runs))]
-        with tqdm(total=len(runs), desc=f"{desc} ({jobs} at once)", unit="run", dynamic_ncols=True) as bar:
-            for _ in as_completed(futures):
+        extra = [pool.submit(_in_worker, ev, "evaluate_base", None, dict(os.environ))] if base else []
+        futures = [pool.submit(_in_worker, ev, action, r, dict(os.environ)) for r in runs]
+        with tqdm(total=len(runs) + len(extra), desc=f"{desc} ({jobs} at once)", unit="run",
+                  dynamic_ncols=True) as bar:
+            for _ in as_completed(futures + extra):
                 bar.update(1)
     except BrokenProcessPool:
         _POOLS.pop((jobs, threads), None)
         raise UserError(f"{ev.out}: a worker process died (out of memory, or killed); the finished runs "
                         "are kept: re-run the same command to resume, with fewer --jobs if memory is short") from None
-    errors = [f.exception() for f in futures]
+    errors = [f.exception() for f in futures + extra]
     if first := next((e for e in errors if e is not None and not isinstance(e, TrainingStopped)), None):
         raise first
+    if base:
+        ev.evaluate_base()                          # read back what the worker wrote
+    errors = errors[:len(futures)]
     return [e if e is not None else f.result() for f, e in zip(futures, errors)]
 
 
@@ -352,8 +359,9 @@ class _Evaluation:
     """Training and evaluating runs of one experiment against its evaluation documents and base."""
 
     def __init__(self, out: Path, cfg: ExperimentConfig, reuse_from: list[Path] = (),
-                 evaluate: bool = True):
-        self.out, self.reuse_from = out, list(reuse_from)
+                 evaluate: bool = True, base_now: bool = True):
+        """base_now: evaluate the base model here and now; else evaluate_base() when needed."""
+        self.out, self.reuse_from, self.cfg, self.base = out, list(reuse_from), cfg, None
         out.mkdir(parents=True, exist_ok=True)
         if not evaluate:                                # a probe: training only
             return
@@ -361,7 +369,15 @@ class _Evaluation:
         docs, trained = evs.docs, evs.trained                 # (lang, domain) pairs of the train split
         self.docs, self.trained = docs, trained         # what was removed, for the report
         write_json(out / "decontamination.json", evs.decontamination or {"status": "off (data.decontaminate)"})
-        self.base = evaluate_base(out / "base" / "eval.json", cfg, docs, trained)
+        if base_now:
+            self.evaluate_base()
+
+    def needs_base(self) -> bool:
+        return hasattr(self, "docs") and self.base is None
+
+    def evaluate_base(self, _r=None) -> None:
+        """The base model's evaluation (cached: computed once, then read)."""
+        self.base = evaluate_base(self.out / "base" / "eval.json", self.cfg, self.docs, self.trained)
 
     def train(self, r: dict) -> dict:
         """Train run `r` unless finished; its summary."""

@@ -29,9 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="tune KEY per method on the first seed by validation loss, then train "
                             "the other seeds at each method's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
                             "lora:optim.lr=1e-3,3e-3 for one method; repeatable)")
-    parser.add_argument("--likelihood-only", action="store_true",
-                        help="evaluate each run's likelihood metrics only (bits/char, per-script "
-                        "accuracy, forgetting): no generation, supervised or downstream tasks")
+    if parser.prog.split()[-1] == "sweep":
+        parser.add_argument("--likelihood-only", action="store_true",
+                            help="evaluate each run's likelihood metrics only (bits/char, per-script "
+                            "accuracy, forgetting): no generation, supervised or downstream tasks")
+    else:
+        parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="METHODS",
+                            help="evaluate the runs of these methods (comma-separated; alone: every "
+                            "method) on likelihood metrics only (bits/char, per-script accuracy, "
+                            "forgetting: the methods table): no generation, supervised or downstream tasks")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="runs trained and evaluated at once, in N worker processes sharing the "
                         "torch threads (default 1: one after the other, in this process)")
@@ -55,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "compare":
             methods = parse_grid([f"method={args.methods}"])["method"]
             key, grids = parse_tune(args.tune, methods)
-            run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=args.likelihood_only,
+            light = args.likelihood_only if isinstance(args.likelihood_only, bool) else \
+                parse_grid([f"method={args.likelihood_only}"])["method"]
+            run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=light,
                         reuse_from=args.reuse_from, jobs=args.jobs)
         else:
             run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
