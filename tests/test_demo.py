@@ -72,6 +72,9 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capsys):
     ia3 = [r for r in manifest["runs"] if r["method"] == "ia3"]
     assert len(ia3) == 2 + 1 and all(r["light"] for r in ia3)
     assert not json.loads((out / "compare" / ia3[-1]["dir"] / "eval.json").read_text())["generation"].get("n")
+    # learning curves (checkpoint evaluations) for seed 0 only: demo.CURVE_SEEDS
+    curves = {r["seed"] for r in manifest["runs"] if list((out / "compare" / r["dir"]).glob("checkpoints/*/eval.json"))}
+    assert curves == {0}
     rows = saved["methods"]["rows"]
     assert set(rows) == {"lora", "full", "ia3"} and rows["ia3"]["seeds"] == [0, 1]
     assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
@@ -148,6 +151,7 @@ def test_demo_yaml_is_the_demo_config():
     key, grids = parse_tune(tunes, names)
     assert names == demo.METHODS and key == demo.TUNE_KEY
     assert compare[compare.index("--likelihood-only") + 1].split(",") == demo.LIKELIHOOD_ONLY
+    assert int(compare[compare.index("--curve-seeds") + 1]) == demo.CURVE_SEEDS
     assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
     assert int(compare[compare.index("--seeds") + 1]) == demo.FULL.seeds
     assert int(compare[compare.index("--jobs") + 1]) == demo.JOBS

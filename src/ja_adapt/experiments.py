@@ -153,12 +153,15 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
 
 def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
                 tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
-                likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1) -> dict:
+                likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1,
+                curve_seeds: int | None = None) -> dict:
     """The comparison protocol (module docstring). tune_grids: method → values of `tune_key`; a
     method without a grid trains every seed at the configured value. likelihood_only: True, or the
     methods whose runs get the likelihood metrics only (what the methods table compares: bits/char,
     per-script accuracy, forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model
-    is evaluated on a worker beside the tuning runs. Returns the tuning record."""
+    is evaluated on a worker beside the tuning runs. curve_seeds: the first this many seeds get their
+    checkpoints evaluated (held-out and forgetting learning curves; None: every seed). Returns the
+    tuning record."""
     light = set(methods) if likelihood_only is True else set(likelihood_only or ())
     if unknown := light - set(methods):
         raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
@@ -200,6 +203,8 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
                  for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
+    for r in runs:
+        r["curve"] = curve_seeds is None or r["seed"] in seeds[:curve_seeds]
     _raise_first(_each(ev, "train_and_evaluate", runs, jobs, "compare runs", with_base=True))
     headline = [r for r in runs if r["chosen"]]
     write_stats(out, runs, cfg, pairs=_compare_pairs(runs, tune_key))
@@ -417,7 +422,7 @@ class _Evaluation:
         docs, trained, base = self.docs, self.trained, self.base
         run_dir, run_cfg = self.out / r["dir"], r["config"]
         final_step = self.train(r)["steps"]
-        for ckpt in [] if r["light"] else checkpoint.complete(run_dir / "checkpoints"):
+        for ckpt in [] if r["light"] or not r.get("curve", True) else checkpoint.complete(run_dir / "checkpoints"):
             # the final step's point on the learning curve is the run's own (full) evaluation;
             # tuning points that were not chosen get no learning curve
             if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="evaluate each run's likelihood metrics only (bits/char, per-script "
                             "accuracy, forgetting): no generation, supervised or downstream tasks")
     else:
+        parser.add_argument("--curve-seeds", type=int, default=None, metavar="N",
+                            help="evaluate the checkpoints (learning curves) of the first N seeds only "
+                            "(default: every seed)")
         parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="METHODS",
                             help="evaluate the runs of these methods (comma-separated; alone: every "
                             "method) on likelihood metrics only (bits/char, per-script accuracy, "
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
+    if getattr(args, "curve_seeds", None) is not None and args.curve_seeds <= 0:
+        raise UserError(f"--curve-seeds must be positive, got {args.curve_seeds}")
     if args.jobs <= 0:
         raise UserError(f"--jobs must be positive, got {args.jobs}")
     for d in args.reuse_from:
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             light = args.likelihood_only if isinstance(args.likelihood_only, bool) else \
                 parse_grid([f"method={args.likelihood_only}"])["method"]
             run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=light,
-                        reuse_from=args.reuse_from, jobs=args.jobs)
+                        reuse_from=args.reuse_from, jobs=args.jobs, curve_seeds=args.curve_seeds)
         else:
             run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
                     purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only,

@@ -94,7 +94,7 @@ def headline_blocks(res: dict, plots: dict) -> list[tuple]:
     b.append(("table", ["metric", "LoRA", "full", "LoRA − full [95% CI]", "Holm p", "question", "verdict"], rows))
     if "learning_vs_forgetting" in plots:
         b.append(("img", plots["learning_vs_forgetting"],
-                  "Learning vs forgetting, per seed: Japanese gain against English / Chinese loss at each checkpoint"))
+                  "Learning vs forgetting, per seed whose checkpoints were evaluated: Japanese gain against English / Chinese loss at each checkpoint"))
     return b
 
 
