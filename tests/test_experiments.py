@@ -241,7 +241,8 @@ def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_ru
 
 @pytest.mark.parametrize("flags, words", [(["--jobs", "0"], "--jobs must be positive"),
                                           (["--reuse-from", "nowhere"], "--reuse-from nowhere: not an experiment"),
-                                          (["--likelihood-only", "ia3"], "--likelihood-only ia3: not compared")])
+                                          (["--likelihood-only", "ia3"], "--likelihood-only ia3: not compared"),
+                                          (["--curve-seeds", "0"], "--curve-seeds must be positive")])
 def test_bad_jobs_or_reuse_dir_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, flags, words):
     _, model_dir, corpus = saved_tiny_model
     out = tmp_path / "x"
