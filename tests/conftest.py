@@ -78,3 +78,99 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- peak resident memory of every process the suite runs ---------------------------------------
+# Each test starts with this process's peak RSS reset (Linux: writing 5 to /proc/self/clear_refs
+# resets VmHWM), so VmHWM after it is that test's own peak; children (subprocesses, process pools)
+# are read from getrusage(RUSAGE_CHILDREN), the largest peak of any child waited for so far (a
+# forked child counts the pages it shares with this process). After each test module, gc and
+# malloc_trim hand freed memory back to the OS, so one module's arena is not the next one's peak.
+# The summary names the largest, and what each module kept; above the limit the run fails.
+RSS_LIMIT_GIB = float(__import__("os").environ.get("JA_ADAPT_RSS_LIMIT_GIB", "6"))
+_rss: dict[str, tuple[int, int]] = {}      # test id -> (own peak, largest child peak so far), bytes
+_kept: dict[str, int] = {}                  # test module -> resident bytes it left behind (after trim)
+_release_s = [0.0]
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _release_memory() -> None:
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _peak_rss(request):
+    import resource
+    _reset_hwm()
+    yield
+    own = _status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    _rss[request.node.nodeid] = (own, children)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_between_modules(request):
+    """gc + malloc_trim once per test module (per test cost 4 minutes of the suite): what a module
+    leaves resident after it is what it keeps alive, reported as "left resident"."""
+    import time
+    start = time.perf_counter()
+    _release_memory()
+    before = _status_bytes("VmRSS") or 0
+    _release_s[0] += time.perf_counter() - start
+    yield
+    start = time.perf_counter()
+    _release_memory()
+    _release_s[0] += time.perf_counter() - start
+    _kept[request.node.nodeid] = (_status_bytes("VmRSS") or 0) - before
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _rss:
+        return
+    top = sorted(_rss.items(), key=lambda kv: -kv[1][0])[:3]
+    child_test, (_, child) = max(_rss.items(), key=lambda kv: kv[1][1])
+    first_child = next((t for t, (_, c) in _rss.items() if c == child), child_test)
+    terminalreporter.write_sep("=", "peak resident memory per process")
+    for test, (own, _) in top:
+        terminalreporter.write_line(f"pytest process {_gib(own)}  {test}")
+    terminalreporter.write_line(f"largest child process {_gib(child)}  (first reached in {first_child})")
+    for test, kept in sorted(_kept.items(), key=lambda kv: -kv[1])[:5]:
+        terminalreporter.write_line(f"left resident {_gib(kept)}  {test}")
+    terminalreporter.write_line(f"limit {RSS_LIMIT_GIB} GiB (JA_ADAPT_RSS_LIMIT_GIB); "
+                                f"gc + malloc_trim between tests: {_release_s[0]:.1f} s")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    worst = max((max(v) for v in _rss.values()), default=0)
+    if worst > RSS_LIMIT_GIB * 2**30 and exitstatus == 0:
+        session.exitstatus = 1
+        print(f"\nja-adapt tests: a process reached {_gib(worst)} of resident memory, above the "
+              f"{RSS_LIMIT_GIB} GiB limit (see 'peak resident memory per process')")

@@ -112,8 +112,9 @@ def test_intervals_are_document_bootstraps_of_the_corpus_figure(evals):
 def test_top1_diagnostics_for_every_language(tiny_tokenizer):
     """Top-1 accuracy and the most frequent argmax token against a plain transformers forward pass
     per document (one window each). Documents include the model's own greedy continuations, so some
-    argmax predictions are right."""
-    model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
+    argmax predictions are right (seed 1: a tiny model whose greedy continuations include hiragana,
+    so the script count below is not vacuous)."""
+    model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=1).eval()
     eos = tiny_tokenizer.eos_token_id
     docs = []
     for i, (lang, text) in enumerate([("ja", "今日は良い天気です"), ("ja", "この本はとても面白"), ("en", "The weath"),

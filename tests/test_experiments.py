@@ -180,7 +180,6 @@ def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, ca
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("bitsandbytes") is None, reason="qlora needs bitsandbytes")
 def test_compare_over_three_methods_tunes_one_and_reports_every_method(saved_tiny_model, tmp_path):
     """lora, full and qlora under one protocol: qlora's rate tuned on seed 0, every method paired
     with every other seed by seed, each against the base; the methods table has a row for each."""

@@ -15,8 +15,6 @@ from ja_adapt.arch import PRESETS
 from ja_adapt.config import load_config
 from ja_adapt.errors import UserError
 
-pytest.importorskip("bitsandbytes")
-
 CPU = torch.device("cpu")
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
         "optim.lr=3e-3", "train.eval_every=2", "train.eval_batches=2", "train.tensorboard=false",
@@ -168,3 +166,120 @@ def test_qlora_without_bitsandbytes_is_one_line_exit_2(saved_tiny_model, tmp_pat
 def test_qlora_under_fsdp_is_refused_naming_the_key():
     with pytest.raises(UserError, match="train.strategy"):
         load_config(None, ["method=qlora", "train.strategy=fsdp"])
+
+
+# ---- bitsandbytes' two CPU paths, the shape rule, and no reach for the hub -------------------------
+
+def _has_avx512bf16() -> bool:
+    from ja_adapt import bitsandbytes_gate
+    bitsandbytes_gate.load()
+    return bitsandbytes_gate.cpu_has_avx512bf16()
+
+
+def _odd_model(tmp_path, tokenizer=None):
+    """A saved Qwen2 whose MLP gate/up projections have 100 outputs (not a multiple of 32)."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=64, intermediate_size=100, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=512, tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "odd")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp_path / "odd")
+    return tmp_path / "odd"
+
+
+def _eval_logits(model_dir, kernel):
+    from ja_adapt.methods import build_model
+    cfg = load_config(None, ["precision=fp32", "method=qlora", f"qlora.cpu_kernel={kernel}",
+                             f"model.name_or_path={model_dir}"])
+    model = build_model(cfg, [0] * 512, CPU).eval()
+    with torch.no_grad():
+        logits = model(torch.arange(24).reshape(2, 12)).logits
+    return model, logits
+
+
+def _layers(model):
+    import bitsandbytes as bnb
+    return {name: m for name, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+
+
+PATHS = [pytest.param("unpacked", id="unpacked"),
+         pytest.param("packed", id="packed-avx512bf16", marks=pytest.mark.skipif(
+             not _has_avx512bf16(), reason="bitsandbytes' packed path needs a CPU with AVX512-BF16"))]
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_each_cpu_path_is_the_one_chosen_and_both_compute_the_same_network(saved_tiny_model, kernel):
+    """The tiny preset's layers are all multiples of 32, so `packed` packs every 4-bit weight at the
+    first eval forward and `unpacked` none; the two paths agree up to their bf16 rounding."""
+    _, model_dir, _ = saved_tiny_model
+    model, logits = _eval_logits(model_dir, kernel)
+    packed = {name: bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False))
+              for name, m in _layers(model).items()}
+    assert len(packed) == 4 * 7 and set(packed.values()) == {kernel == "packed"}
+    if kernel == "packed":
+        _, reference = _eval_logits(model_dir, "unpacked")
+        assert torch.allclose(logits, reference, atol=0.05) and not torch.equal(logits, reference)
+
+
+def test_auto_keeps_a_layer_off_the_packed_path_when_its_width_breaks_the_rule(tmp_path, capsys):
+    """On a CPU with AVX512-BF16 the MLP's layers (100 outputs, or 100 inputs: not a multiple of
+    the 64-weight block) run unpacked (a working fallback, one notice), the attention packed; without that CPU every layer runs unpacked. Either way: no crash."""
+    model, logits = _eval_logits(_odd_model(tmp_path), "auto")
+    state = {name.removesuffix(".base_layer").split(".")[-1]: getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+             for name, m in _layers(model).items()}
+    has = _has_avx512bf16()
+    assert state["gate_proj"] is False and state["up_proj"] is False        # 100 outputs
+    assert state["down_proj"] is False                                       # 100 inputs
+    assert state["q_proj"] is has and state["o_proj"] is has
+    assert torch.isfinite(logits).all()
+    err = capsys.readouterr().err
+    assert ("unpacked CPU kernel" in err and "gate_proj" in err) is has
+
+
+def test_packed_on_a_layer_that_breaks_the_rule_is_one_line_exit_2(tmp_path, capsys, tiny_tokenizer):
+    odd, corpus = _odd_model(tmp_path, tiny_tokenizer), tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"text": "今日は良い天気ですね。" * 20}) + "\n")
+    capsys.readouterr()
+    code, err = _cli(["train", "--model", str(odd), "--data", str(corpus), "--out", str(tmp_path / "r"),
+                      "--method", "qlora", "qlora.cpu_kernel=packed", *FAST, "train.max_steps=2"], capsys)
+    err = "\n".join(line for line in err.splitlines() if "Loading weights" not in line)  # transformers' bar
+    assert code == 2 and len(err.splitlines()) == 1 and "qlora.cpu_kernel" in err
+    assert ("mlp.gate_proj" in err and "multiple of 32" in err) if _has_avx512bf16() else "AVX512-BF16" in err
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_a_bad_cpu_kernel_value_names_the_key():
+    with pytest.raises(UserError, match="qlora.cpu_kernel.*use auto, packed, unpacked"):
+        load_config(None, ["qlora.cpu_kernel=fast"])
+
+
+_PROBE = """
+import sys
+from ja_adapt import cli
+code = cli.main(sys.argv[1:])
+print("BNB", sys.modules.get("bitsandbytes") is not None, "KERNELS_IMPORTED_BY_BNB", code)
+"""
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_only_qlora_imports_bitsandbytes_and_neither_reaches_for_a_hub_kernel(saved_tiny_model, tmp_path,
+                                                                              method):
+    """In a fresh process: a lora run never imports bitsandbytes; a qlora run does, without the
+    hub-kernel warning, saying in one line (on an AVX512-BF16 CPU) which package has the faster one."""
+    import os
+    import subprocess
+    import sys
+    _, model_dir, corpus = saved_tiny_model
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", _PROBE, "train", "--model", str(model_dir), "--data",
+                           str(corpus), "--out", str(tmp_path / "r"), "--method", method, *FAST,
+                           "train.max_steps=2", "train.eval_every=0"],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"BNB {method == 'qlora'}" in done.stdout
+    assert "kernels-community" not in done.stderr.replace("the hub kernel kernels-community", "")
+    assert "Failed to load" not in done.stderr
+    notes = [line for line in done.stderr.splitlines() if "fused 4-bit GEMM" in line]
+    assert len(notes) == (1 if method == "qlora" and _has_avx512bf16() else 0)
+    assert not notes or "`kernels`" in notes[0]

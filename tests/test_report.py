@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import importlib.metadata
 import json
 import math
 import re
@@ -17,6 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
+from ja_adapt import provenance
+from ja_adapt.provenance import LOCK
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.forgetting import forgetting
@@ -124,8 +128,9 @@ def make_run(out: Path, name: str, method: str, seed: int, overrides: dict, *, s
                "optimizer_state_bytes": 8 * trainable, "model_state_bytes": 400_000 + 4 * trainable,
                "artifact_dir": "adapter" if method == "lora" else "model",
                "artifact_bytes": 4 * trainable + 1000, "nonfinite_skipped": 0, "config_hash": f"h-{name}",
-               "data_hash": "d0", "device": {"device_type": "cuda", "device_name": "Test GPU", "device_memory_bytes": 16 * 2 ** 30},
-               "versions": {"torch": "2.13.0"}}
+               "data_hash": "d0", "device": {"device_type": "cuda", "device_name": "Test GPU",
+                                             "device_memory_bytes": 16 * 2 ** 30, **provenance.cpu_record()},
+               "versions": provenance.package_versions(), "lock": provenance.lock_record()}
     (d / "summary.json").write_text(json.dumps(summary))
     if evals:
         (d / "eval.json").write_text(json.dumps(make_eval(level, seed, base_eval, forget=0.1 if method == "full" else 0.02)))
@@ -299,6 +304,13 @@ def test_report_numbers_come_from_results_json(results, tmp_path):
         assert f" {sec}" in md
     assert "Not run" in md                                                  # no sweeps in a compare
     assert results["rank_sensitivity"] == {"status": "not run"}
+    # the appendix says what produced the numbers: versions, the lock, the CPU's kernel flags
+    appendix = md[md.index("Appendix: definitions and environment"):]
+    for text in (f"bitsandbytes={importlib.metadata.version('bitsandbytes')}",
+                 f"mecab-python3={importlib.metadata.version('mecab-python3')}", "lock file",
+                 hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16], "environment matches",
+                 f"cpu_kernel_flags={provenance.cpu_record()['cpu_kernel_flags']}"):
+        assert text in appendix, text
 
 
 def test_sweeps_merge_into_one_report(results, compare_dir, tmp_path):

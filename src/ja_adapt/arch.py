@@ -36,7 +36,7 @@ from ja_adapt.method_spec import method_spec
 _QWEN25 = dict(model_type="qwen2", hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=32768,
                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})
 PRESETS: dict[str, dict] = {
-    "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+    "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, vocab_size=8192,
                  tie_word_embeddings=True, max_position_embeddings=4096),
     # the embedded demo's base model (about 1M parameters): measured to learn its languages in

@@ -27,6 +27,7 @@ import yaml
 from ja_adapt.errors import UserError, closest
 from ja_adapt.method_spec import method_spec, options, resolve_targets
 
+QLORA_CPU_KERNELS = ("auto", "packed", "unpacked")   # bitsandbytes_gate.fit_cpu_kernels
 PRECISIONS = ("fp32", "bf16", "fp16")   # fp32, or autocast to bf16 / fp16 with fp32 master weights
 BASE_DTYPES = ("fp32", "bf16")          # storage of a frozen base's weights (model.dtype)
 
@@ -262,6 +263,9 @@ class QLoraConfig:
     # 4-bit NF4 in blocks of 64 weights, each block with its absmax scale.
     double_quant: bool = True           # store the absmax scales 8-bit (QLoRA's double quantisation:
                                         # ~0.127 instead of 0.5 bits per weight); false: fp32 scales
+    cpu_kernel: str = "auto"            # on CPU: auto (bitsandbytes' packed AVX512-BF16 kernel where
+                                        # the CPU has it and out_features % 32 == 0), packed, unpacked
+                                        # (the two paths round differently: pin one to compare CPUs)
 
 
 @dataclass
@@ -483,6 +487,9 @@ def validate_method_keys(cfg: ExperimentConfig) -> None:
     if cfg.ia3.feedforward and not set(resolve_targets(cfg.ia3.feedforward, "ia3.feedforward")) <= ia3:
         raise bad("ia3.feedforward", f"'{cfg.ia3.feedforward}' must name only modules of ia3.targets "
                   f"('{cfg.ia3.targets}')")
+    if cfg.qlora.cpu_kernel not in QLORA_CPU_KERNELS:
+        raise bad("qlora.cpu_kernel", f"is '{cfg.qlora.cpu_kernel}'{closest(cfg.qlora.cpu_kernel, QLORA_CPU_KERNELS)}; "
+                  f"use {', '.join(QLORA_CPU_KERNELS)}")
     if cfg.prefix.virtual_tokens < 1:
         raise bad("prefix.virtual_tokens", f"must be >= 1, got {cfg.prefix.virtual_tokens}")
 

@@ -20,7 +20,7 @@ from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 from peft import get_peft_model
 from peft.utils.error import NoMatchingPeftModuleError
 
-from ja_adapt import precision
+from ja_adapt import bitsandbytes_gate, precision
 from ja_adapt.method_spec import SPECS, method_spec, options, resolve_targets
 from ja_adapt.errors import UserError, notice
 from ja_adapt.models import load_model
@@ -324,10 +324,10 @@ def quantization_config(cfg: "ExperimentConfig", device: torch.device | str):
     """
     if not method_spec(cfg.method).quantized_base:
         return None
-    import importlib.util  # bitsandbytes is needed only by a quantized method
-    if importlib.util.find_spec("bitsandbytes") is None:
+    if not bitsandbytes_gate.available():
         raise UserError(f"config: key 'method' is '{cfg.method}', which needs bitsandbytes (its 4-bit "
                         "NF4 base); run `pip install bitsandbytes`, or use method=lora")
+    bitsandbytes_gate.load()
     from transformers import BitsAndBytesConfig
     cuda = torch.device(device).type == "cuda"
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if cuda else None
@@ -350,4 +350,11 @@ def load_frozen_base(cfg: "ExperimentConfig", vocab_size: int, device: torch.dev
         # the name the adapter records as its base (adapter_config.json), not load_model's folder
         model.name_or_path = model.config._name_or_path = cfg.model.name_or_path
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if torch.device(device).type == "cpu":
+            packed = {"auto": None, "packed": True, "unpacked": False}[cfg.qlora.cpu_kernel]
+            kept_off = bitsandbytes_gate.fit_cpu_kernels(model, packed)
+            if kept_off:
+                notice(f"{len(kept_off)} 4-bit layers ({kept_off[0]}, ...) run bitsandbytes' unpacked "
+                       f"CPU kernel: the packed one needs out_features % {bitsandbytes_gate.PACKED_BLOCK} == 0 "
+                       "and in_features a multiple of the quantization block")
     return model

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
-import peft
 import torch
-import transformers
 
-from ja_adapt import distributed, telemetry
+from ja_adapt import distributed, provenance, telemetry
 from ja_adapt.config import config_hash
 from ja_adapt.errors import UserError, notice
 
@@ -126,12 +123,9 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
         "trained_domains": s.data.trained_domains,
         "n_docs": {k: len(v) for k, v in s.data.splits.items()},
         "device": telemetry.device_info(s.device),
-        "versions": versions(),
+        "versions": provenance.package_versions(), "lock": provenance.lock_record(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def versions() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}

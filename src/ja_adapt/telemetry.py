@@ -22,6 +22,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ja_adapt import provenance
 from ja_adapt.arch import (  # noqa: F401  (re-exported: the one definition)
     PEAK_BF16_FLOPS,
     architecture,
@@ -78,6 +79,7 @@ def device_info(device="cpu") -> dict:
         "cuda_version": torch.version.cuda,
         "python_version": sys.version.split()[0],
         "bf16_supported": bf16_supported(dev),
+        **provenance.cpu_record(),                      # the host CPU's kernel-choosing flags
     }
     if dev.type == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(dev)

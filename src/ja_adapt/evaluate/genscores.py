@@ -9,12 +9,26 @@ that fills its continuation with spaces or one repeated phrase shows it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
 from ja_adapt.evaluate.bootstrap import CONFIDENCE, percentile_interval, replicates
 
 BLEU_TOKENIZER = "ja-mecab"
+
+
+@functools.cache
+def metric(name: str):
+    """One sacrebleu metric object per kind for the process: "bleu" (corpus, ja-mecab), "sentence_bleu"
+    (effective order) or "chrf". Why shared: sacrebleu's tokenizers cache calls in a class-level
+    lru_cache keyed by the instance, which keeps every instance and its MeCab dictionary (~2 MB)
+    alive; a metric built per call grew a long-lived process without bound. The objects hold
+    configuration only, so sharing them gives the same scores."""
+    if name == "chrf":
+        return CHRF()
+    return BLEU(tokenize=BLEU_TOKENIZER, effective_order=name == "sentence_bleu")
 REPEAT_N = 4                  # repeated character n-gram rate: n = 4
 _MATMUL_ROWS = 128            # bootstrap rows per [rows, prompts] @ [prompts, ngrams] product
 
@@ -63,11 +77,11 @@ def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
     degeneration metrics of the hypotheses (with the references' own values as a yardstick)."""
     if not hypotheses:
         return {"n": 0, "skipped": "no prompts (no Japanese document long enough)"}
-    bleu = BLEU(tokenize=BLEU_TOKENIZER)
+    bleu = metric("bleu")
     corpus = bleu.corpus_score(hypotheses, [references])
-    sent_metric = BLEU(tokenize=BLEU_TOKENIZER, effective_order=True)
+    sent_metric = metric("sentence_bleu")
     sent = np.array([sent_metric.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)])
-    chrf = CHRF()
+    chrf = metric("chrf")
     chrf_score = chrf.corpus_score(hypotheses, [references])
     return {
         "n": len(hypotheses),
@@ -109,10 +123,10 @@ def prompt_replicates(hypotheses: list[str], references: list[str], *, resamples
     does); a resample draws a prompt as often as it was picked, so distinct-n counts a duplicated
     hypothesis's n-grams twice in the total but once in the unique set."""
     refs = [references]
-    bleu, chrf = BLEU(tokenize=BLEU_TOKENIZER), CHRF()
+    bleu, chrf = metric("bleu"), metric("chrf")
     bleu_stats = np.array(bleu._extract_corpus_statistics(hypotheses, refs), dtype=np.float64)
     chrf_stats = np.array(chrf._extract_corpus_statistics(hypotheses, refs), dtype=np.float64)
-    sent_metric = BLEU(tokenize=BLEU_TOKENIZER, effective_order=True)
+    sent_metric = metric("sentence_bleu")
     sent = np.array([sent_metric.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)])
     rep = np.array([repeated_ngrams(h) for h in hypotheses], dtype=np.float64)
     lens = np.array([[len(h), len(r)] for h, r in zip(hypotheses, references)], dtype=np.float64)

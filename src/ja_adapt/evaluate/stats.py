@@ -13,12 +13,11 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
-from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 from scipy import stats as sps
 
 from ja_adapt.evaluate.bootstrap import CONFIDENCE, percentile_interval, ratio_replicates
-from ja_adapt.evaluate.genscores import BLEU_TOKENIZER, degeneration, length_ratio, prompt_replicates
+from ja_adapt.evaluate.genscores import degeneration, length_ratio, metric, prompt_replicates
 from ja_adapt.evaluate.likelihood import bits_per
 
 ALPHA = 0.05
@@ -260,7 +259,7 @@ def bleu_chrf_paired_bootstrap(hyps_a: list[str], hyps_b: list[str], references:
     out = {"n": n, "level": "document", "unit": "prompt", "resamples": resamples, "p_floor": floor}
     ra = prompt_replicates(hyps_a, references, resamples=resamples, seed=seed)
     rb = prompt_replicates(hyps_b, references, resamples=resamples, seed=seed)
-    metrics = {"BLEU": BLEU(tokenize=BLEU_TOKENIZER), "chrF": CHRF()}
+    metrics = {"BLEU": metric("bleu"), "chrF": metric("chrf")}    # shared: genscores.metric says why
     with _sacrebleu_seed(seed) as used_seed:
         test = PairedTest([("a", hyps_a), ("b", hyps_b)], metrics, [references], test_type="bs",
                           n_samples=resamples)

@@ -271,12 +271,14 @@ def recommendations(res: dict, lora, full) -> dict:
 
 def environment(exps: list[Experiment]) -> dict:
     runs = [r for e in exps for r in e.runs]
-    devices, versions = [], []
+    devices, versions, locks = [], [], []
     for r in runs:
-        for src, dst in ((r.summary.get("device"), devices), (r.summary.get("versions"), versions)):
+        for src, dst in ((r.summary.get("device"), devices), (r.summary.get("versions"), versions),
+                         (r.summary.get("lock"), locks)):
             if src and src not in dst:
                 dst.append(src)
-    return {"hardware": devices, "versions": versions, "report_python": platform.python_version(),
+    return {"hardware": devices, "versions": versions, "locks": locks,
+            "report_python": platform.python_version(),
             "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
             "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
             "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},

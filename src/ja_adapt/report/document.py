@@ -356,6 +356,9 @@ def closing(res: dict) -> list[tuple]:
     b.append(("table", ["item", "value"],
               [["hardware", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["hardware"])],
                ["versions", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["versions"])],
+               ["lock file", "; ".join(f"sha256 {(d.get('sha256') or 'none')[:16]}…, environment "
+                                       f"{d.get('environment')}" for d in env.get("locks", []))
+                or "not recorded"],
                ["data hashes", ", ".join(env["data_hashes"])],
                ["sources", ", ".join(res["sources"])]]))
     b += data_sources(env.get("data_sources"))
