@@ -29,11 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
-# Resolve pyproject.toml's ranges (with the dev extra) under the CPU torch pin into the lock, with
-# hashes. Keeps every existing pin it can; ARGS="--upgrade" re-resolves everything.
+# Resolve pyproject.toml's ranges (with the dev and bench extras: the suite runs TRL beside
+# ja-adapt) under the CPU torch pin into the lock, with hashes. Keeps every existing pin it can; ARGS="--upgrade" re-resolves everything.
 lock:
 	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/python -m pip install -q $(PIP_TOOLS))
-	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --extra dev --generate-hashes \
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --extra dev --extra bench --generate-hashes \
 	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
 	  -c requirements/torch-cpu.txt -o $(LOCK) $(ARGS) pyproject.toml
 

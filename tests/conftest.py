@@ -94,14 +94,8 @@ _release_s = [0.0]
 
 
 def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from ja_adapt.telemetry import proc_status_bytes
+    return proc_status_bytes(field)
 
 
 def _reset_hwm() -> None:
@@ -113,13 +107,8 @@ def _reset_hwm() -> None:
 
 
 def _release_memory() -> None:
-    import ctypes
-    import gc
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    from ja_adapt.telemetry import release_freed_heap    # gc + malloc_trim, the one definition
+    release_freed_heap()
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
 """requirements/lock.txt, the environment `make` installs, agrees with pyproject.toml's ranges (the
-dev extra included) and with the CPU torch pin, and is what this environment holds."""
+dev and bench extras included) and with the CPU torch pin, and is what this environment holds."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def parse_lock(text: str) -> dict[str, tuple[Version, set[str]]]:
 
 def direct_requirements(pyproject: str) -> list[Requirement]:
     project = tomllib.loads(pyproject)["project"]
-    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    reqs = [Requirement(r) for r in project["dependencies"] + extras["dev"] + extras["bench"]]
     return [r for r in reqs if r.marker is None or r.marker.evaluate()]
 
 

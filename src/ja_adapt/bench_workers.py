@@ -30,21 +30,9 @@ from ja_adapt.step import build_optimizer, defers_sync, train_step
 ENGINES = ("ja-adapt", "ja-adapt+compile")
 
 
-
-def _status_bytes(key: str) -> int | None:
-    """A memory line of /proc/self/status (VmHWM: peak RSS, VmRSS: current), in bytes; None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _peak_rss_bytes() -> int:
     """This process's peak RSS: VmHWM (per process image, so not inherited from the parent)."""
-    return _status_bytes("VmHWM") or telemetry.ru_maxrss_bytes()
+    return telemetry.proc_status_bytes("VmHWM") or telemetry.ru_maxrss_bytes()
 
 
 class _Vocab:
@@ -89,7 +77,7 @@ def _engine_worker(spec: dict) -> dict:
     store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
     data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
     gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
-    baseline_rss = _status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
+    baseline_rss = telemetry.proc_status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
     optimizer, scheduler = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")

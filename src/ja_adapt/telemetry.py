@@ -96,6 +96,18 @@ def ru_maxrss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def proc_status_bytes(key: str) -> int | None:
+    """A memory line of /proc/self/status (VmHWM: peak RSS, VmRSS: current), in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def release_freed_heap() -> None:
     """Collect garbage and hand glibc's freed heap back to the OS (malloc_trim), so that a process
     RSS measured next counts what is live, not what earlier work in the same process freed. The

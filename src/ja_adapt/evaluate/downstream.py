@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -237,6 +238,14 @@ def _check_targets(name: str, task_cfg: dict, samples: list[dict]) -> None:
                             "(docs/metrics.md#downstream shows the conversion)")
 
 
+class _LoadedModelNotices(logging.Filter):
+    """lm-eval warns, each time it is given a loaded model rather than a name, that other model
+    arguments may be ignored; ja-adapt always passes one, in one process, so the lines say nothing."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("`pretrained` model kwarg is not of type",
+                                                    "Passed an already-initialized model"))
+
+
 def run_downstream(model, tokenizer, cfg: DownstreamConfig, task_configs: dict[str, dict]) -> dict:
     """Run the resolved tasks (resolve_tasks) through lm-eval on the loaded model: the eval.json
     `downstream` section (lm-eval's metrics as it reports them, and the per-item outcomes)."""
@@ -244,6 +253,9 @@ def run_downstream(model, tokenizer, cfg: DownstreamConfig, task_configs: dict[s
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    hf_logger = logging.getLogger("lm_eval.models.huggingface")
+    if not any(isinstance(f, _LoadedModelNotices) for f in hf_logger.filters):
+        hf_logger.addFilter(_LoadedModelNotices())
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size)
     res = lm_eval.simple_evaluate(
         lm, tasks=list(task_configs.values()), num_fewshot=cfg.num_fewshot, limit=cfg.limit,
