@@ -60,6 +60,11 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     assert held_out and not held_out & units
     assert "Supervised task" in (out / "report.md").read_text("utf-8")
     assert saved["base_model"]["status"] == "ok" and set(saved["base_model"]["by_lang"]) == {"en", "ja", "zh"}
+    # the base tokenizer's fertility on the same held-out sets, in results.json and the report
+    fert = saved["base_model"]["fertility"]
+    assert set(fert["by_lang"]) == {"en", "ja", "zh"} and fert["scripts"]["kanji"]["chars"] > 0
+    assert all(v["tokens"] == saved["base_model"]["by_lang"][lang]["tokens"] for lang, v in fert["by_lang"].items())
+    assert "Tokenizer fertility" in (out / "report.md").read_text("utf-8") and (out / "plots/fertility.png").is_file()
     assert saved["evaluation_sets"]["decontamination"]["rule"]["ngram"] == 8
     assert [Path(e["out"]).name for e in saved["experiments"]] == ["compare", "sweep-rank"]
     # the rank sweep's r=16 point is the comparison's seed-0 run, copied, not trained again

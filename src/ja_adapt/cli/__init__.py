@@ -1,7 +1,7 @@
 """`ja-adapt` command line: argument parsing only; each subcommand calls one function elsewhere.
 
 Each subcommand lives in a module with `add_arguments(parser)` and `run(args) -> int`: cli/train.py
-(train, merge), cli/evaluate.py, cli/experiments.py (compare, sweep), cli/report.py, cli/plan.py,
+(train, merge), cli/evaluate.py, cli/fertility.py, cli/experiments.py (compare, sweep), cli/report.py, cli/plan.py,
 and the apps demo.py and bench.py. User errors (ja_adapt.errors.UserError) are caught here, once:
 one line on stderr, exit code 2.
 """
@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "train": ("ja_adapt.cli.train", "train LoRA or full fine-tuning into a run directory"),
     "merge": ("ja_adapt.cli.train", "merge a run's adapter (LoRA, DoRA, AdaLoRA, IA3, ...) into its base model (a full HF model dir)"),
     "eval": ("ja_adapt.cli.evaluate", "evaluate a run or a model: bits/char, scripts, BLEU/chrF, forgetting"),
+    "fertility": ("ja_adapt.cli.fertility", "characters and bytes per token of a tokenizer, per language and script"),
     "compare": ("ja_adapt.cli.experiments", "base eval + LoRA + full on the same data and budget, with report"),
     "sweep": ("ja_adapt.cli.experiments", "a grid of runs (rank, precision, lr, method), with report"),
     "report": ("ja_adapt.cli.report", "(re)build report.md / report.html / results.json from results"),

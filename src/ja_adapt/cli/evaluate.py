@@ -15,6 +15,7 @@ from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.downstream import check_local_data
+from ja_adapt.evaluate.fertility import fertility_table
 from ja_adapt.evaluate.run import PPL_NOTE, evaluate_model, write_eval
 from ja_adapt.models import is_preset, load_model, load_tokenizer, resolve_device
 
@@ -32,6 +33,8 @@ def summary_table(results: dict) -> str:
         lines.append(f"{name:<24}{v['documents']:>6}{v['tokens']:>9}{v['chars']:>9}{_f(v['token_ppl'], '.2f'):>10}"
                      f"{_f(v['bits_per_char']):>11}{_f(v['bits_per_byte']):>11}")
     lines.append(f"({PPL_NOTE})")
+    if results.get("fertility", {}).get("by_lang"):
+        lines.append("\n" + fertility_table(results["fertility"]))
     overall = results.get("scripts", {}).get("overall", {})
     if overall:
         lines.append(f"\n{'script':<12}{'chars':>8}{'bits/char':>11}{'char acc':>10}")

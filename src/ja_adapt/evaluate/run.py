@@ -26,6 +26,7 @@ from ja_adapt.evaluate import scripts as sc
 from ja_adapt.evaluate.bootstrap import ratio_interval
 from ja_adapt.evaluate.compare import DOCS
 from ja_adapt.evaluate.downstream import resolve_tasks, run_downstream
+from ja_adapt.evaluate.fertility import fertility
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax
@@ -164,6 +165,10 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
         "supervised": evaluate_supervised(model, tokenizer, sft_docs, cfg),
     }
     results["forgetting"] = forgetting(results, base_results, tuple(cfg.forgetting_langs))
+    plain = [d for g in groups.values() for d in g]
+    results["fertility"] = ({"definition": f"{DOCS}#fertility", **fertility(tokenizer, plain)}
+                            if getattr(tokenizer, "is_fast", False) and plain else
+                            {"definition": f"{DOCS}#fertility", "skipped": "needs a fast tokenizer and plain text"})
     if tasks:
         results["downstream"] = run_downstream(model, tokenizer, cfg.downstream, tasks)
     return results

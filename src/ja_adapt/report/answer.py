@@ -105,7 +105,11 @@ def base_model(base_eval: dict | None) -> dict:
         return {"status": "not run", "reason": "no base-model evaluation (OUT/base/eval.json)"}
     keys = ("documents", "chars", "tokens", "bits_per_char", "bits_per_char_ci", "top1_accuracy",
             "top1_accuracy_ci", "argmax_top_token", "argmax_top_share", "argmax_positions")
+    fert = (base_eval or {}).get("fertility") or {}
+    fertility = ({"by_lang": fert["by_lang"], "scripts": fert["scripts"], "definition": fert.get("definition")}
+                 if fert.get("by_lang") else {"status": "not run", "reason": fert.get("skipped", "not in eval.json")})
     return {"status": "ok", "by_lang": {lang: {k: v.get(k) for k in keys} for lang, v in by_lang.items()},
+            "fertility": fertility,
             "definition": "teacher-forced: top-1 = argmax next token equals the gold token; top argmax "
                           "share = the most frequent argmax token's share of all scored positions"}
 

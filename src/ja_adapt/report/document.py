@@ -369,7 +369,7 @@ def build_document(res: dict, plots: dict) -> list[tuple]:
     lora, full = _primary(res)
     title = "Results Analysis: LoRA vs full fine-tuning for Japanese" if lora and full else "Results Analysis"
     return [("h", 1, title), ("toc",), ("h", 2, "Executive summary"), ("p", executive_summary(res)),
-            *lead.headline_blocks(res, plots), *lead.base_model_blocks(res), *lead.evaluation_sets_blocks(res),
+            *lead.headline_blocks(res, plots), *lead.base_model_blocks(res, plots), *lead.evaluation_sets_blocks(res),
             *lead.lr_tuning_blocks(res, plots),
             *primary_results(res, plots), *detailed_analysis(res, plots), *comparative_analysis(res, plots),
             *downstream_blocks(res), *methods_blocks(res, plots), *closing(res)]

@@ -98,7 +98,7 @@ def headline_blocks(res: dict, plots: dict) -> list[tuple]:
     return b
 
 
-def base_model_blocks(res: dict) -> list[tuple]:
+def base_model_blocks(res: dict, plots: dict | None = None) -> list[tuple]:
     bm = res.get("base_model") or {}
     b = [("h", 2, "The base model")]
     if bm.get("status") != "ok":
@@ -112,6 +112,26 @@ def base_model_blocks(res: dict) -> list[tuple]:
                 f"{fmt.share(v.get('top1_accuracy'))} {_interval(v.get('top1_accuracy_ci'))}",
                 repr(v.get("argmax_top_token")), fmt.share(v.get("argmax_top_share"))]
                for lang, v in bm["by_lang"].items()]))
+    return b + _fertility_blocks(bm.get("fertility") or {}, plots or {})
+
+
+def _fertility_blocks(fert: dict, plots: dict) -> list[tuple]:
+    """How the base tokenizer cuts each held-out set (every method here shares it)."""
+    if not fert.get("by_lang"):
+        return [("p", f"Tokenizer fertility: {fert.get('reason', NOT_RUN)}.")]
+    b = [("p", "Tokenizer fertility of the base tokenizer on the same held-out text (docs/metrics.md#fertility): "
+               "characters and UTF-8 bytes per token, and the share of tokens that are only part of a "
+               "character (byte pieces). Bits per character, the quality headline, does not depend on "
+               "the tokenizer; fertility is what a tokenizer costs in sequence length.")]
+    b.append(("table", ["language", "tokens", "chars/token", "bytes/token", "partial-character tokens", "unknown"],
+              [[lang, fmt.integer(v.get("tokens")), fmt.num(v.get("chars_per_token")), fmt.num(v.get("bytes_per_token")),
+                fmt.share(v.get("partial_char_share")), fmt.share(v.get("unk_share"))]
+               for lang, v in fert["by_lang"].items()]))
+    b.append(("table", ["Japanese script", "characters", "tokens", "chars/token"],
+              [[s, fmt.integer(v.get("chars")), fmt.num(v.get("tokens")), fmt.num(v.get("chars_per_token"))]
+               for s, v in fert["scripts"].items()]))
+    if "fertility" in plots:
+        b.append(("img", plots["fertility"], "Characters per token of the base tokenizer, per language and per Japanese script"))
     return b
 
 

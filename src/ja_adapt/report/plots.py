@@ -262,7 +262,22 @@ def methods_pareto(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves": loss_curves, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
+def fertility(res: dict, path: Path) -> Path | None:
+    fert = (res.get("base_model") or {}).get("fertility") or {}
+    if not fert.get("by_lang"):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    langs, scripts = list(fert["by_lang"]), list(fert["scripts"])
+    _bars(axes[0], langs, {"base tokenizer": [fert["by_lang"][g]["chars_per_token"] for g in langs]},
+          "characters per token")
+    _bars(axes[1], scripts, {"base tokenizer": [fert["scripts"][s]["chars_per_token"] for s in scripts]},
+          "characters per token")
+    axes[0].set_title("per language (held-out text)")
+    axes[1].set_title("per Japanese script")
+    return _save(fig, path)
+
+
+PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
          "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
          "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
          "memory_time": memory_time, "predicted_memory": predicted_memory,
