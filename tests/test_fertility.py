@@ -87,3 +87,13 @@ def test_the_command_reads_a_tokenizer_alone_and_refuses_to_overwrite(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--force" in err and out.read_text() == "keep"
     assert cli.main(["fertility", "--tokenizer", str(tmp_path / "none"), "--data", str(corpus)]) == 2
+
+
+def test_a_slow_tokenizer_is_refused_in_one_line():
+    from types import SimpleNamespace
+
+    from ja_adapt.errors import UserError
+    slow = SimpleNamespace(is_fast=False, name_or_path="slow-tok", unk_token_id=None)
+    with pytest.raises(UserError, match="slow-tok.*fast tokenizer") as e:
+        fertility(slow, [Document("今日は", "ja", "x")])
+    assert len(str(e.value).splitlines()) == 1

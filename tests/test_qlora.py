@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from ja_adapt import cli, plan
+from ja_adapt import bitsandbytes_gate, cli, plan, provenance
 from ja_adapt.arch import PRESETS
 from ja_adapt.config import load_config
 from ja_adapt.errors import UserError
@@ -203,9 +203,12 @@ def _layers(model):
     return {name: m for name, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
 
 
+# the CPU's flags, read without loading bitsandbytes at collection (test_provenance checks that
+# they agree with bitsandbytes' own cpuid)
 PATHS = [pytest.param("unpacked", id="unpacked"),
          pytest.param("packed", id="packed-avx512bf16", marks=pytest.mark.skipif(
-             not _has_avx512bf16(), reason="bitsandbytes' packed path needs a CPU with AVX512-BF16"))]
+             "avx512_bf16" not in provenance.cpu_record()["cpu_kernel_flags"].split(),
+             reason="bitsandbytes' packed path needs a CPU with AVX512-BF16"))]
 
 
 @pytest.mark.parametrize("kernel", PATHS)
@@ -246,6 +249,16 @@ def test_packed_on_a_layer_that_breaks_the_rule_is_one_line_exit_2(tmp_path, cap
     err = "\n".join(line for line in err.splitlines() if "Loading weights" not in line)  # transformers' bar
     assert code == 2 and len(err.splitlines()) == 1 and "qlora.cpu_kernel" in err
     assert ("mlp.gate_proj" in err and "multiple of 32" in err) if _has_avx512bf16() else "AVX512-BF16" in err
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_packed_on_a_cpu_without_avx512bf16_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys,
+                                                               monkeypatch):
+    _, model_dir, corpus = saved_tiny_model
+    monkeypatch.setattr(bitsandbytes_gate, "cpu_has_avx512bf16", lambda: False)
+    code, err = _cli(["train", "--model", str(model_dir), "--data", str(corpus), "--out", str(tmp_path / "r"),
+                      "--method", "qlora", "qlora.cpu_kernel=packed", *FAST, "train.max_steps=2"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "AVX512-BF16" in err and "qlora.cpu_kernel" in err
     assert not (tmp_path / "r" / "summary.json").exists()
 
 

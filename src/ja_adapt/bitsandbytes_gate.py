@@ -31,6 +31,7 @@ from ja_adapt.errors import UserError, notice
 
 PACKED_BLOCK = 32          # out_features multiple the AVX512-BF16 packed CPU kernel needs (block_n)
 _KERNEL_REPO = "kernels-community/quantization-bitsandbytes"
+_MISSING = object()
 
 
 def hide() -> None:
@@ -77,9 +78,6 @@ def _without_hub_kernels() -> Iterator[None]:
             sys.modules["kernels"] = saved
 
 
-_MISSING = object()
-
-
 def load():
     """Import bitsandbytes (no hub kernels) and tell peft/transformers it is there; returns it.
     The caller checks `available()` first."""
@@ -116,6 +114,13 @@ def cpu_has_avx512bf16() -> bool:
     return bool(has_avx512bf16())
 
 
+def check_cpu_kernel(kernel: str) -> None:
+    """`qlora.cpu_kernel=packed` needs a CPU with AVX512-BF16: refused before the model loads."""
+    if kernel == "packed" and not cpu_has_avx512bf16():
+        raise UserError("config: key 'qlora.cpu_kernel' is packed, which needs a CPU with AVX512-BF16 "
+                        "(this one has none); use auto or unpacked")
+
+
 def packing_problem(out_features: int, in_features: int, blocksize: int) -> str | None:
     """Why bitsandbytes' packed CPU kernel cannot take a layer of this shape, or None."""
     if out_features % PACKED_BLOCK:
@@ -126,29 +131,26 @@ def packing_problem(out_features: int, in_features: int, blocksize: int) -> str 
     return None
 
 
-def fit_cpu_kernels(model, packed: bool | None = None) -> list[str]:
-    """Choose each Linear4bit's CPU path (the `qlora.cpu_kernel` key). None (auto): the packed
-    AVX512-BF16 kernel where the CPU has it and the layer's out_features is a multiple of
-    PACKED_BLOCK and its in_features of the quantization block (`packing_problem`), the unpacked
-    one elsewhere; False: unpacked everywhere; True: packed everywhere,
-    refused (UserError) on a CPU without AVX512-BF16 or for a layer the rule excludes. Returns the
-    names of the layers auto kept off the packed path."""
+def fit_cpu_kernels(model, kernel: str = "auto") -> None:
+    """Choose each Linear4bit's CPU path: the `qlora.cpu_kernel` key. auto: the packed AVX512-BF16
+    kernel where the CPU has it and the layer's shape fits (`packing_problem`), the unpacked one
+    elsewhere (one notice names the first layer kept off); unpacked: everywhere; packed: everywhere,
+    refused (UserError) for a layer whose shape does not fit (`check_cpu_kernel` refused it earlier
+    on a CPU without AVX512-BF16, before any weight was loaded)."""
     import bitsandbytes as bnb
     has = cpu_has_avx512bf16()
-    if packed and not has:
-        raise UserError("config: key 'qlora.cpu_kernel' is packed, which needs a CPU with AVX512-BF16 "
-                        "(this one has none); use auto or unpacked")
     kept_off = []
     for name, module in model.named_modules():
         if not isinstance(module, bnb.nn.Linear4bit):
             continue
         why = packing_problem(module.out_features, module.in_features, module.weight.quant_state.blocksize)
-        fits = why is None
-        if packed and not fits:
+        if kernel == "packed" and why:
             raise UserError(f"config: key 'qlora.cpu_kernel' is packed, but layer {name} has {why}; "
                             "use auto (that layer then runs unpacked) or unpacked")
-        use = (has if packed is None else packed) and fits
-        module.support_avx512bf16_for_cpu = use
-        if packed is None and has and not fits:
+        module.support_avx512bf16_for_cpu = kernel != "unpacked" and has and why is None
+        if kernel == "auto" and has and why:
             kept_off.append(name)
-    return kept_off
+    if kept_off:
+        notice(f"{len(kept_off)} 4-bit layers ({kept_off[0]}, ...) run bitsandbytes' unpacked CPU kernel: "
+               f"the packed one needs out_features % {PACKED_BLOCK} == 0 and in_features a multiple of "
+               "the quantization block")

@@ -264,7 +264,7 @@ class QLoraConfig:
     double_quant: bool = True           # store the absmax scales 8-bit (QLoRA's double quantisation:
                                         # ~0.127 instead of 0.5 bits per weight); false: fp32 scales
     cpu_kernel: str = "auto"            # on CPU: auto (bitsandbytes' packed AVX512-BF16 kernel where
-                                        # the CPU has it and out_features % 32 == 0), packed, unpacked
+                                        # the CPU has it and the layer's shape fits), packed, unpacked
                                         # (the two paths round differently: pin one to compare CPUs)
 
 

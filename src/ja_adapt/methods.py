@@ -330,6 +330,8 @@ def quantization_config(cfg: "ExperimentConfig", device: torch.device | str):
     bitsandbytes_gate.load()
     from transformers import BitsAndBytesConfig
     cuda = torch.device(device).type == "cuda"
+    if torch.device(device).type == "cpu":
+        bitsandbytes_gate.check_cpu_kernel(cfg.qlora.cpu_kernel)
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if cuda else None
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                               bnb_4bit_use_double_quant=cfg.qlora.double_quant,
@@ -351,10 +353,5 @@ def load_frozen_base(cfg: "ExperimentConfig", vocab_size: int, device: torch.dev
         model.name_or_path = model.config._name_or_path = cfg.model.name_or_path
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if torch.device(device).type == "cpu":
-            packed = {"auto": None, "packed": True, "unpacked": False}[cfg.qlora.cpu_kernel]
-            kept_off = bitsandbytes_gate.fit_cpu_kernels(model, packed)
-            if kept_off:
-                notice(f"{len(kept_off)} 4-bit layers ({kept_off[0]}, ...) run bitsandbytes' unpacked "
-                       f"CPU kernel: the packed one needs out_features % {bitsandbytes_gate.PACKED_BLOCK} == 0 "
-                       "and in_features a multiple of the quantization block")
+            bitsandbytes_gate.fit_cpu_kernels(model, cfg.qlora.cpu_kernel)
     return model
