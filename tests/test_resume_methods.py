@@ -29,6 +29,10 @@ METHODS = [
                              "adalora.tfinal=0.2", "lora.targets=v_proj"], id="adalora"),
     pytest.param("prefix", ["prefix.virtual_tokens=4"], id="prefix"),
     pytest.param("qlora", [], id="qlora"),       # bitsandbytes is a dependency: never skipped
+    # vocab.extend: the new rows (full: the resized matrices; LoRA: peft's trainable token rows) and
+    # the run's saved tokenizer carry over
+    pytest.param("full", ["vocab.extend=16"], id="full-vocab"),
+    pytest.param("lora", ["vocab.extend=16"], id="lora-vocab"),
 ]
 
 
@@ -85,6 +89,10 @@ def test_stop_and_resume_equals_the_uninterrupted_run(saved_tiny_model, tmp_path
         assert expected.keys() == got.keys() and any(k.startswith(weights) for k in expected)
         assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
     assert ((whole / last / "method_state.safetensors").is_file()) == (method == "adalora")
+    if "vocab.extend=16" in keys:           # the extension happened, and the resumed run reused it
+        added = json.loads((whole / "vocab.json").read_text())["added"]
+        assert len(added) == 16 and added == json.loads((stopped / "vocab.json").read_text())["added"]
+        assert any("trainable_tokens_delta" in k for k in expected) == (method == "lora")
 
 
 @pytest.mark.parametrize("damage", ["missing", "mismatched"])

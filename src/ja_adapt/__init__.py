@@ -13,3 +13,6 @@ bitsandbytes_gate.hide()
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap, which warned
 # once per run; the property still works, so the warning is noise to a ja-adapt user
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# peft warns that `ensure_weight_tying` found no tied module to add when trainable token rows
+# (lora.train_token_ids, vocab.extend) are asked for on a tied output head, and ties them all the same
+warnings.filterwarnings("ignore", message="You have requested `ensure_weight_tying`", category=UserWarning)

@@ -14,7 +14,8 @@ from peft import PeftModel
 
 from ja_adapt.checkpoint import weights_in
 from ja_adapt.config import ExperimentConfig, from_dict, read_yaml
-from ja_adapt.errors import UserError
+from ja_adapt import vocab
+from ja_adapt.errors import UserError, first_line
 from ja_adapt.methods import load_frozen_base
 from ja_adapt.method_spec import method_spec
 from ja_adapt.models import load_model, load_tokenizer, tokenizer_for
@@ -40,9 +41,17 @@ def load_weights(weights: Path, cfg: ExperimentConfig, device: torch.device | st
         base = (load_frozen_base(cfg, len(tokenizer), device) if quantized else
                 load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
                            vocab_size=len(tokenizer), seed=cfg.seed))
-        model = PeftModel.from_pretrained(base, str(weights))
+        if cfg.vocab.extend:                # the added tokens' rows come from the adapter
+            vocab.fit_rows(base, len(tokenizer))
+        vocab.check_fits(base, tokenizer, str(weights))
+        try:
+            model = PeftModel.from_pretrained(base, str(weights))
+        except RuntimeError as e:           # torch's size mismatch: another run's adapter or tokenizer
+            raise UserError(f"{weights}: the adapter does not fit its base ({first_line(e)}); load it "
+                            "with the tokenizer and config of the run that wrote it") from None
     else:
         model = load_model(str(weights), trust_remote_code=cfg.model.trust_remote_code)
+        vocab.check_fits(model, tokenizer, str(weights))
     return model.to(device).eval(), tokenizer
 
 

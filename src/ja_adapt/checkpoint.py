@@ -57,7 +57,7 @@ from ja_adapt import distributed
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.errors import UserError, first_line, notice
 from ja_adapt.methods import STATE, build_model, is_adapter
-from ja_adapt.models import tokenizer_for
+from ja_adapt.vocab import run_tokenizers
 
 SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
 MANIFEST = "manifest.json"
@@ -150,7 +150,10 @@ def weights_in(folder: Path) -> Path:
 def save_weights(model: torch.nn.Module, tokenizer, out: Path, state_dict: dict | None = None) -> None:
     """Hugging Face format: a peft adapter directory or a full model directory, with the tokenizer.
     state_dict: the full weights when `model`'s own parameters are FSDP shards."""
-    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
+    # An adapter never carries the base's embedding matrices: rows added by vocab.extend are its
+    # trainable token rows (peft would otherwise save both whole matrices once the vocabulary grew)
+    extra = {"save_embedding_layers": False} if is_adapter(model) else {}
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict, **extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
 
@@ -381,8 +384,8 @@ def consolidate(folder: Path, out: Path | None = None) -> Path:
         raise UserError(f"{folder}: no {SHARDS}/ folder; not a sharded (FSDP) checkpoint")
     saved = folder.parent.parent / "config.yaml"
     cfg = from_dict(read_yaml(saved), str(saved))
-    tokenizer = tokenizer_for(cfg)
-    model = build_model(cfg, tokenizer, torch.device("cpu"))
+    tokenizer, base_tokenizer = run_tokenizers(cfg, saved.parent)
+    model = build_model(cfg, tokenizer, torch.device("cpu"), base_tokenizer)
     sd = get_model_state_dict(model)
     _load_shards({"model": sd}, folder / SHARDS, no_dist=True)
     set_model_state_dict(model, sd)

@@ -269,6 +269,14 @@ class QLoraConfig:
 
 
 @dataclass
+class VocabConfig:
+    """Vocabulary extension (vocab.py, docs/vocabulary.md): Japanese tokens learnt on the training
+    split are added to the tokenizer, and their embedding rows start from the old pieces' mean."""
+    extend: int = 0                     # new Japanese tokens to add (0: the tokenizer as it is)
+    min_frequency: int = 2              # a new token must occur this often in the training split
+
+
+@dataclass
 class ExperimentConfig:
     method: str = "lora"                # lora, full, dora, rslora, adalora, ia3, prefix (method_spec.SPECS)
     precision: str = "bf16"             # fp32, bf16 (autocast) or fp16 (autocast + loss scaling)
@@ -284,6 +292,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     qlora: QLoraConfig = field(default_factory=QLoraConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -492,6 +501,23 @@ def validate_method_keys(cfg: ExperimentConfig) -> None:
                   f"use {', '.join(QLORA_CPU_KERNELS)}")
     if cfg.prefix.virtual_tokens < 1:
         raise bad("prefix.virtual_tokens", f"must be >= 1, got {cfg.prefix.virtual_tokens}")
+    validate_vocab(cfg)
+
+
+def validate_vocab(cfg: ExperimentConfig) -> None:
+    """vocab.extend: a count, and a method whose new embedding rows train (full fine-tuning, or a
+    LoRA method through peft's trainable token rows)."""
+    v = cfg.vocab
+    if v.extend < 0:
+        raise UserError(f"config: key 'vocab.extend' must be a positive number of new tokens (or 0: "
+                        f"no extension), got {v.extend}")
+    if v.min_frequency < 1:
+        raise UserError(f"config: key 'vocab.min_frequency' must be >= 1, got {v.min_frequency}")
+    spec = method_spec(cfg.method)
+    if v.extend and not (spec.trains_base or (spec.adapts_linears and cfg.method != "adalora")):
+        raise UserError(f"config: key 'vocab.extend' is {v.extend} with method '{cfg.method}', whose new "
+                        "embedding rows would not train; use method full or a LoRA method (lora, dora, "
+                        "rslora, qlora)")
 
 
 def validate(cfg: ExperimentConfig) -> None:

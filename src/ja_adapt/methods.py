@@ -8,6 +8,7 @@ registries refuse duplicates, and a test keeps their names equal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 from peft import get_peft_model
 from peft.utils.error import NoMatchingPeftModuleError
 
-from ja_adapt import bitsandbytes_gate, precision
+from ja_adapt import bitsandbytes_gate, precision, vocab
 from ja_adapt.method_spec import SPECS, method_spec, options, resolve_targets
 from ja_adapt.errors import UserError, notice
 from ja_adapt.models import load_model
@@ -193,9 +194,15 @@ def peft_config(cfg: "ExperimentConfig"):
     return BUILDERS[cfg.method](cfg)
 
 
-def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Module:
-    """`model` wrapped by the configured method, with exactly the method's parameters trainable."""
+def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig", new_ids: list[int] = ()) -> torch.nn.Module:
+    """`model` wrapped by the configured method, with exactly the method's parameters trainable;
+    new_ids: rows of tokens added by vocab.extend, which train too (for a LoRA method: peft's
+    trainable token rows, tied output-head rows following; config.validate_vocab refuses others)."""
     config = peft_config(cfg)
+    if new_ids and isinstance(config, PeftLoraConfig) and not options(cfg).lora.train_embeddings:
+        rows = sorted(set(options(cfg).lora.train_token_ids) | set(new_ids))
+        config = dataclasses.replace(config, trainable_token_indices=vocab.trainable_rows(model, rows),
+                                     ensure_weight_tying=True)
     if config is None:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -215,10 +222,10 @@ def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig") -> torch.nn.Mo
 def check_token_ids(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
     """lora.train_token_ids must be rows of this model's embedding."""
     ids = options(cfg).lora.train_token_ids
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if ids and max(ids) >= vocab:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if ids and max(ids) >= rows:
         raise UserError(f"config: key 'lora.train_token_ids' has id {max(ids)}, but the embedding has "
-                        f"{vocab} rows (ids 0..{vocab - 1})")
+                        f"{rows} rows (ids 0..{rows - 1})")
 
 
 def warn_full_rank(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
@@ -245,8 +252,12 @@ def linear_names(model: torch.nn.Module) -> list[str]:
 STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}   # model.dtype → torch dtype
 
 
-def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> torch.nn.Module:
+def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device,
+                base_tokenizer=None) -> torch.nn.Module:
     """Base model (preset or pretrained) wrapped by the configured method, on `device`.
+
+    base_tokenizer: the model's own tokenizer when `tokenizer` extends it (vocab.extend): the
+    embedding grows to `tokenizer` and the new rows are initialised and trained (vocab.py).
 
     With model.dtype=bf16 (a frozen base; config.validate refuses it otherwise) the base is loaded
     in bf16, so its fp32 copy never exists, and every trainable parameter is then made fp32: AdamW
@@ -257,6 +268,7 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> tor
     torch.manual_seed(cfg.seed)
     storage = STORAGE_DTYPES[cfg.model.dtype]
     model = load_frozen_base(cfg, len(tokenizer), device, dtype=storage)
+    new_ids = vocab.fit_embeddings(model, tokenizer, base_tokenizer) if base_tokenizer is not None else []
     model.config.use_cache = False
     if storage != torch.float32:
         model.get_input_embeddings().register_forward_hook(lambda module, args, out: out.float())
@@ -266,7 +278,7 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device) -> tor
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
             "use_reentrant": False, "context_fn": precision.checkpoint_contexts})
         model.enable_input_require_grads()
-    model = apply_method(model, cfg)
+    model = apply_method(model, cfg, new_ids)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:    # peft upcasts its adapters; others may not
             p.data = p.data.float()

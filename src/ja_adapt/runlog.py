@@ -96,7 +96,7 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
     summary = {
         "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,
         "model": cfg.model.name_or_path, "stop_reason": stop_reason,
-        "vocab_size": len(s.tokenizer),
+        "vocab_size": len(s.tokenizer), "vocab_extended_by": cfg.vocab.extend,
         "steps": state.step, "tokens_total": state.tokens_total,
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_train_loss_window_mean": float(np.mean(train_losses[-window:])) if train_losses else None,
@@ -105,6 +105,11 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
         "best_val_loss": state.best_val_loss, "best_val_step": state.best_val_step,
         "train_time_s": state.elapsed_s, "time_per_step_s": state.elapsed_s / max(state.step, 1),
         "tokens_per_s": state.tokens_total / state.elapsed_s if state.elapsed_s else None,
+        # the same throughput in characters (tokens/s x the train split's characters per token):
+        # what compares runs whose tokenizers differ (vocab.extend)
+        "train_chars_per_token": s.data.chars_per_token,
+        "chars_per_s": (state.tokens_total * s.data.chars_per_token / state.elapsed_s
+                        if state.elapsed_s and s.data.chars_per_token else None),
         "mfu_median": float(np.median(mfus)) if (mfus := [r["mfu"] for r in records if "mfu" in r]) else None,
         "peak_mem_bytes": memory.peak_bytes(),
         "mean_mem_bytes": float(np.mean(s.mem_samples)) if s.mem_samples else None,

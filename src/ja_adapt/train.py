@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ja_adapt import checkpoint, distributed, rundir, telemetry
+from ja_adapt import checkpoint, distributed, rundir, telemetry, vocab
 from ja_adapt.config import ExperimentConfig, diff_keys, from_dict, read_yaml, save_config
 from ja_adapt.data.pipeline import ExperimentData, prepare_data
 from ja_adapt.errors import UserError, disk_full_is_user_error
 from ja_adapt.methods import base_model, build_model, count_trainable
-from ja_adapt.models import resolve_device, tokenizer_for
+from ja_adapt.models import resolve_device
 from ja_adapt.runlog import MetricsLog, write_summary
 from ja_adapt.step import build_optimizer, defers_sync, train_step, validation_loss
 
@@ -101,14 +101,16 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
     """Join the process group, prepare data, build model and optimizer, restore a checkpoint."""
     device = distributed.setup(resolve_device(cfg.device))  # joins a launcher's process group
     main, world = distributed.is_main(), distributed.world()
-    tokenizer = tokenizer_for(cfg)
+    tokenizer, base_tokenizer = vocab.run_tokenizers(cfg, out)   # base: set when vocab.extend adds tokens
     with distributed.main_first():                          # rank 0 fills the token cache
         data = prepare_data(cfg, tokenizer)
-    model = build_model(cfg, tokenizer, device)
+    model = build_model(cfg, tokenizer, device, base_tokenizer)
     engine = distributed.wrap_model(model, cfg, device)
     if main:
         out.mkdir(parents=True, exist_ok=True)              # inputs are good: now write
         save_config(cfg, out / "config.yaml")
+        if base_tokenizer is not None:
+            vocab.save_extension(out, tokenizer, base_tokenizer, cfg)
     optimizer, scheduler = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed + distributed.rank())        # dropout stream, independent of init

@@ -13,7 +13,8 @@ from ja_adapt.artifacts import load_run
 from ja_adapt.config import AlpacaConfig, DownstreamConfig, EvalConfig
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import read_corpus
-from ja_adapt.errors import UserError
+from ja_adapt import vocab
+from ja_adapt.errors import UserError, first_line
 from ja_adapt.evaluate.downstream import check_local_data
 from ja_adapt.evaluate.fertility import fertility_table
 from ja_adapt.evaluate.run import PPL_NOTE, evaluate_model, write_eval
@@ -143,10 +144,21 @@ def _downstream(cfg: DownstreamConfig, args) -> DownstreamConfig:
 def _load_model(args, device):
     if is_preset(args.model) and not args.tokenizer:
         raise UserError(f"--tokenizer: required with the preset '{args.model}' (presets have no tokenizer)")
-    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    if args.adapter and not (args.adapter / "adapter_config.json").is_file():
+        raise UserError(f"{args.adapter}: no adapter_config.json; pass a peft adapter directory")
+    # an adapter saved with its tokenizer (every ja-adapt run's) reads text with it: an extended
+    # vocabulary (vocab.extend) lives there
+    own = args.adapter if args.adapter and (args.adapter / "tokenizer.json").is_file() else None
+    tokenizer = load_tokenizer(args.tokenizer or own or args.model)
     model = load_model(args.model, vocab_size=len(tokenizer) if is_preset(args.model) else None)
     if args.adapter:
-        if not (args.adapter / "adapter_config.json").is_file():
-            raise UserError(f"{args.adapter}: no adapter_config.json; pass a peft adapter directory")
-        model = PeftModel.from_pretrained(model, str(args.adapter))
+        if own and not args.tokenizer:
+            vocab.fit_rows(model, len(tokenizer))      # its added tokens' rows come from the adapter
+        vocab.check_fits(model, tokenizer, str(args.adapter))
+        try:
+            model = PeftModel.from_pretrained(model, str(args.adapter))
+        except RuntimeError as e:                      # torch's size mismatch
+            raise UserError(f"{args.adapter}: the adapter does not fit --model {args.model} "
+                            f"({first_line(e)}); pass the base and tokenizer it was trained with") from None
+    vocab.check_fits(model, tokenizer, str(args.adapter or args.model))
     return model.to(device).eval(), tokenizer

@@ -60,6 +60,8 @@ class ExperimentData:
     train: PackedBatches                   # shuffled packed rows, random access by batch index
     val: PackedBatches | None              # unshuffled packed validation rows
     fingerprint: str                       # hash of the training corpus (text, lang, domain)
+    chars_per_token: float | None = None   # characters of the train split / its tokens (EOS included):
+                                           # turns tokens/s into characters/s, comparable across tokenizers
 
     @property
     def trained_domains(self) -> list[str]:
@@ -137,4 +139,6 @@ def prepare_data(cfg, tokenizer) -> ExperimentData:
                           completion_only=masked)
     val = (PackedBatches(stores["val"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed,
                          shuffle=False, completion_only=masked) if "val" in stores else None)
-    return ExperimentData(splits, train, val, corpus_fingerprint(docs))
+    tokens = stores["train"].n_tokens
+    chars = sum(len(d.text) for d in splits["train"])
+    return ExperimentData(splits, train, val, corpus_fingerprint(docs), chars / tokens if tokens else None)
