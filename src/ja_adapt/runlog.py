@@ -108,6 +108,9 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
         # the same throughput in characters (tokens/s x the train split's characters per token):
         # what compares runs whose tokenizers differ (vocab.extend)
         "train_chars_per_token": s.data.chars_per_token,
+        # the compute the run spent: tokens x the one FLOPs formula (arch.flops_per_token; a frozen
+        # base skips its weight gradients), so runs compare at equal steps, tokens or FLOPs
+        "flops_per_token": s.flops_per_token, "train_flops": s.flops_per_token * state.tokens_total,
         "chars_per_s": (state.tokens_total * s.data.chars_per_token / state.elapsed_s
                         if state.elapsed_s and s.data.chars_per_token else None),
         "mfu_median": float(np.median(mfus)) if (mfus := [r["mfu"] for r in records if "mfu" in r]) else None,

@@ -92,7 +92,7 @@ class Session:
     memory: telemetry.MemoryMeter
     trainable: int
     total: int
-    flops_per_token: float | None   # for MFU, on GPUs of telemetry's peak table
+    flops_per_token: float          # training FLOPs per token (arch.flops_per_token): the run's FLOPs, MFU
     peak_flops: float | None
     mem_samples: list[int] = field(default_factory=list)
 
@@ -121,7 +121,7 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
     trainable, total = count_trainable(model)
     peak = telemetry.device_peak_flops(device)
     fpt = telemetry.flops_per_token(base_model(model).config, method=cfg.method, trainable_params=trainable,
-                                    seq_len=cfg.data.seq_len) if peak else None
+                                    seq_len=cfg.data.seq_len)
     return Session(cfg, out, device, main, world, tokenizer, data, distributed.global_batches(data.train),
                    distributed.global_batches(data.val) if data.val is not None else None, model, engine,
                    sharded, optimizer, scheduler, scaler, state,
