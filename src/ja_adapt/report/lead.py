@@ -97,12 +97,15 @@ def lora_configurations(res: dict) -> list[tuple[str, dict]]:
     return [(f"{n} [{h['methods']['lora']['arm']}]" if names.count(n) > 1 else n, h) for n, h in zip(names, heads)]
 
 
-def _gap(m: dict) -> str:
+def _gap(m: dict, tested: bool) -> str:
+    """A headline metric's LoRA − full difference in words, with its interval (or "exact"); stated
+    as a difference only when resolved within its tested family, as headline_summary does."""
     d = m["difference"]
-    if m["resolved"]:
+    ci = "exact" if d.get("exact") else f"95% CI {_interval(d)}"
+    if m["resolved"] and tested:
         return (f"{'LoRA' if m['better'] == 'lora' else 'full'} better by {fmt.num(abs(d['diff']))} "
-                f"(LoRA − full {_interval(d)})")
-    return f"no resolved difference (LoRA − full {fmt.num(d.get('diff'))}, 95% CI {_interval(d)})"
+                f"(LoRA − full {fmt.num(d['diff'])}, {ci})")
+    return f"no resolved difference (LoRA − full {fmt.num(d.get('diff'))}, {ci})"
 
 
 def gap_sentence(res: dict) -> str:
@@ -111,9 +114,14 @@ def gap_sentence(res: dict) -> str:
     if not res.get("headline_variants"):
         return ""
     chosen = (res.get("lr_tuning") or {}).get("chosen") or {}
-    parts = [f"{n}" + (f" at lr {fmt.num(chosen[h['methods']['lora']['arm']])}" if h["methods"]["lora"]["arm"] in chosen
-                       else "") + f" vs full: {_gap(h['metrics']['ja_bits_per_char'])}"
-             for n, h in lora_configurations(res) if "ja_bits_per_char" in h["metrics"]]
+    parts = []
+    for name, h in lora_configurations(res):
+        if "ja_bits_per_char" not in h["metrics"]:
+            continue
+        arm = h["methods"]["lora"]["arm"]
+        at = f" at lr {fmt.num(chosen[arm])}" if arm in chosen else ""
+        tested = "ja_bits_per_char" in h["families"].get("japanese_quality", [])
+        parts.append(f"{name}{at} vs full: {_gap(h['metrics']['ja_bits_per_char'], tested)}")
     return "Held-out Japanese bits/char per LoRA configuration: " + "; ".join(parts) + "." if parts else ""
 
 
@@ -128,7 +136,7 @@ def _configurations_blocks(res: dict) -> list[tuple]:
         d = (m or {}).get("difference") or {}
         rows.append([name, h["methods"]["lora"]["arm"], _mean_ci(p["lora"], fmt.integer) if p else fmt.DASH,
                      _mean_ci(m["lora"], fmt.num) if m else fmt.DASH, _mean_ci(m["full"], fmt.num) if m else fmt.DASH,
-                     f"{fmt.num(d.get('diff'))} {_interval(d)}" if m else fmt.DASH,
+                     f"{fmt.num(d.get('diff'))} " + ("(exact)" if d.get("exact") else _interval(d)) if m else fmt.DASH,
                      ({"lora": "LoRA better", "full": "full better"}[m["better"]] if m["resolved"] else "not resolved")
                      if m else fmt.DASH])
     return [("p", "Each LoRA configuration compared against full fine-tuning, by the same rule (held-out "
