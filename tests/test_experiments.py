@@ -333,6 +333,7 @@ def test_compare_arms_lora_on_qv_and_on_every_linear_beside_full(saved_tiny_mode
     assert set(rows) == set(entries) and rows["lora-all"]["method"] == "lora"
     assert rows["lora-all"]["params_trainable"]["mean"] == every and rows["lora"]["params_trainable"]["mean"] == qv
     for arm in entries:
+        assert results["groups"][rows[arm]["group"]]["runs"] == [chosen[arm]]   # the chosen point, not a loser
         ev = json.loads((out / "runs" / chosen[arm] / "eval.json").read_text())
         assert rows[arm]["chars_per_token"]["mean"] == ev["fertility"]["by_lang"]["ja"]["chars_per_token"] > 0
         assert rows[arm]["chars_per_s"]["mean"] == summary[arm].get("chars_per_s")   # None before summary.json has it

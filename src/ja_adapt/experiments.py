@@ -1,17 +1,19 @@
 """`compare` and `sweep`: which runs, on the same data and budget, resumable.
 
-The comparison protocol (`run_compare`): each method first gets its own value of a tuned key (the
-learning rate) from a grid, by final validation loss of seed-0 runs; then every other seed trains at
-each method's chosen value. The seed-0 run at the chosen value is one of the seeds (selection
+The comparison protocol (`run_compare`): each compared entry (a method, or an arm: a named set of
+config overrides, such as LoRA on every linear beside LoRA on q,v; `compared_entries`) first gets its
+own value of a tuned key (the learning rate) from a grid, by final validation loss of seed-0 runs;
+then every other seed trains at each entry's chosen value. The seed-0 run at the chosen value is one of the seeds (selection
 used the validation split; every reported quality number is measured on the test split and the
 evaluation-only corpora). A user who fixes the rate passes no grid and skips tuning.
 
-    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs,
-                                 tuning (grid per method, validation losses, chosen value)
+    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs (each
+                                 with its arm), arms (their overrides), tuning (grid per entry,
+                                 validation losses, chosen value)
     OUT/base/eval.json           the base model's evaluation (the reference for gains and forgetting)
     OUT/runs/<name>/             one run directory per (method | grid point, seed), see train.py;
                                  plus eval.json (final weights) and checkpoints/*/eval.json
-    OUT/stats.json               paired statistics (every two methods, each vs base, seed-matched)
+    OUT/stats.json               paired statistics (every two entries, each vs base, seed-matched)
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
     OUT/decontamination.json     evaluation documents removed as contained in training text (data/dedup.py)
 
