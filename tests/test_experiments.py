@@ -249,3 +249,102 @@ def test_bad_jobs_or_reuse_dir_is_one_line_exit_2(saved_tiny_model, tmp_path, ca
                      *FAST, *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+# ---- arms: two configurations of one method compared like two methods ----------------------------
+
+ARMS = ["--methods", "lora,lora-all,full", "--arm", "lora-all:method=lora",
+        "--arm", "lora-all:lora.targets=all-linear"]
+
+
+def test_parse_arms_accumulates_overrides_per_name():
+    from ja_adapt.experiments import compared_entries, parse_arms
+    arms = parse_arms(["lora-all:method=lora", "r8:lora.rank=8", "lora-all:lora.targets=all-linear"])
+    assert arms == {"lora-all": {"method": "lora", "lora.targets": "all-linear"}, "r8": {"lora.rank": 8}}
+    # an arm named after a registered method is that method, modified; --methods order is kept
+    entries = compared_entries(ExperimentConfig(), ["full", "lora-all", "r8"], {**arms, "r8": {"method": "dora", "lora.rank": 8}})
+    assert list(entries) == ["full", "lora-all", "r8"] and entries["r8"] == {"method": "dora", "lora.rank": 8}
+    # stored as the config types it (YAML 1.1 reads 1e-3 as a string), sections key by key
+    assert compared_entries(ExperimentConfig(), ["lora"], {"lora": {"optim.lr": "1e-3", "lora": {"rank": 8}}}) == \
+        {"lora": {"method": "lora", "optim.lr": 1e-3, "lora.rank": 8}}
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--methods", "lora,full", "--arm", "x:method=lora"], "--arm x: not compared; add 'x' to --methods"),
+    (["--methods", "lora,x"], "--methods x: not a registered method"),
+    (["--methods", "lora,x", "--arm", "x:lora.rank=4"], "--arm x: not a registered method"),
+    (["--methods", "lora,x", "--arm", "x:method=lora", "--arm", "x:lora.rnak=4"], "--arm x: unknown key 'lora.rnak'"),
+    (["--methods", "lora,x", "--arm", "x:method=lora", "--arm", "x:lora.rank=abc"], "--arm x: key 'lora.rank'"),
+    (["--methods", "lora,x", "--arm", "x:method=nope"], "--arm x: config: key 'method' is 'nope'"),
+    (["--methods", "lora,x", "--arm", "x:method=lora", "--arm", "x:optim.lr=1e-3", "--tune", "optim.lr=1e-3,1e-2"],
+     "--arm x:optim.lr=...: optim.lr is the tuned key; give the arm its own grid with --tune x:optim.lr="),
+    (["--methods", "lora,x", "--arm", "x:method=lora", "--arm", "x:seed=3"], "--arm x:seed=...: seed is the whole comparison's"),
+    (["--methods", "lora,x", "--arm", "x:method=lora"], "--arm x: the same configuration as 'lora'"),
+    (["--methods", "lora,x", "--arm", "x:method=lora", "--arm", "x:method=full"], "arm 'x' already sets method"),
+    (["--arm", "lora.rank=4"], "--arm lora.rank=4: expected NAME:KEY=VALUE"),
+])
+def test_bad_arm_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, flags, words):
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "x"
+    assert cli.main(["compare", "--model", str(model_dir), "--data", str(corpus), "--out", str(out),
+                     *FAST, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_compare_arms_lora_on_qv_and_on_every_linear_beside_full(saved_tiny_model, tmp_path):
+    """LoRA on q,v (the reference), LoRA on all seven linears (an arm) and full fine-tuning, each at
+    its own rate from its own grid: trainable parameters as method_spec counts them, a methods-table
+    row per arm, a headline that names its LoRA, a variant headline for the other, both gaps stated."""
+    import re
+
+    from ja_adapt.arch import architecture
+    from ja_adapt.method_spec import SPECS, options
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "arms"
+    grids = {"lora": [1e-3, 1e-2], "lora-all": [3e-3, 3e-2], "full": [1e-4, 1e-3]}
+    tune = [a for m, g in grids.items() for a in ("--tune", f"{m}:optim.lr={g[0]},{g[1]}")]
+    assert cli.main(["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "2",
+                     *ARMS, *tune, "--likelihood-only", "--out", str(out), *FAST, "train.save_every=0",
+                     "train.eval_every=0", "eval.bootstrap_resamples=20",
+                     "data.test_fraction=0.1", "eval.stride=60", "eval.batch_size=16"]) == 0   # 7 evaluations: small ones
+    manifest = json.loads((out / "experiment.json").read_text())
+    entries = {"lora": {"method": "lora"}, "lora-all": {"method": "lora", "lora.targets": "all-linear"},
+               "full": {"method": "full"}}
+    assert manifest["arms"] == {"lora-all": entries["lora-all"]}
+    assert {r["arm"] for r in manifest["runs"]} == set(entries) and len(manifest["runs"]) == 6
+    tuning, summary = manifest["tuning"], {}
+    for arm, grid in grids.items():                  # each arm its own rate, from its own grid
+        runs = {lr: out / "runs" / run_name({**entries[arm], "optim.lr": lr}, 0) for lr in grid}
+        losses = {lr: json.loads((d / "summary.json").read_text())["final_val_loss"] for lr, d in runs.items()}
+        assert tuning["chosen"][arm] == min(losses, key=losses.get) and tuning["spec"]["grids"][arm] == grid
+        summary[arm] = json.loads((runs[tuning["chosen"][arm]] / "summary.json").read_text())
+    arch = architecture(json.loads((model_dir / "config.json").read_text()))
+    predicted = {t: SPECS["lora"].trainable(arch, options(with_overrides(ExperimentConfig(), {"lora.targets": t})))
+                 for t in ("qv", "all-linear")}
+    qv, every = summary["lora"]["params_trainable"], summary["lora-all"]["params_trainable"]
+    assert (qv, every - qv) == (predicted["qv"], predicted["all-linear"] - predicted["qv"]) and every > 2 * qv
+    chosen = {a: run_name({**entries[a], "optim.lr": tuning["chosen"][a]}, 0) for a in entries}
+    pairs = {frozenset((p["a"], p["b"])) for p in json.loads((out / "stats.json").read_text())["pairs"]}
+    assert frozenset((chosen["lora"], chosen["lora-all"])) in pairs    # two arms of one method: a pair
+
+    results = json.loads((out / "results.json").read_text())
+    rows = results["methods"]["rows"]
+    assert set(rows) == set(entries) and rows["lora-all"]["method"] == "lora"
+    assert rows["lora-all"]["params_trainable"]["mean"] == every and rows["lora"]["params_trainable"]["mean"] == qv
+    for arm in entries:
+        assert results["groups"][rows[arm]["group"]]["runs"] == [chosen[arm]]   # the chosen point, not a loser
+        ev = json.loads((out / "runs" / chosen[arm] / "eval.json").read_text())
+        assert rows[arm]["chars_per_token"]["mean"] == ev["fertility"]["by_lang"]["ja"]["chars_per_token"] > 0
+        assert rows[arm]["chars_per_s"]["mean"] == summary[arm].get("chars_per_s")   # None before summary.json has it
+    head, variants = results["headline"], results["headline_variants"]
+    assert head["methods"]["lora"].items() >= {"arm": "lora", "targets": "qv", "rank": 16}.items()
+    assert set(variants) == {"lora-all"}
+    var = variants["lora-all"]
+    assert var["methods"]["lora"].items() >= {"arm": "lora-all", "targets": "all-linear", "rank": 16}.items()
+    assert var["metrics"]["params_trainable"]["lora"]["mean"] == every
+    assert var["metrics"]["params_trainable"]["full"] == head["metrics"]["params_trainable"]["full"]
+    assert set(results["lr_tuning"]["chosen"]) == set(entries)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for name in ("LoRA (q,v, r=16)", "LoRA (all-linear, r=16)"):
+        assert re.search(re.escape(name) + r" at lr [^;]* vs full: ", md), name

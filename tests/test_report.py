@@ -526,3 +526,94 @@ def test_methods_section_and_pareto_plot_are_rendered(methods_results, tmp_path)
     assert "Pareto front, quality gained vs trainable parameters: dora, full, lora" in section
     saved = json.loads(paths["results.json"].read_text())
     assert set(saved["methods"]["rows"]) == set(_METHODS)
+
+
+# ---- arms: two configurations of one method (compare --arm) -----------------------------------------
+
+# arm → (overrides, bits/char level, trainable parameters, Japanese chars/token, training chars/s)
+_ARMS = {"lora": ({"method": "lora", "lora.targets": "qv"}, 2.1, 1000, 1.25, 900.0),
+         "lora-all": ({"method": "lora", "lora.targets": "all-linear"}, 2.05, 3500, 1.25, 700.0),
+         "full": ({"method": "full"}, 2.0, 100_000, 1.25, None)}
+
+
+def make_arms(out: Path, seeds=(0, 1)) -> Path:
+    """A compare of three arms as experiments.run_compare writes it: LoRA on q,v, LoRA on every
+    linear (an --arm of method lora), full fine-tuning; fertility in each eval.json and chars/s in
+    the LoRA runs' summary.json (the full runs lack it, as older runs do)."""
+    out.mkdir(parents=True)
+    base = make_eval(3.0, 99)
+    (out / "base").mkdir()
+    (out / "base" / "eval.json").write_text(json.dumps(base))
+    runs = []
+    for arm, (over, level, trainable, cpt, cps) in _ARMS.items():
+        for s in seeds:
+            name = "__".join(f"{k}-{v}" for k, v in over.items()) + f"__s{s}"
+            runs.append({**make_run(out, name, over["method"], s, over, level=level + 0.01 * s, base_eval=base,
+                                    trainable=trainable), "arm": arm})
+            ev_path, sum_path = out / "runs" / name / "eval.json", out / "runs" / name / "summary.json"
+            ev = json.loads(ev_path.read_text())
+            ev["fertility"] = {"by_lang": {"ja": {"chars_per_token": cpt + 0.01 * s}}}
+            ev_path.write_text(json.dumps(ev))
+            if cps is not None:
+                sum_path.write_text(json.dumps({**json.loads(sum_path.read_text()), "chars_per_s": cps + s}))
+    (out / "experiment.json").write_text(json.dumps(
+        {"kind": "compare", "config": {}, "grid": {"method": list(_ARMS)}, "seeds": list(seeds), "runs": runs,
+         "base": "base", "arms": {"lora-all": _ARMS["lora-all"][0]}}))
+    write_stats(out, runs, with_overrides(ExperimentConfig(), {"eval.bootstrap_resamples": 200, "eval.seed": 0}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def arms_dir(tmp_path_factory) -> Path:
+    return make_arms(tmp_path_factory.mktemp("arms") / "a")
+
+
+def test_arms_get_a_row_each_and_every_lora_arm_a_headline_against_full(arms_dir, tmp_path):
+    from ja_adapt.report import build_results, validate, write_report
+    from ja_adapt.report import fmt
+    res = build_results([arms_dir])
+    validate(res)
+    rows = res["methods"]["rows"]
+    assert set(rows) == set(_ARMS) and rows["lora-all"]["method"] == "lora"
+    for arm, (_, _, trainable, cpt, cps) in _ARMS.items():
+        assert rows[arm]["params_trainable"]["mean"] == trainable
+        assert rows[arm]["chars_per_token"]["mean"] == pytest.approx(cpt + 0.005)          # seeds 0, 1
+        assert rows[arm]["chars_per_s"]["mean"] == (None if cps is None else pytest.approx(cps + 0.5))
+    labels = {g["arm"]: label for label, g in res["groups"].items()}
+    assert labels["lora-all"] == "lora-all" and labels["lora"] == "lora targets=qv" and labels["full"] == "full"
+    head, var = res["headline"], res["headline_variants"]
+    assert res["primary"]["lora"] == labels["lora"] and set(var) == {"lora-all"}
+    assert head["methods"]["lora"].items() >= {"arm": "lora", "targets": "qv", "rank": 8, "alpha": 16.0}.items()
+    assert var["lora-all"]["methods"]["lora"].items() >= {"arm": "lora-all", "targets": "all-linear"}.items()
+    bpc = {arm: np.mean([json.loads(p.read_text())["domains"]["held_out"]["bits_per_char"]
+                         for p in sorted(arms_dir.glob(f"runs/*{_ARMS[arm][0].get('lora.targets', 'full')}__s*/eval.json"))])
+           for arm in _ARMS}
+    v = var["lora-all"]["metrics"]["ja_bits_per_char"]
+    assert v["lora"]["mean"] == pytest.approx(bpc["lora-all"]) and v["full"]["mean"] == pytest.approx(bpc["full"])
+    assert var["lora-all"]["metrics"]["params_trainable"]["difference"]["diff"] == 3500 - 100_000
+    md = write_report(tmp_path / "rep", res)["report.md"].read_text(encoding="utf-8")
+    for name, h in (("LoRA (q,v, r=8)", head), ("LoRA (all-linear, r=8)", var["lora-all"])):
+        diff = h["metrics"]["ja_bits_per_char"]["difference"]["diff"]
+        assert f"{name} vs full: " in md and f"{name} vs full: " in md.split("## The answer")[0]  # summary too
+        assert re.search(re.escape(f"{name} vs full: ") + r"[^;.]*" + re.escape(f"LoRA − full {fmt.num(diff)}"), md)
+    section = md.split("3.4 Methods side by side")[-1]
+    assert "| lora-all (lora) |" in section and "| chars/token | chars/s |" in section
+
+
+def test_a_sweep_reusing_an_arms_run_keeps_the_arm_and_its_rank_sweep(arms_dir, tmp_path):
+    """A sweep point equal to the lora-all arm's run (listed first, so its copy is the one kept) is
+    the arm's group; the rank sweep over LoRA on every linear still forms around it."""
+    from ja_adapt.report import build_results
+    sweep = tmp_path / "rank"
+    sweep.mkdir()
+    runs = [make_run(sweep, f"lora.rank-{r}__s0", "lora", 0, {"lora.targets": "all-linear", "lora.rank": r},
+                     level=2.05, trainable=3500 * r // 8) for r in (4, 8)]
+    (sweep / "experiment.json").write_text(json.dumps({"kind": "sweep", "config": {}, "seeds": [0], "runs": runs,
+                                                       "grid": {"lora.rank": [4, 8]}}))
+    res = build_results([sweep, arms_dir])
+    assert [d["skipped"].rsplit("/", 1)[-1] for d in res["duplicates_skipped"]] == ["method-lora__lora.targets-all-linear__s0"]
+    arm_of = {label: g["arm"] for label, g in res["groups"].items()}
+    assert sorted(arm_of.values()) == ["full", "lora", "lora", "lora-all"]
+    assert res["groups"][next(k for k, a in arm_of.items() if a == "lora-all")]["seeds"] == [0, 1]
+    assert set(res["methods"]["rows"]) == set(_ARMS) and res["primary"]["lora"].endswith("targets=qv")
+    assert [p["rank"] for p in res["rank_sensitivity"]["points"]] == [4, 8]

@@ -1,17 +1,19 @@
 """`compare` and `sweep`: which runs, on the same data and budget, resumable.
 
-The comparison protocol (`run_compare`): each method first gets its own value of a tuned key (the
-learning rate) from a grid, by final validation loss of seed-0 runs; then every other seed trains at
-each method's chosen value. The seed-0 run at the chosen value is one of the seeds (selection
+The comparison protocol (`run_compare`): each compared entry (a method, or an arm: a named set of
+config overrides, such as LoRA on every linear beside LoRA on q,v; `compared_entries`) first gets its
+own value of a tuned key (the learning rate) from a grid, by final validation loss of seed-0 runs;
+then every other seed trains at each entry's chosen value. The seed-0 run at the chosen value is one of the seeds (selection
 used the validation split; every reported quality number is measured on the test split and the
 evaluation-only corpora). A user who fixes the rate passes no grid and skips tuning.
 
-    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs,
-                                 tuning (grid per method, validation losses, chosen value)
+    OUT/experiment.json          what was asked: kind, resolved base config, grid, seeds, runs (each
+                                 with its arm), arms (their overrides), tuning (grid per entry,
+                                 validation losses, chosen value)
     OUT/base/eval.json           the base model's evaluation (the reference for gains and forgetting)
     OUT/runs/<name>/             one run directory per (method | grid point, seed), see train.py;
                                  plus eval.json (final weights) and checkpoints/*/eval.json
-    OUT/stats.json               paired statistics (every two methods, each vs base, seed-matched)
+    OUT/stats.json               paired statistics (every two entries, each vs base, seed-matched)
     OUT/plan.json                predicted memory of each method (ja_adapt.plan), beside the measured
     OUT/decontamination.json     evaluation documents removed as contained in training text (data/dedup.py)
 
@@ -32,6 +34,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -42,13 +45,14 @@ from tqdm.auto import tqdm
 
 from ja_adapt import artifacts, checkpoint
 from ja_adapt.cache import cache_root
-from ja_adapt.config import ExperimentConfig, config_hash, parse_override, to_dict, with_overrides
+from ja_adapt.config import ExperimentConfig, config_hash, flatten, parse_override, to_dict, with_overrides
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import corpus_fingerprint
 from ja_adapt.errors import UserError
 from ja_adapt.evaluate.compare import compare_models
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.jsonio import write_json
+from ja_adapt.method_spec import SPECS
 from ja_adapt.models import model_config, resolve_name
 from ja_adapt.plan import plan_run_memory
 from ja_adapt.train import TrainingStopped, train
@@ -74,13 +78,15 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
-def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, light: bool = False) -> dict:
+def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, light: bool = False,
+                arm: str | None = None) -> dict:
     """One run: its name, overrides, validated config; `light` runs get a likelihood-only
-    evaluation (tuning points that were not chosen)."""
+    evaluation (tuning points that were not chosen). arm: the compared entry it belongs to
+    (`compare`; a sweep's runs have none)."""
     run_cfg = with_overrides(cfg, {**overrides, "seed": seed})
     name = run_name(overrides, seed)
-    return {"name": name, "method": run_cfg.method, "seed": seed, "overrides": overrides,
-            "dir": f"runs/{name}", "light": light, "config": run_cfg}
+    return {"name": name, **({"arm": arm} if arm else {}), "method": run_cfg.method, "seed": seed,
+            "overrides": overrides, "dir": f"runs/{name}", "light": light, "config": run_cfg}
 
 
 def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int],
@@ -96,7 +102,8 @@ def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int],
 def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
                    runs: list[dict], extra: dict | None = None) -> None:
     """experiment.json; re-running the same experiment merges runs, a different one is refused.
-    extra: more top-level keys (purpose, tuning); `extra["tuning"]["spec"]` must match too."""
+    extra: more top-level keys (purpose, tuning, arms); `extra["tuning"]["spec"]` and
+    `extra["arms"]` must match too."""
     manifest = {"kind": kind, "config": to_dict(cfg), "grid": grid, "seeds": seeds, "base": "base",
                 "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs], **(extra or {})}
     path = out / "experiment.json"
@@ -104,7 +111,7 @@ def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seed
         old = json.loads(path.read_text())
         spec = lambda m: (m.get("tuning") or {}).get("spec")
         if old.get("config") != manifest["config"] or old.get("grid") != grid or \
-                old.get("kind") != kind or spec(old) != spec(manifest):
+                old.get("kind") != kind or spec(old) != spec(manifest) or old.get("arms") != manifest.get("arms"):
             raise UserError(f"{path}: {out} holds a different experiment; re-run it with the same "
                             "command to resume, or choose another --out")
         manifest["seeds"] = sorted(set(old.get("seeds", [])) | set(seeds))
@@ -154,14 +161,18 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
 def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
                 tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
                 likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1,
-                curve_seeds: int | None = None) -> dict:
-    """The comparison protocol (module docstring). tune_grids: method → values of `tune_key`; a
-    method without a grid trains every seed at the configured value. likelihood_only: True, or the
-    methods whose runs get the likelihood metrics only (what the methods table compares: bits/char,
-    per-script accuracy, forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model
-    is evaluated on a worker beside the tuning runs. curve_seeds: the first this many seeds get their
-    checkpoints evaluated (held-out and forgetting learning curves; None: every seed). Returns the
-    tuning record."""
+                curve_seeds: int | None = None, arms: dict[str, dict] | None = None) -> dict:
+    """The comparison protocol (module docstring). methods: the compared entries, each a registered
+    method or a name of `arms` (name → config overrides, "method" among them unless the name is a
+    registered method: `{"lora-all": {"method": "lora", "lora.targets": "all-linear"}}`; see
+    compared_entries). tune_grids: entry → values of `tune_key`; an entry without a grid trains
+    every seed at the configured value. likelihood_only: True, or the entries whose runs get the
+    likelihood metrics only (what the methods table compares: bits/char, per-script accuracy,
+    forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model is evaluated on a
+    worker beside the tuning runs. curve_seeds: the first this many seeds get their checkpoints
+    evaluated (held-out and forgetting learning curves; None: every seed). Returns the tuning
+    record (keyed by entry)."""
+    entries = compared_entries(cfg, methods, arms, tune_key)
     light = set(methods) if likelihood_only is True else set(likelihood_only or ())
     if unknown := light - set(methods):
         raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
@@ -169,11 +180,12 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
             f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
     extra = {"purpose": "quality", "tuning": {"spec": spec},
-             "evaluation": {m: "likelihood" if m in light else "full" for m in methods}, "jobs": jobs}
+             "evaluation": {m: "likelihood" if m in light else "full" for m in methods}, "jobs": jobs,
+             **({"arms": {a: entries[a] for a in arms}} if arms else {})}
     grid = {"method": list(methods)}
     warm_workers(jobs)
     ev = _Evaluation(out, cfg, reuse_from, base_now=jobs <= 1)
-    tuning_runs = {m: [planned_run(cfg, {"method": m, tune_key: v}, seeds[0], m in light)
+    tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in light, arm=m)
                        for v in grids[m]] for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
@@ -181,25 +193,12 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     # (non-finite losses) is recorded, not fatal
     trained = _each(ev, "train", all_tuning, jobs, "tuning runs", with_base=True)
     stopped = {r["name"]: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
-    record = {"spec": spec, "val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
-    for m, rs in tuning_runs.items():
-        losses = {str(r["overrides"][tune_key]): None if r["name"] in stopped else ev.val_loss(r) for r in rs}
-        finished = [r for r in rs if r["name"] not in stopped]
-        if not finished:
-            raise UserError(f"{out}: every {tune_key} in {m}'s grid stopped on non-finite losses; "
-                            "lower the grid's values")
-        best = min(finished, key=lambda r: ev.val_loss(r))
-        record["val_loss"][m] = losses
-        record["chosen"][m] = best["overrides"][tune_key]
-        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
-        for r in rs:
-            r["chosen"] = r is best
-            r["light"] = m in light or r is not best
+    record = {"spec": spec, **_choose(ev, tuning_runs, tune_key, stopped, light)}
     runs = []
     for m in methods:
-        fixed = {"method": m, tune_key: record["chosen"][m]} if m in grids else {"method": m}
+        fixed = {**entries[m], tune_key: record["chosen"][m]} if m in grids else entries[m]
         runs += [r for r in tuning_runs.get(m, []) if r["name"] not in stopped]
-        runs += [dict(planned_run(cfg, fixed, s, m in light), chosen=True)
+        runs += [dict(planned_run(cfg, fixed, s, m in light, arm=m), chosen=True)
                  for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
@@ -212,13 +211,99 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     return record
 
 
-def _coerced(cfg: ExperimentConfig, key: str, value):
-    """`value` as the config stores it for `key` (e.g. "1e-3" → 0.001), refused with the key named
-    when invalid."""
-    node = with_overrides(cfg, {key: value})
+def _choose(ev: "_Evaluation", tuning_runs: dict[str, list[dict]], tune_key: str, stopped: dict,
+            light: set) -> dict:
+    """Each entry's value of the tuned key: its finished seed-0 run with the lowest final validation
+    loss; marks every tuning run chosen or not (and light unless chosen). The tuning record."""
+    record = {"val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
+    for m, rs in tuning_runs.items():
+        losses = {str(r["overrides"][tune_key]): None if r["name"] in stopped else ev.val_loss(r) for r in rs}
+        finished = [r for r in rs if r["name"] not in stopped]
+        if not finished:
+            raise UserError(f"{ev.out}: every {tune_key} in {m}'s grid stopped on non-finite losses; "
+                            "lower the grid's values")
+        best = min(finished, key=lambda r: ev.val_loss(r))
+        record["val_loss"][m] = losses
+        record["chosen"][m] = best["overrides"][tune_key]
+        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
+        for r in rs:
+            r["chosen"] = r is best
+            r["light"] = m in light or r is not best
+    return record
+
+
+# Keys an arm may not set: the experiment owns them (its seeds; the data its evaluation documents,
+# decontamination and base evaluation come from).
+_NOT_ARM_KEYS = ("seed", "data")
+
+
+def parse_arms(items: list[str]) -> dict[str, dict]:
+    """`--arm lora-all:method=lora --arm lora-all:lora.targets=all-linear` (repeatable; one
+    NAME:KEY=VALUE each, the same NAME accumulating) → {"lora-all": {"method": "lora",
+    "lora.targets": "all-linear"}}. Syntax only: compared_entries validates the keys and values."""
+    arms: dict[str, dict] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        if not sep or "=" not in rest or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UserError(f"--arm {item}: expected NAME:KEY=VALUE with NAME of letters, digits, "
+                            "'-', '_' or '.' (e.g. --arm lora-all:lora.targets=all-linear)")
+        key, value = parse_override(rest)
+        if key in arms.setdefault(name, {}):
+            raise UserError(f"--arm {item}: arm '{name}' already sets {key}; give each key once")
+        arms[name][key] = value
+    return arms
+
+
+def compared_entries(cfg: ExperimentConfig, names: list[str], arms: dict[str, dict] | None = None,
+                     tune_key: str | None = None) -> dict[str, dict]:
+    """Each compared entry (`--methods`) → its config overrides, "method" first: a registered
+    method's {"method": NAME}; an arm's own overrides, its method defaulting to NAME when NAME is a
+    registered method. Refused (naming the flag): an arm not in `names`, an entry that is neither a
+    method nor an arm with a method, an invalid key or value, an arm setting the tuned key, the seed
+    or the data, two entries of the same configuration."""
+    arms = arms or {}
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(f"--methods: '{twice[0]}' given twice; name each compared entry once")
+    if unused := [a for a in arms if a not in names]:
+        raise UserError(f"--arm {unused[0]}: not compared; add '{unused[0]}' to --methods "
+                        f"(now {','.join(names)}) or drop the --arm")
+    entries, hashes = {}, {}
+    for name in names:
+        over = flatten(arms.get(name, {}))           # a section's keys ({"lora": {...}}) one by one
+        method = over.pop("method", name if name in SPECS else None)
+        if method is None:
+            flag = f"--arm {name}" if name in arms else f"--methods {name}"
+            raise UserError(f"{flag}: not a registered method ({', '.join(SPECS)}); define the arm's "
+                            f"method with --arm {name}:method=METHOD")
+        if bad := [k for k in over if k == tune_key or k.split(".", 1)[0] in _NOT_ARM_KEYS]:
+            why = (f"is the tuned key; give the arm its own grid with --tune {name}:{bad[0]}=V1,V2"
+                   if bad[0] == tune_key else "is the whole comparison's, not an arm's; set it once "
+                   "for all (seeds: --seeds)")
+            raise UserError(f"--arm {name}:{bad[0]}=...: {bad[0]} {why}")
+        try:
+            run_cfg = with_overrides(cfg, {"method": method, **over}, where=f"--arm {name}")
+        except UserError as e:
+            raise UserError(str(e) if str(e).startswith("--arm") else f"--arm {name}: {e}") from None
+        entries[name] = {"method": method, **{k: _read(run_cfg, k) for k in over}}
+        if (h := config_hash(run_cfg)) in hashes:
+            raise UserError(f"--arm {name}: the same configuration as '{hashes[h]}'; set a key that "
+                            "differs, or compare one of them")
+        hashes[h] = name
+    return entries
+
+
+def _read(cfg: ExperimentConfig, key: str):
+    """The value of dotted `key` in `cfg`."""
+    node = cfg
     for part in key.split("."):
         node = getattr(node, part)
     return node
+
+
+def _coerced(cfg: ExperimentConfig, key: str, value):
+    """`value` as the config stores it for `key` (e.g. "1e-3" → 0.001), refused with the key named
+    when invalid."""
+    return _read(with_overrides(cfg, {key: value}), key)
 
 
 def _ordered(values: list) -> list:
@@ -228,8 +313,8 @@ def _ordered(values: list) -> list:
 
 
 def parse_tune(items: list[str], methods: list[str]) -> tuple[str | None, dict[str, list]]:
-    """`--tune optim.lr=1e-4,3e-4` (every method) or `--tune lora:optim.lr=1e-3,3e-3` (one method),
-    repeatable → (key, {method: values}). One tuned key per comparison."""
+    """`--tune optim.lr=1e-4,3e-4` (every entry) or `--tune lora:optim.lr=1e-3,3e-3` (one entry: a
+    method or an arm), repeatable → (key, {entry: values}). One tuned key per comparison."""
     key, grids = None, {}
     for item in items:
         method, _, rest = item.rpartition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
@@ -247,11 +332,12 @@ def parse_tune(items: list[str], methods: list[str]) -> tuple[str | None, dict[s
 
 
 def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, dict]]:
-    """The pairs a comparison tests: the methods at their chosen settings, seed by seed, and (from
-    the tuning runs) the methods at each shared value of the tuned key."""
+    """The pairs a comparison tests: the entries (arms) at their chosen settings, seed by seed, and
+    (from the tuning runs) the entries at each shared value of the tuned key. Two arms of one
+    method (LoRA on q,v and on every linear) are a pair like two methods."""
     pairs = []
     for a, b in itertools.combinations(runs, 2):
-        if a["seed"] != b["seed"] or a["method"] == b["method"]:
+        if a["seed"] != b["seed"] or a.get("arm", a["method"]) == b.get("arm", b["method"]):
             continue
         chosen = a["chosen"] and b["chosen"]
         shared = tune_key is not None and tune_key in a["overrides"] and \

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ja_adapt.cli.flags import add_training_flags, config_from_args
 from ja_adapt.errors import UserError
-from ja_adapt.experiments import parse_grid, parse_tune, run_all, run_compare
+from ja_adapt.experiments import parse_arms, parse_grid, parse_tune, run_all, run_compare
 from ja_adapt.method_spec import SPECS
 from ja_adapt.report import build_results, executive_summary, write_report
 from ja_adapt.rundir import locked
@@ -24,11 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "memory only")
     else:
         parser.add_argument("--methods", default="lora,full",
-                            help=f"the methods compared, comma-separated (registered: {', '.join(SPECS)})")
-        parser.add_argument("--tune", action="append", default=[], metavar="[METHOD:]KEY=V1,V2",
-                            help="tune KEY per method on the first seed by validation loss, then train "
-                            "the other seeds at each method's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
-                            "lora:optim.lr=1e-3,3e-3 for one method; repeatable)")
+                            help="the entries compared, comma-separated: registered methods "
+                            f"({', '.join(SPECS)}) or --arm names")
+        parser.add_argument("--arm", action="append", default=[], metavar="NAME:KEY=VALUE",
+                            help="a compared entry NAME defined by config overrides (repeatable; the "
+                            "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
+                            "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
+                            "method= is needed unless NAME is a registered method")
+        parser.add_argument("--tune", action="append", default=[], metavar="[NAME:]KEY=V1,V2",
+                            help="tune KEY per entry on the first seed by validation loss, then train "
+                            "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
+                            "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)")
     if parser.prog.split()[-1] == "sweep":
         parser.add_argument("--likelihood-only", action="store_true",
                             help="evaluate each run's likelihood metrics only (bits/char, per-script "
@@ -37,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--curve-seeds", type=int, default=None, metavar="N",
                             help="evaluate the checkpoints (learning curves) of the first N seeds only "
                             "(default: every seed)")
-        parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="METHODS",
-                            help="evaluate the runs of these methods (comma-separated; alone: every "
-                            "method) on likelihood metrics only (bits/char, per-script accuracy, "
+        parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="NAMES",
+                            help="evaluate the runs of these methods or arms (comma-separated; alone: "
+                            "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
                             "forgetting: the methods table): no generation, supervised or downstream tasks")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="runs trained and evaluated at once, in N worker processes sharing the "
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
             light = args.likelihood_only if isinstance(args.likelihood_only, bool) else \
                 parse_grid([f"method={args.likelihood_only}"])["method"]
             run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=light,
-                        reuse_from=args.reuse_from, jobs=args.jobs, curve_seeds=args.curve_seeds)
+                        reuse_from=args.reuse_from, jobs=args.jobs, curve_seeds=args.curve_seeds,
+                        arms=parse_arms(args.arm))
         else:
             run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
                     purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only,

@@ -18,6 +18,7 @@ stats.json; nothing here is a new statistic.
 from __future__ import annotations
 
 from ja_adapt.evaluate.stats import holm, seed_compare
+from ja_adapt.report.load import adapts_linears
 
 ALPHA = 0.05
 MIN_EVAL_CHARS = 20_000      # the size an evaluation set should reach to resolve differences
@@ -55,8 +56,7 @@ def headline(lora, full) -> dict:
     """The LoRA-vs-full table over seeds (module docstring); lora / full: report.results.Group."""
     if lora is None or full is None:
         return {"status": "not run", "reason": "no LoRA and full fine-tuning groups to compare"}
-    methods = {g.method: {"label": g.label, "seeds": [r.seed for r in g.runs], "config": g.config}
-               for g in (lora, full)}
+    methods = {side: _side(g) for side, g in (("lora", lora), ("full", full))}
     metrics, families = {}, {}
     for key, (name, lower, question, source) in HEADLINE.items():
         a = {r.seed: v for r in lora.runs if (v := _value(lora, r, key, source)) is not None}
@@ -88,6 +88,17 @@ def headline(lora, full) -> dict:
             "families": {q: sorted(ps) for q, ps in families.items()}}
 
 
+def _side(g) -> dict:
+    """Which configuration a side of the headline is: its group's label, arm, method and seeds, and
+    for a LoRA-family method the adapted projections, rank and alpha (the LoRA it is about)."""
+    out = {"label": g.label, "arm": g.arm, "method": g.method, "seeds": [r.seed for r in g.runs],
+           "config": g.config}
+    if adapts_linears(g.method):
+        out.update(targets=g.config.get("lora.targets"), rank=g.config.get("lora.rank"),
+                   alpha=g.config.get("lora.alpha"))
+    return out
+
+
 def _resolved(diff: dict, lower_is_better: bool) -> tuple[bool, str | None]:
     lo, hi, p = diff.get("ci_low"), diff.get("ci_high"), diff.get("p_holm")
     if diff.get("exact"):                     # no sampling error: any nonzero difference is real
@@ -115,10 +126,10 @@ def base_model(base_eval: dict | None) -> dict:
 
 
 def lr_tuning(exps, stats_of: dict, runs_by_name: dict) -> dict:
-    """The tuning records of the compare experiments (experiments.run_compare), with each grid
-    point's held-out Japanese bits/char and the LoRA − full comparisons at shared values (stats.json).
-    A method tuned in several experiments (the demo's methods comparison reuses LoRA's and full
-    fine-tuning's runs) is shown from the first."""
+    """The tuning records of the compare experiments (experiments.run_compare), keyed by compared
+    entry (method or arm), with each grid point's held-out Japanese bits/char and the LoRA − full
+    comparisons at shared values (stats.json). An entry tuned in several experiments (the demo's
+    methods comparison reuses LoRA's and full fine-tuning's runs) is shown from the first."""
     tuned = [e for e in exps if (e.manifest.get("tuning") or {}).get("spec")]
     if not tuned:
         return {"status": "not run", "reason": "the comparison was run at one configured value per "
@@ -134,7 +145,7 @@ def lr_tuning(exps, stats_of: dict, runs_by_name: dict) -> dict:
                 continue
             pts = []
             for v in grid:
-                run = next((r for r in exp.runs if r.method == m and r.seed == t["spec"]["seed"]
+                run = next((r for r in exp.runs if r.arm == m and r.seed == t["spec"]["seed"]
                             and r.config.get(key) == v), None)
                 held = (((run.eval or {}).get("domains") or {}).get("held_out") or {}) if run else {}
                 pts.append({"value": v, "val_loss": t["val_loss"][m].get(str(v)),

@@ -117,15 +117,19 @@ def precision_comparison(groups, cfg: an.AnalysisConfig) -> dict:
 
 
 def lr_sensitivity(groups, cfg: an.AnalysisConfig) -> dict:
+    """Per compared entry (an arm of one arm's groups, else the method): its largest lr sweep. Two
+    arms of one method (LoRA on q,v and on every linear) are two sweeps, each under its arm."""
     out = {"status": "ok", "by_method": {}}
-    for method in sorted({g.method for g in groups}):
-        bucket = _largest(sweeps(groups, "optim.lr", method), "optim.lr")
-        if bucket is None:
-            continue
+    named: dict[str, list] = {}
+    for bucket in sweeps(groups, "optim.lr"):
+        arms = {g.arm for g in bucket}
+        named.setdefault(arms.pop() if len(arms) == 1 else bucket[0].method, []).append(bucket)
+    for entry in sorted(named):
+        bucket = _largest(named[entry], "optim.lr")
         name, metric = _metric(bucket)
         pts = [{"lr": g.config["optim.lr"], "label": g.label, "metric": metric(g)}
                for g in sorted(bucket, key=lambda g: g.config["optim.lr"])]
-        out["by_method"][method] = {"metric": name, "points": pts, **an.lr_sensitivity(
+        out["by_method"][entry] = {"metric": name, "points": pts, **an.lr_sensitivity(
             [(p["lr"], p["metric"]["mean"]) for p in pts], cfg.lr_tolerance)}
     return out if out["by_method"] else dict(NOT_RUN)
 
@@ -243,7 +247,7 @@ def recommendations(res: dict, lora, full) -> dict:
                               for k in task_resolved) + "." if task_resolved else
                               "No resolved difference on the supervised task (" + "; ".join(
                                   _diff_text(metrics[k], k) for k in task) + ").")})
-        peaks = {g.method: g.summary("peak_mem_bytes")["mean"] for g in (lora, full)}
+        peaks = {"lora": lora.summary("peak_mem_bytes")["mean"], "full": full.summary("peak_mem_bytes")["mean"]}
         if total and all(peaks.values()):
             items.append({"topic": "hardware", "basis": {"device_total_bytes": total, **peaks},
                           "text": f"On {device} ({fmt.nbytes(total)}), full fine-tuning peaked at "

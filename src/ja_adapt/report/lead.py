@@ -52,6 +52,8 @@ def headline_summary(res: dict) -> str:
            f"full {fmt.num(lr['chosen'].get('full'))})" if lr.get("status") == "ok" else "at the configured settings")
     out = [f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
            f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."]
+    if gaps := gap_sentence(res):
+        out.append(gaps)
     for question, words in (("japanese_quality", "Japanese quality"), ("forgetting", "forgetting of English and Chinese"),
                             ("supervised_task", "the supervised task (held-out responses)"), ("cost", "cost")):
         keys = [k for k in head["families"].get(question, []) if k in m]
@@ -76,12 +78,80 @@ def headline_summary(res: dict) -> str:
     return " ".join(out)
 
 
+def lora_name(side: dict) -> str:
+    """`LoRA (q,v, r=16)`: a headline side's method and, for the LoRA family, its adapted
+    projections and rank (answer.headline's `methods.lora`)."""
+    name = "LoRA" if side.get("method", "lora") == "lora" else side["method"]
+    t = side.get("targets")
+    bits = [(",".join(t) if t in ("qv", "qkvo") else t.replace("_proj", "")) if t else None,
+            f"r={side['rank']}" if side.get("rank") is not None else None]
+    return f"{name} ({', '.join(b for b in bits if b)})" if any(bits) else name
+
+
+def lora_configurations(res: dict) -> list[tuple[str, dict]]:
+    """(name, headline) of each LoRA configuration compared with full fine-tuning: the headline's,
+    then headline_variants' (a name two configurations share gets its arm appended)."""
+    heads = [h for h in [res.get("headline") or {}, *(res.get("headline_variants") or {}).values()]
+             if h.get("status") == "ok"]
+    names = [lora_name(h["methods"]["lora"]) for h in heads]
+    return [(f"{n} [{h['methods']['lora']['arm']}]" if names.count(n) > 1 else n, h) for n, h in zip(names, heads)]
+
+
+def _gap(m: dict, tested: bool) -> str:
+    """A headline metric's LoRA − full difference in words, with its interval (or "exact"); stated
+    as a difference only when resolved within its tested family, as headline_summary does."""
+    d = m["difference"]
+    ci = "exact" if d.get("exact") else f"95% CI {_interval(d)}"
+    if m["resolved"] and tested:
+        return (f"{'LoRA' if m['better'] == 'lora' else 'full'} better by {fmt.num(abs(d['diff']))} "
+                f"(LoRA − full {fmt.num(d['diff'])}, {ci})")
+    return f"no resolved difference (LoRA − full {fmt.num(d.get('diff'))}, {ci})"
+
+
+def gap_sentence(res: dict) -> str:
+    """Each LoRA configuration's held-out Japanese bits/char gap to full fine-tuning, in one
+    sentence, when more than the headline's LoRA was compared ("" otherwise)."""
+    if not res.get("headline_variants"):
+        return ""
+    chosen = (res.get("lr_tuning") or {}).get("chosen") or {}
+    parts = []
+    for name, h in lora_configurations(res):
+        if "ja_bits_per_char" not in h["metrics"]:
+            continue
+        arm = h["methods"]["lora"]["arm"]
+        at = f" at lr {fmt.num(chosen[arm])}" if arm in chosen else ""
+        tested = "ja_bits_per_char" in h["families"].get("japanese_quality", [])
+        parts.append(f"{name}{at} vs full: {_gap(h['metrics']['ja_bits_per_char'], tested)}")
+    return "Held-out Japanese bits/char per LoRA configuration: " + "; ".join(parts) + "." if parts else ""
+
+
+def _configurations_blocks(res: dict) -> list[tuple]:
+    """One row per LoRA configuration against full fine-tuning (headline and headline_variants)."""
+    configs = lora_configurations(res) if res.get("headline_variants") else []
+    if not configs:
+        return []
+    rows = []
+    for name, h in configs:
+        m, p = h["metrics"].get("ja_bits_per_char"), h["metrics"].get("params_trainable")
+        d = (m or {}).get("difference") or {}
+        rows.append([name, h["methods"]["lora"]["arm"], _mean_ci(p["lora"], fmt.integer) if p else fmt.DASH,
+                     _mean_ci(m["lora"], fmt.num) if m else fmt.DASH, _mean_ci(m["full"], fmt.num) if m else fmt.DASH,
+                     f"{fmt.num(d.get('diff'))} " + ("(exact)" if d.get("exact") else _interval(d)) if m else fmt.DASH,
+                     ({"lora": "LoRA better", "full": "full better"}[m["better"]] if m["resolved"] else "not resolved")
+                     if m else fmt.DASH])
+    return [("p", "Each LoRA configuration compared against full fine-tuning, by the same rule (held-out "
+                  "Japanese bits/char; headline_variants in results.json):"),
+            ("table", ["LoRA configuration", "arm", "trainable parameters", "ja bits/char", "full ja bits/char",
+                       "LoRA − full [95% CI]", "verdict"], rows)]
+
+
 def headline_blocks(res: dict, plots: dict) -> list[tuple]:
     head = res.get("headline") or {}
     b = [("h", 2, "The answer: LoRA vs full fine-tuning")]
     if head.get("status") != "ok":
         return b + [("p", headline_summary(res))]
-    b.append(("p", f"Each cell: mean ± sd [95% t-interval of the mean] over seeds. Difference: LoRA − full "
+    b.append(("p", f"LoRA here is {lora_name(head['methods']['lora'])}, the group {head['methods']['lora']['label']}. "
+                   f"Each cell: mean ± sd [95% t-interval of the mean] over seeds. Difference: LoRA − full "
                    f"with Welch's 95% interval; Holm-adjusted p within its question. {head['rule']}."))
     rows = []
     for k, v in head["metrics"].items():
@@ -92,6 +162,7 @@ def headline_blocks(res: dict, plots: dict) -> list[tuple]:
                      fmt.num(d.get("p_holm"), 3), v["question"],
                      ({"lora": "LoRA better", "full": "full better"}[v["better"]] if v["resolved"] else "not resolved")])
     b.append(("table", ["metric", "LoRA", "full", "LoRA − full [95% CI]", "Holm p", "question", "verdict"], rows))
+    b += _configurations_blocks(res)
     if "learning_vs_forgetting" in plots:
         b.append(("img", plots["learning_vs_forgetting"],
                   "Learning vs forgetting, per seed whose checkpoints were evaluated: Japanese gain against English / Chinese loss at each checkpoint"))

@@ -41,6 +41,12 @@ class Run:
     eval: dict | None
     checkpoints: list[tuple[int, dict]] = field(default_factory=list)  # (step, light eval)
     purpose: str = "quality"        # the experiment's: quality, or probe (time and memory only)
+    arm: str = ""                   # the compared entry (compare --arm or a method); default: the method
+    arm_keys: frozenset = frozenset()   # the keys that entry sets itself (its label leaves them out)
+    chosen: bool = True             # a compare run at its entry's chosen settings (not a losing tuning point)
+
+    def __post_init__(self):
+        self.arm = self.arm or self.method
 
     @property
     def method(self) -> str:
@@ -140,9 +146,12 @@ def read_experiment(out: Path) -> Experiment:
             config = {**base_cfg, **entry.get("overrides", {}), "seed": entry.get("seed", 0)}
         config.setdefault("method", entry.get("method") or summary.get("method"))
         train, val = read_metrics(run_dir / "metrics.jsonl")
+        arm = entry.get("arm") or config["method"]          # sweeps and older compares: the method
         runs.append(Run(entry["name"], out, manifest["kind"], int(entry.get("seed", config.get("seed", 0))),
                         config, summary, train, val, read_json(run_dir / "eval.json", required=False),
-                        _checkpoint_evals(run_dir), manifest.get("purpose", "quality")))
+                        _checkpoint_evals(run_dir), manifest.get("purpose", "quality"), arm,
+                        frozenset((manifest.get("arms") or {}).get(arm, {"method": arm})),
+                        entry.get("chosen", True)))
     if not runs:
         raise UserError(f"{out}: no finished run (no runs/*/summary.json); run the experiment first")
     base = read_json(out / (manifest.get("base") or "base") / "eval.json", required=False)
@@ -151,13 +160,20 @@ def read_experiment(out: Path) -> Experiment:
                       read_json(out / "decontamination.json", required=False))
 
 
+def adapts_linears(method: str) -> bool:
+    """A LoRA-family method (method_spec: rank-r adapters on lora.targets)."""
+    return method in SPECS and SPECS[method].adapts_linears
+
+
 def label(run: Run, varied: set[str]) -> str:
-    """A readable group name: the method plus the varied keys, e.g. `lora r=8 bf16`."""
-    parts = [run.method]
-    for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"}):   # settings a reader compares
+    """A readable group name: the method (or the compared arm's name, when it has its own) plus the
+    varied keys that name does not already stand for, e.g. `lora r=8 bf16`, `lora-all lr=0.001`."""
+    parts = [run.arm]
+    own = run.arm_keys if run.arm != run.method else set()
+    for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"} - set(own)):   # settings a reader compares
         v = run.config.get(key)
         short = LABEL_KEYS.get(key, key)
-        if key == "lora.rank" and not (run.method in SPECS and SPECS[run.method].adapts_linears):
+        if key.startswith("lora.") and not adapts_linears(run.method):   # not this method's settings
             continue
         parts.append(f"{short}={v}" if short else str(v))
     return " ".join(parts)

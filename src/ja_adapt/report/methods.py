@@ -1,6 +1,7 @@
-"""The methods table: one row per adaptation method, whatever methods the experiments trained.
+"""The methods table: one row per compared entry (a method, or an arm: one method's configuration,
+such as LoRA on every linear beside LoRA on q,v), whatever the experiments trained.
 
-Generic over method names: a row is each method's primary group (results.primary), so a method
+Generic over method names: a row is each entry's primary group (results.primary), so a method
 registered in method_spec.py appears with no change here. Every cell is analysis.aggregate over
 seeds (mean, sd, 95% interval where one exists). Two derived figures per seed, then aggregated:
   quality gained  = base held-out Japanese bits/char − the method's (bits/char; > 0: better than
@@ -8,6 +9,9 @@ seeds (mean, sd, 95% interval where one exists). Two derived figures per seed, t
                     the method's.
   forgetting      = mean over the forgetting languages (en, zh) of the bits/byte the adapted model
                     lost against the base (evaluate/forgetting.py's bpb_increase; > 0: forgot).
+Beside the time per step: Japanese characters per token of the run's tokenizer on the held-out
+text (eval.json fertility, evaluate/fertility.py) and training characters per second (summary.json
+chars_per_s: tokens/s × the training text's characters per token; "—" where a run lacks it).
 The Pareto fronts name the methods no other method beats on both axes (seed means).
 """
 
@@ -16,7 +20,12 @@ from __future__ import annotations
 from ja_adapt.evaluate.scripts import SCRIPTS
 
 NOT_RUN = {"status": "not run"}
-COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s")
+COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
+
+
+def _ja_chars_per_token(r) -> float | None:
+    """Japanese characters per token of a run's tokenizer (eval.json fertility; None: not measured)."""
+    return ((((r.eval or {}).get("fertility") or {}).get("by_lang") or {}).get("ja") or {}).get("chars_per_token")
 
 
 def _forgetting(q: dict) -> float | None:
@@ -25,20 +34,21 @@ def _forgetting(q: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def methods_table(groups_by_method: dict, base_q: dict) -> dict:
-    """{"status", "rows": {method: {group, seeds, cost fields, ja_bits_per_char, quality_gain,
-    char_accuracy: {script: agg}, forgetting, forgetting_by_lang}}, "pareto": {...}}.
-    groups_by_method: method → its primary results.Group."""
-    if not groups_by_method:
+def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
+    """{"status", "rows": {arm: {group, method, seeds, cost fields, chars_per_token,
+    ja_bits_per_char, quality_gain, char_accuracy: {script: agg}, forgetting, forgetting_by_lang}},
+    "pareto": {...}}. groups_by_arm: compared entry (arm or method) → its primary results.Group."""
+    if not groups_by_arm:
         return dict(NOT_RUN)
     base_bpc = base_q.get("ja_bits_per_char")
     rows = {}
-    for method, g in sorted(groups_by_method.items()):
+    for arm, g in sorted(groups_by_arm.items()):
         q = {r.seed: g.quality.get(r.seed) or {} for r in g.runs}
         langs = sorted({k[:-len("_bpb_increase")] for v in q.values() for k in v if k.endswith("_bpb_increase")})
-        row = {"group": g.label, "seeds": [r.seed for r in g.runs],
+        row = {"group": g.label, "method": g.method, "seeds": [r.seed for r in g.runs],
                "memory_kind": g.runs[0].summary.get("memory_kind"),
                **{k: g.summary(k) for k in COST_FIELDS},
+               "chars_per_token": g.agg(_ja_chars_per_token),
                "ja_bits_per_char": g.q("ja_bits_per_char"),
                "char_accuracy": {s: g.q(f"char_accuracy_{s}") for s in (*SCRIPTS, "overall") if s != "other"},
                "forgetting": g.agg(lambda r: _forgetting(q[r.seed])),
@@ -52,7 +62,7 @@ def methods_table(groups_by_method: dict, base_q: dict) -> dict:
             gain.update(ci_low=base_bpc - bpc["ci_high"], ci_high=base_bpc - bpc["ci_low"],
                         ci_level=bpc.get("ci_level"))
         row["quality_gain"] = gain
-        rows[method] = row
+        rows[arm] = row
     return {"status": "ok", "rows": rows, "base_ja_bits_per_char": base_bpc,
             "pareto": {"params": pareto(rows, "params_trainable"), "forgetting": pareto(rows, "forgetting")}}
 
@@ -77,14 +87,19 @@ def methods_blocks(res: dict, plots: dict) -> list[tuple]:
     if not isinstance(sec, dict) or sec.get("status") != "ok":
         return b + [("p", "Not run: no experiment in the given directories trained a method.")]
     scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
-    b.append(("p", "Per method (its compared configuration): mean ± sd over seeds [95% interval: over seeds, "
+    b.append(("p", "Per compared method or arm (its compared configuration; an arm is named by the "
+                   "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
                    "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
                    "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
-                   "forgetting languages against the base (lower is better)."))
+                   "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
+                   "characters per token of the run's tokenizer; chars/s = training characters per second."))
     b.append(("table", ["method", "seeds", "trainable parameters", "artifact", "peak memory", "time/step",
-                        "ja bits/char", "quality gained", *[f"{s} accuracy" for s in scripts], "forgetting"],
-              [[m, len(r["seeds"]), fmt.agg(r["params_trainable"], fmt.integer), fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                        "chars/token", "chars/s", "ja bits/char", "quality gained",
+                        *[f"{s} accuracy" for s in scripts], "forgetting"],
+              [[m if r.get("method", m) == m else f"{m} ({r['method']})", len(r["seeds"]),
+                fmt.agg(r["params_trainable"], fmt.integer), fmt.agg(r["artifact_bytes"], fmt.nbytes),
                 fmt.agg(r["peak_mem_bytes"], fmt.nbytes), fmt.agg(r["time_per_step_s"], fmt.seconds),
+                fmt.agg(r.get("chars_per_token")), fmt.agg(r.get("chars_per_s"), fmt.integer),
                 fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
                 *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
                for m, r in sec["rows"].items()]))

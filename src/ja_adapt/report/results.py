@@ -16,7 +16,7 @@ from ja_adapt.evaluate.forgetting import learning_forgetting_points
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report import answer, derived
 from ja_adapt.report.downstream import downstream_section
-from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, label, read_experiment
+from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, adapts_linears, label, read_experiment
 from ja_adapt.report.methods import methods_table
 from ja_adapt.report.quality import (
     METRICS,
@@ -42,6 +42,10 @@ class Group:
     dynamics: dict = field(default_factory=dict)    # seed → analysis.curve_analysis
     quality: dict = field(default_factory=dict)     # seed → quality.quality
     from_compare: bool = False
+    arm: str = ""                                   # the compared entry (Run.arm); default: the method
+
+    def __post_init__(self):
+        self.arm = self.arm or self.method
 
     def agg(self, fn) -> dict:
         """mean ± sd over seeds of fn(run) (analysis.aggregate)."""
@@ -76,8 +80,11 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
                 continue
             seen[r.seed] = r
         members = sorted(seen.values(), key=lambda r: r.seed)
-        g = Group(label(members[0], varied - IGNORED_KEYS), members[0].method, members[0].config, members,
-                  from_compare=any(r.kind == "compare" for r in members))
+        # a compare run's arm names the group also where a sweep's run (whose arm is its method) is
+        # listed first: the same configuration is the compared entry
+        first = next((r for r in members if r.kind == "compare"), members[0])
+        g = Group(label(first, varied - IGNORED_KEYS), first.method, first.config, members,
+                  from_compare=first.kind == "compare", arm=first.arm)
         for r in members:
             g.dynamics[r.seed] = an.curve_analysis(r.train, r.val, r.summary, cfg)
             g.quality[r.seed] = quality(r.eval) if r.purpose == "quality" else {}   # probes: no quality
@@ -112,12 +119,20 @@ def timing_conditions(exps: list[Experiment], groups: list[Group]) -> dict:
                                      for g in groups for r in g.runs} - {None})}
 
 
-def primary(groups: list[Group], method: str) -> Group | None:
-    """The group a method is compared with: from a compare experiment if any, else the most seeds."""
-    cands = [g for g in groups if g.method == method]
+def primary(groups: list[Group], arm: str) -> Group | None:
+    """The group a compared entry (an arm, or a method: sweeps have no arms) is compared with: from
+    a compare experiment if any, at its chosen settings, else the most seeds."""
+    cands = [g for g in groups if g.arm == arm]
     if not cands:
         return None
-    return max(cands, key=lambda g: (g.from_compare, len(g.runs), -len(g.label)))
+    return max(cands, key=lambda g: (g.from_compare, any(r.chosen for r in g.runs), len(g.runs), -len(g.label)))
+
+
+def lora_variants(groups: list[Group], lora: Group | None) -> list[Group]:
+    """The primary groups of the compared arms of the LoRA family (method_spec adapts_linears)
+    besides the primary LoRA arm: LoRA on every linear beside LoRA on q,v, DoRA, QLoRA, ..."""
+    arms = sorted({g.arm for g in groups if g.from_compare and adapts_linears(g.method)} - {lora.arm if lora else "lora"})
+    return [primary(groups, a) for a in arms]
 
 
 def curve(records: list[dict], key: str, window: int) -> list[list[float]]:
@@ -161,13 +176,14 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
                             "seeds": e.manifest.get("seeds", []), "runs": len(e.runs)} for e in exps],
            "duplicates_skipped": duplicates,
            "primary": {"lora": lora.label if lora else None, "full": full.label if full else None},
-           "groups": {g.label: {"method": g.method, "runs": [r.name for r in g.runs],
+           "groups": {g.label: {"method": g.method, "arm": g.arm, "runs": [r.name for r in g.runs],
                                 "seeds": [r.seed for r in g.runs], "config": g.config} for g in groups}}
     # The reference chapter's per-configuration tables hold the compared configurations; tuning
     # points and sweeps have their own sections.
     compared = [g for g in (lora, full) if g is not None] or groups
     stats_of = stats_by_run(exps)
     res["headline"] = answer.headline(lora, full)
+    res["headline_variants"] = {g.arm: answer.headline(g, full) for g in lora_variants(groups, lora)} if full else {}
     res["base_model"] = answer.base_model(base_eval)
     res["lr_tuning"] = answer.lr_tuning(exps, stats_of, {r.name: r for e in exps for r in e.runs})
     res["evaluation_sets"] = answer.evaluation_sets(exps, base_eval)
@@ -230,7 +246,7 @@ def build_results(out_dirs: list[Path], cfg: an.AnalysisConfig = an.AnalysisConf
     res["generalization_results"] = generalization(qgroups, base_q, base_eval, lora, full) if has_eval else dict(NOT_RUN)
     res["complexity_analysis"] = complexity(qgroups, base_q, lora, full)
     res["downstream"] = downstream_section(exps, lora, full)
-    res["methods"] = methods_table({m: primary(groups, m) for m in {g.method for g in groups}}, base_q)
+    res["methods"] = methods_table({a: primary(groups, a) for a in {g.arm for g in groups}}, base_q)
     aliases: dict[str, set] = {}
     for d in duplicates:                     # the same run copied into another experiment
         kept, skipped = d["kept"].rsplit("/", 1)[-1], d["skipped"].rsplit("/", 1)[-1]
