@@ -43,7 +43,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
             saved["groups"][saved["primary"]["full"]]["config"]["method"]} == {"lora", "full"}
     # the protocol: each method's rate tuned on seed 0, the other seed trained at the choice
     tuning = saved["lr_tuning"]
-    assert tuning["status"] == "ok" and set(tuning["chosen"]) == {"lora", "full", "ia3"}
+    assert tuning["status"] == "ok" and set(tuning["chosen"]) == set(demo.METHODS)
     for method, kind in (("lora", "adapter"), ("full", "model")):
         for seed in (0, 1):
             name = f"method-{method}__optim.lr-{tuning['chosen'][method]}__s{seed}"
@@ -70,18 +70,28 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     # the rank sweep's r=16 point is the comparison's seed-0 run, copied, not trained again
     assert saved["duplicates_skipped"] and "sweep-rank" in saved["duplicates_skipped"][0]["skipped"]
     # IA3 gets its own rate from its grid, then the other seed, likelihood metrics only
-    assert tuning["grids"]["ia3"] == demo.QUICK.method_grids["ia3"] and set(tuning["chosen"]) == {"lora", "full", "ia3"}
+    assert tuning["grids"]["ia3"] == demo.QUICK.method_grids["ia3"] and set(tuning["chosen"]) == set(demo.METHODS)
     manifest = json.loads((out / "compare/experiment.json").read_text())
-    assert manifest["evaluation"] == {"lora": "full", "full": "full", "ia3": "likelihood"}
+    assert manifest["evaluation"] == {"lora": "full", "lora-all": "full", "full": "full",
+                                      "full-vocab": "likelihood", "ia3": "likelihood"}
     assert manifest["jobs"] == demo.JOBS
-    ia3 = [r for r in manifest["runs"] if r["method"] == "ia3"]
+    ia3 = [r for r in manifest["runs"] if r["arm"] == "ia3"]
     assert len(ia3) == 2 + 1 and all(r["light"] for r in ia3)
     assert not json.loads((out / "compare" / ia3[-1]["dir"] / "eval.json").read_text())["generation"].get("n")
     # learning curves (checkpoint evaluations) for seed 0 only: demo.CURVE_SEEDS
     curves = {r["seed"] for r in manifest["runs"] if list((out / "compare" / r["dir"]).glob("checkpoints/*/eval.json"))}
     assert curves == {0}
     rows = saved["methods"]["rows"]
-    assert set(rows) == {"lora", "full", "ia3"} and rows["ia3"]["seeds"] == [0, 1]
+    assert set(rows) == set(demo.METHODS) and rows["ia3"]["seeds"] == [0, 1]
+    # issue 27: the all-linear LoRA beside q,v (more adapter parameters, its own headline against
+    # full) and full fine-tuning with an extended vocabulary (more characters per token)
+    assert rows["lora-all"]["params_trainable"]["mean"] > rows["lora"]["params_trainable"]["mean"]
+    assert saved["headline"]["methods"]["lora"]["targets"] == "qv"
+    assert saved["headline_variants"]["lora-all"]["methods"]["lora"]["targets"] == "all-linear"
+    assert rows["full-vocab"]["chars_per_token"]["mean"] > rows["full"]["chars_per_token"]["mean"]
+    assert rows["full-vocab"]["chars_per_s"]["n"] == 2 and rows["full-vocab"]["ja_bits_per_char"]["n"] == 2
+    report = (out / "report.md").read_text("utf-8")
+    assert "LoRA (q,v, r=16)" in report and "LoRA (all-linear, r=16)" in report
     assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
     assert rows["ia3"]["ja_bits_per_char"]["n"] == 2 and rows["ia3"]["forgetting"]["n"] == 2
     assert saved["time_efficiency"]["conditions"] == {"runs_at_once": [demo.JOBS], "torch_threads": [1]}
@@ -144,7 +154,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
 def test_demo_yaml_is_the_demo_config():
     """configs/demo.yaml + the commands in its header are exactly what `ja-adapt demo` runs."""
     from ja_adapt.config import parse_override, with_overrides
-    from ja_adapt.experiments import parse_grid, parse_tune
+    from ja_adapt.experiments import parse_arms, parse_grid, parse_tune
 
     path = REPO / "configs/demo.yaml"
     from_yaml = load_config(path)
@@ -158,6 +168,7 @@ def test_demo_yaml_is_the_demo_config():
     names = compare[compare.index("--methods") + 1].split(",")
     key, grids = parse_tune(tunes, names)
     assert names == demo.METHODS and key == demo.TUNE_KEY
+    assert parse_arms([compare[i + 1] for i, w in enumerate(compare) if w == "--arm"]) == demo.FULL.arms
     assert compare[compare.index("--likelihood-only") + 1].split(",") == demo.LIKELIHOOD_ONLY
     assert int(compare[compare.index("--curve-seeds") + 1]) == demo.CURVE_SEEDS
     assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
