@@ -92,6 +92,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     assert rows["full-vocab"]["chars_per_s"]["n"] == 2 and rows["full-vocab"]["ja_bits_per_char"]["n"] == 2
     report = (out / "report.md").read_text("utf-8")
     assert "LoRA (q,v, r=16)" in report and "LoRA (all-linear, r=16)" in report
+    assert "These rows use different tokenizers (chars/token differs)" in report
     assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
     assert rows["ia3"]["ja_bits_per_char"]["n"] == 2 and rows["ia3"]["forgetting"]["n"] == 2
     assert saved["time_efficiency"]["conditions"] == {"runs_at_once": [demo.JOBS], "torch_threads": [1]}

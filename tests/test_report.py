@@ -598,6 +598,9 @@ def test_arms_get_a_row_each_and_every_lora_arm_a_headline_against_full(arms_dir
         assert re.search(re.escape(f"{name} vs full: ") + r"[^;.]*" + re.escape(f"LoRA − full {fmt.num(diff)}"), md)
     section = md.split("3.4 Methods side by side")[-1]
     assert "| lora-all (lora) |" in section and "| chars/token | chars/s |" in section
+    # one tokenizer here (equal chars/token): no cross-tokenizer note (the demo's extended-vocabulary
+    # arm gets it: tests/test_demo.py)
+    assert "These rows use different tokenizers" not in section
 
 
 def test_a_sweep_reusing_an_arms_run_keeps_the_arm_and_its_rank_sweep(arms_dir, tmp_path):

@@ -103,6 +103,12 @@ def methods_blocks(res: dict, plots: dict) -> list[tuple]:
                 fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
                 *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
                for m, r in sec["rows"].items()]))
+    cpt = {round(m, 3) for r in sec["rows"].values() if (m := (r.get("chars_per_token") or {}).get("mean"))}
+    if len(cpt) > 1:        # two tokenizers meet (vocab.extend): say which measures compare across them
+        b.append(("p", "These rows use different tokenizers (chars/token differs): compare their quality "
+                       "in bits per character, which does not depend on the tokenizer, and their speed in "
+                       "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
+                       "(docs/vocabulary.md)."))
     b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {', '.join(sec['pareto']['params']) or fmt.DASH}",
                      f"Pareto front, quality gained vs forgetting: {', '.join(sec['pareto']['forgetting']) or fmt.DASH}",
                      "(fronts from seed means; a method off a front is beaten on both axes by one on it)"]))
