@@ -46,12 +46,14 @@ def one_run(targets: str, layers: int, steps: int, seq: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from ja_adapt import arch, distributed, telemetry
+    from ja_adapt.models import arch
+    from ja_adapt.train import distributed
+    from ja_adapt.train import telemetry
     arch.PRESETS["qwen2.5-0.5b"]["num_hidden_layers"] = layers   # before anything builds the config
     from ja_adapt.config import load_config
-    from ja_adapt.methods import base_model, build_model
-    from ja_adapt.plan import plan_run_memory
-    from ja_adapt.step import build_optimizer, train_step
+    from ja_adapt.models.build import base_model, build_model
+    from ja_adapt.models.plan import plan_run_memory
+    from ja_adapt.train.step import build_optimizer, train_step
 
     cfg = load_config(None, ["method=lora", "precision=fp32", f"lora.targets={targets}", "lora.dropout=0.1",
                              f"data.seq_len={seq}", "train.batch_size=1"],

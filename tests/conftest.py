@@ -54,7 +54,7 @@ def saved_tiny_model(tmp_path_factory, tiny_tokenizer):
     import os
 
     from ja_adapt.data.corpora import load_sources
-    from ja_adapt.models import load_model
+    from ja_adapt.models.load import load_model
 
     root = tmp_path_factory.mktemp("tiny")
     model_dir = root / "tiny-model"
@@ -94,7 +94,7 @@ _release_s = [0.0]
 
 
 def _status_bytes(field: str) -> int | None:
-    from ja_adapt.telemetry import proc_status_bytes
+    from ja_adapt.train.telemetry import proc_status_bytes
     return proc_status_bytes(field)
 
 
@@ -107,7 +107,7 @@ def _reset_hwm() -> None:
 
 
 def _release_memory() -> None:
-    from ja_adapt.telemetry import release_freed_heap    # gc + malloc_trim, the one definition
+    from ja_adapt.train.telemetry import release_freed_heap    # gc + malloc_trim, the one definition
     release_freed_heap()
 
 

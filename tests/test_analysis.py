@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from ja_adapt import analysis as an
+from ja_adapt.report import analysis as an
 
 
 def test_smooth_is_centred_and_keeps_constants():

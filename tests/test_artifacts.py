@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_adapt.artifacts import load_base, load_run, merge_run, run_config
-from ja_adapt.checkpoint import save_weights, weights_dirname
+from ja_adapt.train.artifacts import load_base, load_run, merge_run, run_config
+from ja_adapt.train.checkpoint import save_weights, weights_dirname
 from ja_adapt.config import load_config, save_config, to_dict
-from ja_adapt.errors import UserError
-from ja_adapt.methods import build_model, is_adapter
-from ja_adapt.models import load_model
+from ja_adapt.core.errors import UserError
+from ja_adapt.models.build import build_model, is_adapter
+from ja_adapt.models.load import load_model
 
 CPU = torch.device("cpu")
 

@@ -8,8 +8,10 @@ from dataclasses import asdict
 
 import pytest
 
-from ja_adapt import bench, bench_workers, telemetry
-from ja_adapt.cli import main
+from ja_adapt.apps import bench
+from ja_adapt.apps import bench_workers
+from ja_adapt.train import telemetry
+from ja_adapt.apps.cli import main
 from ja_adapt.config import to_dict
 
 # ---- MFU ---------------------------------------------------------------------------------------------
@@ -48,8 +50,8 @@ def _spec(prepared, side: str, method: str, **bench_changes) -> dict:
 def test_engine_step_reproduces_train_train(prepared, tmp_path):
     """The bench's engine loop gives train.train's losses, step for step (same data, model, RNG)."""
     from ja_adapt.config import from_dict
-    from ja_adapt.models import load_tokenizer
-    from ja_adapt.train import train
+    from ja_adapt.models.load import load_tokenizer
+    from ja_adapt.train.loop import train
     spec = _spec(prepared, "ja-adapt", "lora")
     spec["model_vocab"] = len(load_tokenizer(spec["tokenizer"]))  # train.train's vocabulary
     result = bench_workers.worker(spec)
@@ -72,7 +74,7 @@ def test_engine_step_reproduces_train_train(prepared, tmp_path):
 def test_plan_table_puts_the_plan_beside_each_engine_run():
     """Predicted RSS = the plan's tensors + the run's RSS before the model; predicted step time =
     (the plan's FLOPs per token + checkpointing's recompute) x batch x seq / the matmul rate."""
-    from ja_adapt.arch import PRESETS
+    from ja_adapt.models.arch import PRESETS
     config = PRESETS["tiny"]
     fpt = telemetry.flops_per_token(config, method="full", trainable_params=0, seq_len=64)
     extra = telemetry.recompute_flops_per_token(config, seq_len=64)
@@ -117,7 +119,7 @@ def test_summary_ratios_are_paired_by_repeat():
 
 
 def test_bench_cli_two_steps(tmp_path, capsys):
-    """`ja-adapt bench --steps 2` (python -m ja_adapt.bench's entry point, in this process; the
+    """`ja-adapt bench --steps 2` (python -m ja_adapt.apps.bench's entry point, in this process; the
     run itself in a worker subprocess)."""
     out = tmp_path / "bench.json"
     code = bench._main(["--method", "lora", "--sides", "ja-adapt", "--steps", "2", "--warmup", "1",

@@ -9,8 +9,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from ja_adapt import checkpoint
-from ja_adapt.checkpoint import (
+from ja_adapt.train import checkpoint
+from ja_adapt.train.checkpoint import (
     TrainState,
     complete,
     latest,
@@ -24,9 +24,9 @@ from ja_adapt.checkpoint import (
     weights_in,
 )
 from ja_adapt.config import load_config
-from ja_adapt.errors import UserError
-from ja_adapt.methods import build_model
-from ja_adapt.step import build_optimizer
+from ja_adapt.core.errors import UserError
+from ja_adapt.models.build import build_model
+from ja_adapt.train.step import build_optimizer
 
 CPU = torch.device("cpu")
 

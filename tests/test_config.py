@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ja_adapt import method_spec
+from ja_adapt.methods import spec as method_spec
 from ja_adapt.config import (
     EvalConfig,
     ExperimentConfig,
@@ -24,8 +24,8 @@ from ja_adapt.config import (
     validate,
     with_overrides,
 )
-from ja_adapt.errors import UserError
-from ja_adapt.method_spec import TARGET_PRESETS, resolve_targets
+from ja_adapt.core.errors import UserError
+from ja_adapt.methods.spec import TARGET_PRESETS, resolve_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))

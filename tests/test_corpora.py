@@ -12,7 +12,7 @@ from ja_adapt.data import corpora
 from ja_adapt.data.corpora import CorpusSource, load_sources, register
 from ja_adapt.data.documents import Document
 from ja_adapt.data.roff import roff_text
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 # Script classes from the team spec (shared README), written out here independently of the code.
 KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d]")

@@ -10,9 +10,9 @@ from ja_adapt.data import tokens as tokens_mod
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import IGNORE, PackedBatches
 from ja_adapt.data.tokens import TokenStore, build_token_store
-from ja_adapt.errors import UserError
-from ja_adapt.loss import token_nll
-from ja_adapt.models import load_model
+from ja_adapt.core.errors import UserError
+from ja_adapt.train.loss import token_nll
+from ja_adapt.models.load import load_model
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from ja_adapt.data.corpora import SOURCES
 from ja_adapt.data.pipeline import eval_set, prepare_data, read_specs, training_splits
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 JA = ["今日は良い天気ですね。散歩に行きましょう。", "東京の桜は三月の終わりに咲きます。",
       "私は毎朝コーヒーを飲みながら新聞を読みます。", "この本はとても面白かったので、友達にも勧めました。",

@@ -8,14 +8,14 @@ import json
 import pytest
 import yaml
 
-from ja_adapt import cli
+from ja_adapt.apps import cli
 from ja_adapt.config import AlpacaConfig, ExperimentConfig
 from ja_adapt.data.pipeline import training_splits
 from ja_adapt.data.records import render_segments
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.data.tokens import build_token_store
-from ja_adapt.errors import UserError
-from ja_adapt.tokenizer import train_tokenizer
+from ja_adapt.core.errors import UserError
+from ja_adapt.data.tokenizer import train_tokenizer
 
 PC = {"prompt": "Translate into Japanese:\nOpen the file\n", "completion": "ファイルを開く"}
 CHAT = {"messages": [{"role": "system", "content": "短く答えてください。"},
@@ -199,8 +199,8 @@ def test_chat_template_survives_save_and_load_of_tokenizer_adapter_and_merged_mo
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
-    from ja_adapt.checkpoint import save_weights
-    from ja_adapt.models import load_model
+    from ja_adapt.train.checkpoint import save_weights
+    from ja_adapt.models.load import load_model
 
     turns = CHAT["messages"][:4]
     expected = chatml_tokenizer.apply_chat_template(turns, add_generation_prompt=True)

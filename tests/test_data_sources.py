@@ -8,11 +8,11 @@ from hashlib import sha256
 
 import pytest
 
-from ja_adapt import hub
+from ja_adapt.core import hub
 from ja_adapt.data.documents import Document
 from ja_adapt.data.sources import corpus_fingerprint, detect_lang, read_corpus
 from ja_adapt.data.splits import split_documents
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 
 def _write_jsonl(path, records):

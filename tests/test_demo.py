@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ja_adapt import demo
+from ja_adapt.apps import demo
 from ja_adapt.config import load_config, to_dict
 from ja_adapt.data import corpora
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,7 +227,7 @@ def test_out_must_be_a_demo_directory(tmp_path):
 
 
 def test_cli_registers_demo():
-    from ja_adapt.cli import build_parser
+    from ja_adapt.apps.cli import build_parser
     args = build_parser("demo").parse_args(["demo", "--quick", "--out", "x"])
     assert args._module is demo and args.quick and args.out == Path("x")
     assert build_parser("demo").parse_args(["demo"]).out == demo.DEFAULT_OUT

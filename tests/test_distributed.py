@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_adapt import cli
+from ja_adapt.apps import cli
 
 # fp32, no dropout: LoRA dropout draws its masks per rank (seed + rank), so a 2-process run cannot
 # reproduce a 1-process run's masks; with dropout=0 the two runs compute the same function.
@@ -75,7 +75,7 @@ def single(workdir, tmp_path_factory):
 def test_ranks_partition_the_packed_stream(tiny_docs, tiny_tokenizer, tmp_path):
     """Rank r of 2 at global micro-batch g holds exactly single-process batch 2g+r (B rows each),
     and an epoch over both ranks covers every token once: nothing duplicated, nothing dropped."""
-    from ja_adapt import distributed
+    from ja_adapt.train import distributed
     from ja_adapt.data.packing import PackedBatches
     from ja_adapt.data.tokens import build_token_store
     store = build_token_store(tiny_docs, tiny_tokenizer, tmp_path / "cache")
@@ -123,7 +123,7 @@ def test_ddp_two_processes_match_one(workdir, single, tmp_path, method):
 def test_fsdp_resumes_after_sigkill_and_consolidates(workdir, single, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.checkpoint import consolidate, latest, write_manifest
+    from ja_adapt.train.checkpoint import consolidate, latest, write_manifest
     out = tmp_path / "fsdp"
     argv = train_argv(workdir, "full", out, "train.batch_size=2", "train.strategy=fsdp",
                       "train.save_every=2", "train.activation_checkpointing=true")

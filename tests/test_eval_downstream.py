@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from ja_adapt.cli import main
+from ja_adapt.apps.cli import main
 from ja_adapt.config import DownstreamConfig
 from ja_adapt.data.translation import TranslationPair, catalog_pairs, multiple_choice_items, split_of
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.downstream import (
     MC_MAX_CHARS,
     SHIPPED,
@@ -21,7 +21,7 @@ from ja_adapt.evaluate.downstream import (
     resolve_tasks,
     run_downstream,
 )
-from ja_adapt.models import load_model
+from ja_adapt.models.load import load_model
 
 TASK = "ja_adapt_mc_translation"
 LIMIT = 24
@@ -94,7 +94,7 @@ def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch)
 
 
 def test_missing_dataset_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch):
-    import ja_adapt.cli.evaluate as cli_eval
+    import ja_adapt.apps.cli.evaluate as cli_eval
 
     monkeypatch.setattr(cli_eval, "_load_model", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "eval.json"

@@ -12,7 +12,7 @@ from ja_adapt.evaluate.generation import (Prompt, decoding_budget, evaluate_gene
                                           make_prompts)
 from ja_adapt.evaluate.genscores import (bleu_chrf, distinct_n, length_ratio, prompt_intervals,
                                          repeat_rate, repeated_ngrams)
-from ja_adapt.models import load_model
+from ja_adapt.models.load import load_model
 
 HYPS = ["今日は良い天気です。", "猫が好きです", "東京の桜は三月に咲く。", "本を読みました。", "ははははははは", "京都京都京都"]
 REFS = ["今日は良い天気ですね。", "犬が好きです", "東京の桜は三月の終わりに咲きます。", "本を読みます。",

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.likelihood import corpus_likelihood, score_batch, score_documents, windows
-from ja_adapt.loss import IGNORE, token_nll
-from ja_adapt.models import load_model
+from ja_adapt.train.loss import IGNORE, token_nll
+from ja_adapt.models.load import load_model
 
 TEXT = "今日は良い天気ですね。The weather is nice. 我们是中国人。𠀋ｶﾀｶﾅ"
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.buckets import classify, sentences
 from ja_adapt.evaluate.forgetting import learning_forgetting_points, retention
-from ja_adapt.cli.evaluate import add_arguments, run, summary_table
+from ja_adapt.apps.cli.evaluate import add_arguments, run, summary_table
 from ja_adapt.config import EvalConfig
 from ja_adapt.evaluate.compare import compare_models
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.evaluate.scripts import SCRIPTS
-from ja_adapt.models import load_model
+from ja_adapt.models.load import load_model
 
 CFG = EvalConfig(max_length=32, stride=16, gen_prompts=3, gen_prefix_chars=8, gen_ref_chars=8,
                  bootstrap_resamples=100)

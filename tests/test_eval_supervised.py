@@ -14,8 +14,8 @@ from ja_adapt.evaluate.compare import supervised_compare
 from ja_adapt.evaluate.run import evaluate_model
 from ja_adapt.evaluate.supervised import (Example, evaluate_supervised, examples_of, generate_responses,
                                           response_nll, stop_ids)
-from ja_adapt.models import load_model
-from ja_adapt.tokenizer import train_tokenizer
+from ja_adapt.models.load import load_model
+from ja_adapt.data.tokenizer import train_tokenizer
 
 PAIRS = [("Translate into Japanese:\nOpen\n", "開く"), ("Translate into Japanese:\nSave\n", "保存する"),
          ("Translate into Japanese:\nQuit\n", "終了"), ("Translate into Japanese:\nHelp\n", "ヘルプ"),
@@ -131,7 +131,7 @@ def test_evaluate_model_puts_supervised_records_in_their_own_section(docs, tok, 
 def test_train_then_eval_on_translation_records_from_the_command_line(saved_tiny_model, tmp_path, capsys):
     import json
 
-    from ja_adapt import cli
+    from ja_adapt.apps import cli
     from ja_adapt.data.translation import catalog_pairs, prompt_completion, split_pairs
 
     _, model_dir, corpus = saved_tiny_model

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from ja_adapt import cli
+from ja_adapt.apps import cli
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.experiments import parse_grid, run_name
-from ja_adapt.rundir import locked
+from ja_adapt.train.rundir import locked
 
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
         "optim.lr=3e-3", "train.eval_every=2", "train.eval_batches=2", "train.save_every=2",
@@ -298,8 +298,8 @@ def test_compare_arms_lora_on_qv_and_on_every_linear_beside_full(saved_tiny_mode
     row per arm, a headline that names its LoRA, a variant headline for the other, both gaps stated."""
     import re
 
-    from ja_adapt.arch import architecture
-    from ja_adapt.method_spec import SPECS, options
+    from ja_adapt.models.arch import architecture
+    from ja_adapt.methods.spec import SPECS, options
     _, model_dir, corpus = saved_tiny_model
     out = tmp_path / "arms"
     grids = {"lora": [1e-3, 1e-2], "lora-all": [3e-3, 3e-2], "full": [1e-4, 1e-3]}

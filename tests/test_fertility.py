@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ja_adapt import cli
+from ja_adapt.apps import cli
 from ja_adapt.data.documents import Document
 from ja_adapt.evaluate.fertility import fertility
 
@@ -62,7 +62,7 @@ def test_one_token_per_character_is_one_char_per_token_and_unknowns_are_counted(
 def test_eval_json_carries_the_fertility_of_its_documents(tiny_tokenizer, tiny_docs):
     from ja_adapt.config import EvalConfig
     from ja_adapt.evaluate.run import evaluate_model
-    from ja_adapt.models import load_model
+    from ja_adapt.models.load import load_model
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
     r = evaluate_model(model, tiny_tokenizer, tiny_docs, EvalConfig(gen_prompts=0, bootstrap_resamples=10))
     own = fertility(tiny_tokenizer, tiny_docs)
@@ -92,7 +92,7 @@ def test_the_command_reads_a_tokenizer_alone_and_refuses_to_overwrite(tmp_path, 
 def test_a_slow_tokenizer_is_refused_in_one_line():
     from types import SimpleNamespace
 
-    from ja_adapt.errors import UserError
+    from ja_adapt.core.errors import UserError
     slow = SimpleNamespace(is_fast=False, name_or_path="slow-tok", unk_token_id=None)
     with pytest.raises(UserError, match="slow-tok.*fast tokenizer") as e:
         fertility(slow, [Document("今日は", "ja", "x")])

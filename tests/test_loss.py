@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ja_adapt.loss import IGNORE, token_nll, training_loss
-from ja_adapt.method_spec import resolve_targets
-from ja_adapt.models import load_model
+from ja_adapt.train.loss import IGNORE, token_nll, training_loss
+from ja_adapt.methods.spec import resolve_targets
+from ja_adapt.models.load import load_model
 
 
 def _batch(vocab: int, b: int = 2, t: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ja_adapt import method_spec, methods
+from ja_adapt.methods import spec as method_spec
+from ja_adapt.models import build as methods
 from ja_adapt.config import load_config
-from ja_adapt.errors import UserError
-from ja_adapt.method_spec import MethodSpec, register_spec
-from ja_adapt.methods import (
+from ja_adapt.core.errors import UserError
+from ja_adapt.methods.spec import MethodSpec, register_spec
+from ja_adapt.models.build import (
     apply_method,
     base_model,
     build_model,
@@ -18,7 +19,7 @@ from ja_adapt.methods import (
     is_adapter,
     peft_config,
 )
-from ja_adapt.models import PRESETS, load_model
+from ja_adapt.models.load import PRESETS, load_model
 
 CPU = torch.device("cpu")
 VOCAB = 512
@@ -250,8 +251,8 @@ def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
     """model.dtype=bf16: every frozen weight is bf16 (the fp32 base rounded: same seed, same
     numbers), every trainable one fp32, AdamW's state fp32 after a step, and the residual stream
     the layers see is fp32 (the embedding's output is cast), with or without checkpointing."""
-    from ja_adapt.loss import training_loss
-    from ja_adapt.step import autocast, build_optimizer
+    from ja_adapt.train.loss import training_loss
+    from ja_adapt.train.step import autocast, build_optimizer
     keys = ["method=lora", "precision=bf16", f"train.activation_checkpointing={str(ckpt).lower()}"]
     cfg = cfg_of(*keys, "model.dtype=bf16")
     model = build_model(cfg, _Tok(), CPU).train()

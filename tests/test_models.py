@@ -9,11 +9,12 @@ import pathlib
 import pytest
 import torch
 
-from ja_adapt import config, models
+from ja_adapt import config
+from ja_adapt.models import load as models
 from ja_adapt.config import load_config
 from ja_adapt.config import register_model_alias as register_alias
-from ja_adapt.errors import UserError
-from ja_adapt.models import (
+from ja_adapt.core.errors import UserError
+from ja_adapt.models.load import (
     PRESETS,
     load_model,
     load_tokenizer,

@@ -11,11 +11,12 @@ import json
 import pytest
 import torch
 
-from ja_adapt import cli, methods
+from ja_adapt.apps import cli
+from ja_adapt.models import build as methods
 from ja_adapt.config import load_config
-from ja_adapt.errors import UserError
-from ja_adapt.method_spec import SPECS, resolve_targets
-from ja_adapt.plan import count_parameters, plan_memory
+from ja_adapt.core.errors import UserError
+from ja_adapt.methods.spec import SPECS, resolve_targets
+from ja_adapt.models.plan import count_parameters, plan_memory
 
 # (method, further config keys): every method and variant whose count, training and artifact are
 # checked below
@@ -56,8 +57,8 @@ def test_plan_counts_equal_peft_on_qwen25_05b_on_the_meta_device(method, setting
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.arch import PRESETS
-    from ja_adapt.models import preset_config
+    from ja_adapt.models.arch import PRESETS
+    from ja_adapt.models.load import preset_config
     config = preset_config("qwen2.5-0.5b")
     cfg = load_config(None, [f"method={method}", *overrides(settings)])
     with torch.device("meta"):
@@ -74,7 +75,7 @@ def test_plan_counts_equal_peft_on_qwen25_05b_on_the_meta_device(method, setting
 def test_the_variants_count_what_they_add():
     """Against the shapes: DoRA adds one magnitude per output row of each adapted Linear; tied
     embeddings train one matrix; token rows are hidden-wide; AdaLoRA adds r per adapted matrix."""
-    from ja_adapt.arch import PRESETS
+    from ja_adapt.models.arch import PRESETS
     c = PRESETS["qwen2.5-0.5b"]
     d, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     kv = c["num_key_value_heads"] * d // c["num_attention_heads"]
@@ -103,11 +104,11 @@ def test_two_steps_save_an_adapter_that_reloads_to_the_logged_loss_and_merges(
     from peft import PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ja_adapt.artifacts import merge_run
+    from ja_adapt.train.artifacts import merge_run
     from ja_adapt.data.pipeline import prepare_data
-    from ja_adapt.models import load_tokenizer
-    from ja_adapt.step import validation_loss
-    from ja_adapt.train import train
+    from ja_adapt.models.load import load_tokenizer
+    from ja_adapt.train.step import validation_loss
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     cfg = load_config(None, FAST + [f"method={method}", *overrides(settings)],
                       {"model.name_or_path": str(model_dir), "data.paths": [str(corpus)]})
@@ -155,7 +156,7 @@ def test_the_loop_calls_the_methods_post_step_hook_after_each_step_with_the_grad
         saved_tiny_model, tmp_path, monkeypatch):
     """Every method gets its hook from the registry (no method name in the loop); it sees the step
     number and this step's gradients, before they are cleared."""
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     seen = []
 
@@ -171,7 +172,7 @@ def test_the_loop_calls_the_methods_post_step_hook_after_each_step_with_the_grad
 def test_adalora_reallocates_its_rank_budget_through_the_hook(saved_tiny_model, tmp_path):
     """After the budget phase, AdaLoRA keeps adalora.target_rank singular values per matrix on
     average: the saved adapter records the pattern, and the masked values are zero."""
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     cfg = load_config(None, FAST + ["method=adalora", "adalora.target_rank=2", "train.max_steps=4",
                                     "train.eval_every=0", "adalora.delta_t=1"],
@@ -192,8 +193,8 @@ def test_prefix_loss_equals_peft_forward_and_trains_the_prefix():
     reach it as peft's own forward passes them (else the prefix would be silently ignored)."""
     import torch.nn.functional as F
 
-    from ja_adapt.loss import token_nll, training_loss
-    from ja_adapt.methods import build_model
+    from ja_adapt.train.loss import token_nll, training_loss
+    from ja_adapt.models.build import build_model
 
     class Tok:
         def __len__(self):
@@ -221,7 +222,7 @@ def test_prefix_loss_equals_peft_forward_and_trains_the_prefix():
 # ---- plan ---------------------------------------------------------------------------------------------
 
 def test_the_plan_has_each_methods_memory_terms():
-    from ja_adapt.arch import PRESETS
+    from ja_adapt.models.arch import PRESETS
     c = PRESETS["qwen2.5-0.5b"]
     kw = dict(precision="bf16", batch=4, seq=2048, base_dtype="bf16")
     plans = {m: plan_memory(c, method=m, **kw) for m in SPECS
@@ -270,7 +271,7 @@ def test_bad_method_keys_are_refused_naming_the_key(keys, message):
 
 
 def test_token_ids_beyond_the_vocabulary_are_refused_naming_the_key():
-    from ja_adapt.models import load_model
+    from ja_adapt.models.load import load_model
     cfg = load_config(None, ["precision=fp32", "lora.train_token_ids=[1,512]"])
     with pytest.raises(UserError, match=r"'lora.train_token_ids' has id 512, but the embedding has 512 rows"):
         methods.apply_method(load_model("tiny", vocab_size=512), cfg)
@@ -289,6 +290,6 @@ def test_lora_starts_from_peft_s_default_init_unless_told():
     """lora.init's default is peft's own (Kaiming-uniform A, B = 0), the init every LoRA run had
     before the key existed; gaussian is opt-in."""
     from ja_adapt.config import ExperimentConfig, with_overrides
-    from ja_adapt.methods import peft_config
+    from ja_adapt.models.build import peft_config
     assert peft_config(ExperimentConfig()).init_lora_weights is True
     assert peft_config(with_overrides(ExperimentConfig(), {"lora.init": "gaussian"})).init_lora_weights == "gaussian"

@@ -11,14 +11,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from ja_adapt import arch as arch_module
-from ja_adapt import plan
-from ja_adapt.cli import plan as plan_cli
+from ja_adapt.models import arch as arch_module
+from ja_adapt.models import plan
+from ja_adapt.apps.cli import plan as plan_cli
 from ja_adapt.config import load_config
-from ja_adapt.errors import UserError
-from ja_adapt.loss import training_loss
-from ja_adapt.method_spec import SPECS, resolve_targets
-from ja_adapt.models import load_model, preset_config
+from ja_adapt.core.errors import UserError
+from ja_adapt.train.loss import training_loss
+from ja_adapt.methods.spec import SPECS, resolve_targets
+from ja_adapt.models.load import load_model, preset_config
 
 V, B, T = 1024, 2, 48
 
@@ -73,7 +73,7 @@ def _model(method: str, targets: str = "qv", dropout: float = 0.1, ckpt: bool = 
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=resolve_targets(targets), task_type="CAUSAL_LM"))
     elif method != "full":              # the engine's own wrapping (methods.apply_method)
-        from ja_adapt.methods import apply_method
+        from ja_adapt.models.build import apply_method
         cfg = load_config(None, [f"method={method}", "lora.rank=16", f"lora.targets={targets}",
                                  f"lora.dropout={dropout}"])
         model = apply_method(model, cfg)
@@ -203,7 +203,7 @@ def test_peak_tensor_bytes_of_a_lora_step_match_the_plan(precision, targets):
     telemetry.LiveTensorBytes, plus the weights, is the plan's peak_allocated_bytes within 5%: every
     adapted Linear's dropout mask and adapter input is in the plan. (On a CPU, RSS holds more: the
     heap glibc keeps, docs/plan.md "At the reference scale".)"""
-    from ja_adapt.telemetry import LiveTensorBytes
+    from ja_adapt.train.telemetry import LiveTensorBytes
     model = _model("lora", targets, dropout=0.1)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
@@ -228,7 +228,7 @@ def test_dora_forward_transient_bounds_the_real_weight_norm_tensors(targets):
     exceeds the loss's working set by (which exists only after the forward)."""
     from peft.tuners.lora import LoraLayer
 
-    from ja_adapt.telemetry import LiveTensorBytes
+    from ja_adapt.train.telemetry import LiveTensorBytes
     method_options = plan.method_options
     model = _model("dora", targets, dropout=0.0)
     measured = 0
@@ -320,7 +320,7 @@ def test_bf16_base_plan_equals_the_built_model(ckpt):
     """model.dtype=bf16 as training builds it (methods.build_model): weights, gradients and AdamW
     state equal the plan's bytes, and the saved-for-backward bytes the hooks see are within 10%."""
     from ja_adapt.config import load_config
-    from ja_adapt.methods import build_model
+    from ja_adapt.models.build import build_model
 
     class Vocab:
         def __len__(self):
@@ -347,7 +347,7 @@ def test_plan_command_imports_neither_torch_nor_transformers(tmp_path):
     """`ja-adapt plan` is arithmetic on a config: the whole command, in a fresh interpreter, within
     5 s, without torch or transformers (whose import alone took 5-14 s on a busy 2-core machine)."""
     preset_config("qwen2.5-0.5b").save_pretrained(tmp_path)   # a local config.json: same path
-    code = ("import sys; from ja_adapt.cli import main; "
+    code = ("import sys; from ja_adapt.apps.cli import main; "
             f"main(['plan', '--model', 'qwen2.5-7b', '--recommend']); "
             f"main(['plan', '--model', {str(tmp_path)!r}, '--json']); "
             "print('HEAVY', [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ja_adapt import precision
-from ja_adapt.loss import IGNORE, training_loss
-from ja_adapt.models import load_model
+from ja_adapt.models import precision
+from ja_adapt.train.loss import IGNORE, training_loss
+from ja_adapt.models.load import load_model
 
 CPU = torch.device("cpu")
 BF16_ULP = 2 ** -7                                   # one bf16 ulp, relative
@@ -105,7 +105,7 @@ def test_checkpointed_layers_are_recomputed_under_the_emulation():
     """A layer checkpointed under emulated_bf16 is recomputed under it too (checkpoint_contexts):
     the gradients equal those without checkpointing, bit for bit."""
     from ja_adapt.config import load_config
-    from ja_adapt.methods import build_model
+    from ja_adapt.models.build import build_model
 
     class Vocab:
         def __len__(self):

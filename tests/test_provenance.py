@@ -9,7 +9,8 @@ import subprocess
 import pytest
 import torch
 
-from ja_adapt import bitsandbytes_gate, provenance
+from ja_adapt.core import bitsandbytes_gate
+from ja_adapt.core import provenance
 
 
 def test_versions_are_the_packages_own():
@@ -50,7 +51,7 @@ def test_cpu_flags_agree_with_bitsandbytes_and_torch():
 @pytest.mark.usefixtures("one_thread")
 def test_a_runs_summary_records_versions_lock_and_cpu(saved_tiny_model, tmp_path):
     from ja_adapt.config import load_config
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     cfg = load_config(None, ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=0",
                              "train.eval_every=0", "train.tensorboard=false", "train.progress=false",

@@ -10,10 +10,13 @@ import json
 import pytest
 import torch
 
-from ja_adapt import bitsandbytes_gate, cli, plan, provenance
-from ja_adapt.arch import PRESETS
+from ja_adapt.core import bitsandbytes_gate
+from ja_adapt.apps import cli
+from ja_adapt.models import plan
+from ja_adapt.core import provenance
+from ja_adapt.models.arch import PRESETS
 from ja_adapt.config import load_config
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 CPU = torch.device("cpu")
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
@@ -48,7 +51,7 @@ def _weight_bytes(model) -> int:
 @pytest.mark.parametrize("double_quant", [True, False])
 def test_plan_weight_bytes_equal_what_bitsandbytes_stores(double_quant):
     """The plan's weights term (NF4 linears + fp32 rest + fp32 adapter) against the built model."""
-    from ja_adapt.methods import build_model
+    from ja_adapt.models.build import build_model
     vocab = 512
     cfg = load_config(None, ["precision=fp32", "method=qlora", "lora.rank=8", "lora.targets=qkvo",
                              f"qlora.double_quant={str(double_quant).lower()}"])
@@ -76,7 +79,7 @@ def test_qwen25_05b_plan_counts_the_lora_adapter_exactly_and_stores_the_base_in_
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.models import preset_config
+    from ja_adapt.models.load import preset_config
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(preset_config("qwen2.5-0.5b"))
     peft_model = get_peft_model(model, LoraConfig(r=16, target_modules=["q_proj", "v_proj"],
@@ -102,9 +105,9 @@ def test_qlora_trains_saves_and_reloads_onto_the_4bit_base(saved_tiny_model, tmp
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from ja_adapt.data.pipeline import prepare_data
-    from ja_adapt.models import load_tokenizer
-    from ja_adapt.step import validation_loss
-    from ja_adapt.train import train
+    from ja_adapt.models.load import load_tokenizer
+    from ja_adapt.train.step import validation_loss
+    from ja_adapt.train.loop import train
     _, model_dir, _ = saved_tiny_model
     cfg = cfg_for(saved_tiny_model)
     summary = train(cfg, tmp_path / "run")
@@ -126,9 +129,9 @@ def test_qlora_trains_saves_and_reloads_onto_the_4bit_base(saved_tiny_model, tmp
 def test_qlora_merge_folds_the_adapter_into_the_unquantized_base(saved_tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.artifacts import load_weights, merge_run, run_config
-    from ja_adapt.checkpoint import weights_in
-    from ja_adapt.train import train
+    from ja_adapt.train.artifacts import load_weights, merge_run, run_config
+    from ja_adapt.train.checkpoint import weights_in
+    from ja_adapt.train.loop import train
     train(cfg_for(saved_tiny_model, "train.eval_every=0"), tmp_path / "run")
     merged = AutoModelForCausalLM.from_pretrained(merge_run(tmp_path / "run")).eval()
     adapter, _ = load_weights(weights_in(tmp_path / "run"), run_config(tmp_path / "run"), quantized=False)
@@ -171,7 +174,7 @@ def test_qlora_under_fsdp_is_refused_naming_the_key():
 # ---- bitsandbytes' two CPU paths, the shape rule, and no reach for the hub -------------------------
 
 def _has_avx512bf16() -> bool:
-    from ja_adapt import bitsandbytes_gate
+    from ja_adapt.core import bitsandbytes_gate
     bitsandbytes_gate.load()
     return bitsandbytes_gate.cpu_has_avx512bf16()
 
@@ -189,7 +192,7 @@ def _odd_model(tmp_path, tokenizer=None):
 
 
 def _eval_logits(model_dir, kernel):
-    from ja_adapt.methods import build_model
+    from ja_adapt.models.build import build_model
     cfg = load_config(None, ["precision=fp32", "method=qlora", f"qlora.cpu_kernel={kernel}",
                              f"model.name_or_path={model_dir}"])
     model = build_model(cfg, [0] * 512, CPU).eval()
@@ -269,7 +272,7 @@ def test_a_bad_cpu_kernel_value_names_the_key():
 
 _PROBE = """
 import sys
-from ja_adapt import cli
+from ja_adapt.apps import cli
 code = cli.main(sys.argv[1:])
 print("BNB", sys.modules.get("bitsandbytes") is not None, "KERNELS_IMPORTED_BY_BNB", code)
 """

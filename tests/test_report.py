@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ja_adapt import provenance
-from ja_adapt.provenance import LOCK
+from ja_adapt.core import provenance
+from ja_adapt.core.provenance import LOCK
 from ja_adapt.config import ExperimentConfig, with_overrides
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.experiments import write_stats
 
@@ -198,7 +198,7 @@ def _evals(out: Path, method: str) -> list[dict]:
 
 def test_results_validate_against_the_schema(results):
     import jsonschema
-    from ja_adapt.jsonio import json_safe
+    from ja_adapt.core.jsonio import json_safe
     from ja_adapt.report import schema
     jsonschema.validate(json_safe(results), schema())
     broken = json_safe(results)
@@ -341,8 +341,8 @@ def test_sweeps_merge_into_one_report(results, compare_dir, tmp_path):
 
 
 def test_cli_refuses_missing_or_invalid_directories(tmp_path, capsys):
-    from ja_adapt import cli
-    from ja_adapt.cli.report import run
+    from ja_adapt.apps import cli
+    from ja_adapt.apps.cli.report import run
     missing = tmp_path / "nope"
     with pytest.raises(UserError, match="nope"):
         run(argparse.Namespace(outs=[missing], out=None))

@@ -54,7 +54,7 @@ def safetensors_in(folder: Path) -> dict[str, torch.Tensor]:
 def stop_after_middle_checkpoint(monkeypatch, run_train) -> None:
     """Run `run_train()` with the loop stopped right after the step-STEPS/2 checkpoint is written,
     as a kill there would (nothing after it runs)."""
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.loop as train_mod
     real_save = train_mod.save_checkpoint
 
     def save_then_stop(s, bar):
@@ -71,7 +71,7 @@ def stop_after_middle_checkpoint(monkeypatch, run_train) -> None:
 def test_stop_and_resume_equals_the_uninterrupted_run(saved_tiny_model, tmp_path, monkeypatch, method, keys):
     """Losses, final weights and the last checkpoint (its weights, RNG states and, for AdaLoRA, the
     rank allocator and its full-rank weights) are equal bit for bit."""
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     cfg = load_config(None, FAST + [f"method={method}", *keys],
                       {"model.name_or_path": str(model_dir), "data.paths": [str(corpus)]})
@@ -103,8 +103,8 @@ def test_a_checkpoint_without_fitting_method_state_is_refused_in_one_line(saved_
     naming the checkpoint, and the checkpoint stays as it is."""
     from safetensors.torch import save_file
 
-    from ja_adapt import cli
-    from ja_adapt.checkpoint import write_manifest
+    from ja_adapt.apps import cli
+    from ja_adapt.train.checkpoint import write_manifest
     _, model_dir, corpus = saved_tiny_model
     run = tmp_path / "run"
     argv = ["train", "--model", str(model_dir), "--data", str(corpus), "--method", "adalora",
@@ -137,7 +137,8 @@ def test_a_spec_that_keeps_checkpoint_state_needs_state_hooks(monkeypatch):
     method's checkpoints would silently lack its state."""
     import dataclasses
 
-    from ja_adapt import method_spec, methods
+    from ja_adapt.methods import spec as method_spec
+    from ja_adapt.models import build as methods
     spec = dataclasses.replace(method_spec.SPECS["lora"], name="stateful", checkpoint_state=True)
     monkeypatch.setitem(method_spec.SPECS, "stateful", spec)
     with pytest.raises(ValueError, match="'stateful': its MethodSpec.checkpoint_state and its state hooks"):

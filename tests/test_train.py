@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ja_adapt import cli
+from ja_adapt.apps import cli
 from ja_adapt.config import load_config
 
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
@@ -45,9 +45,9 @@ def test_run_learns_and_writes_loadable_weights(workdir, tmp_path, method):
     from transformers import AutoModelForCausalLM
 
     from ja_adapt.data.pipeline import prepare_data
-    from ja_adapt.models import load_tokenizer
-    from ja_adapt.step import validation_loss
-    from ja_adapt.train import train
+    from ja_adapt.models.load import load_tokenizer
+    from ja_adapt.train.step import validation_loss
+    from ja_adapt.train.loop import train
     cfg = cfg_for(workdir, method, 8)
     summary = train(cfg, tmp_path / "run")
     run = tmp_path / "run"
@@ -71,7 +71,7 @@ def test_run_learns_and_writes_loadable_weights(workdir, tmp_path, method):
 
 
 def test_same_command_twice_gives_the_same_numbers(workdir, tmp_path):
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     train(cfg_for(workdir, "lora", 3), tmp_path / "a")
     train(cfg_for(workdir, "lora", 3), tmp_path / "b")
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
@@ -86,7 +86,7 @@ def test_bf16_frozen_base_gives_the_fp32_loss_curve(workdir, tmp_path):
     tolerance: 0.005 nats per step over 8 steps at lr 3e-3 (observed: at most 0.0005; the matmuls
     round the weights to bf16 under autocast either way, so only norms, biases and the embedding
     lookup see the difference)."""
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     curves = {}
     for dtype in ("fp32", "bf16"):
         train(cfg_for(workdir, "lora", 8, "precision=bf16", f"model.dtype={dtype}"), tmp_path / dtype)
@@ -101,7 +101,7 @@ def test_bf16_frozen_base_gives_the_fp32_loss_curve(workdir, tmp_path):
 
 def test_resume_after_sigkill_equals_uninterrupted_run(workdir, tmp_path):
     """Bitwise on CPU fp32, LoRA with dropout: weights, optimizer, schedule, RNG and data position."""
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     steps, extra = 10, ["train.save_every=2"]
     train(cfg_for(workdir, "lora", steps, *extra), tmp_path / "whole")
     _, model_dir, corpus = workdir
@@ -128,8 +128,8 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp
     """Steps 5.. have a NaN loss: their updates are skipped (the step-6 checkpoint holds the step-4
     weights) and the run stops after 3 in a row, also when the step reads its loss back only at log
     steps (fused AdamW skips by itself)."""
-    import ja_adapt.distributed as distributed_mod
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.distributed as distributed_mod
+    import ja_adapt.train.loop as train_mod
     real = distributed_mod.training_loss
     calls = {"n": 0}
 
@@ -154,7 +154,7 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_checkpoint(workdir, tmp
 def test_fused_step_reads_nothing_back_from_the_device(workdir, tmp_path, monkeypatch):
     """With optim.fused the training step, forward included, makes no host read of a tensor (no
     .item(), float() or bool()): on a GPU each would be a sync. Without it the finite check reads."""
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.loop as train_mod
     reads = {"n": 0, "in_step": False}
     real_step = train_mod.train_step
 
@@ -246,8 +246,8 @@ def test_missing_model_is_one_line_exit_2(workdir, tmp_path, capsys):
 def test_merge_writes_a_full_model_with_the_adapter_folded_in(workdir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.artifacts import load_run, merge_run
-    from ja_adapt.train import train
+    from ja_adapt.train.artifacts import load_run, merge_run
+    from ja_adapt.train.loop import train
     train(cfg_for(workdir, "lora", 2, "train.eval_every=0"), tmp_path / "run")
     merged_dir = merge_run(tmp_path / "run")
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
@@ -264,8 +264,8 @@ def test_mfu_is_logged_per_step_where_the_device_peak_is_known(workdir, tmp_path
     token / peak; here a CPU poses as a 1 TFLOP/s device. Without a known peak there is no MFU."""
     from transformers import AutoConfig
 
-    import ja_adapt.train as train_mod
-    from ja_adapt import telemetry
+    import ja_adapt.train.loop as train_mod
+    from ja_adapt.train import telemetry
     monkeypatch.setattr(telemetry, "device_peak_flops", lambda device: 1e12)
     cfg = cfg_for(workdir, "lora", 3, "train.eval_every=0")
     summary = train_mod.train(cfg, tmp_path / "run")
@@ -286,7 +286,7 @@ def test_weights_that_overflow_are_never_saved_and_no_loss_is_reported(workdir, 
     """`optim.lr=.inf` once exited 0 with every saved weight NaN and a finite final loss in
     summary.json. Here the step-3 update makes a weight NaN with a finite loss: the run stops
     before the step-4 checkpoint, without final weights or summary, the step-2 checkpoint newest."""
-    import ja_adapt.train as train_mod
+    import ja_adapt.train.loop as train_mod
     real = train_mod.train_step
     calls = {"n": 0}
 
@@ -357,7 +357,7 @@ def _disk_full(*args, **kwargs):
 
 def test_disk_full_during_a_metrics_append_is_one_line_and_resumable(workdir, reference_run, tmp_path,
                                                                      capsys, monkeypatch):
-    from ja_adapt.runlog import MetricsLog
+    from ja_adapt.train.runlog import MetricsLog
     real = MetricsLog.write
 
     def half_then_full(self, record):
@@ -378,7 +378,7 @@ def test_disk_full_during_a_metrics_append_is_one_line_and_resumable(workdir, re
 
 def test_disk_full_during_a_checkpoint_is_one_line_and_resumable(workdir, reference_run, tmp_path,
                                                                  capsys, monkeypatch):
-    import ja_adapt.checkpoint as checkpoint_mod
+    import ja_adapt.train.checkpoint as checkpoint_mod
     real, calls = checkpoint_mod.save_file, {"n": 0}
 
     def full_on_second(*args, **kwargs):
@@ -439,8 +439,8 @@ def test_a_bad_model_is_one_line_exit_2_and_leaves_nothing(workdir, tmp_path, ca
 def test_overrides_are_accepted_anywhere_among_the_flags(command, tmp_path):
     """`train --method lora lora.rank=8 --model M ... optim.warmup_steps=1` once failed with
     'unrecognized arguments'."""
-    from ja_adapt.cli import parse
-    from ja_adapt.cli.flags import config_from_args
+    from ja_adapt.apps.cli import parse
+    from ja_adapt.apps.cli.flags import config_from_args
     grid = ["--grid", "lora.rank=4,8"] if command == "sweep" else []
     args = parse([command, "--method", "lora", "lora.rank=8", "--model", "tiny", "optim.lr=1e-3",
                   "--data", "a.jsonl", *grid, "--out", str(tmp_path), "optim.warmup_steps=1", "--data", "b/"])

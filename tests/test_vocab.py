@@ -10,14 +10,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from ja_adapt import vocab
-from ja_adapt.charclass import script_of
-from ja_adapt.cli import main
+from ja_adapt.models import vocab
+from ja_adapt.core.charclass import script_of
+from ja_adapt.apps.cli import main
 from ja_adapt.config import load_config
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.fertility import fertility
-from ja_adapt.models import load_model, preset_config
+from ja_adapt.models.load import load_model, preset_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,7 +89,7 @@ def test_bad_vocab_keys_are_one_line_errors(overrides, message):
 
 
 def _train(tmp_path, saved_tiny_model, method, *keys):
-    from ja_adapt.train import train
+    from ja_adapt.train.loop import train
     _, model_dir, corpus = saved_tiny_model
     cfg = load_config(None, ["precision=fp32", "data.seq_len=32", "train.batch_size=2", "optim.warmup_steps=1",
                              "train.max_steps=3", "train.eval_every=0", "train.save_every=0", "train.progress=false",
@@ -117,12 +117,12 @@ def test_full_run_saves_a_model_and_tokenizer_that_transformers_loads_as_they_ar
 def test_lora_run_trains_the_new_rows_and_saves_an_adapter_peft_loads_as_it_is(tmp_path, saved_tiny_model):
     from peft import AutoPeftModelForCausalLM, PeftModel
 
-    from ja_adapt.artifacts import load_run
+    from ja_adapt.train.artifacts import load_run
     summary, out, model_dir = _train(tmp_path, saved_tiny_model, "lora")
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     hidden, vocab_rows = base.config.hidden_size, base.get_input_embeddings().weight.shape[0]
     lora_only = load_config(None, ["lora.rank=4", f"model.name_or_path={model_dir}"])
-    from ja_adapt.methods import apply_method
+    from ja_adapt.models.build import apply_method
     expected = sum(p.numel() for p in apply_method(AutoModelForCausalLM.from_pretrained(model_dir), lora_only)
                    .parameters() if p.requires_grad) + 16 * hidden   # tied head: one set of rows
     assert summary["params_trainable"] == expected
@@ -157,7 +157,7 @@ def test_an_adapter_with_a_tokenizer_that_does_not_fit_is_one_line(tmp_path, sav
     ext = vocab.extend_tokenizer(tiny_tokenizer, JA, 8)
     assert isinstance(ext, PreTrainedTokenizerFast)
     ext.save_pretrained(bad)
-    from ja_adapt.artifacts import load_weights
+    from ja_adapt.train.artifacts import load_weights
     with pytest.raises(UserError, match=rf"{bad}: the tokenizer has 520 tokens but the model's embedding has 512 rows"):
         load_weights(bad, load_config(None, [f"model.name_or_path={model_dir}"]))
     capsys.readouterr()

@@ -2,7 +2,7 @@
 
 import warnings
 
-from ja_adapt import bitsandbytes_gate
+from ja_adapt.core import bitsandbytes_gate
 
 __version__ = "0.1.0"
 

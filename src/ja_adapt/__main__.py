@@ -1,5 +1,5 @@
 import sys
 
-from ja_adapt.cli import main
+from ja_adapt.apps.cli import main
 
 sys.exit(main())

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import yaml
 
-from ja_adapt.charclass import HAN as _HAN
-from ja_adapt.charclass import KANA as _KANA
+from ja_adapt.core.charclass import HAN as _HAN
+from ja_adapt.core.charclass import KANA as _KANA
 from ja_adapt.data.documents import Document
 from ja_adapt.data.roff import roff_text
-from ja_adapt.errors import UserError, closest
+from ja_adapt.core.errors import UserError, closest
 
 DOC_CHARS = 500         # a document is closed once it reaches this many characters
 MAX_UNIT_CHARS = 2000   # a longer unit (paragraph, message) is first split at line breaks

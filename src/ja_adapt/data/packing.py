@@ -6,7 +6,7 @@ an epoch is stream positions [i*B*T, (i+1)*B*T); epoch = index // batches_per_ep
 a pure function of (store, T, B, seed, shuffle, index): training resumes exactly from "the next
 batch index", and any batch is built in O(B*T log n_docs) without touching the others.
 
-Batch contract (ja_adapt.loss):
+Batch contract (ja_adapt.train.loss):
   input_ids     the stream's tokens
   position_ids  restart at 0 at every document start and at every row start: a document that runs
                 past the end of a row continues at the start of the next row as a fresh segment
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ja_adapt.data.tokens import TokenStore
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 IGNORE = -100   # a position without a target (torch's cross-entropy ignore_index default)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ja_adapt.cache import cache_root
+from ja_adapt.core.cache import cache_root
 from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.dedup import decontaminate
@@ -19,7 +19,7 @@ from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
 from ja_adapt.data.tokens import build_token_store
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 PACKAGE_PREFIX = "corpus:"
 WEIGHT_SALT = "ja-adapt-weight"   # its own salt: which half a 0.5 weight keeps is not the split's

@@ -26,7 +26,7 @@ import functools
 
 from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 ROLES = ("system", "user", "assistant", "tool")   # roles TRL and chat templates know
 FORMATS = "{\"text\"}, {\"prompt\", \"completion\"}, {\"messages\"} or instruction/input/output"

@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 
-from ja_adapt import hub
-from ja_adapt.charclass import HAN as _HAN
-from ja_adapt.charclass import KANA as _KANA
+from ja_adapt.core import hub
+from ja_adapt.core.charclass import HAN as _HAN
+from ja_adapt.core.charclass import KANA as _KANA
 from ja_adapt.config import AlpacaConfig
 from ja_adapt.data.documents import Document
 from ja_adapt.data.records import FORMATS as FORMATS_HINT
 from ja_adapt.data.records import record_document, record_fields
-from ja_adapt.errors import UserError, first_line
+from ja_adapt.core.errors import UserError, first_line
 
 _SUFFIXES = (".txt", ".jsonl")
 _HUB_PREFIX = "hf:"

@@ -25,7 +25,7 @@ from collections import defaultdict
 from hashlib import sha256
 
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 SPLITS = ("train", "val", "test")
 _MIN_DOCS_FOR_EVAL = 3  # a domain this large always gets ≥ 1 val and ≥ 1 test document

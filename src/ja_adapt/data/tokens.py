@@ -39,7 +39,7 @@ import numpy as np
 from ja_adapt.data.documents import Document
 from ja_adapt.data.records import render_segments
 from ja_adapt.data.sources import corpus_fingerprint
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 FORMAT_VERSION = 2
 _CHUNK_DOCS = 256  # documents per tokenization task: big enough to amortize IPC, small for memory

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ja_adapt.charclass import KANA
+from ja_adapt.core.charclass import KANA
 from ja_adapt.data.dedup import DedupConfig, find_contaminated, ngrams, normalize
 from ja_adapt.data.documents import Document
 from ja_adapt.data.splits import doc_hash_unit

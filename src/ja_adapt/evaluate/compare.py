@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
 from ja_adapt.evaluate.downstream_stats import downstream_compare

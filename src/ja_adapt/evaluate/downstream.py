@@ -24,7 +24,7 @@ import yaml
 from ja_adapt.config import DownstreamConfig
 from ja_adapt.data.splits import doc_hash_unit
 from ja_adapt.data.translation import catalog_pairs, multiple_choice_items, split_pairs
-from ja_adapt.errors import UserError, closest
+from ja_adapt.core.errors import UserError, closest
 
 DOCS = "docs/metrics.md"
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")

@@ -22,9 +22,9 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-from ja_adapt.charclass import SCRIPTS, script_of
+from ja_adapt.core.charclass import SCRIPTS, script_of
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")    # SentencePiece byte fallback
 

@@ -25,8 +25,8 @@ import torch
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from ja_adapt.data.documents import Document
-from ja_adapt.errors import UserError
-from ja_adapt.loss import IGNORE, token_nll
+from ja_adapt.core.errors import UserError
+from ja_adapt.train.loss import IGNORE, token_nll
 
 
 @dataclass

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ja_adapt.cache import cache_root
+from ja_adapt.core.cache import cache_root
 from ja_adapt.config import EvalConfig
 from ja_adapt.data.documents import Document
 from ja_adapt.data.tokens import tokenizer_fingerprint
-from ja_adapt.errors import UserError
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate import buckets as bk
 from ja_adapt.evaluate import scripts as sc
 from ja_adapt.evaluate.bootstrap import ratio_interval
@@ -31,7 +31,7 @@ from ja_adapt.evaluate.forgetting import forgetting
 from ja_adapt.evaluate.generation import evaluate_generation
 from ja_adapt.evaluate.likelihood import argmax_counts, bits_per, score_documents, summarize, top_argmax
 from ja_adapt.evaluate.supervised import evaluate_supervised
-from ja_adapt.jsonio import write_json
+from ja_adapt.core.jsonio import write_json
 
 SCHEMA = "ja-adapt-eval/1"
 PPL_NOTE = ("token_ppl depends on the tokenizer: compare it only between models that share one "

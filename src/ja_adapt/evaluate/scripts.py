@@ -1,6 +1,6 @@
 """Japanese script classes and per-script bits per character and character accuracy.
 
-Script classes: ja_adapt.charclass (one definition for the whole package; characters are
+Script classes: ja_adapt.core.charclass (one definition for the whole package; characters are
 classified as written, no NFKC normalisation).
 
 Per-character attribution (docs/metrics.md#per-script-bits-per-character): each scored token's loss
@@ -17,7 +17,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from ja_adapt.charclass import SCRIPTS, script_of  # noqa: F401 (re-exported)
+from ja_adapt.core.charclass import SCRIPTS, script_of  # noqa: F401 (re-exported)
 from ja_adapt.evaluate.bootstrap import ratio_interval
 
 

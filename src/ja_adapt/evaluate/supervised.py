@@ -30,7 +30,7 @@ from ja_adapt.data.records import chat_prompt, end_of_turn
 from ja_adapt.evaluate.bootstrap import percentile_interval, ratio_interval, replicates
 from ja_adapt.evaluate.generation import inference, left_padded
 from ja_adapt.evaluate.genscores import bleu_chrf, prompt_intervals
-from ja_adapt.loss import token_nll
+from ja_adapt.train.loss import token_nll
 
 DEFINITION = "docs/metrics.md#supervised"
 

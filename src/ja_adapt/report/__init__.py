@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 
-from ja_adapt.jsonio import json_safe
+from ja_adapt.core.jsonio import json_safe
 from ja_adapt.report.document import build_document, executive_summary
 from ja_adapt.report.render import to_html, to_markdown
 from ja_adapt.report.results import build_results

@@ -11,7 +11,7 @@ import json
 import platform
 from pathlib import Path
 
-from ja_adapt import analysis as an
+from ja_adapt.report import analysis as an
 from ja_adapt.report import fmt, lead
 from ja_adapt.report.load import IGNORED_KEYS, Experiment
 from ja_adapt.report.quality import METRICS

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from ja_adapt.config import flatten
-from ja_adapt.errors import UserError
-from ja_adapt.method_spec import SPECS
+from ja_adapt.core.errors import UserError
+from ja_adapt.methods.spec import SPECS
 
 # Keys that do not change what a run measures (left out when grouping runs by configuration).
 IGNORED_KEYS = {"seed", "train.progress", "train.tensorboard", "data.num_workers", "data.cache_dir", "device"}

@@ -1,7 +1,7 @@
 """build_results: experiment directories → the results.json dict (schema: results.schema.json).
 
 Every value is a measurement (from summary.json / metrics.jsonl / eval.json), a value computed from
-measurements by ja_adapt.analysis, or a definition. Quality figures are mean ± sd over seeds
+measurements by ja_adapt.report.analysis, or a definition. Quality figures are mean ± sd over seeds
 (analysis.aggregate); LoRA-vs-full ratios use those means.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ja_adapt import analysis as an
-from ja_adapt.errors import UserError
+from ja_adapt.report import analysis as an
+from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.forgetting import learning_forgetting_points
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report import answer, derived

@@ -1,0 +1,89 @@
+"""`ja-adapt compare` and `ja-adapt sweep`: run the experiment (experiments.run_all), then its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ja_adapt.apps.cli.flags import add_training_flags, config_from_args
+from ja_adapt.core.errors import UserError
+from ja_adapt.experiments import parse_arms, parse_grid, parse_tune, run_all, run_compare
+from ja_adapt.methods.spec import SPECS
+from ja_adapt.report import build_results, executive_summary, write_report
+from ja_adapt.train.rundir import locked
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_flags(parser)
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
+    if parser.prog.split()[-1] == "sweep":
+        parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                            help="a swept key and its values (repeatable: the runs are the product)")
+        parser.add_argument("--probe", action="store_true",
+                            help="runs too short to compare quality: the report shows their time and "
+                            "memory only")
+    else:
+        parser.add_argument("--methods", default="lora,full",
+                            help="the entries compared, comma-separated: registered methods "
+                            f"({', '.join(SPECS)}) or --arm names")
+        parser.add_argument("--arm", action="append", default=[], metavar="NAME:KEY=VALUE",
+                            help="a compared entry NAME defined by config overrides (repeatable; the "
+                            "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
+                            "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
+                            "method= is needed unless NAME is a registered method")
+        parser.add_argument("--tune", action="append", default=[], metavar="[NAME:]KEY=V1,V2",
+                            help="tune KEY per entry on the first seed by validation loss, then train "
+                            "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
+                            "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)")
+    if parser.prog.split()[-1] == "sweep":
+        parser.add_argument("--likelihood-only", action="store_true",
+                            help="evaluate each run's likelihood metrics only (bits/char, per-script "
+                            "accuracy, forgetting): no generation, supervised or downstream tasks")
+    else:
+        parser.add_argument("--curve-seeds", type=int, default=None, metavar="N",
+                            help="evaluate the checkpoints (learning curves) of the first N seeds only "
+                            "(default: every seed)")
+        parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="NAMES",
+                            help="evaluate the runs of these methods or arms (comma-separated; alone: "
+                            "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
+                            "forgetting: the methods table): no generation, supervised or downstream tasks")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="runs trained and evaluated at once, in N worker processes sharing the "
+                        "torch threads (default 1: one after the other, in this process)")
+    parser.add_argument("--reuse-from", type=Path, action="append", default=[], metavar="DIR",
+                        help="an experiment directory whose finished runs with the very same "
+                        "configuration are copied instead of trained again (repeatable)")
+    parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.seeds <= 0:
+        raise UserError(f"--seeds must be positive, got {args.seeds}")
+    if getattr(args, "curve_seeds", None) is not None and args.curve_seeds <= 0:
+        raise UserError(f"--curve-seeds must be positive, got {args.curve_seeds}")
+    if args.jobs <= 0:
+        raise UserError(f"--jobs must be positive, got {args.jobs}")
+    for d in args.reuse_from:
+        if not (d / "experiment.json").is_file():
+            raise UserError(f"--reuse-from {d}: not an experiment directory (no experiment.json)")
+    seeds = [cfg.seed + i for i in range(args.seeds)]
+    with locked(args.out):                  # one process per experiment directory, as per run
+        if args.command == "compare":
+            methods = parse_grid([f"method={args.methods}"])["method"]
+            key, grids = parse_tune(args.tune, methods)
+            light = args.likelihood_only if isinstance(args.likelihood_only, bool) else \
+                parse_grid([f"method={args.likelihood_only}"])["method"]
+            run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=light,
+                        reuse_from=args.reuse_from, jobs=args.jobs, curve_seeds=args.curve_seeds,
+                        arms=parse_arms(args.arm))
+        else:
+            run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
+                    purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only,
+                    reuse_from=args.reuse_from, jobs=args.jobs)
+    if not args.no_report:
+        results = build_results([args.out])
+        paths = write_report(args.out, results)
+        print(executive_summary(results))
+        print(f"\nreport: {paths['report.html']}")
+    return 0

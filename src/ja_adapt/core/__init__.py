@@ -1,0 +1,4 @@
+"""Core: what every layer may use and that knows nothing of models or data. Errors with exit code 2
+(errors), the one atomic JSON writer (jsonio), hub-name resolution (hub), the ja-adapt cache
+(cache), the character-script classes (charclass), the bitsandbytes CPU gate (bitsandbytes_gate)
+and what a run records about the code and packages that produced it (provenance)."""

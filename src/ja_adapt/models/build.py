@@ -1,0 +1,371 @@
+"""Adaptation methods: how a model is wrapped and which parameters train, and the model builder.
+
+LoRA and full fine-tuning share one training loop; they differ only here. A method is its torch-free
+`MethodSpec` (method_spec.py: what config, plan and telemetry read) plus its builder below: the peft
+config that wraps the model, or None when the model trains as it is (full fine-tuning). Both
+registries refuse duplicates, and a test keeps their names equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from peft import AdaLoraConfig as PeftAdaLoraConfig
+from peft import IA3Config as PeftIA3Config
+from peft import LoraConfig as PeftLoraConfig
+from peft import PrefixTuningConfig as PeftPrefixTuningConfig
+from peft import get_peft_model
+from peft.utils.error import NoMatchingPeftModuleError
+
+from ja_adapt.core import bitsandbytes_gate
+from ja_adapt.models import precision
+from ja_adapt.models import vocab
+from ja_adapt.methods.spec import SPECS, method_spec, options, resolve_targets
+from ja_adapt.core.errors import UserError, notice
+from ja_adapt.models.load import load_model
+
+if TYPE_CHECKING:
+    from ja_adapt.config import ExperimentConfig
+
+# name → the peft config of a method (None: no wrapper, every weight trains)
+BUILDERS: dict[str, Callable[["ExperimentConfig"], object | None]] = {}
+# name → what the shared loop calls after each optimizer step, before the gradients are cleared:
+# hook(model, step), step counting from 1. Methods without one are absent.
+POST_STEP: dict[str, Callable[[torch.nn.Module, int], None]] = {}
+
+
+@dataclass(frozen=True)
+class MethodState:
+    """What a method keeps while training besides its trainable weights and AdamW's state, so that
+    a checkpoint can carry it and a resumed run continue bit for bit (checkpoint.save / restore).
+    Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
+    # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
+    state_dict: Callable[[torch.nn.Module], tuple[dict[str, torch.Tensor], dict]]
+    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
+    # model; ValueError when they do not fit it
+    load_state: Callable[[torch.nn.Module, dict[str, torch.Tensor], dict], None]
+    # state_dict includes the trainable weights exactly, and restore takes them from it rather than
+    # from the checkpoint's adapter/ (which peft writes in a reduced form: AdaLoRA's, rank-pruned)
+    holds_weights: bool = False
+
+
+# name → its MethodState; methods that keep nothing besides weights and AdamW's state are absent
+STATE: dict[str, MethodState] = {}
+
+
+def register(name: str, post_step: Callable[[torch.nn.Module, int], None] | None = None,
+             state: MethodState | None = None):
+    """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS),
+    and optionally its post-step hook and the training state its checkpoints carry."""
+    def add(fn):
+        if name in BUILDERS:
+            raise ValueError(f"method '{name}' is already registered")
+        if name not in SPECS:
+            raise ValueError(f"method '{name}' has no MethodSpec in method_spec.py")
+        if SPECS[name].checkpoint_state != (state is not None):
+            raise ValueError(f"method '{name}': its MethodSpec.checkpoint_state and its state hooks disagree")
+        BUILDERS[name] = fn
+        if post_step is not None:
+            POST_STEP[name] = post_step
+        if state is not None:
+            STATE[name] = state
+        return fn
+    return add
+
+
+def after_step(model: torch.nn.Module, cfg: "ExperimentConfig", step: int) -> None:
+    """Run the method's post-step hook, if it has one (the loop calls this for every method)."""
+    hook = POST_STEP.get(cfg.method)
+    if hook is not None:
+        hook(model, step)
+
+
+# lora.init → peft's init_lora_weights (True: its default, Kaiming-uniform A and B = 0)
+INIT_LORA_WEIGHTS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
+
+
+def lora_config(cfg: "ExperimentConfig"):
+    """peft LoRA on the target projections (`lora.*` keys, with the method's variant: dora, rslora);
+    the base weights are frozen, except the embeddings lora.train_embeddings / train_token_ids name."""
+    lo = options(cfg).lora
+    extra = {}
+    if lo.train_embeddings:     # lm_head too; a tied head stays the embedding (one trained matrix)
+        extra = dict(modules_to_save=["embed_tokens", "lm_head"], ensure_weight_tying=True)
+    elif lo.train_token_ids:
+        extra = dict(trainable_token_indices=sorted(set(lo.train_token_ids)), ensure_weight_tying=True)
+    return PeftLoraConfig(r=lo.rank, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                          target_modules=resolve_targets(lo.targets), bias="none", use_dora=lo.use_dora,
+                          use_rslora=lo.use_rslora, init_lora_weights=INIT_LORA_WEIGHTS[lo.init],
+                          task_type="CAUSAL_LM", **extra)
+
+
+for _name in ("lora", "dora", "rslora"):           # one builder; the spec sets the variant
+    register(_name)(lora_config)
+
+
+@register("full")
+def full_config(cfg: "ExperimentConfig"):
+    """Full fine-tuning: no wrapper, every weight trains."""
+    return None
+
+
+def _adalora_step(model: torch.nn.Module, step: int) -> None:
+    """AdaLoRA's rank budget: update the sensitivity scores from this step's gradients and
+    mask the least important singular values (peft: after optimizer.step, before zero_grad)."""
+    model.base_model.update_and_allocate(step)
+
+
+# peft's RankAllocator keeps one tensor per trainable parameter in each of these dicts
+_ALLOCATOR_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+
+def _adalora_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+    """AdaLoRA's rank allocator: per trainable parameter its sensitivity (`ipt`), that
+    sensitivity's EMA and its uncertainty's EMA (tensors `<dict>/<parameter name>`), and the rank
+    pattern of the last reallocation (JSON). Also the trainable weights at full rank (`weight/...`):
+    peft saves the adapter pruned to the rank pattern, but the masked rows of P and Q still move
+    under AdamW's momentum and may be unmasked at the next reallocation."""
+    allocator = model.base_model.rankallocator
+    tensors = {f"{d}/{n}": t.contiguous() for d in _ALLOCATOR_SCORES for n, t in getattr(allocator, d).items()}
+    tensors.update({f"weight/{n}": p.detach().contiguous()
+                    for n, p in model.named_parameters() if p.requires_grad})
+    return tensors, {"rank_pattern": model.active_peft_config.rank_pattern}
+
+
+def _adalora_load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    """Put _adalora_state's tensors and rank pattern back into a freshly built AdaLoRA model."""
+    allocator = model.base_model.rankallocator
+    allocator.reset_ipt()
+    weights = {}
+    for key, t in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind not in ("weight", *_ALLOCATOR_SCORES):
+            raise ValueError(f"AdaLoRA state has an unknown tensor '{key}'")
+        if kind == "weight":
+            weights[name] = t
+        else:
+            getattr(allocator, kind)[name] = t
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if set(weights) != trainable:
+        raise ValueError(f"AdaLoRA state does not match the model's trainable parameters "
+                         f"({sorted(set(weights) ^ trainable)[:3]})")
+    with torch.no_grad():
+        for name, t in weights.items():
+            params[name].copy_(t)
+    model.active_peft_config.rank_pattern = scalars["rank_pattern"]
+
+
+@register("adalora", post_step=_adalora_step,
+          state=MethodState(_adalora_state, _adalora_load_state, holds_weights=True))
+def adalora_config(cfg: "ExperimentConfig"):
+    """peft AdaLoRA on lora.targets: rank lora.rank at first, adalora.target_rank on average at the
+    end, its schedule over train.max_steps. peft adds AdaLoRA's orthogonality penalty only inside
+    its own forward with labels, which ja-adapt's loss (loss.py) does not call: it is not applied."""
+    a, steps = cfg.adalora, cfg.train.max_steps
+    return PeftAdaLoraConfig(init_r=cfg.lora.rank, target_r=a.target_rank, lora_alpha=cfg.lora.alpha,
+                             lora_dropout=cfg.lora.dropout, target_modules=resolve_targets(cfg.lora.targets),
+                             total_step=steps, tinit=int(a.tinit * steps), tfinal=int(a.tfinal * steps),
+                             deltaT=a.delta_t, beta1=a.beta1, beta2=a.beta2, orth_reg_weight=0.0,
+                             task_type="CAUSAL_LM")
+
+
+@register("ia3")
+def ia3_config(cfg: "ExperimentConfig"):
+    """peft IA3: a vector scaling each ia3.targets projection (its input for ia3.feedforward)."""
+    ff = resolve_targets(cfg.ia3.feedforward, "ia3.feedforward") if cfg.ia3.feedforward else []
+    return PeftIA3Config(target_modules=resolve_targets(cfg.ia3.targets, "ia3.targets"),
+                         feedforward_modules=ff, task_type="CAUSAL_LM")
+
+
+@register("prefix")
+def prefix_config(cfg: "ExperimentConfig"):
+    """peft prefix tuning: prefix.virtual_tokens learned keys and values in every layer (no
+    reparametrisation MLP, so what trains is what is saved). The loss feeds them to the decoder
+    body as its cache (loss.py, `prefix_inputs`)."""
+    return PeftPrefixTuningConfig(num_virtual_tokens=cfg.prefix.virtual_tokens, task_type="CAUSAL_LM")
+
+
+def peft_config(cfg: "ExperimentConfig"):
+    """The peft config of `cfg.method`, or None for a method without a wrapper."""
+    method_spec(cfg.method)                     # a UserError naming the key for an unknown one
+    return BUILDERS[cfg.method](cfg)
+
+
+def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig", new_ids: list[int] = ()) -> torch.nn.Module:
+    """`model` wrapped by the configured method, with exactly the method's parameters trainable;
+    new_ids: rows of tokens added by vocab.extend, which train too (for a LoRA method: peft's
+    trainable token rows, tied output-head rows following; config.validate_vocab refuses others)."""
+    config = peft_config(cfg)
+    if new_ids and isinstance(config, PeftLoraConfig) and not options(cfg).lora.train_embeddings:
+        rows = sorted(set(options(cfg).lora.train_token_ids) | set(new_ids))
+        config = dataclasses.replace(config, trainable_token_indices=vocab.trainable_rows(model, rows),
+                                     ensure_weight_tying=True)
+    if config is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if method_spec(cfg.method).adapts_linears:
+        warn_full_rank(model, cfg)
+    check_token_ids(model, cfg)
+    try:
+        return get_peft_model(model, config)
+    except NoMatchingPeftModuleError:
+        key, value = (("lora.targets", cfg.lora.targets) if method_spec(cfg.method).adapts_linears
+                      else ("ia3.targets", cfg.ia3.targets))
+        raise UserError(f"config: key '{key}' is '{value}', which names no module of this model; its "
+                        f"linear layers: {', '.join(linear_names(model))}") from None
+
+
+def check_token_ids(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
+    """lora.train_token_ids must be rows of this model's embedding."""
+    ids = options(cfg).lora.train_token_ids
+    rows = model.get_input_embeddings().weight.shape[0]
+    if ids and max(ids) >= rows:
+        raise UserError(f"config: key 'lora.train_token_ids' has id {max(ids)}, but the embedding has "
+                        f"{rows} rows (ids 0..{rows - 1})")
+
+
+def warn_full_rank(model: torch.nn.Module, cfg: "ExperimentConfig") -> None:
+    """A notice when lora.rank is not below min(in, out) of a target: such an update is not low-rank
+    and costs more than training the layer itself. A notice, not an error: a rank sweep may reach
+    the width of the smallest layer on purpose."""
+    targets = set(resolve_targets(cfg.lora.targets))
+    widths = {name.rsplit(".", 1)[-1]: min(m.in_features, m.out_features)
+              for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets}
+    narrow = sorted((w, name) for name, w in widths.items() if cfg.lora.rank >= w)
+    if narrow:
+        width, name = narrow[0]
+        notice(f"config: key 'lora.rank' ({cfg.lora.rank}) is not below min(in, out) = {width} of "
+               f"target {name}: the adapter is not low-rank there; lower lora.rank")
+
+
+def linear_names(model: torch.nn.Module) -> list[str]:
+    """The distinct last names of a model's nn.Linear modules (what lora.targets may name)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear)})
+
+
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}   # model.dtype → torch dtype
+
+
+def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device,
+                base_tokenizer=None) -> torch.nn.Module:
+    """Base model (preset or pretrained) wrapped by the configured method, on `device`.
+
+    base_tokenizer: the model's own tokenizer when `tokenizer` extends it (vocab.extend): the
+    embedding grows to `tokenizer` and the new rows are initialised and trained (vocab.py).
+
+    With model.dtype=bf16 (a frozen base; config.validate refuses it otherwise) the base is loaded
+    in bf16, so its fp32 copy never exists, and every trainable parameter is then made fp32: AdamW
+    and its state work in fp32. The embedding's output is cast to fp32, so the residual stream,
+    the norms and everything the memory plan counts are as with an fp32 base under autocast;
+    only the weights differ (plan.py: 2 bytes per frozen weight, no autocast copies).
+    """
+    torch.manual_seed(cfg.seed)
+    storage = STORAGE_DTYPES[cfg.model.dtype]
+    model = load_frozen_base(cfg, len(tokenizer), device, dtype=storage)
+    new_ids = vocab.fit_embeddings(model, tokenizer, base_tokenizer) if base_tokenizer is not None else []
+    model.config.use_cache = False
+    if storage != torch.float32:
+        model.get_input_embeddings().register_forward_hook(lambda module, args, out: out.float())
+    if cfg.model.attn_implementation and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(cfg.model.attn_implementation)
+    if cfg.train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+            "use_reentrant": False, "context_fn": precision.checkpoint_contexts})
+        model.enable_input_require_grads()
+    model = apply_method(model, cfg, new_ids)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:    # peft upcasts its adapters; others may not
+            p.data = p.data.float()
+    model = model.to(device)
+    if cfg.train.compile:
+        # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
+        # in place: parameter names and saved weights stay as they are.
+        base_model(model).model.compile()
+    return model
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model itself: under a peft wrapper, the wrapped one."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def prompt_prefix(model: torch.nn.Module, batch_size: int) -> tuple[object | None, int]:
+    """(the learned key/value cache of a prompt-learning adapter for `batch_size` rows, its length
+    in positions), or (None, 0) for every other model. Prefix tuning changes the decoder's input,
+    not its weights; peft's own forward adds this cache, and the loss (which calls the decoder body
+    directly) adds it the same way."""
+    if not is_adapter(model) or not model.active_peft_config.is_prompt_learning:
+        return None, 0
+    return model.get_prompt(batch_size), model.active_peft_config.num_virtual_tokens
+
+
+def is_adapter(model: torch.nn.Module) -> bool:
+    """True when the model is a peft wrapper (its artifact is an adapter, not a full model)."""
+    return hasattr(model, "peft_config")
+
+
+def count_trainable(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts of a built model; tied weights counted once, a 4-bit
+    weight (bitsandbytes packs two in a byte) as the weights it stores."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.quant_state.shape.numel() if getattr(p, "quant_state", None) is not None else p.numel()
+                for p in model.parameters())
+    return trainable, total
+
+
+# ---- qlora: the 4-bit base -----------------------------------------------------------------------
+
+@register("qlora")
+def qlora_config(cfg: "ExperimentConfig"):
+    """LoRA on the target projections (`lora.*` keys), as for lora; the base is 4-bit (load_frozen_base)."""
+    return lora_config(cfg)
+
+
+def quantization_config(cfg: "ExperimentConfig", device: torch.device | str):
+    """bitsandbytes' 4-bit NF4 config for a method with a quantized base, else None.
+
+    Blocks of 64 weights (bitsandbytes' default), `qlora.double_quant` for 8-bit block scales. The
+    dequantized weight is computed in bf16/fp16 on CUDA under that precision; in fp32 on CPUs
+    (bitsandbytes' CPU kernels; bf16 matmuls there are slow, see precision.py).
+    """
+    if not method_spec(cfg.method).quantized_base:
+        return None
+    if not bitsandbytes_gate.available():
+        raise UserError(f"config: key 'method' is '{cfg.method}', which needs bitsandbytes (its 4-bit "
+                        "NF4 base); run `pip install bitsandbytes`, or use method=lora")
+    bitsandbytes_gate.load()
+    from transformers import BitsAndBytesConfig
+    cuda = torch.device(device).type == "cuda"
+    if torch.device(device).type == "cpu":
+        bitsandbytes_gate.check_cpu_kernel(cfg.qlora.cpu_kernel)
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if cuda else None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=cfg.qlora.double_quant,
+                              bnb_4bit_compute_dtype=compute or torch.float32)
+
+
+def load_frozen_base(cfg: "ExperimentConfig", vocab_size: int, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The base model a run's method wraps: as stored, or 4-bit on `device` for a quantized method
+    (then prepared by peft's prepare_model_for_kbit_training: every weight frozen, the unquantized
+    ones in fp32; checkpointing is build_model's, from train.activation_checkpointing)."""
+    quantization = quantization_config(cfg, device)
+    model = load_model(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+                       vocab_size=vocab_size, seed=cfg.seed, dtype=dtype, quantization=quantization,
+                       device=device)
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training  # only quantized bases need it
+        # the name the adapter records as its base (adapter_config.json), not load_model's folder
+        model.name_or_path = model.config._name_or_path = cfg.model.name_or_path
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if torch.device(device).type == "cpu":
+            bitsandbytes_gate.fit_cpu_kernels(model, cfg.qlora.cpu_kernel)
+    return model

@@ -1,0 +1,397 @@
+"""Parameter counts, a memory model and a time model of a training step, before any GPU is rented.
+
+Parameters are exact: arch.py counts them from the config by arithmetic (no torch; the meta-device
+model for architectures it does not write out), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
+count peft reports. Memory and time are models; docs/plan.md states every formula and assumption.
+The memory model enumerates the tensors a Llama-style decoder (RMSNorm, rotary, SDPA attention,
+gated SiLU MLP; Qwen2 among them) saves for backward under ja-adapt's training step: fp32 weights,
+autocast to bf16/fp16, a frozen base in fp32 or bf16 (model.dtype), AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
+What a method trains comes from its MethodSpec (method_spec.py). The `ja-adapt plan` command line
+over these functions is cli/plan.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ja_adapt.models.arch import (
+    Arch,
+    architecture,
+    flops_per_token,
+    peak_flops,
+    recompute_flops_per_token,
+)
+from ja_adapt.config import (
+    METHOD_SECTIONS,
+    PRECISIONS,
+    ExperimentConfig,
+    base_dtype_problem,
+    flatten,
+    to_dict,
+    with_overrides,
+)
+from ja_adapt.core.errors import UserError, closest
+from ja_adapt.methods.spec import SPECS, options, resolve_targets
+
+GIB = 1024 ** 3
+F32 = 4                                 # bytes of an fp32 element
+GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arch's peak table key
+CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
+ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
+RECOMMEND_GB = (16, 24, 40, 80)         # consumer / workstation / data-centre GPU memory
+NF4_BLOCK = 64                          # weights per NF4 block, each with one absmax (bitsandbytes' default)
+NF4_SCALE_BLOCK = 256                   # double quantisation: 8-bit absmaxes, one fp32 scale per 256 blocks
+
+
+def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
+    """The per-layer nn.Linear names a method puts rank-r adapters on (none for other methods)."""
+    if method not in SPECS:
+        raise UserError(f"--method '{method}'{closest(method, SPECS)}; use {' or '.join(SPECS)}")
+    if not SPECS[method].adapts_linears:
+        return set()
+    if rank <= 0:
+        raise UserError(f"--rank {rank}: the LoRA rank must be a positive integer (e.g. 16)")
+    names = set(resolve_targets(targets))
+    if not names & {n for n, _, _ in arch.linears}:
+        raise UserError(f"--targets '{targets}' matches no nn.Linear in a layer; the layer has "
+                        + ", ".join(n for n, _, _ in arch.linears))
+    return names
+
+
+def method_options(method: str, rank: int = 16, targets: str = "qv", settings: dict | None = None):
+    """The method's view of a config (method_spec.options) with these settings: rank and targets
+    as lora.rank / lora.targets, `settings` as further config keys ({"lora.use_dora": True,
+    "prefix.virtual_tokens": 32}), validated as training validates them."""
+    keys = {"method": method, "lora.rank": rank, "lora.targets": targets, **(settings or {})}
+    cache_key = json.dumps(keys, sort_keys=True)
+    if cache_key not in _OPTIONS:       # the recommender plans hundreds of settings of one method
+        _OPTIONS[cache_key] = options(with_overrides(ExperimentConfig(), keys, where="plan"))
+    return _OPTIONS[cache_key]
+
+
+_OPTIONS: dict[str, ExperimentConfig] = {}
+
+
+def method_settings(cfg: ExperimentConfig) -> dict:
+    """A run config's method keys (lora.*, adalora.*, ia3.*, prefix.*), as plan_memory's settings."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k.split(".")[0] in METHOD_SECTIONS}
+
+
+def plan_run_memory(config, cfg: ExperimentConfig) -> dict:
+    """plan_memory for the settings a run config trains with (the experiments' plan.json and the
+    bench's planned peak), so both plan exactly what `train` builds."""
+    return plan_memory(config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
+                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
+                       activation_checkpointing=cfg.train.activation_checkpointing,
+                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
+                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant,
+                       settings=method_settings(cfg))
+
+
+def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
+                     settings: dict | None = None) -> dict:
+    """Exact parameter counts: total, embedding, non-embedding, trainable (every weight, or the
+    method's own: method_spec's `trainable` arithmetic, checked against peft in tests). `settings`:
+    further config keys of the method (method_options)."""
+    arch = architecture(config)
+    _targets(arch, method, rank, targets)
+    spec = SPECS[method]
+    adapter = 0 if spec.trainable is None else spec.trainable(arch, method_options(method, rank, targets,
+                                                                                   settings))
+    return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
+            "non_embedding": arch.total - arch.embedding - arch.lm_head,
+            "matmul": arch.matmul,
+            "adapter": adapter, "trainable": arch.total if spec.trains_base else adapter}
+
+
+# ---- memory --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Setup:
+    full: bool
+    adapted: frozenset                  # Linears with rank-r adapters
+    entry: frozenset                    # Linears from whose outputs gradients flow, in every layer
+    extra: float                        # bytes per token per layer the method saves besides (spec)
+    product: bool                       # the adapter's first factor is formed per step (spec.adapter_product)
+    reruns_base: bool                   # DoRA under dropout: peft re-runs each adapted base matmul on
+                                        # the dropped input, so autocast saves a second weight copy
+    rank: int
+    dropout: float
+    act: int                            # bytes of an activation made by an autocast op (2 or 4)
+    autocast: bool
+    masked: bool                        # attention gets an explicit mask (packed rows, a prefix)
+    seq: int
+    copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
+
+
+def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float, float]:
+    """(bytes per token saved for backward by one decoder layer, bytes of its autocast weight
+    copies, bytes of the adapter products it forms per step and saves).
+
+    A Linear saves its input only if its weight trains, and its weight only if its input needs a
+    gradient; RMSNorm saves x and 1/rms, and x/rms only if its weight trains. LoRA's first layer
+    gets no gradient from the frozen embedding. Under autocast each Linear casts an fp32 input to
+    its own 2-byte copy (autocast caches casts of weights, not of activations).
+    """
+    a, d, saved, copies, products = s.act, arch.hidden, {}, 0.0, 0.0
+    dims = {n: (i, o) for n, i, o in arch.linears}
+
+    def norm(name: str, grad: bool) -> None:
+        if grad:
+            saved[name + ".x"], saved[name + ".rstd"] = F32 * d, F32
+        if s.full:
+            saved[name + ".xhat"] = F32 * d
+
+    def linear(name: str, src: str, src_bytes: int, grad_in: bool) -> None:
+        nonlocal copies, products
+        if name not in dims:
+            return
+        width = dims[name][0]
+        cast = src if src_bytes == a else f"{src}@{name}"  # autocast makes a copy per consumer
+        if s.full:
+            saved[cast] = width * a
+        if s.autocast and (s.full or s.copy_frozen) and (s.full or grad_in):
+            copies += 2 * width * dims[name][1]
+        if name in s.adapted:  # peft casts the adapter input to fp32 (the adapter's dtype) first
+            if s.dropout > 0:
+                if grad_in:
+                    saved[f"{name}.noise"] = width * F32
+                saved[f"{name}.drop"] = width * a
+            else:
+                saved[f"{src}@lora.{name}" if s.autocast else src] = width * a
+            saved[f"{name}.lora_a"] = s.rank * a
+            copies += 2 * s.rank * sum(dims[name]) if s.autocast else 0
+            if s.product and grad_in and not s.autocast:  # autocast's copy of it is counted above
+                products += F32 * s.rank * width
+            if s.reruns_base and grad_in and s.autocast:
+                copies += 2 * width * dims[name][1]
+
+    grad = s.full or not first
+    norm("norm1", grad)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        linear(name, "n1", F32, grad)
+    attn_grad = grad or bool(s.entry & {"q_proj", "k_proj", "v_proj"})
+    if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
+        kv = arch.q_width if s.masked else arch.kv_width
+        saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
+        if s.masked:  # the block-diagonal mask, converted to the query dtype in every layer
+            saved["mask"] = a * s.seq
+    linear("o_proj", "out", a, attn_grad)
+    norm("norm2", attn_grad)
+    for name in ("gate_proj", "up_proj"):
+        linear(name, "n2", F32, attn_grad)
+    mlp_grad = attn_grad or bool(s.entry & {"gate_proj", "up_proj"})
+    if mlp_grad:  # silu saves gate; the product saves silu(gate) and up
+        saved.update(gate=a * arch.ff, up=a * arch.ff, act=a * arch.ff)
+    linear("down_proj", "prod", a, mlp_grad)
+    return float(sum(saved.values())) + (s.extra if (grad or s.entry) else 0.0), copies, products
+
+
+def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
+                precision: str = "bf16", batch: int = 8, seq: int = 256,
+                activation_checkpointing: bool = False, loss_chunk_size: int = 0,
+                lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32",
+                double_quant: bool = True, settings: dict | None = None) -> dict:
+    """Predicted peak memory of one training step, in bytes, with its breakdown.
+
+    A quantized method (qlora) stores each decoder linear's weight as NF4 (`nf4_bytes`, with
+    `double_quant` its 8-bit block scales) and every other base weight in fp32, as peft's
+    prepare_model_for_kbit_training leaves them; its matmuls save no weight copy for backward.
+
+    Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
+    torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
+    "saved_for_backward_bytes" (what saved_tensors_hooks would see, plus tensors checkpointing
+    keeps alive), "params": count_parameters(...), "setup": the inputs}. settings: the method's
+    further config keys (method_options), e.g. {"lora.use_dora": True}.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
+                        + ", ".join(PRECISIONS))
+    _targets(architecture(config), method, rank, targets)   # names a bad method / rank first
+    why = base_dtype_problem(method, base_dtype, precision)
+    if why:
+        raise UserError(f"--base-dtype (model.dtype) {why}")
+    for key, value in (("batch", batch), ("seq", seq)):
+        if value <= 0:
+            raise UserError(f"--{key} {value}: must be a positive integer")
+    if loss_chunk_size < 0:
+        raise UserError(f"--loss-chunk-size {loss_chunk_size}: use 0 (plain) or a positive row count")
+    arch = architecture(config)
+    counts = count_parameters(config, method=method, rank=rank, targets=targets, settings=settings)
+    spec, opts = SPECS[method], method_options(method, rank, targets, settings)
+    full, autocast = spec.trains_base, precision != "fp32"
+    quantized = spec.quantized_base
+    act = 2 if autocast else F32
+    masked = packed or spec.masks_attention     # attention gets an explicit mask
+    adapted = frozenset(_targets(arch, method, rank, targets))
+    s = _Setup(full=full, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
+               extra=spec.saved_per_token(arch, opts, act, seq, masked), product=spec.adapter_product,
+               reruns_base=spec.adapts_linears and opts.lora.use_dora and lora_dropout > 0, rank=rank,
+               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
+               seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
+    tokens, d, v = batch * seq, arch.hidden, arch.vocab
+    first, first_copies, first_products = _layer(arch, s, first=True)
+    rest, rest_copies, rest_products = _layer(arch, s, first=False)
+    chunk = loss_chunk_size if 0 < loss_chunk_size < tokens else tokens
+    # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
+    # trains); the final norm; the hidden states' gradient the fused loss made in the forward
+    # (loss.training_loss keeps neither the lm_head input nor the targets).
+    embeddings_train = full or opts.lora.train_embeddings and spec.adapts_linears
+    shared = (2 * F32 * arch.head_dim + (8 if embeddings_train else 0) + F32 * (d + 1)
+              + (F32 * d if full else 0) + F32 * d)
+    # the lm_head weight's gradient, made in the forward (full, or a LoRA that trains the head)
+    head_grad = F32 * v * d if embeddings_train else 0
+    head_copy = 2 * d * v if autocast and (full or base_dtype == "fp32") else 0
+    if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
+        stored = arch.layers * F32 * d + shared + (1 if masked else 0) * seq
+        recompute = tokens * rest + rest_copies + rest_products  # one layer re-run during backward
+        copies_stored = products_stored = 0.0
+    else:
+        stored = first + (arch.layers - 1) * rest + shared
+        recompute = 0.0
+        copies_stored = first_copies + (arch.layers - 1) * rest_copies
+        products_stored = first_products + (arch.layers - 1) * rest_products
+    # Loss working set: one chunk's fp32 logits and log-probabilities (the latter become
+    # softmax - onehot in place), the lm_head weight's gradient and, under autocast, its 2-byte
+    # copy (not saved for backward: the fused loss keeps only gradients).
+    logits = chunk * v * 2 * F32 + head_grad + head_copy
+    base_bytes = 2 if base_dtype == "bf16" else F32
+    trainable = counts["trainable"]
+    # AdamW's step counters, 4 bytes per trainable tensor (the method's count, spec.trainable_tensors)
+    n_trainable_tensors = arch.n_tensors if full else spec.trainable_tensors(arch, opts)
+    if quantized:  # NF4 decoder linears; embeddings, norms, biases (and an untied head) fp32
+        linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
+        base_weight_bytes = (arch.layers * sum(nf4_bytes(i * o, double_quant) for _, i, o in arch.linears)
+                             + (arch.total - linear_weights) * F32)
+    else:
+        base_weight_bytes = arch.total * (F32 if full else base_bytes)
+    parts = {
+        "weights": base_weight_bytes + (counts["adapter"] + spec.frozen_added(arch, opts)) * F32,
+        "gradients": trainable * F32,
+        "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
+        "method_state": spec.state_copies * trainable * F32,           # e.g. AdaLoRA's sensitivities
+        "activations": tokens * stored + products_stored + recompute,
+        "autocast_weight_copies": copies_stored,
+        "logits": logits,
+        # made and freed inside one layer's forward (DoRA's weight norm): it raises the step's peak
+        # only where it outgrows the loss's working set, which exists only after the forward
+        "forward_transient": max(0.0, spec.forward_transient(arch, opts) - logits),
+    }
+    peak = sum(parts.values())
+    parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
+    return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
+            "saved_for_backward_bytes": tokens * stored + products_stored + copies_stored + head_grad,
+            "params": counts,
+            "setup": dict(method=method, rank=rank if spec.adapts_linears else None,
+                          targets=targets if spec.adapts_linears else None,
+                          precision=precision, batch=batch, seq=seq, packed=packed,
+                          activation_checkpointing=activation_checkpointing,
+                          loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype,
+                          settings=dict(settings or {}),
+                          **({"double_quant": double_quant} if quantized else {}))}
+
+
+def nf4_bytes(weights: int, double_quant: bool = True) -> int:
+    """Bytes of one weight matrix of `weights` elements stored as bitsandbytes' NF4: two 4-bit codes
+    per byte, one absmax per 64-weight block, either fp32 or (double quantisation) 8-bit with one
+    fp32 scale per 256 blocks plus one fp32 offset per matrix. The code tables are shared."""
+    blocks = -(-weights // NF4_BLOCK)
+    scales = blocks + F32 * (-(-blocks // NF4_SCALE_BLOCK) + 1) if double_quant else F32 * blocks
+    return -(-weights // 2) + scales
+
+
+# ---- time ----------------------------------------------------------------------------------------
+
+def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, gpu: str, mfu: float,
+              activation_checkpointing: bool = False, peak: float | None = None) -> dict:
+    """Seconds to train on `tokens` tokens at a given utilisation of a named GPU's peak (arch's
+    table), or of `peak` FLOP/s when given (e.g. a CPU's measured matmul throughput).
+
+    `mfu` is the share of the peak spent on the model's FLOPs plus checkpointing's recompute (the
+    hardware's work); without checkpointing the two are the same. The returned "mfu" is the model
+    FLOPs utilisation that results (recompute is not model FLOPs).
+    """
+    if peak is None and gpu not in GPU_PEAK:
+        raise UserError(f"--gpu '{gpu}'{closest(gpu, GPU_PEAK)}; use {', '.join(GPU_PEAK)}")
+    if peak is not None and peak <= 0:
+        raise UserError(f"--peak-flops {peak}: must be a positive FLOP/s figure, e.g. 1e11")
+    if not 0 < mfu <= 1:
+        raise UserError(f"--mfu {mfu}: must be in (0, 1], e.g. 0.4")
+    fpt = flops_per_token(config, method=method, trainable_params=trainable, seq_len=seq)
+    hardware = fpt + (recompute_flops_per_token(config, seq_len=seq) if activation_checkpointing else 0.0)
+    device = gpu if peak is None else "given peak"
+    peak = peak if peak is not None else peak_flops(GPU_PEAK[gpu])
+    return {"flops_per_token": fpt, "hardware_flops_per_token": hardware, "tokens": tokens,
+            "gpu": device, "peak_flops": peak, "utilisation": mfu,
+            "mfu": mfu * fpt / hardware, "tokens_per_s": mfu * peak / hardware,
+            "seconds": tokens * hardware / (mfu * peak)}
+
+
+# ---- recommendations -----------------------------------------------------------------------------
+
+def _largest_batch(config, budget: float, **kw) -> dict | None:
+    """plan_memory of the largest batch (64 down to 1) whose total fits `budget`, else None."""
+    for batch in (64, 32, 16, 8, 4, 2, 1):
+        m = plan_memory(config, batch=batch, **kw)
+        if m["total_bytes"] <= budget:
+            return m
+    return None
+
+
+def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, targets: str = "qv",
+              precision: str = "bf16", seq: int = 2048) -> list[dict]:
+    """Per method, the setting that fits `gpu_gb` GiB × (1 - margin), with what training can do.
+
+    Rule: a frozen base is stored in bf16 (model.dtype) whenever training accepts it (precision
+    bf16); the longest seq (seq, seq/2, ... 256) at which batch 1 fits; without activation
+    checkpointing if possible (it costs a third more compute); the fused loss with 1024-row chunks
+    only if that allows a larger batch; then the largest batch (≤ 64). LoRA rows report the largest
+    rank (≤ 1024) that still fits. A method that fits nowhere gets fits False and its batch-1,
+    seq-256 need. Each row's `overrides` are the config keys that train it (`train_overrides`).
+    """
+    budget = gpu_gb * GIB * (1 - margin)
+    max_seq = architecture(config).max_positions or seq
+    seqs = [sq for sq in dict.fromkeys((seq, seq // 2, seq // 4, seq // 8, 256)) if 256 <= sq <= max_seq]
+    rows = []
+    for spec in sorted(SPECS.values(), key=lambda m: not m.trains_base):
+        base = "bf16" if base_dtype_problem(spec.name, "bf16", precision) is None else "fp32"
+        kw = dict(method=spec.name, rank=rank, targets=targets, precision=precision, base_dtype=base)
+        best = None
+        for sq, ckpt in ((sq, ckpt) for sq in seqs for ckpt in (False, True)):
+            options = [_largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt,
+                                      loss_chunk_size=chunk, **kw) for chunk in (0, 1024)]
+            options = [m for m in options if m is not None]
+            if options:
+                best = max(options, key=lambda m: m["setup"]["batch"])  # ties: one chunk
+                break
+        row = best or plan_memory(config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True,
+                                  loss_chunk_size=1024, **kw)
+        out = {"gpu_gb": gpu_gb, "fits": best is not None, **row["setup"],
+               "total_gb": row["total_bytes"] / GIB, "budget_gb": budget / GIB}
+        if best is not None and spec.adapts_linears:
+            r, su = rank, {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed",
+                                                                            "lora_dropout")}
+            while r < 1024 and plan_memory(config, rank=2 * r, targets=targets,
+                                           **su)["total_bytes"] <= budget:
+                r *= 2
+            out["max_rank"] = r
+        out["overrides"] = train_overrides(out)
+        rows.append(out)
+    return rows
+
+
+def train_overrides(setup: dict) -> dict:
+    """The config keys (`ja-adapt train KEY=VALUE`) that train a plan's setup (plan_memory's
+    "setup", or a recommend row): the planner's settings as training names them."""
+    keys = {"method": setup["method"], "precision": setup["precision"], "model.dtype": setup["base_dtype"],
+            "train.batch_size": setup["batch"], "data.seq_len": setup["seq"],
+            "train.activation_checkpointing": setup["activation_checkpointing"],
+            "train.loss_chunk_size": setup["loss_chunk_size"]}
+    if setup.get("rank") is not None:
+        keys.update({"lora.rank": setup["rank"], "lora.targets": setup["targets"],
+                     "lora.dropout": setup["lora_dropout"]})
+    if "double_quant" in setup:
+        keys["qlora.double_quant"] = setup["double_quant"]
+    keys.update(setup.get("settings") or {})
+    return keys
