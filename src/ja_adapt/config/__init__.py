@@ -40,24 +40,12 @@ from ja_adapt.methods.lora import INITS, LoraConfig
 from ja_adapt.methods.prefix import PrefixConfig
 from ja_adapt.methods.qlora import QLORA_CPU_KERNELS, QLoraConfig
 
-# model.name_or_path aliases: a name → a function returning a model directory, called when a model
-# naming it is loaded (models.load.resolve_name), not when the config is. The command line
-# registers `demo-base`.
-MODEL_ALIASES: dict = {}
-
-
-def register_model_alias(name: str, resolve) -> None:
-    """Let `name` stand for the directory `resolve()` returns. Registering a name again replaces
-    its function."""
-    MODEL_ALIASES[name] = resolve
-
-
 __all__ = [
-    "BASE_DTYPES", "INITS", "METHOD_SECTIONS", "MODEL_ALIASES", "PRECISIONS", "QLORA_CPU_KERNELS",
+    "BASE_DTYPES", "INITS", "METHOD_SECTIONS", "PRECISIONS", "QLORA_CPU_KERNELS",
     "AdaLoraConfig", "AlpacaConfig", "BucketConfig", "DataConfig", "DownstreamConfig", "EvalConfig",
     "ExperimentConfig", "Ia3Config", "LoraConfig", "ModelConfig", "OptimConfig", "PrefixConfig",
     "QLoraConfig", "TrainConfig", "VocabConfig",
     "base_dtype_problem", "config_hash", "diff_keys", "flatten", "from_dict", "load_config",
-    "parse_override", "read_yaml", "register_model_alias", "save_config", "to_dict", "validate",
+    "parse_override", "read_yaml", "save_config", "to_dict", "validate",
     "validate_method_keys", "validate_vocab", "with_overrides",
 ]
