@@ -1,6 +1,6 @@
 """Resume is bit for bit for every trainable method: N steps straight equal N/2 steps, a stop, and
 a resume to N (same losses, same final trainable weights). AdaLoRA's rank allocator keeps
-sensitivity EMAs besides the weights; its checkpoint carries them (methods.STATE)."""
+sensitivity EMAs besides the weights; its checkpoint carries them (MethodSpec.state)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The experiment configuration's schema: one dataclass per concern, every default with a one-line
 comment. `ExperimentConfig` is composed of this module's sections and the config sections the
-registered methods own (ja_adapt.methods: lora.*, adalora.*, ia3.*, prefix.*, qlora.*)."""
+registered methods own (each in its module, ja_adapt.methods.<name>: lora.*, qlora.*, ...)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class TrainConfig:
     loss_chunk_size: int = 0            # rows per chunked-cross-entropy chunk; 0 = plain cross-entropy
     activation_checkpointing: bool = False  # recompute layer activations in backward to save memory
     compile: bool = False               # torch.compile the decoder (minutes of compiling on CPU)
-    emulate_bf16: str = "auto"          # bf16 on a CPU without bf16 GEMM: auto, on, off (precision.py)
+    emulate_bf16: str = "auto"          # bf16 on a CPU without bf16 GEMM: auto, on, off (models/precision.py)
     strategy: str = "auto"              # multi-process: auto (= ddp), ddp or fsdp (docs/scaling.md)
     tensorboard: bool = True            # also write TensorBoard event files
     progress: bool = True               # progress bar on a terminal
@@ -186,7 +186,7 @@ class EvalConfig:
 
 @dataclass
 class VocabConfig:
-    """Vocabulary extension (vocab.py, docs/vocabulary.md): Japanese tokens learnt on the training
+    """Vocabulary extension (models/vocab.py, docs/vocabulary.md): Japanese tokens learnt on the training
     split are added to the tokenizer, and their embedding rows start from the old pieces' mean."""
     extend: int = 0                     # new Japanese tokens to add (0: the tokenizer as it is)
     min_frequency: int = 2              # a new token must occur this often in the training split

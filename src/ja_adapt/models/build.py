@@ -135,7 +135,7 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device,
             p.data = p.data.float()
     model = model.to(device)
     if cfg.train.compile:
-        # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
+        # The loss calls the decoder body, not the model's forward (train/loss.py), so compile the body,
         # in place: parameter names and saved weights stay as they are.
         base_model(model).model.compile()
     return model
