@@ -1,5 +1,6 @@
-"""config.py (+ method_spec.py): defaults, YAML / key=value / flag overrides, refusals naming the key,
-copies, hashing, the save round trip, and every shipped YAML (configs/, docs/accelerate/)."""
+"""ja_adapt.config (+ the methods' keys and rules, ja_adapt.methods): defaults, YAML / key=value /
+flag overrides, refusals naming the key, copies, hashing, the save round trip, and every shipped YAML
+(configs/, docs/accelerate/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""methods.py and method_spec.py: the two registries, which parameters each method trains (checked
+"""ja_adapt.methods and models/build.py: the one registry, which parameters each method trains (checked
 against peft's own count and the LoRA shapes), the seeded model builder, and the helpers."""
 
 from __future__ import annotations
@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from ja_adapt.methods import spec as method_spec
-from ja_adapt.models import build as methods
 from ja_adapt.config import load_config
 from ja_adapt.core.errors import UserError
-from ja_adapt.methods.spec import MethodSpec, register_spec
+from ja_adapt.methods.spec import MethodSpec, Section, register
 from ja_adapt.models.build import (
     apply_method,
     base_model,
@@ -53,10 +52,11 @@ def lora_param_count(rank: int, targets: list[str]) -> int:
     return p["num_hidden_layers"] * sum(rank * sum(shapes[t]) for t in targets)
 
 
-# ---- registries ----------------------------------------------------------------------------------
+# ---- the registry --------------------------------------------------------------------------------
 
-def test_spec_and_builder_registries_have_the_same_names():
-    assert method_spec.SPECS and set(method_spec.SPECS) == set(methods.BUILDERS)
+def test_the_registry_holds_every_method_in_the_order_help_lists_them():
+    assert list(method_spec.SPECS) == ["lora", "full", "dora", "rslora", "adalora", "ia3", "prefix", "qlora"]
+    assert all(callable(spec.peft_config) for spec in method_spec.SPECS.values())
 
 
 def test_the_two_methods_specs():
@@ -64,33 +64,36 @@ def test_the_two_methods_specs():
     assert method_spec.SPECS["full"].artifact == "model" and method_spec.SPECS["full"].trains_base
 
 
-def test_duplicate_spec_is_refused_and_the_registry_is_unchanged():
+def test_duplicate_method_is_refused_and_the_registry_is_unchanged():
     before = dict(method_spec.SPECS)
     with pytest.raises(ValueError, match="'lora' is already registered"):
-        register_spec(MethodSpec("lora", "another", trains_base=True, artifact="model",
-                                 adapts_linears=False))
+        register(MethodSpec("lora", "another", trains_base=True, artifact="model", adapts_linears=False))
     assert method_spec.SPECS == before and method_spec.SPECS["lora"] is before["lora"]
 
 
 def test_spec_with_a_bad_artifact_is_refused_and_not_added():
     before = dict(method_spec.SPECS)
     with pytest.raises(ValueError, match="artifact must be adapter or model"):
-        register_spec(MethodSpec("vera", "x", trains_base=False, artifact="weights", adapts_linears=False))
+        register(MethodSpec("vera", "x", trains_base=False, artifact="weights", adapts_linears=False))
     assert method_spec.SPECS == before
 
 
-def test_duplicate_builder_is_refused_and_the_registry_is_unchanged():
-    before = dict(methods.BUILDERS)
-    with pytest.raises(ValueError, match="'lora' is already registered"):
-        methods.register("lora")(lambda cfg: None)
-    assert methods.BUILDERS == before and methods.BUILDERS["lora"] is methods.lora_config
+def test_a_second_owner_of_a_config_section_is_refused_and_not_added():
+    before = dict(method_spec.SPECS)
+    with pytest.raises(ValueError, match="config section 'lora' already has an owner"):
+        register(MethodSpec("vera", "x", trains_base=False, artifact="adapter", adapts_linears=False,
+                            section=Section("lora", dict)))
+    assert method_spec.SPECS == before
 
 
-def test_builder_without_a_spec_is_refused_and_not_added():
-    before = dict(methods.BUILDERS)
-    with pytest.raises(ValueError, match="no MethodSpec"):
-        methods.register("vera")(lambda cfg: None)
-    assert methods.BUILDERS == before
+@pytest.mark.parametrize("module", ["ja_adapt.methods", "ja_adapt.config"])
+def test_the_registry_and_the_config_load_no_torch(module):
+    """Builders and hooks import torch and peft when called, so the planner, config and report
+    read the methods without loading them."""
+    import subprocess
+    import sys
+    code = f"import {module}, sys; assert 'torch' not in sys.modules and 'peft' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- peft configs --------------------------------------------------------------------------------

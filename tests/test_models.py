@@ -9,10 +9,10 @@ import pathlib
 import pytest
 import torch
 
-from ja_adapt import config
+from ja_adapt.models import aliases as model_aliases
 from ja_adapt.models import load as models
 from ja_adapt.config import load_config
-from ja_adapt.config import register_model_alias as register_alias
+from ja_adapt.models.aliases import register_model_alias as register_alias
 from ja_adapt.core.errors import UserError
 from ja_adapt.models.load import (
     PRESETS,
@@ -66,7 +66,7 @@ def no_hub(monkeypatch):
 def aliases(monkeypatch):
     """An empty alias registry for the test, restored afterwards."""
     monkeypatch.setattr(models, "MODEL_ALIASES", {})
-    monkeypatch.setattr(config, "MODEL_ALIASES", models.MODEL_ALIASES)
+    monkeypatch.setattr(model_aliases, "MODEL_ALIASES", models.MODEL_ALIASES)
     return models.MODEL_ALIASES
 
 

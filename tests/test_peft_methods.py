@@ -6,6 +6,7 @@ prefix tuning's loss path against peft's own forward, and the keys' validation."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -162,7 +163,7 @@ def test_the_loop_calls_the_methods_post_step_hook_after_each_step_with_the_grad
 
     def hook(model, step):
         seen.append((step, all(p.grad is not None for p in model.parameters() if p.requires_grad)))
-    monkeypatch.setitem(methods.POST_STEP, "ia3", hook)
+    monkeypatch.setitem(SPECS, "ia3", dataclasses.replace(SPECS["ia3"], post_step=hook))
     cfg = load_config(None, FAST + ["method=ia3", "train.max_steps=3", "train.eval_every=0"],
                       {"model.name_or_path": str(model_dir), "data.paths": [str(corpus)]})
     train(cfg, tmp_path / "run")

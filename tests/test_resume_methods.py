@@ -1,6 +1,6 @@
 """Resume is bit for bit for every trainable method: N steps straight equal N/2 steps, a stop, and
 a resume to N (same losses, same final trainable weights). AdaLoRA's rank allocator keeps
-sensitivity EMAs besides the weights; its checkpoint carries them (methods.STATE)."""
+sensitivity EMAs besides the weights; its checkpoint carries them (MethodSpec.state)."""
 
 from __future__ import annotations
 
@@ -132,15 +132,13 @@ def test_a_checkpoint_without_fitting_method_state_is_refused_in_one_line(saved_
     assert (middle / "adapter").is_dir() and not (run / "summary.json").exists()
 
 
-def test_a_spec_that_keeps_checkpoint_state_needs_state_hooks(monkeypatch):
-    """MethodSpec.checkpoint_state (what config validation reads) and methods.STATE must agree, or a
-    method's checkpoints would silently lack its state."""
+def test_a_method_keeps_checkpoint_state_exactly_when_it_has_state_hooks():
+    """MethodSpec.checkpoint_state (what config validation reads) is its state hooks (what
+    checkpoints carry), so a method's checkpoints cannot silently lack its state."""
     import dataclasses
 
-    from ja_adapt.methods import spec as method_spec
-    from ja_adapt.models import build as methods
-    spec = dataclasses.replace(method_spec.SPECS["lora"], name="stateful", checkpoint_state=True)
-    monkeypatch.setitem(method_spec.SPECS, "stateful", spec)
-    with pytest.raises(ValueError, match="'stateful': its MethodSpec.checkpoint_state and its state hooks"):
-        methods.register("stateful")(methods.lora_config)
-    assert "stateful" not in methods.BUILDERS
+    from ja_adapt.methods import SPECS
+    from ja_adapt.models.build import STATE
+    assert {name for name, spec in SPECS.items() if spec.checkpoint_state} == set(STATE) == {"adalora"}
+    assert all(STATE[name] is SPECS[name].state for name in STATE)
+    assert not dataclasses.replace(SPECS["adalora"], state=None).checkpoint_state

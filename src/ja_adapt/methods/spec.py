@@ -1,9 +1,13 @@
-"""What configuration, planning and telemetry need to know about an adaptation method, without torch.
+"""What a method is, and the one registry of methods: name → MethodSpec.
 
-A method has two halves. Its `MethodSpec` here (name, which weights train, what it saves) is what
-the config validates against and what the plan, FLOPs per token and the report read. Its builder in
-methods.py (the peft config, or none for full fine-tuning) is what wraps a model. A test keeps the
-two registries equal, so adding a method is one spec here, one builder there, and their tests.
+A `MethodSpec` holds everything about an adaptation method: the facts config validation, the plan,
+FLOPs per token and the report read (which weights train, what a run saves), its plan arithmetic,
+its config section and rules, its builder (the peft config that wraps a model) and its training
+hooks. Each method module (`ja_adapt.methods.<name>`) registers its own spec; importing
+`ja_adapt.methods` (or any of its modules) registers them all.
+
+Torch-free: builders and hooks import torch and peft inside their bodies, so config, the planner
+and the report can read the registry without loading them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,41 @@ from dataclasses import dataclass
 from typing import Any
 
 from ja_adapt.core.errors import UserError, closest
+
+
+def key_error(key: str, why: str) -> UserError:
+    """The UserError of an invalid config value, naming its key: "config: key 'KEY' WHY"."""
+    return UserError(f"config: key '{key}' {why}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A config section a method owns: `cfg.<key>`, a dataclass of its keys with their defaults."""
+    key: str                    # the section's name in the config (`lora` → lora.rank, lora.alpha, ...)
+    cls: type                   # its dataclass: every default, each with a one-line comment
+    # it configures how the frozen base is stored (qlora), not the adapter: the planner takes its
+    # keys as arguments of their own rather than as method settings, and the section sits after
+    # `eval` in the config, where qlora's was added (saved configs keep their key order)
+    base_storage: bool = False
+
+
+@dataclass(frozen=True)
+class MethodState:
+    """What a method keeps while training besides its trainable weights and AdamW's state, so that
+    a checkpoint can carry it and a resumed run continue bit for bit (checkpoint.save / restore).
+    Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
+    # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
+    state_dict: Callable[[Any], tuple[dict[str, Any], dict]]
+    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
+    # model; ValueError when they do not fit it
+    load_state: Callable[[Any, dict[str, Any], dict], None]
+    # state_dict includes the trainable weights exactly, and restore takes them from it rather than
+    # from the checkpoint's adapter/ (which peft writes in a reduced form: AdaLoRA's, rank-pruned)
+    holds_weights: bool = False
+
+
+def _no_wrapper(cfg) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -50,22 +89,41 @@ class MethodSpec:
     # and values repeated to every query head, as for packed rows
     masks_attention: bool = False
     state_copies: int = 0       # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
-    # keeps training state besides its weights and AdamW's that checkpoints must carry to resume
-    # exactly (its methods.STATE hooks: AdaLoRA's rank allocator); sharded (FSDP) ones do not
-    checkpoint_state: bool = False
     merges: bool = False        # peft can fold the adapter into the base weights (`ja-adapt merge`)
     lora_variant: tuple = ()    # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
+    # ---- config: the section this method owns (None: it reads other methods' keys, or none), and
+    # its rules, cfg -> None raising key_error; every registered method's rules run on every config,
+    # whatever its method (a grid may switch methods)
+    section: Section | None = None
+    check: Callable[[Any], None] | None = None
+    targets_key: str | None = None  # the config key naming the modules it wraps (for errors), if any
+    # ---- building: cfg -> the peft config that wraps the model (None: the model trains as it is)
+    peft_config: Callable[[Any], Any] = _no_wrapper
+    # what the shared loop calls after each optimizer step, before the gradients are cleared:
+    # hook(model, step), step counting from 1
+    post_step: Callable[[Any, int], None] | None = None
+    # the training state its checkpoints carry to resume exactly (AdaLoRA's rank allocator)
+    state: MethodState | None = None
+
+    @property
+    def checkpoint_state(self) -> bool:
+        """It keeps training state besides its weights and AdamW's that checkpoints must carry to
+        resume exactly (its `state` hooks); sharded (FSDP) checkpoints do not."""
+        return self.state is not None
 
 
 SPECS: dict[str, MethodSpec] = {}
 
 
-def register_spec(spec: MethodSpec) -> MethodSpec:
-    """Add a method's spec; a second spec with the same name is refused (ValueError)."""
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method; a second method with the same name, or a second owner of a config section,
+    is refused (ValueError) and the registry is left as it was."""
     if spec.name in SPECS:
         raise ValueError(f"method '{spec.name}' is already registered")
     if spec.artifact not in ("adapter", "model"):
         raise ValueError(f"method '{spec.name}': artifact must be adapter or model")
+    if spec.section is not None and spec.section.key in {s.section.key for s in SPECS.values() if s.section}:
+        raise ValueError(f"method '{spec.name}': config section '{spec.section.key}' already has an owner")
     SPECS[spec.name] = spec
     return spec
 
@@ -87,126 +145,6 @@ def options(cfg):
     return dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, **variant))
 
 
-# ---- the methods' arithmetic (shapes: arch.Arch; every count is checked against peft's own in tests)
-
-def _adapted(arch, options) -> list[tuple[str, int, int]]:
-    names = set(resolve_targets(options.lora.targets))
-    return [(n, i, o) for n, i, o in arch.linears if n in names]
-
-
-def _embedding_params(arch, options) -> int:
-    """Embedding rows trained beside a LoRA adapter: the whole embedding and output head
-    (lora.train_embeddings; one matrix when they are tied), or the rows of lora.train_token_ids."""
-    if options.lora.train_embeddings:
-        return arch.embedding + arch.lm_head
-    return len(set(options.lora.train_token_ids)) * arch.hidden
-
-
-def _lora_params(arch, options) -> int:
-    """r·(in + out) per adapted Linear (A: r×in, B: out×r), + out for DoRA's magnitude vector."""
-    lo = options.lora
-    per_layer = sum(lo.rank * (i + o) + (o if lo.use_dora else 0) for _, i, o in _adapted(arch, options))
-    return arch.layers * per_layer + _embedding_params(arch, options)
-
-
-def _dora_saved(arch, options, act: int, seq: int, masked: bool) -> float:
-    """DoRA's output is (m/||W + BA|| - 1)·Wx + (m/||W + BA||)·s·BAx: the magnitude's gradient keeps
-    both products' other factor, Wx and s·BAx ([out] each per token)."""
-    return sum(2 * o * act for _, _, o in _adapted(arch, options)) if options.lora.use_dora else 0.0
-
-
-def _dora_transient(arch, options) -> float:
-    """peft's DoRA recomputes ||W + s·B·A|| per output row in every forward: B·A through an [in, in]
-    identity (so B·A itself is never a parameter product FSDP could not see), then s·B·A and W + s·B·A,
-    all fp32, freed before the next Linear. Bytes of the largest adapted Linear's: identity, A·I,
-    three [out, in] matrices and two [out] vectors (the norm, the magnitude's ratio to it), an upper
-    bound of what lives at once (tests/test_plan.py measures the real tensors)."""
-    if not options.lora.use_dora:
-        return 0.0
-    r = options.lora.rank
-    return max(4.0 * (i * i + i * r + 3 * i * o + 2 * o) for _, i, o in _adapted(arch, options))
-
-
-def _lora_tensors(arch, options) -> int:
-    """A and B per adapted Linear, DoRA's magnitude too; the trained embedding matrices or rows."""
-    lo = options.lora
-    per_linear = 3 if lo.use_dora else 2
-    embeddings = (1 if arch.lm_head == 0 else 2) if lo.train_embeddings else (1 if lo.train_token_ids else 0)
-    return arch.layers * per_linear * len(_adapted(arch, options)) + embeddings
-
-
-def _adalora_params(arch, options) -> int:
-    """SVD-form adapter at the initial rank r = lora.rank: P (r×in), Q (out×r), Λ (r×1)."""
-    return arch.layers * sum(options.lora.rank * (i + o + 1) for _, i, o in _adapted(arch, options))
-
-
-def _ia3_saved(arch, options, act: int, seq: int, masked: bool) -> float:
-    """IA3 keeps, for its vector's gradient, the output it scales (activation dtype) or, on a
-    feed-forward target, the input it scales, which peft upcasts to the vector's fp32 first."""
-    names = set(resolve_targets(options.ia3.targets, "ia3.targets"))
-    ff = set(resolve_targets(options.ia3.feedforward, "ia3.feedforward")) if options.ia3.feedforward else set()
-    return sum(4 * i if n in ff else act * o for n, i, o in arch.linears if n in names)
-
-
-def _ia3_vectors(arch, options) -> list[int]:
-    """IA3 learns one vector per target: over the input of a feed-forward target (ia3.feedforward),
-    over the output of the others."""
-    names = set(resolve_targets(options.ia3.targets, "ia3.targets"))
-    ff = set(resolve_targets(options.ia3.feedforward, "ia3.feedforward")) if options.ia3.feedforward else set()
-    return [i if n in ff else o for n, i, o in arch.linears if n in names]
-
-
-def _prefix_params(arch, options) -> int:
-    """A key and a value per virtual token in every layer, of the key/value width (peft sizes the
-    prefix by num_key_value_heads under grouped-query attention)."""
-    return options.prefix.virtual_tokens * arch.layers * 2 * arch.kv_width
-
-
-def _prefix_saved(arch, options, act: int, seq: int, masked: bool) -> float:
-    """Attention saves the prefix's keys and values in every layer, once per sequence of `seq`
-    tokens and repeated to every query head (the mask is explicit: masks_attention), and the mask
-    grows by the prefix's columns."""
-    return options.prefix.virtual_tokens * (2 * arch.q_width * act / seq + act)
-
-
-def _lora_entry(arch, options) -> frozenset:
-    return frozenset(n for n, _, _ in _adapted(arch, options))
-
-
-_LORA = dict(trains_base=False, artifact="adapter", adapts_linears=True, trainable=_lora_params,
-             grad_entry=_lora_entry, saved_per_token=_dora_saved, trainable_tensors=_lora_tensors,
-             forward_transient=_dora_transient, merges=True)
-register_spec(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen", **_LORA))
-register_spec(MethodSpec("full", "full fine-tuning: every weight trains",
-                         trains_base=True, artifact="model", adapts_linears=False))
-register_spec(MethodSpec("dora", "DoRA: LoRA with a learned magnitude per output (lora.use_dora)",
-                         lora_variant=(("use_dora", True),), **_LORA))
-register_spec(MethodSpec("rslora", "rank-stabilised LoRA: update scaled by alpha/sqrt(r) (lora.use_rslora)",
-                         lora_variant=(("use_rslora", True),), **_LORA))
-register_spec(MethodSpec(
-    "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
-    trains_base=False, artifact="adapter", adapts_linears=True, trainable=_adalora_params,
-    grad_entry=_lora_entry, adapter_product=True,
-    trainable_tensors=lambda arch, options: 3 * arch.layers * len(_adapted(arch, options)),   # P, Λ, Q
-    frozen_added=lambda arch, options: arch.layers * len(_adapted(arch, options)),   # rank counters
-    state_copies=3, checkpoint_state=True,   # sensitivity, its EMA, uncertainty
-    merges=True))
-register_spec(MethodSpec(
-    "ia3", "IA3: learned scaling vectors on the ia3.targets projections; base frozen",
-    trains_base=False, artifact="adapter", adapts_linears=False,
-    trainable=lambda arch, options: arch.layers * sum(_ia3_vectors(arch, options)),
-    grad_entry=lambda arch, options: frozenset(resolve_targets(options.ia3.targets, "ia3.targets")),
-    trainable_tensors=lambda arch, options: arch.layers * len(_ia3_vectors(arch, options)),
-    saved_per_token=_ia3_saved, merges=True))
-register_spec(MethodSpec(
-    "prefix", "prefix tuning: learned keys and values of prefix.virtual_tokens in every layer",
-    trains_base=False, artifact="adapter", adapts_linears=False, trainable=_prefix_params,
-    grad_entry=lambda arch, options: frozenset({"k_proj", "v_proj"}),
-    trainable_tensors=lambda arch, options: 1,     # one embedding of every layer's keys and values
-    masks_attention=True,
-    saved_per_token=_prefix_saved, merges=False))
-
-
 # Module-name presets for Qwen2-style decoders (names of nn.Linear modules inside each layer).
 TARGET_PRESETS: dict[str, list[str]] = {
     "qv": ["q_proj", "v_proj"],
@@ -224,9 +162,3 @@ def resolve_targets(targets: str, key: str = "lora.targets") -> list[str]:
         raise UserError(f"config: key '{key}' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
                         f"use {', '.join(TARGET_PRESETS)} or a comma list of module names")
     return names
-
-
-# QLoRA (Dettmers et al. 2023): LoRA over a base whose decoder linears are 4-bit NF4, dequantized
-# block by block in each matmul. Embeddings, norms and the output head stay unquantized.
-register_spec(MethodSpec("qlora", "LoRA adapters over a 4-bit NF4 frozen base (bitsandbytes; qlora.* keys)",
-                         quantized_base=True, **_LORA))

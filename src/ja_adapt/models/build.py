@@ -1,199 +1,46 @@
-"""Adaptation methods: how a model is wrapped and which parameters train, and the model builder.
+"""Building a model: load the base, wrap it with the configured method, and the model helpers.
 
-LoRA and full fine-tuning share one training loop; they differ only here. A method is its torch-free
-`MethodSpec` (method_spec.py: what config, plan and telemetry read) plus its builder below: the peft
-config that wraps the model, or None when the model trains as it is (full fine-tuning). Both
-registries refuse duplicates, and a test keeps their names equal.
+LoRA and full fine-tuning share one training loop; they differ only in how the model is wrapped and
+which parameters train. What a method builds and which hooks it runs come from its registration
+(ja_adapt.methods: `MethodSpec.peft_config`, `post_step`, `state`); this module applies them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
 from typing import TYPE_CHECKING
 
 import torch
-from peft import AdaLoraConfig as PeftAdaLoraConfig
-from peft import IA3Config as PeftIA3Config
 from peft import LoraConfig as PeftLoraConfig
-from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 from peft import get_peft_model
 from peft.utils.error import NoMatchingPeftModuleError
 
 from ja_adapt.core import bitsandbytes_gate
 from ja_adapt.models import precision
 from ja_adapt.models import vocab
-from ja_adapt.methods.spec import SPECS, method_spec, options, resolve_targets
+from ja_adapt.methods import SPECS, method_spec, options, resolve_targets
 from ja_adapt.core.errors import UserError, notice
 from ja_adapt.models.load import load_model
 
 if TYPE_CHECKING:
     from ja_adapt.config import ExperimentConfig
 
-# name → the peft config of a method (None: no wrapper, every weight trains)
-BUILDERS: dict[str, Callable[["ExperimentConfig"], object | None]] = {}
-# name → what the shared loop calls after each optimizer step, before the gradients are cleared:
-# hook(model, step), step counting from 1. Methods without one are absent.
-POST_STEP: dict[str, Callable[[torch.nn.Module, int], None]] = {}
-
-
-@dataclass(frozen=True)
-class MethodState:
-    """What a method keeps while training besides its trainable weights and AdamW's state, so that
-    a checkpoint can carry it and a resumed run continue bit for bit (checkpoint.save / restore).
-    Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
-    # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
-    state_dict: Callable[[torch.nn.Module], tuple[dict[str, torch.Tensor], dict]]
-    # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
-    # model; ValueError when they do not fit it
-    load_state: Callable[[torch.nn.Module, dict[str, torch.Tensor], dict], None]
-    # state_dict includes the trainable weights exactly, and restore takes them from it rather than
-    # from the checkpoint's adapter/ (which peft writes in a reduced form: AdaLoRA's, rank-pruned)
-    holds_weights: bool = False
-
-
-# name → its MethodState; methods that keep nothing besides weights and AdamW's state are absent
-STATE: dict[str, MethodState] = {}
-
-
-def register(name: str, post_step: Callable[[torch.nn.Module, int], None] | None = None,
-             state: MethodState | None = None):
-    """Decorator: the builder of the method `name` (its spec must already be in method_spec.SPECS),
-    and optionally its post-step hook and the training state its checkpoints carry."""
-    def add(fn):
-        if name in BUILDERS:
-            raise ValueError(f"method '{name}' is already registered")
-        if name not in SPECS:
-            raise ValueError(f"method '{name}' has no MethodSpec in method_spec.py")
-        if SPECS[name].checkpoint_state != (state is not None):
-            raise ValueError(f"method '{name}': its MethodSpec.checkpoint_state and its state hooks disagree")
-        BUILDERS[name] = fn
-        if post_step is not None:
-            POST_STEP[name] = post_step
-        if state is not None:
-            STATE[name] = state
-        return fn
-    return add
+# name → its checkpoint-state hooks (MethodSpec.state), for the methods that keep any: a view of
+# the registry for train/checkpoint.py
+STATE = {name: spec.state for name, spec in SPECS.items() if spec.state is not None}
 
 
 def after_step(model: torch.nn.Module, cfg: "ExperimentConfig", step: int) -> None:
     """Run the method's post-step hook, if it has one (the loop calls this for every method)."""
-    hook = POST_STEP.get(cfg.method)
+    hook = method_spec(cfg.method).post_step
     if hook is not None:
         hook(model, step)
 
 
-# lora.init → peft's init_lora_weights (True: its default, Kaiming-uniform A and B = 0)
-INIT_LORA_WEIGHTS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
-
-
-def lora_config(cfg: "ExperimentConfig"):
-    """peft LoRA on the target projections (`lora.*` keys, with the method's variant: dora, rslora);
-    the base weights are frozen, except the embeddings lora.train_embeddings / train_token_ids name."""
-    lo = options(cfg).lora
-    extra = {}
-    if lo.train_embeddings:     # lm_head too; a tied head stays the embedding (one trained matrix)
-        extra = dict(modules_to_save=["embed_tokens", "lm_head"], ensure_weight_tying=True)
-    elif lo.train_token_ids:
-        extra = dict(trainable_token_indices=sorted(set(lo.train_token_ids)), ensure_weight_tying=True)
-    return PeftLoraConfig(r=lo.rank, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-                          target_modules=resolve_targets(lo.targets), bias="none", use_dora=lo.use_dora,
-                          use_rslora=lo.use_rslora, init_lora_weights=INIT_LORA_WEIGHTS[lo.init],
-                          task_type="CAUSAL_LM", **extra)
-
-
-for _name in ("lora", "dora", "rslora"):           # one builder; the spec sets the variant
-    register(_name)(lora_config)
-
-
-@register("full")
-def full_config(cfg: "ExperimentConfig"):
-    """Full fine-tuning: no wrapper, every weight trains."""
-    return None
-
-
-def _adalora_step(model: torch.nn.Module, step: int) -> None:
-    """AdaLoRA's rank budget: update the sensitivity scores from this step's gradients and
-    mask the least important singular values (peft: after optimizer.step, before zero_grad)."""
-    model.base_model.update_and_allocate(step)
-
-
-# peft's RankAllocator keeps one tensor per trainable parameter in each of these dicts
-_ALLOCATOR_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
-
-
-def _adalora_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
-    """AdaLoRA's rank allocator: per trainable parameter its sensitivity (`ipt`), that
-    sensitivity's EMA and its uncertainty's EMA (tensors `<dict>/<parameter name>`), and the rank
-    pattern of the last reallocation (JSON). Also the trainable weights at full rank (`weight/...`):
-    peft saves the adapter pruned to the rank pattern, but the masked rows of P and Q still move
-    under AdamW's momentum and may be unmasked at the next reallocation."""
-    allocator = model.base_model.rankallocator
-    tensors = {f"{d}/{n}": t.contiguous() for d in _ALLOCATOR_SCORES for n, t in getattr(allocator, d).items()}
-    tensors.update({f"weight/{n}": p.detach().contiguous()
-                    for n, p in model.named_parameters() if p.requires_grad})
-    return tensors, {"rank_pattern": model.active_peft_config.rank_pattern}
-
-
-def _adalora_load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
-    """Put _adalora_state's tensors and rank pattern back into a freshly built AdaLoRA model."""
-    allocator = model.base_model.rankallocator
-    allocator.reset_ipt()
-    weights = {}
-    for key, t in tensors.items():
-        kind, _, name = key.partition("/")
-        if kind not in ("weight", *_ALLOCATOR_SCORES):
-            raise ValueError(f"AdaLoRA state has an unknown tensor '{key}'")
-        if kind == "weight":
-            weights[name] = t
-        else:
-            getattr(allocator, kind)[name] = t
-    params = dict(model.named_parameters())
-    trainable = {n for n, p in params.items() if p.requires_grad}
-    if set(weights) != trainable:
-        raise ValueError(f"AdaLoRA state does not match the model's trainable parameters "
-                         f"({sorted(set(weights) ^ trainable)[:3]})")
-    with torch.no_grad():
-        for name, t in weights.items():
-            params[name].copy_(t)
-    model.active_peft_config.rank_pattern = scalars["rank_pattern"]
-
-
-@register("adalora", post_step=_adalora_step,
-          state=MethodState(_adalora_state, _adalora_load_state, holds_weights=True))
-def adalora_config(cfg: "ExperimentConfig"):
-    """peft AdaLoRA on lora.targets: rank lora.rank at first, adalora.target_rank on average at the
-    end, its schedule over train.max_steps. peft adds AdaLoRA's orthogonality penalty only inside
-    its own forward with labels, which ja-adapt's loss (loss.py) does not call: it is not applied."""
-    a, steps = cfg.adalora, cfg.train.max_steps
-    return PeftAdaLoraConfig(init_r=cfg.lora.rank, target_r=a.target_rank, lora_alpha=cfg.lora.alpha,
-                             lora_dropout=cfg.lora.dropout, target_modules=resolve_targets(cfg.lora.targets),
-                             total_step=steps, tinit=int(a.tinit * steps), tfinal=int(a.tfinal * steps),
-                             deltaT=a.delta_t, beta1=a.beta1, beta2=a.beta2, orth_reg_weight=0.0,
-                             task_type="CAUSAL_LM")
-
-
-@register("ia3")
-def ia3_config(cfg: "ExperimentConfig"):
-    """peft IA3: a vector scaling each ia3.targets projection (its input for ia3.feedforward)."""
-    ff = resolve_targets(cfg.ia3.feedforward, "ia3.feedforward") if cfg.ia3.feedforward else []
-    return PeftIA3Config(target_modules=resolve_targets(cfg.ia3.targets, "ia3.targets"),
-                         feedforward_modules=ff, task_type="CAUSAL_LM")
-
-
-@register("prefix")
-def prefix_config(cfg: "ExperimentConfig"):
-    """peft prefix tuning: prefix.virtual_tokens learned keys and values in every layer (no
-    reparametrisation MLP, so what trains is what is saved). The loss feeds them to the decoder
-    body as its cache (loss.py, `prefix_inputs`)."""
-    return PeftPrefixTuningConfig(num_virtual_tokens=cfg.prefix.virtual_tokens, task_type="CAUSAL_LM")
-
-
 def peft_config(cfg: "ExperimentConfig"):
     """The peft config of `cfg.method`, or None for a method without a wrapper."""
-    method_spec(cfg.method)                     # a UserError naming the key for an unknown one
-    return BUILDERS[cfg.method](cfg)
+    return method_spec(cfg.method).peft_config(cfg)     # a UserError naming the key for an unknown one
 
 
 def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig", new_ids: list[int] = ()) -> torch.nn.Module:
@@ -215,8 +62,10 @@ def apply_method(model: torch.nn.Module, cfg: "ExperimentConfig", new_ids: list[
     try:
         return get_peft_model(model, config)
     except NoMatchingPeftModuleError:
-        key, value = (("lora.targets", cfg.lora.targets) if method_spec(cfg.method).adapts_linears
-                      else ("ia3.targets", cfg.ia3.targets))
+        key = method_spec(cfg.method).targets_key
+        if key is None:
+            raise
+        value = functools.reduce(getattr, key.split("."), cfg)
         raise UserError(f"config: key '{key}' is '{value}', which names no module of this model; its "
                         f"linear layers: {', '.join(linear_names(model))}") from None
 
@@ -286,7 +135,7 @@ def build_model(cfg: "ExperimentConfig", tokenizer, device: torch.device,
             p.data = p.data.float()
     model = model.to(device)
     if cfg.train.compile:
-        # The loss calls the decoder body, not the model's forward (loss.py), so compile the body,
+        # The loss calls the decoder body, not the model's forward (train/loss.py), so compile the body,
         # in place: parameter names and saved weights stay as they are.
         base_model(model).model.compile()
     return model
@@ -321,13 +170,7 @@ def count_trainable(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-# ---- qlora: the 4-bit base -----------------------------------------------------------------------
-
-@register("qlora")
-def qlora_config(cfg: "ExperimentConfig"):
-    """LoRA on the target projections (`lora.*` keys), as for lora; the base is 4-bit (load_frozen_base)."""
-    return lora_config(cfg)
-
+# ---- the 4-bit base of a quantized method (qlora) ----------------------------------------------
 
 def quantization_config(cfg: "ExperimentConfig", device: torch.device | str):
     """bitsandbytes' 4-bit NF4 config for a method with a quantized base, else None.

@@ -2,8 +2,9 @@
 
 Presets are Qwen2-architecture configs with random weights (arch.PRESETS): the public Qwen2.5
 configs for the memory planner and benchmarks, `tiny` (about 5M parameters) for tests and CPU
-runs, and `micro` (about 1M) for the embedded demo. Aliases are names an application resolves to a directory on first use
-(the command line registers `demo-base`, the demo's own pretrained model). A real model (hub id or local directory) always goes through transformers' Auto
+runs, and `micro` (about 1M) for the embedded demo. Aliases (aliases.py) are names an application
+resolves to a directory on first use (the command line registers `demo-base`, the demo's own
+pretrained model). A real model (hub id or local directory) always goes through transformers' Auto
 classes with safetensors weights and `trust_remote_code` off unless the config turns it on.
 """
 
@@ -27,7 +28,7 @@ from transformers import (
 
 from ja_adapt.core import hub
 from ja_adapt.models.arch import PRESETS
-from ja_adapt.config import MODEL_ALIASES
+from ja_adapt.models.aliases import MODEL_ALIASES
 from ja_adapt.core.errors import UserError, closest, first_line
 
 
@@ -40,7 +41,7 @@ def is_preset(name: str) -> bool:
 
 
 def resolve_name(name_or_path: str) -> str:
-    """A preset, path or hub id as is; a registered alias (config.MODEL_ALIASES) → the directory
+    """A preset, path or hub id as is; a registered alias (aliases.MODEL_ALIASES) → the directory
     it resolves to. A preset name always means the preset, even if an alias reuses it.
 
     A name that is not a preset, not an existing path and not a hub id (hub.is_hub_id: `owner/name`,

@@ -1,13 +1,14 @@
 """Parameter counts, a memory model and a time model of a training step, before any GPU is rented.
 
 Parameters are exact: arch.py counts them from the config by arithmetic (no torch; the meta-device
-model for architectures it does not write out), and LoRA's trainable parameters are r·(in + out) for each targeted nn.Linear, the same
-count peft reports. Memory and time are models; docs/plan.md states every formula and assumption.
-The memory model enumerates the tensors a Llama-style decoder (RMSNorm, rotary, SDPA attention,
-gated SiLU MLP; Qwen2 among them) saves for backward under ja-adapt's training step: fp32 weights,
-autocast to bf16/fp16, a frozen base in fp32 or bf16 (model.dtype), AdamW, the loss of loss.py, transformers' non-reentrant checkpointing.
-What a method trains comes from its MethodSpec (method_spec.py). The `ja-adapt plan` command line
-over these functions is cli/plan.py.
+model for architectures it does not write out), and LoRA's trainable parameters are r·(in + out)
+for each targeted nn.Linear, the same count peft reports. Memory and time are models; docs/plan.md
+states every formula and assumption. The memory model enumerates the tensors a Llama-style decoder
+(RMSNorm, rotary, SDPA attention, gated SiLU MLP; Qwen2 among them) saves for backward under
+ja-adapt's training step (per layer: layer_memory.py): fp32 weights, autocast to bf16/fp16, a frozen
+base in fp32 or bf16 (model.dtype), AdamW, the loss of train/loss.py, transformers' non-reentrant
+checkpointing. What a method trains comes from its MethodSpec (ja_adapt.methods). The `ja-adapt
+plan` command line over these functions is apps/cli/plan.py.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from ja_adapt.config import (
     with_overrides,
 )
 from ja_adapt.core.errors import UserError, closest
-from ja_adapt.methods.spec import SPECS, options, resolve_targets
+from ja_adapt.models.layer_memory import F32, LayerSetup, layer_bytes
+from ja_adapt.methods import SPECS, options, resolve_targets
 
 GIB = 1024 ** 3
-F32 = 4                                 # bytes of an fp32 element
 GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arch's peak table key
 CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
 ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
@@ -108,132 +109,66 @@ def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: s
 # ---- memory --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Setup:
-    full: bool
-    adapted: frozenset                  # Linears with rank-r adapters
-    entry: frozenset                    # Linears from whose outputs gradients flow, in every layer
-    extra: float                        # bytes per token per layer the method saves besides (spec)
-    product: bool                       # the adapter's first factor is formed per step (spec.adapter_product)
-    reruns_base: bool                   # DoRA under dropout: peft re-runs each adapted base matmul on
-                                        # the dropped input, so autocast saves a second weight copy
-    rank: int
-    dropout: float
-    act: int                            # bytes of an activation made by an autocast op (2 or 4)
-    autocast: bool
-    masked: bool                        # attention gets an explicit mask (packed rows, a prefix)
-    seq: int
-    copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
+class StepInputs:
+    """The training step plan_memory plans, by its keyword arguments: the method (with lora.rank
+    and lora.targets as `rank` and `targets`), precision, batch rows of `seq` tokens (`packed`: rows
+    of several documents, so attention gets an explicit mask), checkpointing, the loss's chunk,
+    lora.dropout, the frozen base's storage (model.dtype) and qlora.double_quant, and `settings`:
+    the method's further config keys (method_options), e.g. {"lora.use_dora": True}."""
+    method: str = "lora"
+    rank: int = 16
+    targets: str = "qv"
+    precision: str = "bf16"
+    batch: int = 8
+    seq: int = 256
+    activation_checkpointing: bool = False
+    loss_chunk_size: int = 0
+    lora_dropout: float = 0.1
+    packed: bool = True
+    base_dtype: str = "fp32"
+    double_quant: bool = True
+    settings: dict | None = None
 
 
-def _layer(arch: Arch, s: _Setup, first: bool) -> tuple[float, float, float]:
-    """(bytes per token saved for backward by one decoder layer, bytes of its autocast weight
-    copies, bytes of the adapter products it forms per step and saves).
-
-    A Linear saves its input only if its weight trains, and its weight only if its input needs a
-    gradient; RMSNorm saves x and 1/rms, and x/rms only if its weight trains. LoRA's first layer
-    gets no gradient from the frozen embedding. Under autocast each Linear casts an fp32 input to
-    its own 2-byte copy (autocast caches casts of weights, not of activations).
-    """
-    a, d, saved, copies, products = s.act, arch.hidden, {}, 0.0, 0.0
-    dims = {n: (i, o) for n, i, o in arch.linears}
-
-    def norm(name: str, grad: bool) -> None:
-        if grad:
-            saved[name + ".x"], saved[name + ".rstd"] = F32 * d, F32
-        if s.full:
-            saved[name + ".xhat"] = F32 * d
-
-    def linear(name: str, src: str, src_bytes: int, grad_in: bool) -> None:
-        nonlocal copies, products
-        if name not in dims:
-            return
-        width = dims[name][0]
-        cast = src if src_bytes == a else f"{src}@{name}"  # autocast makes a copy per consumer
-        if s.full:
-            saved[cast] = width * a
-        if s.autocast and (s.full or s.copy_frozen) and (s.full or grad_in):
-            copies += 2 * width * dims[name][1]
-        if name in s.adapted:  # peft casts the adapter input to fp32 (the adapter's dtype) first
-            if s.dropout > 0:
-                if grad_in:
-                    saved[f"{name}.noise"] = width * F32
-                saved[f"{name}.drop"] = width * a
-            else:
-                saved[f"{src}@lora.{name}" if s.autocast else src] = width * a
-            saved[f"{name}.lora_a"] = s.rank * a
-            copies += 2 * s.rank * sum(dims[name]) if s.autocast else 0
-            if s.product and grad_in and not s.autocast:  # autocast's copy of it is counted above
-                products += F32 * s.rank * width
-            if s.reruns_base and grad_in and s.autocast:
-                copies += 2 * width * dims[name][1]
-
-    grad = s.full or not first
-    norm("norm1", grad)
-    for name in ("q_proj", "k_proj", "v_proj"):
-        linear(name, "n1", F32, grad)
-    attn_grad = grad or bool(s.entry & {"q_proj", "k_proj", "v_proj"})
-    if attn_grad:  # SDPA saves q, k, v (repeated to all heads when a mask is passed), out, logsumexp
-        kv = arch.q_width if s.masked else arch.kv_width
-        saved.update(q=a * arch.q_width, k=a * kv, v=a * kv, out=a * arch.q_width, lse=F32 * arch.heads)
-        if s.masked:  # the block-diagonal mask, converted to the query dtype in every layer
-            saved["mask"] = a * s.seq
-    linear("o_proj", "out", a, attn_grad)
-    norm("norm2", attn_grad)
-    for name in ("gate_proj", "up_proj"):
-        linear(name, "n2", F32, attn_grad)
-    mlp_grad = attn_grad or bool(s.entry & {"gate_proj", "up_proj"})
-    if mlp_grad:  # silu saves gate; the product saves silu(gate) and up
-        saved.update(gate=a * arch.ff, up=a * arch.ff, act=a * arch.ff)
-    linear("down_proj", "prod", a, mlp_grad)
-    return float(sum(saved.values())) + (s.extra if (grad or s.entry) else 0.0), copies, products
-
-
-def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
-                precision: str = "bf16", batch: int = 8, seq: int = 256,
-                activation_checkpointing: bool = False, loss_chunk_size: int = 0,
-                lora_dropout: float = 0.1, packed: bool = True, base_dtype: str = "fp32",
-                double_quant: bool = True, settings: dict | None = None) -> dict:
-    """Predicted peak memory of one training step, in bytes, with its breakdown.
-
-    A quantized method (qlora) stores each decoder linear's weight as NF4 (`nf4_bytes`, with
-    `double_quant` its 8-bit block scales) and every other base weight in fp32, as peft's
-    prepare_model_for_kbit_training leaves them; its matmuls save no weight copy for backward.
-
-    Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
-    torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
-    "saved_for_backward_bytes" (what saved_tensors_hooks would see, plus tensors checkpointing
-    keeps alive), "params": count_parameters(...), "setup": the inputs}. settings: the method's
-    further config keys (method_options), e.g. {"lora.use_dora": True}.
-    """
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision '{precision}'{closest(precision, PRECISIONS)}; use "
+def _check_step(config, st: StepInputs) -> None:
+    """Refuse a step training would refuse, naming the planner's flag."""
+    if st.precision not in PRECISIONS:
+        raise UserError(f"--precision '{st.precision}'{closest(st.precision, PRECISIONS)}; use "
                         + ", ".join(PRECISIONS))
-    _targets(architecture(config), method, rank, targets)   # names a bad method / rank first
-    why = base_dtype_problem(method, base_dtype, precision)
+    _targets(architecture(config), st.method, st.rank, st.targets)   # names a bad method / rank first
+    why = base_dtype_problem(st.method, st.base_dtype, st.precision)
     if why:
         raise UserError(f"--base-dtype (model.dtype) {why}")
-    for key, value in (("batch", batch), ("seq", seq)):
+    for key, value in (("batch", st.batch), ("seq", st.seq)):
         if value <= 0:
             raise UserError(f"--{key} {value}: must be a positive integer")
-    if loss_chunk_size < 0:
-        raise UserError(f"--loss-chunk-size {loss_chunk_size}: use 0 (plain) or a positive row count")
-    arch = architecture(config)
-    counts = count_parameters(config, method=method, rank=rank, targets=targets, settings=settings)
-    spec, opts = SPECS[method], method_options(method, rank, targets, settings)
-    full, autocast = spec.trains_base, precision != "fp32"
-    quantized = spec.quantized_base
+    if st.loss_chunk_size < 0:
+        raise UserError(f"--loss-chunk-size {st.loss_chunk_size}: use 0 (plain) or a positive row count")
+
+
+def _layer_setup(arch: Arch, st: StepInputs, spec, opts) -> LayerSetup:
+    """What layer_bytes needs to know of the step and its method."""
+    autocast = st.precision != "fp32"
     act = 2 if autocast else F32
-    masked = packed or spec.masks_attention     # attention gets an explicit mask
-    adapted = frozenset(_targets(arch, method, rank, targets))
-    s = _Setup(full=full, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
-               extra=spec.saved_per_token(arch, opts, act, seq, masked), product=spec.adapter_product,
-               reruns_base=spec.adapts_linears and opts.lora.use_dora and lora_dropout > 0, rank=rank,
-               dropout=lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
-               seq=seq, copy_frozen=base_dtype == "fp32" and not quantized)
-    tokens, d, v = batch * seq, arch.hidden, arch.vocab
-    first, first_copies, first_products = _layer(arch, s, first=True)
-    rest, rest_copies, rest_products = _layer(arch, s, first=False)
-    chunk = loss_chunk_size if 0 < loss_chunk_size < tokens else tokens
+    masked = st.packed or spec.masks_attention     # attention gets an explicit mask
+    adapted = frozenset(_targets(arch, st.method, st.rank, st.targets))
+    return LayerSetup(full=spec.trains_base, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
+                  extra=spec.saved_per_token(arch, opts, act, st.seq, masked), product=spec.adapter_product,
+                  reruns_base=spec.adapts_linears and opts.lora.use_dora and st.lora_dropout > 0, rank=st.rank,
+                  dropout=st.lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
+                  seq=st.seq, copy_frozen=st.base_dtype == "fp32" and not spec.quantized_base)
+
+
+def _activation_bytes(arch: Arch, st: StepInputs, spec, opts) -> dict:
+    """The step's activation side: what every layer saves for backward (or, with checkpointing,
+    its input and one layer's re-run), the autocast weight copies and adapter products kept, and
+    the loss's working set."""
+    s = _layer_setup(arch, st, spec, opts)
+    full, autocast, masked, seq = s.full, s.autocast, s.masked, st.seq
+    tokens, d, v = st.batch * seq, arch.hidden, arch.vocab
+    first, first_copies, first_products = layer_bytes(arch, s, first=True)
+    rest, rest_copies, rest_products = layer_bytes(arch, s, first=False)
+    chunk = st.loss_chunk_size if 0 < st.loss_chunk_size < tokens else tokens
     # Tensors alive once per step, per token: rotary cos/sin; the embedding's input ids (when it
     # trains); the final norm; the hidden states' gradient the fused loss made in the forward
     # (loss.training_loss keeps neither the lm_head input nor the targets).
@@ -242,8 +177,8 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
               + (F32 * d if full else 0) + F32 * d)
     # the lm_head weight's gradient, made in the forward (full, or a LoRA that trains the head)
     head_grad = F32 * v * d if embeddings_train else 0
-    head_copy = 2 * d * v if autocast and (full or base_dtype == "fp32") else 0
-    if activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
+    head_copy = 2 * d * v if autocast and (full or st.base_dtype == "fp32") else 0
+    if st.activation_checkpointing:  # transformers' non-reentrant checkpoint: each layer keeps its input
         stored = arch.layers * F32 * d + shared + (1 if masked else 0) * seq
         recompute = tokens * rest + rest_copies + rest_products  # one layer re-run during backward
         copies_stored = products_stored = 0.0
@@ -256,40 +191,72 @@ def plan_memory(config, *, method: str = "lora", rank: int = 16, targets: str = 
     # softmax - onehot in place), the lm_head weight's gradient and, under autocast, its 2-byte
     # copy (not saved for backward: the fused loss keeps only gradients).
     logits = chunk * v * 2 * F32 + head_grad + head_copy
-    base_bytes = 2 if base_dtype == "bf16" else F32
+    return dict(tokens=tokens, stored=stored, recompute=recompute, copies_stored=copies_stored,
+                products_stored=products_stored, head_grad=head_grad, logits=logits)
+
+
+def _base_weight_bytes(arch: Arch, st: StepInputs, spec) -> float:
+    """The base's weights as stored: NF4 decoder linears for a quantized method (embeddings, norms,
+    biases and an untied head fp32), else every weight in fp32 or model.dtype for a frozen base."""
+    if spec.quantized_base:
+        linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
+        return (arch.layers * sum(nf4_bytes(i * o, st.double_quant) for _, i, o in arch.linears)
+                + (arch.total - linear_weights) * F32)
+    base_bytes = 2 if st.base_dtype == "bf16" else F32
+    return arch.total * (F32 if spec.trains_base else base_bytes)
+
+
+def _setup_record(st: StepInputs, spec) -> dict:
+    """plan_memory's "setup": its inputs (rank and targets only for a method that adapts them,
+    double_quant only for a quantized one)."""
+    return dict(method=st.method, rank=st.rank if spec.adapts_linears else None,
+                targets=st.targets if spec.adapts_linears else None,
+                precision=st.precision, batch=st.batch, seq=st.seq, packed=st.packed,
+                activation_checkpointing=st.activation_checkpointing,
+                loss_chunk_size=st.loss_chunk_size, lora_dropout=st.lora_dropout, base_dtype=st.base_dtype,
+                settings=dict(st.settings or {}),
+                **({"double_quant": st.double_quant} if spec.quantized_base else {}))
+
+
+def plan_memory(config, **step) -> dict:
+    """Predicted peak memory of one training step, in bytes, with its breakdown. `step`: the
+    keyword arguments of StepInputs (method, rank, targets, precision, batch, seq, ...).
+
+    A quantized method (qlora) stores each decoder linear's weight as NF4 (`nf4_bytes`, with
+    `double_quant` its 8-bit block scales) and every other base weight in fp32, as peft's
+    prepare_model_for_kbit_training leaves them; its matmuls save no weight copy for backward.
+
+    Returns {"bytes": {component: bytes}, "peak_allocated_bytes" (tensors: compare with
+    torch.cuda.max_memory_allocated), "total_bytes" (plus CUDA context and allocator overhead),
+    "saved_for_backward_bytes" (what saved_tensors_hooks would see, plus tensors checkpointing
+    keeps alive), "params": count_parameters(...), "setup": the inputs}.
+    """
+    st = StepInputs(**step)
+    _check_step(config, st)
+    arch = architecture(config)
+    counts = count_parameters(config, method=st.method, rank=st.rank, targets=st.targets, settings=st.settings)
+    spec, opts = SPECS[st.method], method_options(st.method, st.rank, st.targets, st.settings)
+    acts = _activation_bytes(arch, st, spec, opts)
     trainable = counts["trainable"]
     # AdamW's step counters, 4 bytes per trainable tensor (the method's count, spec.trainable_tensors)
-    n_trainable_tensors = arch.n_tensors if full else spec.trainable_tensors(arch, opts)
-    if quantized:  # NF4 decoder linears; embeddings, norms, biases (and an untied head) fp32
-        linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
-        base_weight_bytes = (arch.layers * sum(nf4_bytes(i * o, double_quant) for _, i, o in arch.linears)
-                             + (arch.total - linear_weights) * F32)
-    else:
-        base_weight_bytes = arch.total * (F32 if full else base_bytes)
+    n_trainable_tensors = arch.n_tensors if spec.trains_base else spec.trainable_tensors(arch, opts)
     parts = {
-        "weights": base_weight_bytes + (counts["adapter"] + spec.frozen_added(arch, opts)) * F32,
+        "weights": _base_weight_bytes(arch, st, spec) + (counts["adapter"] + spec.frozen_added(arch, opts)) * F32,
         "gradients": trainable * F32,
         "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
         "method_state": spec.state_copies * trainable * F32,           # e.g. AdaLoRA's sensitivities
-        "activations": tokens * stored + products_stored + recompute,
-        "autocast_weight_copies": copies_stored,
-        "logits": logits,
+        "activations": acts["tokens"] * acts["stored"] + acts["products_stored"] + acts["recompute"],
+        "autocast_weight_copies": acts["copies_stored"],
+        "logits": acts["logits"],
         # made and freed inside one layer's forward (DoRA's weight norm): it raises the step's peak
         # only where it outgrows the loss's working set, which exists only after the forward
-        "forward_transient": max(0.0, spec.forward_transient(arch, opts) - logits),
+        "forward_transient": max(0.0, spec.forward_transient(arch, opts) - acts["logits"]),
     }
     peak = sum(parts.values())
     parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
+    saved = acts["tokens"] * acts["stored"] + acts["products_stored"] + acts["copies_stored"] + acts["head_grad"]
     return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
-            "saved_for_backward_bytes": tokens * stored + products_stored + copies_stored + head_grad,
-            "params": counts,
-            "setup": dict(method=method, rank=rank if spec.adapts_linears else None,
-                          targets=targets if spec.adapts_linears else None,
-                          precision=precision, batch=batch, seq=seq, packed=packed,
-                          activation_checkpointing=activation_checkpointing,
-                          loss_chunk_size=loss_chunk_size, lora_dropout=lora_dropout, base_dtype=base_dtype,
-                          settings=dict(settings or {}),
-                          **({"double_quant": double_quant} if quantized else {}))}
+            "saved_for_backward_bytes": saved, "params": counts, "setup": _setup_record(st, spec)}
 
 
 def nf4_bytes(weights: int, double_quant: bool = True) -> int:

@@ -15,7 +15,7 @@ import warnings
 
 from ja_adapt import __version__
 from ja_adapt.core.errors import EXIT_USER_ERROR, UserError
-from ja_adapt.config import register_model_alias
+from ja_adapt.models.aliases import register_model_alias
 
 # subcommand → (module with add_arguments(parser) and run(args) -> int, one-line help)
 SUBCOMMANDS = {
