@@ -80,5 +80,4 @@ def agg(a: dict | None, f=num) -> str:
     return s
 
 
-def mean(a: dict | None):
-    return a.get("mean") if isinstance(a, dict) else None
+UNITS = {"num": num, "bytes": nbytes, "seconds": seconds, "count": integer}   # metrics.Metric.unit

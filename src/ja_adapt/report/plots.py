@@ -10,8 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ja_adapt.models.plan import GIB  # noqa: E402
+from ja_adapt.report.status import ok  # noqa: E402
+
 COLORS = {"lora": "tab:blue", "full": "tab:orange", "base": "tab:gray"}
-GIB = 2 ** 30
 
 
 def _color(label: str, i: int = 0) -> str:
@@ -23,10 +25,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _ok(section) -> bool:
-    return isinstance(section, dict) and section.get("status", "ok") == "ok"
 
 
 def loss_curves(res: dict, path: Path) -> Path | None:
@@ -96,7 +94,7 @@ def _bars(ax, labels: list[str], series: dict[str, list], ylabel: str, errs: dic
 
 def script_accuracy(res: dict, path: Path) -> Path | None:
     jp = res.get("japanese_performance")
-    if not _ok(jp):
+    if not ok(jp):
         return None
     acc = jp["character_accuracy"]
     scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
@@ -109,7 +107,7 @@ def script_accuracy(res: dict, path: Path) -> Path | None:
 
 def rank_sensitivity(res: dict, path: Path) -> Path | None:
     rs = res.get("rank_sensitivity")
-    if not _ok(rs):
+    if not ok(rs):
         return None
     pts = rs["points"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -128,7 +126,7 @@ def rank_sensitivity(res: dict, path: Path) -> Path | None:
 
 def lr_sensitivity(res: dict, path: Path) -> Path | None:
     ls = res.get("lr_sensitivity")
-    if not _ok(ls):
+    if not ok(ls):
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, s) in enumerate(sorted(ls["by_method"].items())):
@@ -147,7 +145,7 @@ def lr_sensitivity(res: dict, path: Path) -> Path | None:
 
 def precision_comparison(res: dict, path: Path) -> Path | None:
     pc = res.get("precision_comparison")
-    if not _ok(pc):
+    if not ok(pc):
         return None
     panels = [("peak_mem_bytes", "peak memory (GiB)", GIB), ("time_per_step_s", "seconds / step", 1)]
     if pc.get("metric"):                      # a probe has no quality panel
@@ -205,7 +203,7 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
     """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
     95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled."""
     t = res.get("lr_tuning") or {}
-    if not _ok(t):
+    if not ok(t):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, (m, pts) in enumerate(sorted(t["points"].items())):
@@ -235,7 +233,7 @@ def methods_pareto(res: dict, path: Path) -> Path | None:
     parameters (left, log scale) and against forgetting (right); one point per method, the Pareto
     front joined by a line."""
     sec = res.get("methods")
-    if not _ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
+    if not ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, cost, xlabel in ((axes[0], "params_trainable", "trainable parameters"),

@@ -1,8 +1,8 @@
 """The methods table: one row per compared entry (a method, or an arm: one method's configuration,
 such as LoRA on every linear beside LoRA on q,v), whatever the experiments trained.
 
-Generic over method names: a row is each entry's primary group (results.primary), so a method
-registered in method_spec.py appears with no change here. Every cell is analysis.aggregate over
+Generic over method names: a row is each entry's primary group (groups.primary), so a method
+registered in ja_adapt.methods appears with no change here. Every cell is analysis.aggregate over
 seeds (mean, sd, 95% interval where one exists). Two derived figures per seed, then aggregated:
   quality gained  = base held-out Japanese bits/char − the method's (bits/char; > 0: better than
                     the base). The base is evaluated once, deterministically, so the seed spread is
@@ -18,8 +18,9 @@ The Pareto fronts name the methods no other method beats on both axes (seed mean
 from __future__ import annotations
 
 from ja_adapt.evaluate.scripts import SCRIPTS
-
-NOT_RUN = {"status": "not run"}
+from ja_adapt.report import fmt
+from ja_adapt.report.groups import primary
+from ja_adapt.report.status import not_run
 COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
 
 
@@ -34,12 +35,16 @@ def _forgetting(q: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def build(ctx) -> dict:
+    return {"methods": methods_table({a: primary(ctx.groups, a) for a in {g.arm for g in ctx.groups}}, ctx.base.quality)}
+
+
 def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
     """{"status", "rows": {arm: {group, method, seeds, cost fields, chars_per_token,
     ja_bits_per_char, quality_gain, char_accuracy: {script: agg}, forgetting, forgetting_by_lang}},
-    "pareto": {...}}. groups_by_arm: compared entry (arm or method) → its primary results.Group."""
+    "pareto": {...}}. groups_by_arm: compared entry (arm or method) → its primary groups.Group."""
     if not groups_by_arm:
-        return dict(NOT_RUN)
+        return not_run()
     base_bpc = base_q.get("ja_bits_per_char")
     rows = {}
     for arm, g in sorted(groups_by_arm.items()):
@@ -79,13 +84,12 @@ def pareto(rows: dict, cost: str) -> list[str]:
     return sorted(m for m in pts if not beaten(m))
 
 
-def methods_blocks(res: dict, plots: dict) -> list[tuple]:
+def blocks(res: dict, plots: dict) -> list[tuple]:
     """The report's methods section: the table, the Pareto fronts and their plot."""
-    from ja_adapt.report import fmt     # presentation only
     sec = res.get("methods")
-    b = [("h", 3, "3.4 Methods side by side")]
+    b = []
     if not isinstance(sec, dict) or sec.get("status") != "ok":
-        return b + [("p", "Not run: no experiment in the given directories trained a method.")]
+        return [("p", "Not run: no experiment in the given directories trained a method.")]
     scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
     b.append(("p", "Per compared method or arm (its compared configuration; an arm is named by the "
                    "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
