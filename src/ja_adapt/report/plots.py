@@ -199,6 +199,11 @@ def predicted_memory(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _bound(point: dict, side: str) -> float:
+    """A grid point's bits/char interval bound (the value itself without an interval; 0 without either)."""
+    return (point.get("ja_bits_per_char_ci") or {}).get(side) or point["ja_bits_per_char"] or 0
+
+
 def lr_tuning(res: dict, path: Path) -> Path | None:
     """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
     95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled."""
@@ -210,10 +215,8 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
         x = [p["value"] for p in pts]
         axes[0].plot(x, [p["val_loss"] for p in pts], "o-", color=_color(m, i), label=m)
         y = [p["ja_bits_per_char"] for p in pts]
-        err = [[(p["ja_bits_per_char"] or 0) - ((p.get("ja_bits_per_char_ci") or {}).get("ci_low") or p["ja_bits_per_char"] or 0)
-                for p in pts],
-               [((p.get("ja_bits_per_char_ci") or {}).get("ci_high") or p["ja_bits_per_char"] or 0) - (p["ja_bits_per_char"] or 0)
-                for p in pts]]
+        err = [[(p["ja_bits_per_char"] or 0) - _bound(p, "ci_low") for p in pts],
+               [_bound(p, "ci_high") - (p["ja_bits_per_char"] or 0) for p in pts]]
         axes[1].errorbar(x, y, yerr=err, fmt="o-", color=_color(m, i), capsize=3, label=m)
         c = t["chosen"][m]
         for ax, ys in ((axes[0], [p["val_loss"] for p in pts]), (axes[1], y)):
@@ -275,7 +278,8 @@ def fertility(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
+PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning,
+         "learning_vs_forgetting": learning_vs_forgetting,
          "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
          "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
          "memory_time": memory_time, "predicted_memory": predicted_memory,

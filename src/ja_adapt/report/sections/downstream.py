@@ -54,7 +54,8 @@ def downstream_section(exps, *groups) -> dict:
     order = {name: i for i, name in enumerate(models)}
     return {"status": "ok", "definition": "docs/metrics.md#downstream", "engine": "lm-evaluation-harness",
             "lm_eval_versions": sorted(v for v in versions if v), "tasks": tasks,
-            "rows": sorted(rows.values(), key=lambda r: (r["task"], r["group"] != "base", r["group"], order[r["model"]])),
+            "rows": sorted(rows.values(),
+                           key=lambda r: (r["task"], r["group"] != "base", r["group"], order[r["model"]])),
             "tests": tests, "direction": "diff = a - b (accuracy)"}
 
 

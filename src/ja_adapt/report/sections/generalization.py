@@ -76,7 +76,8 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     gr = res.get("generalization_results")
     if not ok(gr):
         return b + [("p", NOT_RUN_TEXT)]
-    b.append(("table", ["model", "held-out ja bits/char", "token ppl", "gain vs base (bits/char)", "generalization gap"],
+    b.append(("table", ["model", "held-out ja bits/char", "token ppl", "gain vs base (bits/char)",
+                        "generalization gap"],
               [[g, fmt.agg(v.get("ja_bits_per_char")), fmt.agg(v.get("ja_token_ppl")),
                 fmt.agg(v.get("gain_vs_base_bits_per_char")), fmt.agg(v.get("generalization_gap"))]
                for g, v in gr["held_out"].items()]))

@@ -36,7 +36,8 @@ def _forgetting(q: dict) -> float | None:
 
 
 def build(ctx) -> dict:
-    return {"methods": methods_table({a: primary(ctx.groups, a) for a in {g.arm for g in ctx.groups}}, ctx.base.quality)}
+    by_arm = {a: primary(ctx.groups, a) for a in {g.arm for g in ctx.groups}}
+    return {"methods": methods_table(by_arm, ctx.base.quality)}
 
 
 def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
@@ -113,8 +114,9 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
                        "in bits per character, which does not depend on the tokenizer, and their speed in "
                        "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
                        "(docs/vocabulary.md)."))
-    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {', '.join(sec['pareto']['params']) or fmt.DASH}",
-                     f"Pareto front, quality gained vs forgetting: {', '.join(sec['pareto']['forgetting']) or fmt.DASH}",
+    front = {k: ", ".join(v) or fmt.DASH for k, v in sec["pareto"].items()}
+    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {front['params']}",
+                     f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
                      "(fronts from seed means; a method off a front is beaten on both axes by one on it)"]))
     if "methods_pareto" in plots:
         b.append(("img", plots["methods_pareto"], "Quality gained vs trainable parameters and vs forgetting"))

@@ -68,7 +68,8 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
         return b + [("p", NOT_RUN_TEXT)]
     b.append(("table", ["rank", "trainable parameters", rs["metric"], "vs best rank (seed 0)", "peak memory",
                         "time / step"],
-              [[p["rank"], fmt.agg(p["params_trainable"], fmt.integer), fmt.agg(p["metric"]), _vs_best(p.get("vs_best")),
+              [[p["rank"], fmt.agg(p["params_trainable"], fmt.integer), fmt.agg(p["metric"]),
+                _vs_best(p.get("vs_best")),
                 fmt.agg(p["peak_mem_bytes"], fmt.nbytes), fmt.agg(p["time_per_step_s"], fmt.seconds)]
                for p in rs["points"]]))
     b.append(("p", f"Best measured rank: {rs['best_rank']}; recommended: {rs.get('recommended_rank', fmt.DASH)} "

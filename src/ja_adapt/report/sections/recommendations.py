@@ -17,7 +17,7 @@ def build(ctx) -> dict:
     head = res.get("headline", {})
     if head.get("status") == "ok":
         items += _headline_advice(head, device)
-        peaks = {"lora": ctx.cmp.a.summary("peak_mem_bytes")["mean"], "full": ctx.cmp.b.summary("peak_mem_bytes")["mean"]}
+        peaks = {side: g.summary("peak_mem_bytes")["mean"] for side, g in (("lora", ctx.cmp.a), ("full", ctx.cmp.b))}
         if total and all(peaks.values()):
             items.append({"topic": "hardware", "basis": {"device_total_bytes": total, **peaks},
                           "text": f"On {device} ({fmt.nbytes(total)}), full fine-tuning peaked at "
