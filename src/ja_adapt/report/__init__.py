@@ -3,7 +3,7 @@
     build_results([OUT, ...]) -> dict            read and analyse (report/results.py; each section in report/sections/)
     write_report(DIR, results) -> {name: path}   results.json, plots/*.png, report.md, report.html
     executive_summary(results) -> str            the headline sentences
-    `ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (cli/report.py)
+    `ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (apps/cli/report.py)
 """
 
 from __future__ import annotations

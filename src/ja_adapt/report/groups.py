@@ -104,7 +104,7 @@ def primary(groups: list[Group], arm: str) -> Group | None:
 
 
 def lora_variants(groups: list[Group], lora: Group | None) -> list[Group]:
-    """The primary groups of the compared arms of the LoRA family (method_spec adapts_linears)
+    """The primary groups of the compared arms of the LoRA family (methods.spec adapts_linears)
     besides the primary LoRA arm: LoRA on every linear beside LoRA on q,v, DoRA, QLoRA, ..."""
     family = {g.arm for g in groups if g.from_compare and adapts_linears(g.method)}
     arms = sorted(family - {lora.arm if lora else "lora"})

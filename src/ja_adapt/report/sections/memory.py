@@ -36,7 +36,7 @@ def predicted_vs_measured(exps: list[Experiment]) -> dict:
             plan = (e.plan or {}).get(r.name)
             if not isinstance(plan, dict):
                 continue
-            total = plan.get("total_bytes", plan.get("total"))          # plan.plan_memory's keys
+            total = plan.get("total_bytes", plan.get("total"))          # models.plan.plan_memory's keys
             alloc = plan.get("peak_allocated_bytes")
             if isinstance(total, (int, float)):
                 measured = r.summary.get("peak_mem_bytes")

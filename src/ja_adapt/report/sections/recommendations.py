@@ -38,7 +38,7 @@ def _device_text(devices: list[dict]) -> tuple[str, float | None]:
         return "the recorded hardware", None
     d = devices[0]
     name = d.get("device_name") or d.get("device_type") or "the recorded device"
-    total = d.get("device_memory_bytes")            # telemetry.device_info (CUDA devices only)
+    total = d.get("device_memory_bytes")            # train.telemetry.device_info (CUDA devices only)
     total = total if isinstance(total, (int, float)) and total > 0 else None
     return str(name), total
 

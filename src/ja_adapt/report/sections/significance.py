@@ -6,21 +6,19 @@ from __future__ import annotations
 
 from ja_adapt.report import fmt
 from ja_adapt.report.comparison import Comparison
-from ja_adapt.report.groups import stats_by_run
 from ja_adapt.report.quality import compare, doc_test_row
 from ja_adapt.report.status import NOT_RUN_TEXT, not_run, ok
 
 
 def build(ctx) -> dict:
-    section = statistics_section(ctx.exps, ctx.cmp, ctx.base.eval) if ctx.has_eval and ctx.cmp.complete else not_run()
-    return {"statistical_results": section}
+    measured = ctx.has_eval and ctx.cmp.complete
+    return {"statistical_results": statistics_section(ctx.stats_of, ctx.cmp, ctx.base.eval) if measured else not_run()}
 
 
-def statistics_section(exps, cmp: Comparison, base_eval) -> dict:
+def statistics_section(stats_of: dict, cmp: Comparison, base_eval) -> dict:
     """Document-level rows (about one pair of checkpoints) read from each experiment's stats.json:
     LoRA vs full seed by seed, and each vs the base. Seed-level inference (about the methods) is the
-    headline section's."""
-    stats_of = stats_by_run(exps)
+    headline section's. stats_of: run name → its experiment's stats.json (groups.stats_by_run)."""
     rows = []
     fulls = {r.seed: r for r in cmp.b.runs}
     for r in cmp.a.runs:

@@ -13,7 +13,7 @@ def build(ctx) -> dict:
 
 def executive_summary(res: dict) -> str:
     """The answer in a few sentences (also printed at the end of `compare` / `sweep` / `demo`):
-    only resolved differences are stated as differences (report/lead.py)."""
+    only resolved differences are stated as differences (report/sentences.py)."""
     out = [headline_summary(res)] if ok(res.get("headline")) else []
     if not out and res["groups"]:
         out.append(f"{len(res['groups'])} configuration(s) were trained; no LoRA-vs-full pair to compare.")

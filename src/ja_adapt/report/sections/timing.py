@@ -27,7 +27,7 @@ def build(ctx) -> dict:
 
 def timing_conditions(exps: list[Experiment], groups: list[Group]) -> dict:
     """How the groups' runs were timed: runs at once in their experiment (experiment.json jobs,
-    experiments.py) and torch threads per run (summary.json)."""
+    ja_adapt.experiments) and torch threads per run (summary.json)."""
     outs = {str(r.out) for g in groups for r in g.runs}
     return {"runs_at_once": sorted({e.manifest.get("jobs", 1) for e in exps if str(e.out) in outs}),
             "torch_threads": sorted({(r.summary.get("device") or {}).get("torch_threads")
