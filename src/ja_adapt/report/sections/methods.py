@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report import fmt
+from ja_adapt.report.blocks import unit_of
 from ja_adapt.report.groups import primary
 from ja_adapt.report.status import not_run
 COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
@@ -102,8 +103,9 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
                         "chars/token", "chars/s", "ja bits/char", "quality gained",
                         *[f"{s} accuracy" for s in scripts], "forgetting"],
               [[m if r.get("method", m) == m else f"{m} ({r['method']})", len(r["seeds"]),
-                fmt.agg(r["params_trainable"], fmt.integer), fmt.agg(r["artifact_bytes"], fmt.nbytes),
-                fmt.agg(r["peak_mem_bytes"], fmt.nbytes), fmt.agg(r["time_per_step_s"], fmt.seconds),
+                fmt.agg(r["params_trainable"], unit_of("params_trainable")), fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
+                fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
                 fmt.agg(r.get("chars_per_token")), fmt.agg(r.get("chars_per_s"), fmt.integer),
                 fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
                 *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
