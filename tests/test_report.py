@@ -623,8 +623,8 @@ def test_a_sweep_reusing_an_arms_run_keeps_the_arm_and_its_rank_sweep(arms_dir, 
 
 
 def test_metric_registry_paths_name_where_eval_json_holds_each_value(monkeypatch):
-    """Each registered metric's eval_path/ci_path is where quality() found it; a metric of an eval.json
-    section quality() does not flatten itself is read from its registry entry alone."""
+    """Each registered metric's eval_path is where quality() found it; a metric eval.json already holds
+    is read from its registry entry alone."""
     from ja_adapt.report import quality as q
     from ja_adapt.report.metrics import HEADLINE, METRICS, QUESTIONS, REFERENCE, Metric
 
@@ -635,10 +635,12 @@ def test_metric_registry_paths_name_where_eval_json_holds_each_value(monkeypatch
             assert flat[m.key] == q._get(ev, *m.eval_path), m.key
     assert all(m.question in QUESTIONS for m in HEADLINE) and all(m.reference for m in REFERENCE)
     assert len({m.key for m in REFERENCE}) == len(REFERENCE) == sum(1 for m in METRICS.values() if m.reference)
-    ev["tokenizer"]["chars_per_token"] = 1.7
-    monkeypatch.setitem(METRICS, "ja_chars_per_token", Metric("ja_chars_per_token", "chars/token", False,
-                                                              eval_path=("tokenizer", "chars_per_token")))
-    assert q.quality(ev)["ja_chars_per_token"] == 1.7
+    ev["domains"]["held_out"].update(top1_accuracy=0.4, top1_accuracy_ci={"ci_low": 0.3, "ci_high": 0.5})
+    monkeypatch.setitem(METRICS, "ja_top1_accuracy", Metric(
+        "ja_top1_accuracy", "Japanese held-out top-1 accuracy", False, eval_path=("domains", "held_out", "top1_accuracy"),
+        ci_path=("domains", "held_out", "top1_accuracy_ci")))
+    flat = q.quality(ev)
+    assert flat["ja_top1_accuracy"] == 0.4 and flat["ja_top1_accuracy_ci"]["ci_high"] == 0.5
 
 
 def test_sections_are_one_registry_numbered_at_render_time(results, tmp_path):

@@ -9,9 +9,6 @@ from __future__ import annotations
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.report.metrics import GENERATION, METRICS, SUPERVISED
 
-# the eval.json sections quality() flattens itself (per script, per language, per bucket, ...)
-SECTIONS_READ = {"domains", "likelihood", "scripts", "generation", "supervised", "forgetting", "buckets"}
-
 
 def _get(d, *keys):
     for k in keys:
@@ -23,16 +20,24 @@ def _get(d, *keys):
 
 def quality(ev: dict | None, target_lang: str = "ja") -> dict:
     """Flat {metric: value} of one eval.json (missing sections give None), and {metric}_ci: the
-    evaluation's own 95% bootstrap interval (over documents or prompts) where it has one. A
-    registered metric (metrics.METRICS) of another eval.json section is read from its eval_path."""
+    evaluation's own 95% bootstrap interval (over documents or prompts) where it has one."""
     if not ev:
         return {}
     out = {**_held_out(ev, target_lang), **_scripts(ev), **_generation(ev), **_supervised(ev),
            **_per_language(ev), **_per_bucket_and_domain(ev)}
+    return {**out, **_registered(ev, out)}
+
+
+def _registered(ev: dict, found: dict) -> dict:
+    """The registered metrics (metrics.METRICS) the sections above do not read, from their eval_path
+    and ci_path: adding a metric eval.json already holds is its registry entry."""
+    scored = bool((ev.get("generation") or {}).get("n"))       # continuations count only when prompts were
+    out = {}
     for m in METRICS.values():
-        if m.source == "quality" and m.eval_path[0] not in SECTIONS_READ and (v := _get(ev, *m.eval_path)) is not None:
-            out[m.key] = v
-            out[f"{m.key}_ci"] = _get(ev, *m.ci_path) if m.ci_path else None
+        if m.source != "quality" or m.key in found or (m.eval_path[0] == "generation" and not scored):
+            continue
+        if (v := _get(ev, *m.eval_path)) is not None:
+            out[m.key], out[f"{m.key}_ci"] = v, _get(ev, *m.ci_path) if m.ci_path else None
     return out
 
 
