@@ -6,9 +6,9 @@ NOT_RUN = {"status": "not run"}
 NOT_RUN_TEXT = "Not run: no experiment in the given directories measured this."
 
 
-def not_run() -> dict:
-    """A fresh {"status": "not run"} (each section gets its own dict)."""
-    return dict(NOT_RUN)
+def not_run(reason: str | None = None) -> dict:
+    """A fresh {"status": "not run"} (each section gets its own dict), with why when known."""
+    return dict(NOT_RUN) if reason is None else {**NOT_RUN, "reason": reason}
 
 
 def ok(section) -> bool:

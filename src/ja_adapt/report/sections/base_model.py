@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ja_adapt.report import fmt
 from ja_adapt.report.blocks import interval
-from ja_adapt.report.status import NOT_RUN_TEXT
+from ja_adapt.report.status import NOT_RUN_TEXT, not_run
 
 
 def build(ctx) -> dict:
@@ -16,12 +16,12 @@ def base_model(base_eval: dict | None) -> dict:
     """Per language: bits/char, top-1 accuracy and the top argmax token's share, with intervals."""
     by_lang = ((base_eval or {}).get("likelihood") or {}).get("by_lang") or {}
     if not by_lang:
-        return {"status": "not run", "reason": "no base-model evaluation (OUT/base/eval.json)"}
+        return not_run("no base-model evaluation (OUT/base/eval.json)")
     keys = ("documents", "chars", "tokens", "bits_per_char", "bits_per_char_ci", "top1_accuracy",
             "top1_accuracy_ci", "argmax_top_token", "argmax_top_share", "argmax_positions")
     fert = (base_eval or {}).get("fertility") or {}
     fertility = ({"by_lang": fert["by_lang"], "scripts": fert["scripts"], "definition": fert.get("definition")}
-                 if fert.get("by_lang") else {"status": "not run", "reason": fert.get("skipped", "not in eval.json")})
+                 if fert.get("by_lang") else not_run(fert.get("skipped", "not in eval.json")))
     return {"status": "ok", "by_lang": {lang: {k: v.get(k) for k in keys} for lang, v in by_lang.items()},
             "fertility": fertility,
             "definition": "teacher-forced: top-1 = argmax next token equals the gold token; top argmax "

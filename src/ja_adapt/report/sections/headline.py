@@ -16,6 +16,7 @@ from ja_adapt.report.groups import lora_variants
 from ja_adapt.report.load import adapts_linears
 from ja_adapt.report.metrics import HEADLINE, Metric
 from ja_adapt.report.sentences import headline_summary, lora_configurations, lora_name
+from ja_adapt.report.status import not_run
 
 
 def build(ctx) -> dict:
@@ -29,7 +30,7 @@ def build(ctx) -> dict:
 def headline(cmp: Comparison) -> dict:
     """The LoRA-vs-full table over seeds (module docstring)."""
     if not cmp.complete:
-        return {"status": "not run", "reason": "no LoRA and full fine-tuning groups to compare"}
+        return not_run("no LoRA and full fine-tuning groups to compare")
     methods = {"lora": _side(cmp.a), "full": _side(cmp.b)}
     metrics, families = {}, {}
     for m in HEADLINE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ja_adapt.report import fmt
 from ja_adapt.report.blocks import interval, verdict
-from ja_adapt.report.status import NOT_RUN_TEXT
+from ja_adapt.report.status import NOT_RUN_TEXT, not_run
 
 
 def build(ctx) -> dict:
@@ -19,8 +19,7 @@ def lr_tuning(exps, stats_of: dict) -> dict:
     methods comparison reuses LoRA's and full fine-tuning's runs) is shown from the first."""
     tuned = [e for e in exps if (e.manifest.get("tuning") or {}).get("spec")]
     if not tuned:
-        return {"status": "not run", "reason": "the comparison was run at one configured value per "
-                                               "method (no --tune grid)"}
+        return not_run("the comparison was run at one configured value per method (no --tune grid)")
     key, selection = tuned[0].manifest["tuning"]["spec"]["key"], tuned[0].manifest["tuning"]["spec"]["selection"]
     points, grids, chosen, at_edge = _grid_points(tuned, key)
     shared = []

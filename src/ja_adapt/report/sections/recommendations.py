@@ -7,7 +7,7 @@ from __future__ import annotations
 from ja_adapt.report import fmt
 from ja_adapt.report.blocks import unit_of
 from ja_adapt.report.sections.environment import hardware
-from ja_adapt.report.status import NOT_RUN_TEXT, ok
+from ja_adapt.report.status import NOT_RUN_TEXT, not_run, ok
 
 
 def build(ctx) -> dict:
@@ -26,8 +26,7 @@ def build(ctx) -> dict:
                                   "batch and sequence length."})
     items += _tuning_advice(res.get("lr_tuning", {}), res.get("rank_sensitivity", {}))
     if not items:
-        return {"recommendations": {"status": "not run",
-                                    "reason": "no LoRA-vs-full comparison or sweep to base advice on"}}
+        return {"recommendations": not_run("no LoRA-vs-full comparison or sweep to base advice on")}
     return {"recommendations": {"status": "ok", "items": items, "rule": "a difference is stated only when resolved "
                                 "(headline rule); otherwise the sentence says there is none, with its interval"}}
 
