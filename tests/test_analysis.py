@@ -32,9 +32,9 @@ def test_convergence_step_of_a_known_curve():
 def test_fraction_reached_95_percent_of_the_reduction():
     steps = list(range(0, 201))
     loss = [3 - 2 * min(s, 100) / 100 for s in steps]   # 3 at step 0 → 1 by step 100
-    k = an.fraction_reached(steps, loss, 0.95, window=1)
+    k = an.fraction_reached(loss, 0.95, window=1)
     assert steps[k] == 95                                # 3 - 0.95 * 2 = 1.1, reached at step 95
-    assert an.fraction_reached(steps, [1.0] * 200, 0.95, 1) is None   # no reduction: undefined
+    assert an.fraction_reached([1.0] * 200, 0.95, 1) is None   # no reduction: undefined
 
 
 def test_initial_loss_drop():

@@ -227,7 +227,8 @@ def test_report_section_reads_stats_json_rows_and_tests():
 
     from ja_adapt.config import EvalConfig
     from ja_adapt.evaluate.downstream_stats import downstream_compare
-    from ja_adapt.report.downstream import downstream_blocks, downstream_section
+    from ja_adapt.report.sections.downstream import blocks as downstream_blocks
+    from ja_adapt.report.sections.downstream import downstream_section
 
     outcomes = {"lora-s0": [1] * 30 + [0] * 10, "full-s0": [1] * 20 + [0] * 20, "base": [0] * 30 + [1] * 10,
                 "sweep-r4": [1] * 40}
@@ -247,6 +248,6 @@ def test_report_section_reads_stats_json_rows_and_tests():
     lf = sec["tests"][0]
     assert (lf["a_only"], lf["b_only"]) == (10, 0) and lf["p"] == pytest.approx(_exact_mcnemar_p(10, 0))
     assert lf["p_holm"] == lf["p"]                                   # one task: a family of one
-    text = "\n".join(str(b) for b in downstream_blocks({"downstream": sec}))
-    assert "0.75 [" in text and TASK in text and "3.3 Downstream tasks" in text
+    text = "\n".join(str(b) for b in downstream_blocks({"downstream": sec}, {}))
+    assert "0.75 [" in text and TASK in text and "lm-evaluation-harness 0.4.13" in text
     assert downstream_section([NS(stats={"pairs": [], "vs_base": []})], lora, full) == {"status": "not run"}

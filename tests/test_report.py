@@ -620,3 +620,38 @@ def test_a_sweep_reusing_an_arms_run_keeps_the_arm_and_its_rank_sweep(arms_dir, 
     assert res["groups"][next(k for k, a in arm_of.items() if a == "lora-all")]["seeds"] == [0, 1]
     assert set(res["methods"]["rows"]) == set(_ARMS) and res["primary"]["lora"].endswith("targets=qv")
     assert [p["rank"] for p in res["rank_sensitivity"]["points"]] == [4, 8]
+
+
+def test_metric_registry_paths_name_where_eval_json_holds_each_value(monkeypatch):
+    """Each registered metric's eval_path is where quality() found it; a metric eval.json already holds
+    is read from its registry entry alone."""
+    from ja_adapt.report import quality as q
+    from ja_adapt.report.metrics import HEADLINE, METRICS, QUESTIONS, REFERENCE, Metric
+
+    ev = make_eval(2.0, 0, base=make_eval(2.5, 0))
+    flat = q.quality(ev)
+    for m in METRICS.values():
+        if m.source == "quality" and q._get(ev, *m.eval_path) is not None:
+            assert flat[m.key] == q._get(ev, *m.eval_path), m.key
+    assert all(m.question in QUESTIONS for m in HEADLINE) and all(m.reference for m in REFERENCE)
+    assert len({m.key for m in REFERENCE}) == len(REFERENCE) == sum(1 for m in METRICS.values() if m.reference)
+    ev["domains"]["held_out"].update(top1_accuracy=0.4, top1_accuracy_ci={"ci_low": 0.3, "ci_high": 0.5})
+    monkeypatch.setitem(METRICS, "ja_top1_accuracy", Metric(
+        "ja_top1_accuracy", "Japanese held-out top-1 accuracy", False, eval_path=("domains", "held_out", "top1_accuracy"),
+        ci_path=("domains", "held_out", "top1_accuracy_ci")))
+    flat = q.quality(ev)
+    assert flat["ja_top1_accuracy"] == 0.4 and flat["ja_top1_accuracy_ci"]["ci_high"] == 0.5
+
+
+def test_sections_are_one_registry_numbered_at_render_time(results, tmp_path):
+    """Every section module builds and renders; headings are numbered from the outline, and results.json
+    lists its keys in the schema's order."""
+    from ja_adapt.report import schema, write_report
+    from ja_adapt.report.sections import OUTLINE, SECTIONS
+
+    assert len(set(SECTIONS)) == len(SECTIONS) and all(callable(s.build) and callable(s.blocks) for s in SECTIONS)
+    assert list(results) == [k for k in schema()["properties"] if k in results]
+    md = write_report(tmp_path / "rep", results)["report.md"].read_text(encoding="utf-8")
+    numbered = [c.title for c in OUTLINE if c.numbered]
+    assert [h for h in re.findall(r"^## (\d+)\. (.+)$", md, re.M)] == [(str(i), t) for i, t in enumerate(numbered, 1)]
+    assert "### 1.1 Performance comparison" in md and "### 3.3 Downstream tasks (lm-evaluation-harness)" in md

@@ -1,6 +1,6 @@
 """What produced a run's numbers: package versions, the lock file, and the CPU features that choose
 kernels. summary.json records it (runlog.write_summary); results.json and the report's appendix
-gather it over runs (report/derived.environment).
+gather it over runs (report/sections/environment.py).
 
 Versions are read from the installed distributions' metadata, not by importing the packages: a
 record must not import bitsandbytes (bitsandbytes_gate) nor cost lm_eval's import.

@@ -1,15 +1,14 @@
 """Report stage: results.json, report.md, report.html and plots from experiment directories.
 
-    build_results([OUT, ...]) -> dict            read and analyse (report/results.py)
+    build_results([OUT, ...]) -> dict            read and analyse (report/results.py; each section in report/sections/)
     write_report(DIR, results) -> {name: path}   results.json, plots/*.png, report.md, report.html
     executive_summary(results) -> str            the headline sentences
-    `ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (cli/report.py)
+    `ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (apps/cli/report.py)
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import jsonschema
@@ -17,13 +16,9 @@ import jsonschema
 from ja_adapt.core.jsonio import json_safe
 from ja_adapt.report.document import build_document, executive_summary
 from ja_adapt.report.render import to_html, to_markdown
-from ja_adapt.report.results import build_results
+from ja_adapt.report.results import build_results, schema
 
 __all__ = ["build_results", "write_report", "executive_summary", "schema", "validate"]
-
-
-def schema() -> dict:
-    return json.loads(resources.files("ja_adapt.report").joinpath("results.schema.json").read_text("utf-8"))
 
 
 def validate(results: dict) -> None:

@@ -118,7 +118,7 @@ def convergence_step(steps, values, tolerance: float) -> int | None:
     return int(steps[first])
 
 
-def fraction_reached(steps, losses, fraction: float, window: int) -> int | None:
+def fraction_reached(losses, fraction: float, window: int) -> int | None:
     """Index of the first record at which the smoothed loss achieved `fraction` of its total reduction
     (smoothed[0] - smoothed[-1]); None when the loss did not go down."""
     s = smooth(losses, window)
@@ -188,7 +188,7 @@ def curve_analysis(train: list[dict], val: list[dict], summary: dict, cfg: Analy
         out["convergence_step"] = convergence_step(steps, smooth(losses, cfg.smooth_window),
                                                    cfg.convergence_tolerance)
         out["convergence_series"] = "train_loss"
-    k = fraction_reached(steps, losses, cfg.target_fraction, cfg.smooth_window)
+    k = fraction_reached(losses, cfg.target_fraction, cfg.smooth_window)
     out["step_to_target"] = steps[k] if k is not None else None
     out["time_to_target_s"] = train[k].get("elapsed_s") if k is not None else None
     out["tokens_to_target"] = train[k].get("tokens_total") if k is not None else None

@@ -7,13 +7,14 @@ import math
 DASH = "–"
 
 
-def _ok(x) -> bool:
+def _finite(x) -> bool:
+    """A real, finite number (not a bool, not None)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def num(x, digits: int = 4) -> str:
     """Significant-digit float (integers with thousands separators); '–' for missing."""
-    if not _ok(x):
+    if not _finite(x):
         return DASH
     if float(x).is_integer() and abs(x) < 1e15:
         return f"{int(x):,}"
@@ -23,33 +24,33 @@ def num(x, digits: int = 4) -> str:
 
 
 def integer(x) -> str:
-    return f"{int(round(x)):,}" if _ok(x) else DASH
+    return f"{int(round(x)):,}" if _finite(x) else DASH
 
 
 def pct(x, digits: int = 1) -> str:
     """x already in percent."""
-    return f"{x:.{digits}f}%" if _ok(x) else DASH
+    return f"{x:.{digits}f}%" if _finite(x) else DASH
 
 
 def less(x, digits: int = 1) -> str:
     """A reduction in percent as words: 10.9 → '10.9% less', -189.4 → '189.4% more'."""
-    if not _ok(x):
+    if not _finite(x):
         return DASH
     return f"{abs(x):.{digits}f}% {'less' if x >= 0 else 'more'}"
 
 
 def share(x, digits: int = 1) -> str:
     """A fraction shown as percent."""
-    return f"{100 * x:.{digits}f}%" if _ok(x) else DASH
+    return f"{100 * x:.{digits}f}%" if _finite(x) else DASH
 
 
 def times(x, digits: int = 2) -> str:
-    return f"{x:.{digits}f}×" if _ok(x) else DASH
+    return f"{x:.{digits}f}×" if _finite(x) else DASH
 
 
 def nbytes(x) -> str:
     """Bytes in binary units (GiB / MiB / KiB)."""
-    if not _ok(x):
+    if not _finite(x):
         return DASH
     for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
         if abs(x) >= size:
@@ -58,7 +59,7 @@ def nbytes(x) -> str:
 
 
 def seconds(x) -> str:
-    if not _ok(x):
+    if not _finite(x):
         return DASH
     if x >= 3600:
         return f"{x / 3600:.2f} h"
@@ -70,15 +71,14 @@ def seconds(x) -> str:
 def agg(a: dict | None, f=num) -> str:
     """An analysis.aggregate dict as 'mean ± sd [95% interval]' (one seed: the mean and, where the
     evaluation has one, its bootstrap interval)."""
-    if not isinstance(a, dict) or not _ok(a.get("mean")):
+    if not isinstance(a, dict) or not _finite(a.get("mean")):
         return DASH
     s = f(a["mean"])
-    if _ok(a.get("sd")):
+    if _finite(a.get("sd")):
         s += f" ± {f(a['sd'])}"
-    if _ok(a.get("ci_low")) and _ok(a.get("ci_high")):
+    if _finite(a.get("ci_low")) and _finite(a.get("ci_high")):
         s += f" [{f(a['ci_low'])}, {f(a['ci_high'])}]"
     return s
 
 
-def mean(a: dict | None):
-    return a.get("mean") if isinstance(a, dict) else None
+UNITS = {"num": num, "bytes": nbytes, "seconds": seconds, "count": integer}   # metrics.Metric.unit

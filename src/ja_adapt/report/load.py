@@ -1,4 +1,4 @@
-"""Read experiment directories (experiments.py's contract) into Run records, refusing bad input.
+"""Read experiment directories (ja_adapt.experiments' contract) into Run records, refusing bad input.
 
     OUT/experiment.json, OUT/base/eval.json, OUT/stats.json, OUT/plan.json, OUT/decontamination.json
     OUT/runs/<name>/{config.yaml, metrics.jsonl, summary.json, eval.json, checkpoints/step-N/eval.json}
@@ -161,7 +161,7 @@ def read_experiment(out: Path) -> Experiment:
 
 
 def adapts_linears(method: str) -> bool:
-    """A LoRA-family method (method_spec: rank-r adapters on lora.targets)."""
+    """A LoRA-family method (methods.spec: rank-r adapters on lora.targets)."""
     return method in SPECS and SPECS[method].adapts_linears
 
 

@@ -10,8 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ja_adapt.models.plan import GIB  # noqa: E402
+from ja_adapt.report.status import ok  # noqa: E402
+
 COLORS = {"lora": "tab:blue", "full": "tab:orange", "base": "tab:gray"}
-GIB = 2 ** 30
 
 
 def _color(label: str, i: int = 0) -> str:
@@ -23,10 +25,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _ok(section) -> bool:
-    return isinstance(section, dict) and section.get("status", "ok") == "ok"
 
 
 def loss_curves(res: dict, path: Path) -> Path | None:
@@ -96,7 +94,7 @@ def _bars(ax, labels: list[str], series: dict[str, list], ylabel: str, errs: dic
 
 def script_accuracy(res: dict, path: Path) -> Path | None:
     jp = res.get("japanese_performance")
-    if not _ok(jp):
+    if not ok(jp):
         return None
     acc = jp["character_accuracy"]
     scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
@@ -109,7 +107,7 @@ def script_accuracy(res: dict, path: Path) -> Path | None:
 
 def rank_sensitivity(res: dict, path: Path) -> Path | None:
     rs = res.get("rank_sensitivity")
-    if not _ok(rs):
+    if not ok(rs):
         return None
     pts = rs["points"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -128,7 +126,7 @@ def rank_sensitivity(res: dict, path: Path) -> Path | None:
 
 def lr_sensitivity(res: dict, path: Path) -> Path | None:
     ls = res.get("lr_sensitivity")
-    if not _ok(ls):
+    if not ok(ls):
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, s) in enumerate(sorted(ls["by_method"].items())):
@@ -147,7 +145,7 @@ def lr_sensitivity(res: dict, path: Path) -> Path | None:
 
 def precision_comparison(res: dict, path: Path) -> Path | None:
     pc = res.get("precision_comparison")
-    if not _ok(pc):
+    if not ok(pc):
         return None
     panels = [("peak_mem_bytes", "peak memory (GiB)", GIB), ("time_per_step_s", "seconds / step", 1)]
     if pc.get("metric"):                      # a probe has no quality panel
@@ -201,21 +199,24 @@ def predicted_memory(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _bound(point: dict, side: str) -> float:
+    """A grid point's bits/char interval bound (the value itself without an interval; 0 without either)."""
+    return (point.get("ja_bits_per_char_ci") or {}).get(side) or point["ja_bits_per_char"] or 0
+
+
 def lr_tuning(res: dict, path: Path) -> Path | None:
     """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
     95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled."""
     t = res.get("lr_tuning") or {}
-    if not _ok(t):
+    if not ok(t):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, (m, pts) in enumerate(sorted(t["points"].items())):
         x = [p["value"] for p in pts]
         axes[0].plot(x, [p["val_loss"] for p in pts], "o-", color=_color(m, i), label=m)
         y = [p["ja_bits_per_char"] for p in pts]
-        err = [[(p["ja_bits_per_char"] or 0) - ((p.get("ja_bits_per_char_ci") or {}).get("ci_low") or p["ja_bits_per_char"] or 0)
-                for p in pts],
-               [((p.get("ja_bits_per_char_ci") or {}).get("ci_high") or p["ja_bits_per_char"] or 0) - (p["ja_bits_per_char"] or 0)
-                for p in pts]]
+        err = [[(p["ja_bits_per_char"] or 0) - _bound(p, "ci_low") for p in pts],
+               [_bound(p, "ci_high") - (p["ja_bits_per_char"] or 0) for p in pts]]
         axes[1].errorbar(x, y, yerr=err, fmt="o-", color=_color(m, i), capsize=3, label=m)
         c = t["chosen"][m]
         for ax, ys in ((axes[0], [p["val_loss"] for p in pts]), (axes[1], y)):
@@ -235,7 +236,7 @@ def methods_pareto(res: dict, path: Path) -> Path | None:
     parameters (left, log scale) and against forgetting (right); one point per method, the Pareto
     front joined by a line."""
     sec = res.get("methods")
-    if not _ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
+    if not ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, cost, xlabel in ((axes[0], "params_trainable", "trainable parameters"),
@@ -277,7 +278,8 @@ def fertility(res: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning, "learning_vs_forgetting": learning_vs_forgetting,
+PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning,
+         "learning_vs_forgetting": learning_vs_forgetting,
          "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
          "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
          "memory_time": memory_time, "predicted_memory": predicted_memory,

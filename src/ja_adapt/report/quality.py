@@ -1,33 +1,13 @@
 """Quality numbers read from eval.json (evaluate.run.evaluate_model) and paired statistics.
 
 Statistics are never computed here: document-level ones are read from OUT/stats.json (written by
-experiments.write_stats with evaluate.run.compare_models); a pair it lacks is reported as not run.
+experiments.write_stats with evaluate.compare.compare_models); a pair it lacks is reported as not run.
 """
 
 from __future__ import annotations
 
 from ja_adapt.evaluate.scripts import SCRIPTS
-
-# Flat quality metric → (lower is better?, readable name). The one list the report iterates over.
-METRICS = {
-    "ja_bits_per_char": (True, "Japanese held-out bits/char"),
-    "ja_bits_per_byte": (True, "Japanese held-out bits/byte"),
-    "ja_token_ppl": (True, "Japanese held-out token perplexity"),
-    "cross_domain_bits_per_char": (True, "cross-domain Japanese bits/char (mean over domains)"),
-    "char_accuracy_overall": (False, "character accuracy (all scripts)"),
-    **{f"char_accuracy_{s}": (False, f"{s} character accuracy") for s in SCRIPTS if s != "other"},
-    "bleu": (False, "continuation BLEU (ja-mecab)"),
-    "chrf": (False, "continuation chrF"),
-    "sft_bleu": (False, "supervised task BLEU (ja-mecab)"),
-    "sft_chrf": (False, "supervised task chrF"),
-    "sft_exact_match": (False, "supervised task exact match"),
-    "sft_response_bits_per_char": (True, "supervised task response bits/char (teacher-forced)"),
-    "en_retention": (False, "English retention (base bpb / adapted bpb)"),
-    "zh_retention": (False, "Chinese retention (base bpb / adapted bpb)"),
-}
-
-
-SFT_KEYS = ("bleu", "chrf", "exact_match", "response_bits_per_char")   # eval.json supervised.overall
+from ja_adapt.report.metrics import GENERATION, METRICS, SUPERVISED
 
 
 def _get(d, *keys):
@@ -43,33 +23,79 @@ def quality(ev: dict | None, target_lang: str = "ja") -> dict:
     evaluation's own 95% bootstrap interval (over documents or prompts) where it has one."""
     if not ev:
         return {}
+    out = {**_held_out(ev, target_lang), **_scripts(ev), **_generation(ev), **_supervised(ev),
+           **_per_language(ev), **_per_bucket_and_domain(ev)}
+    return {**out, **_registered(ev, out)}
+
+
+def _registered(ev: dict, found: dict) -> dict:
+    """The registered metrics (metrics.METRICS) the sections above do not read, from their eval_path
+    and ci_path: adding a metric eval.json already holds is its registry entry."""
+    scored = bool((ev.get("generation") or {}).get("n"))       # continuations count only when prompts were
+    out = {}
+    for m in METRICS.values():
+        if m.source != "quality" or m.key in found or (m.eval_path[0] == "generation" and not scored):
+            continue
+        if (v := _get(ev, *m.eval_path)) is not None:
+            out[m.key], out[f"{m.key}_ci"] = v, _get(ev, *m.ci_path) if m.ci_path else None
+    return out
+
+
+def _held_out(ev: dict, target_lang: str) -> dict:
+    """Held-out target-language likelihood (domains.held_out, else likelihood.by_lang) and cross-domain."""
     held = _get(ev, "domains", "held_out") or _get(ev, "likelihood", "by_lang", target_lang) or {}
-    out = {"ja_bits_per_char_ci": held.get("bits_per_char_ci"),
-           "ja_bits_per_char": held.get("bits_per_char"), "ja_bits_per_byte": held.get("bits_per_byte"),
-           "ja_token_ppl": held.get("token_ppl"),
-           "cross_domain_bits_per_char": _get(ev, "domains", "cross_domain_mean_bits_per_char"),
-           "cross_domain_sd_bits_per_char": _get(ev, "domains", "cross_domain_std_bits_per_char")}
+    return {"ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+            "ja_bits_per_char": held.get("bits_per_char"), "ja_bits_per_byte": held.get("bits_per_byte"),
+            "ja_token_ppl": held.get("token_ppl"),
+            "cross_domain_bits_per_char": _get(ev, "domains", "cross_domain_mean_bits_per_char"),
+            "cross_domain_sd_bits_per_char": _get(ev, "domains", "cross_domain_std_bits_per_char")}
+
+
+def _scripts(ev: dict) -> dict:
+    out = {}
     for s in (*SCRIPTS, "overall"):
         out[f"char_accuracy_{s}"] = _get(ev, "scripts", "overall", s, "char_accuracy")
         out[f"char_accuracy_{s}_ci"] = _get(ev, "scripts", "overall", s, "char_accuracy_ci")
         out[f"chars_{s}"] = _get(ev, "scripts", "overall", s, "chars")
         out[f"bits_per_char_{s}"] = _get(ev, "scripts", "overall", s, "bits_per_char")
         out[f"bits_per_char_{s}_ci"] = _get(ev, "scripts", "overall", s, "bits_per_char_ci")
+    return out
+
+
+def _generation(ev: dict) -> dict:
     gen = ev.get("generation") or {}
-    if gen.get("n"):
-        for k in ("bleu", "chrf", "bleu_1_precision", "bleu_4_precision", "sentence_bleu_mean",
-                  "sentence_bleu_std", "repeat_4gram_rate", "distinct_1", "distinct_2", "length_ratio", "n"):
-            out[k if k != "n" else "gen_prompts"] = gen.get(k)
-            out[f"{k}_ci"] = gen.get(f"{k}_ci")
+    if not gen.get("n"):
+        return {}
+    out = {}
+    for c in GENERATION:
+        out[c.key] = gen.get(c.source)
+        out[f"{c.source}_ci"] = gen.get(f"{c.source}_ci")
+    return out
+
+
+def _supervised(ev: dict) -> dict:
     sft = _get(ev, "supervised", "overall") or {}
-    if sft:
-        out["sft_examples"] = _get(ev, "supervised", "n")
-        for k in SFT_KEYS:
-            out[f"sft_{k}"], out[f"sft_{k}_ci"] = sft.get(k), sft.get(f"{k}_ci")
+    if not sft:
+        return {}
+    out = {"sft_examples": _get(ev, "supervised", "n")}
+    for c in SUPERVISED:
+        if c.source:
+            out[c.key], out[f"{c.key}_ci"] = sft.get(c.source), sft.get(f"{c.source}_ci")
+    return out
+
+
+def _per_language(ev: dict) -> dict:
+    """Forgetting per language: retention, bits/byte increase and the adapted bits/byte."""
+    out = {}
     for lang, v in (_get(ev, "forgetting", "by_lang") or {}).items():
         out[f"{lang}_retention"] = v.get("retention")
         out[f"{lang}_bpb_increase"] = v.get("bpb_increase")
         out[f"{lang}_bits_per_byte"] = v.get("adapted_bits_per_byte")
+    return out
+
+
+def _per_bucket_and_domain(ev: dict) -> dict:
+    out = {}
     for b, v in (_get(ev, "buckets", "overall") or {}).items():
         out[f"bucket_{b}_bits_per_char"] = v.get("bits_per_char")
     for dom, v in (_get(ev, "domains", "by_domain") or {}).items():

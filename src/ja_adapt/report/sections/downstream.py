@@ -3,25 +3,24 @@
 stats.json's `downstream` records (evaluate/downstream_stats.py, one per compared pair of models)
 hold each model's accuracy with its item-bootstrap interval, the paired McNemar test and the Holm
 adjustment over the tasks of that pair. This module picks the compared models (the base model and
-the primary LoRA and full runs), lays out one row per task and model and one row per paired test,
+the compared LoRA and full runs), lays out one row per task and model and one row per paired test,
 and formats them (docs/metrics.md#downstream).
 """
 
 from __future__ import annotations
 
 from ja_adapt.report import fmt
-
-NOT_RUN = {"status": "not run"}
-
-
-def _runs_of(groups) -> dict[str, str]:
-    """run name → its configuration's label, for the primary LoRA and full groups."""
-    return {r.name: g.label for g in groups if g is not None for r in g.runs}
+from ja_adapt.report.status import NOT_RUN, not_run, ok
 
 
-def downstream_section(exps, lora, full) -> dict:
-    """results.json `downstream`: rows (task × model) and tests (pairs of models) from stats.json."""
-    models = {**_runs_of([lora, full]), "base": "base"}
+def build(ctx) -> dict:
+    return {"downstream": downstream_section(ctx.exps, *ctx.cmp.groups)}
+
+
+def downstream_section(exps, *groups) -> dict:
+    """results.json `downstream`: rows (task × model) and tests (pairs of models) from stats.json, for
+    the runs of the compared groups and the base."""
+    models = {**{r.name: g.label for g in groups for r in g.runs}, "base": "base"}
     tasks, rows, tests, versions = {}, {}, [], set()
     seen = set()                    # a pair in several experiments' stats (runs reused): its first
     for e in exps:
@@ -51,11 +50,12 @@ def downstream_section(exps, lora, full) -> dict:
                                   "p_holm": (family.get("p_holm") or {}).get(name),
                                   "holm_family_size": family.get("tests")})
     if not rows:
-        return dict(NOT_RUN)
+        return not_run()
     order = {name: i for i, name in enumerate(models)}
     return {"status": "ok", "definition": "docs/metrics.md#downstream", "engine": "lm-evaluation-harness",
             "lm_eval_versions": sorted(v for v in versions if v), "tasks": tasks,
-            "rows": sorted(rows.values(), key=lambda r: (r["task"], r["group"] != "base", r["group"], order[r["model"]])),
+            "rows": sorted(rows.values(),
+                           key=lambda r: (r["task"], r["group"] != "base", r["group"], order[r["model"]])),
             "tests": tests, "direction": "diff = a - b (accuracy)"}
 
 
@@ -73,12 +73,12 @@ def _acc(rec: dict | None) -> str:
     return f"{fmt.num(rec['accuracy'], 3)} [{fmt.num(rec.get('ci_low'), 3)}, {fmt.num(rec.get('ci_high'), 3)}]"
 
 
-def downstream_blocks(res: dict) -> list[tuple]:
+def blocks(res: dict, plots: dict) -> list[tuple]:
     """The report's downstream section (blocks for render.py)."""
     d = res.get("downstream") or NOT_RUN
-    b = [("h", 3, "3.3 Downstream tasks (lm-evaluation-harness)")]
-    if d.get("status", "ok") != "ok":
-        return b + [("p", "Not run: no compared model ran lm-eval tasks (eval.downstream.tasks).")]
+    if not ok(d):
+        return [("p", "Not run: no compared model ran lm-eval tasks (eval.downstream.tasks).")]
+    b = []
     b.append(("p", f"Tasks run by lm-evaluation-harness {', '.join(d['lm_eval_versions'])} on the loaded models "
                    "(log-likelihood scoring as lm-eval defines acc and acc_norm). Intervals: 95% percentile "
                    "bootstrap over items; one row per task and model (base, and each seed of the compared "

@@ -1,8 +1,8 @@
 """The methods table: one row per compared entry (a method, or an arm: one method's configuration,
 such as LoRA on every linear beside LoRA on q,v), whatever the experiments trained.
 
-Generic over method names: a row is each entry's primary group (results.primary), so a method
-registered in method_spec.py appears with no change here. Every cell is analysis.aggregate over
+Generic over method names: a row is each entry's primary group (groups.primary), so a method
+registered in ja_adapt.methods appears with no change here. Every cell is analysis.aggregate over
 seeds (mean, sd, 95% interval where one exists). Two derived figures per seed, then aggregated:
   quality gained  = base held-out Japanese bits/char − the method's (bits/char; > 0: better than
                     the base). The base is evaluated once, deterministically, so the seed spread is
@@ -18,8 +18,10 @@ The Pareto fronts name the methods no other method beats on both axes (seed mean
 from __future__ import annotations
 
 from ja_adapt.evaluate.scripts import SCRIPTS
-
-NOT_RUN = {"status": "not run"}
+from ja_adapt.report import fmt
+from ja_adapt.report.blocks import unit_of
+from ja_adapt.report.groups import primary
+from ja_adapt.report.status import not_run
 COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
 
 
@@ -34,12 +36,17 @@ def _forgetting(q: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def build(ctx) -> dict:
+    by_arm = {a: primary(ctx.groups, a) for a in {g.arm for g in ctx.groups}}
+    return {"methods": methods_table(by_arm, ctx.base.quality)}
+
+
 def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
     """{"status", "rows": {arm: {group, method, seeds, cost fields, chars_per_token,
     ja_bits_per_char, quality_gain, char_accuracy: {script: agg}, forgetting, forgetting_by_lang}},
-    "pareto": {...}}. groups_by_arm: compared entry (arm or method) → its primary results.Group."""
+    "pareto": {...}}. groups_by_arm: compared entry (arm or method) → its primary groups.Group."""
     if not groups_by_arm:
-        return dict(NOT_RUN)
+        return not_run()
     base_bpc = base_q.get("ja_bits_per_char")
     rows = {}
     for arm, g in sorted(groups_by_arm.items()):
@@ -79,13 +86,12 @@ def pareto(rows: dict, cost: str) -> list[str]:
     return sorted(m for m in pts if not beaten(m))
 
 
-def methods_blocks(res: dict, plots: dict) -> list[tuple]:
+def blocks(res: dict, plots: dict) -> list[tuple]:
     """The report's methods section: the table, the Pareto fronts and their plot."""
-    from ja_adapt.report import fmt     # presentation only
     sec = res.get("methods")
-    b = [("h", 3, "3.4 Methods side by side")]
+    b = []
     if not isinstance(sec, dict) or sec.get("status") != "ok":
-        return b + [("p", "Not run: no experiment in the given directories trained a method.")]
+        return [("p", "Not run: no experiment in the given directories trained a method.")]
     scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
     b.append(("p", "Per compared method or arm (its compared configuration; an arm is named by the "
                    "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
@@ -97,8 +103,9 @@ def methods_blocks(res: dict, plots: dict) -> list[tuple]:
                         "chars/token", "chars/s", "ja bits/char", "quality gained",
                         *[f"{s} accuracy" for s in scripts], "forgetting"],
               [[m if r.get("method", m) == m else f"{m} ({r['method']})", len(r["seeds"]),
-                fmt.agg(r["params_trainable"], fmt.integer), fmt.agg(r["artifact_bytes"], fmt.nbytes),
-                fmt.agg(r["peak_mem_bytes"], fmt.nbytes), fmt.agg(r["time_per_step_s"], fmt.seconds),
+                fmt.agg(r["params_trainable"], unit_of("params_trainable")), fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
+                fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
                 fmt.agg(r.get("chars_per_token")), fmt.agg(r.get("chars_per_s"), fmt.integer),
                 fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
                 *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
@@ -109,8 +116,9 @@ def methods_blocks(res: dict, plots: dict) -> list[tuple]:
                        "in bits per character, which does not depend on the tokenizer, and their speed in "
                        "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
                        "(docs/vocabulary.md)."))
-    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {', '.join(sec['pareto']['params']) or fmt.DASH}",
-                     f"Pareto front, quality gained vs forgetting: {', '.join(sec['pareto']['forgetting']) or fmt.DASH}",
+    front = {k: ", ".join(v) or fmt.DASH for k, v in sec["pareto"].items()}
+    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {front['params']}",
+                     f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
                      "(fronts from seed means; a method off a front is beaten on both axes by one on it)"]))
     if "methods_pareto" in plots:
         b.append(("img", plots["methods_pareto"], "Quality gained vs trainable parameters and vs forgetting"))

@@ -1,0 +1,121 @@
+"""Learning rate per method: each method's grid, validation losses, chosen value, and the comparison
+at the values both grids share (does the conclusion change at a shared rate?), from stats.json."""
+
+from __future__ import annotations
+
+from ja_adapt.report import fmt
+from ja_adapt.report.blocks import interval, verdict
+from ja_adapt.report.status import NOT_RUN_TEXT, not_run
+
+
+def build(ctx) -> dict:
+    return {"lr_tuning": lr_tuning(ctx.exps, ctx.stats_of)}
+
+
+def lr_tuning(exps, stats_of: dict) -> dict:
+    """The tuning records of the compare experiments (experiments.run_compare), keyed by compared
+    entry (method or arm), with each grid point's held-out Japanese bits/char and the LoRA − full
+    comparisons at shared values (stats.json). An entry tuned in several experiments (the demo's
+    methods comparison reuses LoRA's and full fine-tuning's runs) is shown from the first."""
+    tuned = [e for e in exps if (e.manifest.get("tuning") or {}).get("spec")]
+    if not tuned:
+        return not_run("the comparison was run at one configured value per method (no --tune grid)")
+    key, selection = tuned[0].manifest["tuning"]["spec"]["key"], tuned[0].manifest["tuning"]["spec"]["selection"]
+    points, grids, chosen, at_edge = _grid_points(tuned, key)
+    shared = []
+    for v in sorted(set(grids.get("lora", [])) & set(grids.get("full", []))):
+        a = next((p["run"] for p in points["lora"] if p["value"] == v), None)
+        b = next((p["run"] for p in points["full"] if p["value"] == v), None)
+        shared.append({"value": v, **_doc_diff(stats_of, a, b)})
+    at_choice = _doc_diff(stats_of, *(next(p["run"] for p in points[m] if p["value"] == chosen[m])
+                                      for m in ("lora", "full"))) if {"lora", "full"} <= set(chosen) else None
+    changes = None
+    if at_choice and shared and at_choice.get("resolved") is not None:
+        changes = any((s.get("better"), s.get("resolved")) != (at_choice.get("better"), at_choice.get("resolved"))
+                      for s in shared)
+    return {"status": "ok", "key": key, "selection": selection, "grids": grids,
+            "points": points, "chosen": chosen, "at_grid_edge": at_edge,
+            "at_chosen": at_choice, "at_shared_values": shared, "conclusion_changes_at_shared_value": changes,
+            "level": "document (one pair of seed-0 checkpoints per row)"}
+
+
+def _grid_points(tuned: list, key: str) -> tuple[dict, dict, dict, dict]:
+    """(points, grids, chosen, at_edge) per compared entry, each from the first experiment tuning it
+    over `key`: a point is a grid value's validation loss and held-out bits/char (the tuning seed)."""
+    points, grids, chosen, at_edge = {}, {}, {}, {}
+    for exp in tuned:
+        t = exp.manifest["tuning"]
+        if t["spec"]["key"] != key:
+            continue
+        for m, grid in t["spec"]["grids"].items():
+            if m in points:
+                continue
+            pts = []
+            for v in grid:
+                run = next((r for r in exp.runs if r.arm == m and r.seed == t["spec"]["seed"]
+                            and r.config.get(key) == v), None)
+                held = (((run.eval or {}).get("domains") or {}).get("held_out") or {}) if run else {}
+                pts.append({"value": v, "val_loss": t["val_loss"][m].get(str(v)),
+                            "ja_bits_per_char": held.get("bits_per_char"),
+                            "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+                            "run": run.name if run else None})
+            points[m], grids[m], chosen[m] = pts, grid, t["chosen"][m]
+            at_edge[m] = t.get("at_grid_edge", {}).get(m)
+    return points, grids, chosen, at_edge
+
+
+def _doc_diff(stats_of: dict, a: str | None, b: str | None) -> dict:
+    """LoRA − full held-out Japanese bits/char of runs a, b from stats.json (document level)."""
+    if not a or not b:
+        return {"skipped": "missing run"}
+    st, flipped = None, False
+    for e in stats_of.get(a, {}).get("pairs", []):
+        if {e["a"], e["b"]} == {a, b}:
+            st, flipped = e["stats"], e["a"] != a
+    corpus = ((((st or {}).get("bits_per_char") or {}).get("held_out") or {}).get("char_weighted") or {})
+    d, lo, hi = corpus.get("diff"), corpus.get("ci_low"), corpus.get("ci_high")
+    if d is None or lo is None or hi is None:
+        return {"lora_run": a, "full_run": b, "skipped": "no paired statistics in stats.json"}
+    if flipped:
+        d, lo, hi = -d, -hi, -lo
+    resolved = lo > 0 or hi < 0
+    return {"lora_run": a, "full_run": b, "diff": d, "ci_low": lo, "ci_high": hi, "resolved": resolved,
+            "better": ("lora" if hi < 0 else "full") if resolved else None,
+            "weighting": corpus.get("weighting")}
+
+
+def blocks(res: dict, plots: dict) -> list[tuple]:
+    t = res.get("lr_tuning") or {}
+    if t.get("status") != "ok":
+        return [("p", t.get("reason", NOT_RUN_TEXT))]
+    b = []
+    b.append(("p", f"Each method's {t['key']} was chosen from its own grid by {t['selection']}; the other seeds "
+                   "then trained at the choice. Held-out bits/char of each grid point (seed 0) with its 95% "
+                   "document-bootstrap interval:"))
+    for m, pts in t["points"].items():
+        b.append(("table", [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
+                  [[fmt.num(p["value"]), fmt.num(p["val_loss"]),
+                    f"{fmt.num(p['ja_bits_per_char'])} {interval(p.get('ja_bits_per_char_ci'))}",
+                    "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
+                    if p["value"] == t["chosen"][m] else ""] for p in pts]))
+    if "lr_tuning" in plots:
+        b.append(("img", plots["lr_tuning"], "Validation loss over each method's learning-rate grid"))
+    rows = []
+    if t.get("at_chosen"):
+        rows.append(["each method's own choice", *_diff_cells(t["at_chosen"])])
+    rows += [[f"shared {t['key']} = {fmt.num(s['value'])}", *_diff_cells(s)] for s in t["at_shared_values"]]
+    if rows:
+        b.append(("p", "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
+                       "char-weighted, 95% document-bootstrap interval):"))
+        b.append(("table", ["setting", "LoRA − full", "95% CI", "verdict"], rows))
+        ch = t.get("conclusion_changes_at_shared_value")
+        if ch is not None:
+            b.append(("p", "At a shared rate the verdict " + ("differs from" if ch else "is the same as")
+                           + " the verdict at each method's own rate."))
+    return b
+
+
+def _diff_cells(d: dict) -> list[str]:
+    if "diff" not in d:
+        return [fmt.DASH, fmt.DASH, d.get("skipped", "")]
+    return [fmt.num(d["diff"]), interval(d), verdict(d)]
