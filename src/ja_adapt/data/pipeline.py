@@ -31,10 +31,16 @@ def read_specs(specs: list[str], *, require_japanese: bool = False,
     docs: list[Document] = []
     for spec in specs:
         docs.extend(read_spec(spec, alpaca))
-    if require_japanese and not any(has_japanese(d.text) for d in docs):
-        raise UserError(f"{specs[0]}: no Japanese characters in the training corpus; pass Japanese "
-                        "text or set data.require_japanese=false")
+    if require_japanese:
+        _require_japanese(docs, specs[0])
     return docs
+
+
+def _require_japanese(docs: list[Document], first_spec: str) -> None:
+    """Refuse a training corpus without kana (data.require_japanese), naming its first spec."""
+    if not any(has_japanese(d.text) for d in docs):
+        raise UserError(f"{first_spec}: no Japanese characters in the training corpus; pass Japanese "
+                        "text or set data.require_japanese=false")
 
 
 def read_spec(spec: str, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
@@ -75,9 +81,8 @@ def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
                         "directory, saved dataset or corpus:NAME)")
     per_path = [read_spec(spec, cfg.data.alpaca) for spec in cfg.data.paths]
     docs = [d for part in per_path for d in part]
-    if cfg.data.require_japanese and not any(has_japanese(d.text) for d in docs):
-        raise UserError(f"{cfg.data.paths[0]}: no Japanese characters in the training corpus; pass "
-                        "Japanese text or set data.require_japanese=false")
+    if cfg.data.require_japanese:
+        _require_japanese(docs, cfg.data.paths[0])
     splits = split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
     if cfg.data.weights:
         weight = {id(d): w for part, w in zip(per_path, cfg.data.weights) for d in part}

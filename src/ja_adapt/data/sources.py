@@ -133,10 +133,16 @@ def _is_saved_dataset(path: Path) -> bool:
                                                                  "dataset_dict.json"))
 
 
+def _datasets():
+    """The `datasets` module, imported on first use: it is heavy (pyarrow) and only dataset
+    sources need it."""
+    import datasets
+    return datasets
+
+
 def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> Iterator[Document]:
     """Documents of a `datasets.Dataset` (or the 'train' split of a DatasetDict)."""
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if "train" not in ds:
             raise UserError(f"{name}: dataset has splits {sorted(ds)} but no 'train' split")
@@ -153,8 +159,7 @@ def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> I
 
 
 def _read_saved_dataset(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     try:
         ds = datasets.load_from_disk(str(path))
     except (OSError, ValueError, FileNotFoundError) as e:
@@ -173,8 +178,7 @@ def _hub_name(spec: str) -> str | None:
 
 
 def _read_hub(name: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     hub.require_reachable(name, "dataset")                  # fail now, not after retries
     try:
         ds = datasets.load_dataset(name, split="train")
