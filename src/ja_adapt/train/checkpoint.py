@@ -31,7 +31,6 @@ with `weights_only=True`, and DCP's index `shards/.metadata`, a pickle that torc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -56,6 +55,7 @@ from torch.distributed.checkpoint.state_dict import (
 from ja_adapt.train import distributed
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.core.errors import UserError, first_line, notice
+from ja_adapt.core.hashing import sha256_file
 from ja_adapt.models.build import STATE, build_model, is_adapter
 from ja_adapt.models.vocab import run_tokenizers
 
@@ -215,7 +215,7 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
             tensors, meta["method_state"] = STATE[method].state_dict(model)
             save_file(tensors, str(tmp / METHOD_STATE))
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-        write_manifest(tmp)                             # last: it vouches for everything above
+        write_file_hashes(tmp)                          # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -223,19 +223,11 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
     return folder
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
+def write_file_hashes(folder: Path) -> None:
     """manifest.json: {relative path: {"bytes", "sha256"}} of every file in `folder` (DCP shards of
     every rank included: they are written before dcp.save returns on rank 0)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                 for p in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
@@ -256,7 +248,7 @@ def verify(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != expected["bytes"]:
             return f"{name} has {size} bytes, its manifest says {expected['bytes']}"
-        if _sha256(path) != expected["sha256"]:
+        if sha256_file(path) != expected["sha256"]:
             return f"{name} does not match its sha256 in {MANIFEST}"
     return None
 
