@@ -7,7 +7,7 @@
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
                                 (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
         method_state.safetensors  what the method keeps besides weights and AdamW's state (its
-                                methods.STATE hooks: AdaLoRA's rank allocator); only for such methods
+                                models.build.STATE hooks: AdaLoRA's rank allocator); only for such methods
         trainer_state.json      step, data position, scheduler / scaler state, counters, and the
                                 method state's scalars (`method_state`)
         manifest.json           every other file's name, size and sha256, written last
@@ -194,7 +194,7 @@ def _shard_state(model, optimizer) -> dict:
 def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState,
          sharded: bool = False, method: str = "") -> Path:
     """Write checkpoint `folder` (layout above); `method` (the config's) names the method whose
-    state hooks (methods.STATE) add to it. Collective with several processes."""
+    state hooks (models.build.STATE) add to it. Collective with several processes."""
     tmp = folder.with_name(folder.name + ".tmp")
     if distributed.is_main():
         if tmp.exists():
@@ -355,7 +355,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
 
 
 def _load_method_state(folder: Path, model, method: str, meta: dict) -> None:
-    """The method's state (methods.STATE) from `folder` into `model`; a checkpoint without it
+    """The method's state (models.build.STATE) from `folder` into `model`; a checkpoint without it
     (written before ja-adapt saved it) is a UserError: resuming without it would silently differ."""
     if not (folder / METHOD_STATE).is_file() or "method_state" not in meta:
         raise UserError(f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "
