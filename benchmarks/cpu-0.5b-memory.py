@@ -75,7 +75,7 @@ def one_run(targets: str, layers: int, steps: int, seq: int) -> dict:
     baseline = _rss()
     device = torch.device("cpu")
     model = build_model(cfg, Vocab(), device)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     engine = distributed.wrap_model(model, cfg, device)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     saved, at_peak = set(), {}

@@ -266,7 +266,7 @@ def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
     assert all(torch.equal(p, reference[n].to(torch.bfloat16)) for n, p in frozen.items())
     seen = []
     base_model(model).model.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
-    optimizer, _ = build_optimizer(model, cfg)
+    optimizer, _ = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "position_ids": torch.arange(16).repeat(2, 1), "targets": ids.roll(-1, 1)}
     with autocast(cfg.precision, CPU, cfg.train.emulate_bf16):

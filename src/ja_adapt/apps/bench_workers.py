@@ -81,7 +81,7 @@ def _engine_worker(spec: dict) -> dict:
     gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
     baseline_rss = telemetry.proc_status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed)
     memory = telemetry.MemoryMeter(device)

@@ -115,7 +115,7 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
         save_config(cfg, out / "config.yaml")
         if base_tokenizer is not None:
             vocab.save_extension(out, tokenizer, base_tokenizer, cfg)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed + distributed.rank())        # dropout stream, independent of init
     state = checkpoint.TrainState(world_size=world)

@@ -29,22 +29,22 @@ from ja_adapt.train.loss import token_nll
 PostStep = Callable[[torch.nn.Module, int], None]   # the method's hook: (model, step number from 1)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig):
-    """(AdamW over the parameters that require grad, its LR scheduler) from `cfg.optim`."""
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig, max_steps: int):
+    """(AdamW over the parameters that require grad, its LR scheduler) from `cfg.optim`; the cosine
+    schedule ends at `max_steps` (cfg.train.max_steps)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    o = cfg.optim
-    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                                  weight_decay=o.weight_decay, fused=o.fused or None,
-                                  foreach=None if o.fused else True)
-    if o.schedule == "cosine":
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+                                  weight_decay=optim.weight_decay, fused=optim.fused or None,
+                                  foreach=None if optim.fused else True)
+    if optim.schedule == "cosine":
         # transformers' cosine decays to 0; min_lr_ratio lifts the floor through LambdaLR's factor.
-        scheduler = get_cosine_schedule_with_warmup(optimizer, o.warmup_steps, cfg.train.max_steps)
-        if o.min_lr_ratio > 0:
+        scheduler = get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, max_steps)
+        if optim.min_lr_ratio > 0:
             base = scheduler.lr_lambdas[0]
-            scheduler.lr_lambdas[0] = lambda s: o.min_lr_ratio + (1 - o.min_lr_ratio) * base(s) \
-                if s >= o.warmup_steps else base(s)
+            scheduler.lr_lambdas[0] = lambda s: optim.min_lr_ratio + (1 - optim.min_lr_ratio) * base(s) \
+                if s >= optim.warmup_steps else base(s)
     else:
-        scheduler = get_constant_schedule_with_warmup(optimizer, o.warmup_steps)
+        scheduler = get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
     return optimizer, scheduler
 
 
