@@ -16,7 +16,7 @@ from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.dedup import decontaminate
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
-from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
+from ja_adapt.data.sources import FILE_FORMATS, corpus_fingerprint, has_japanese, read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.core.errors import UserError
@@ -77,7 +77,7 @@ class ExperimentData:
 def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
     """(every document of data.paths, their splits); the train split is weighted by data.weights."""
     if not cfg.data.paths:
-        raise UserError("config: key 'data.paths' is empty; pass --data CORPUS (a .txt, .jsonl, "
+        raise UserError(f"config: key 'data.paths' is empty; pass --data CORPUS (a {', '.join(FILE_FORMATS)}, "
                         "directory, saved dataset or corpus:NAME)")
     per_path = [read_spec(spec, cfg.data.alpaca) for spec in cfg.data.paths]
     docs = [d for part in per_path for d in part]
