@@ -143,6 +143,8 @@ FILE_FORMATS: dict[str, FileFormat] = {
 }
 _SUFFIXES = tuple(FILE_FORMATS)
 FILE_TYPES = "/".join(FILE_FORMATS)          # ".txt/.jsonl", as messages name them
+# ".txt or .jsonl" (".txt, .jsonl or .tsv" with a third type)
+_FILE_TYPES_OR = " or ".join([", ".join(_SUFFIXES[:-1]), _SUFFIXES[-1]] if len(_SUFFIXES) > 1 else _SUFFIXES)
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -229,7 +231,7 @@ def _read_path(spec: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[
 def _read_file(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     fmt = FILE_FORMATS.get(path.suffix)
     if fmt is None:
-        raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use {' or '.join(FILE_FORMATS)}")
+        raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use {_FILE_TYPES_OR}")
     yield from fmt.read(path, domain, alpaca)
 
 
