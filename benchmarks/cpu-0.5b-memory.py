@@ -53,7 +53,7 @@ def one_run(targets: str, layers: int, steps: int, seq: int) -> dict:
     from ja_adapt.config import load_config
     from ja_adapt.models.build import base_model, build_model
     from ja_adapt.models.plan import plan_run_memory
-    from ja_adapt.train.step import build_optimizer, train_step
+    from ja_adapt.train.step import build_optimizer, method_hook, train_step
 
     cfg = load_config(None, ["method=lora", "precision=fp32", f"lora.targets={targets}", "lora.dropout=0.1",
                              f"data.seq_len={seq}", "train.batch_size=1"],
@@ -75,7 +75,7 @@ def one_run(targets: str, layers: int, steps: int, seq: int) -> dict:
     baseline = _rss()
     device = torch.device("cpu")
     model = build_model(cfg, Vocab(), device)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     engine = distributed.wrap_model(model, cfg, device)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     saved, at_peak = set(), {}
@@ -104,7 +104,8 @@ def one_run(targets: str, layers: int, steps: int, seq: int) -> dict:
             saved.clear()
             live.temporaries = 0
             loss, *_ = train_step(engine, model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False),
-                                  [batch], cfg, device, step=step + 1)
+                                  [batch], cfg.optim, cfg.train, cfg.precision, device, step=step + 1,
+                                  post_step=method_hook(cfg))
             terms: dict[str, int] = {}
             for address, (nbytes, label, _) in live.at_peak.items():
                 kind = ("saved for backward" if address in at_peak["saved"] else

@@ -49,7 +49,7 @@ def cfg_of(method: str):
 def fresh(cfg, tok, init_scale: float = 2.0 ** 16):
     """What train.start builds before restoring: model, optimizer + scheduler, a loss scaler."""
     model = build_model(cfg, tok, CPU)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     return model, optimizer, scheduler, torch.amp.GradScaler("cpu", init_scale=init_scale)
 
 

@@ -123,7 +123,7 @@ def test_ddp_two_processes_match_one(workdir, single, tmp_path, method):
 def test_fsdp_resumes_after_sigkill_and_consolidates(workdir, single, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ja_adapt.train.checkpoint import consolidate, latest, write_manifest
+    from ja_adapt.train.checkpoint import consolidate, latest, write_file_hashes
     out = tmp_path / "fsdp"
     argv = train_argv(workdir, "full", out, "train.batch_size=2", "train.strategy=fsdp",
                       "train.save_every=2", "train.activation_checkpointing=true")
@@ -163,7 +163,7 @@ def test_fsdp_resumes_after_sigkill_and_consolidates(workdir, single, tmp_path):
     newest = latest(out / "checkpoints")
     (newest / "shards" / ".metadata").write_bytes(b"cbuiltins\nopen\n(S'" + str(marker).encode()
                                                   + b"'\nS'w'\ntR.")
-    write_manifest(newest)
+    write_file_hashes(newest)
     (out / "summary.json").unlink()
     proc = torchrun([*argv, "--resume"])
     text, _ = proc.communicate(timeout=240)

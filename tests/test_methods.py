@@ -255,7 +255,8 @@ def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
     numbers), every trainable one fp32, AdamW's state fp32 after a step, and the residual stream
     the layers see is fp32 (the embedding's output is cast), with or without checkpointing."""
     from ja_adapt.train.loss import training_loss
-    from ja_adapt.train.step import autocast, build_optimizer
+    from ja_adapt.models.precision import autocast
+    from ja_adapt.train.step import build_optimizer
     keys = ["method=lora", "precision=bf16", f"train.activation_checkpointing={str(ckpt).lower()}"]
     cfg = cfg_of(*keys, "model.dtype=bf16")
     model = build_model(cfg, _Tok(), CPU).train()
@@ -268,10 +269,10 @@ def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
     assert all(torch.equal(p, reference[n].to(torch.bfloat16)) for n, p in frozen.items())
     seen = []
     base_model(model).model.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
-    optimizer, _ = build_optimizer(model, cfg)
+    optimizer, _ = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "position_ids": torch.arange(16).repeat(2, 1), "targets": ids.roll(-1, 1)}
-    with autocast(cfg, CPU):
+    with autocast(cfg.precision, CPU, cfg.train.emulate_bf16):
         loss, _ = training_loss(model, batch, 1.0 / 32)
     loss.backward()
     optimizer.step()

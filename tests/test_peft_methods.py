@@ -123,7 +123,8 @@ def test_two_steps_save_an_adapter_that_reloads_to_the_logged_loss_and_merges(
     # the artifact: plain peft on the saved base reproduces the validation loss logged in training
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), run / "adapter")
     data = prepare_data(cfg, load_tokenizer(run / "adapter"))
-    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg, torch.device("cpu"))
+    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg.train, cfg.precision,
+                             torch.device("cpu"))
     assert val == pytest.approx(summary["final_val_loss"], abs=1e-5)
     base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     x = torch.randint(0, 300, (1, 12), generator=torch.Generator().manual_seed(0))

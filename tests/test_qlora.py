@@ -120,7 +120,7 @@ def test_qlora_trains_saves_and_reloads_onto_the_4bit_base(saved_tiny_model, tmp
     model = PeftModel.from_pretrained(base, tmp_path / "run" / "adapter")
     assert type(model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
     data = prepare_data(cfg, load_tokenizer(tmp_path / "run" / "adapter"))
-    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg, CPU)
+    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg.train, cfg.precision, CPU)
     assert val == pytest.approx(summary["final_val_loss"], abs=1e-5)
     assert json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())[
         "base_model_name_or_path"] == str(model_dir)

@@ -104,7 +104,7 @@ def test_a_checkpoint_without_fitting_method_state_is_refused_in_one_line(saved_
     from safetensors.torch import save_file
 
     from ja_adapt.apps import cli
-    from ja_adapt.train.checkpoint import write_manifest
+    from ja_adapt.train.checkpoint import write_file_hashes
     _, model_dir, corpus = saved_tiny_model
     run = tmp_path / "run"
     argv = ["train", "--model", str(model_dir), "--data", str(corpus), "--method", "adalora",
@@ -121,7 +121,7 @@ def test_a_checkpoint_without_fitting_method_state_is_refused_in_one_line(saved_
         tensors = load_file(state)
         del tensors[next(k for k in tensors if k.startswith("weight/"))]
         save_file(tensors, state)
-    write_manifest(middle)                              # the manifest vouches for it
+    write_file_hashes(middle)                              # the manifest vouches for it
     capsys.readouterr()
     assert cli.main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err                     # also transformers' loading bar

@@ -66,7 +66,8 @@ def test_run_learns_and_writes_loadable_weights(workdir, tmp_path, method):
         model = AutoModelForCausalLM.from_pretrained(run / "model")
         assert summary["params_trainable"] == summary["params_total"]
     data = prepare_data(cfg, load_tokenizer(run / ("adapter" if method == "lora" else "model")))
-    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg, torch.device("cpu"))
+    val, _ = validation_loss(model.eval(), data.val, cfg.train.eval_batches, cfg.train, cfg.precision,
+                             torch.device("cpu"))
     assert val == pytest.approx(summary["final_val_loss"], abs=1e-5)
 
 

@@ -27,7 +27,7 @@ from ja_adapt.data.tokens import build_token_store
 from ja_adapt.models.build import base_model, build_model, count_trainable, peft_config
 from ja_adapt.models.load import load_model, load_tokenizer, resolve_device
 from ja_adapt.models.plan import plan_run_memory
-from ja_adapt.train.step import build_optimizer, defers_sync, train_step
+from ja_adapt.train.step import build_optimizer, defers_sync, method_hook, train_step
 
 ENGINES = ("ja-adapt", "ja-adapt+compile")
 
@@ -81,7 +81,7 @@ def _engine_worker(spec: dict) -> dict:
     gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
     baseline_rss = telemetry.proc_status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed)
     memory = telemetry.MemoryMeter(device)
@@ -91,15 +91,16 @@ def _engine_worker(spec: dict) -> dict:
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
     # As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
     # device and the clock syncs only at the end of warmup and of the run (no per-step times then).
-    defer = defers_sync(cfg)
+    defer = defers_sync(cfg.optim, cfg.precision)
     warmup = spec["bench"]["warmup"]
     ends, real, slots, results = [time.perf_counter()], [], [], []
     for step in range(n_steps):                       # train.train's step itself
         batch = data.get(step)
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg, device,
-                                  step=step + 1))
+        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg.optim, cfg.train,
+                                  cfg.precision, device, step=step + 1,
+                                  post_step=method_hook(cfg)))
         if not defer or step in (warmup - 1, n_steps - 1):
             telemetry.sync(device)
         if not defer:

@@ -1,6 +1,6 @@
 """The one user-facing error type.
 
-Raised at the boundary where bad input is first seen (file, line, key) and caught once in `cli.py`,
+Raised at the boundary where bad input is first seen (file, line, key) and caught once in `apps/cli/__init__.py`,
 which prints it as a single line and exits with code 2, without a traceback.
 """
 

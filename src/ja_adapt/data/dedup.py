@@ -156,7 +156,63 @@ class _Result:
     seen: np.ndarray        # per evaluation document: its n-grams that occur in any training document
 
 
+def _training_keys(eval_hashes: np.ndarray, t_text: Sequence[str], n: int, bits: int) -> np.ndarray:
+    """Sorted (hash, training document) keys of the training n-grams that may be evaluation n-grams.
+
+    A bitmap of the evaluation hashes' top bits drops most of the others before the sort (a false
+    positive costs time only)."""
+    th, to = _hashes(t_text, n)
+    shift = np.uint64(64 - _BITMAP_BITS)
+    bitmap = np.zeros(1 << _BITMAP_BITS, bool)
+    bitmap[eval_hashes >> shift] = True
+    sel = bitmap[th >> shift]
+    return _keys(th[sel], to[sel], bits)
+
+
+def _rarest_first(g: np.ndarray, e: np.ndarray, m: np.ndarray, k: np.ndarray,
+                  df: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, rank, prefix): the (n-gram, eval doc) rows sorted per eval doc rarest n-gram first,
+    each row's rank within its document, and per document how many of its rarest n-grams are
+    counted in full (at least m − k + 1, and every n-gram with at most _DENSE_DF holders)."""
+    n_eval = len(m)
+    order = np.lexsort((g, df, e))
+    rank = np.empty(len(e), np.int64)
+    rank[order] = np.arange(len(e)) - (np.cumsum(m) - m)[e[order]]
+    dense = np.bincount(e[df <= _DENSE_DF], minlength=n_eval)
+    return order, rank, np.maximum(m - k + 1, dense)
+
+
+def _prefix_pairs(e: np.ndarray, head: np.ndarray, tk: np.ndarray, lo: np.ndarray, df: np.ndarray,
+                  n_train: int, low: np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(eval doc, training doc, n-grams shared within the prefix) per pair sharing at least one
+    prefix n-gram (`head` marks the prefix rows); None when no pair shares one."""
+    pair = (np.repeat(e[head], df[head]) * n_train
+            + (tk[_ranges(lo[head], df[head])] & low).astype(np.int64))
+    pair.sort()
+    if not len(pair):
+        return None
+    starts = np.flatnonzero(np.concatenate(([True], pair[1:] != pair[:-1])))
+    shared = np.diff(np.append(starts, len(pair)))
+    return pair[starts] // n_train, pair[starts] % n_train, shared
+
+
+def _exact_matches(pe: np.ndarray, pt: np.ndarray, eval_docs: Sequence[Document],
+                   train_docs: Sequence[Document], n: int, frac: Fraction) -> list[Match]:
+    """The candidate pairs (best first) checked on the strings; per eval doc the first that holds."""
+    num, den = frac.numerator, frac.denominator
+    matches: dict[int, Match] = {}
+    for ei, ti in zip(pe.tolist(), pt.tolist()):
+        if ei in matches:
+            continue
+        ge = ngrams(eval_docs[ei].text, n)
+        common = len(ge & ngrams(train_docs[ti].text, n))
+        if ge and common * den >= num * len(ge):
+            matches[ei] = Match(ei, ti, common, len(ge), eval_docs[ei].source, train_docs[ti].source)
+    return [matches[i] for i in sorted(matches)]
+
+
 def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: DedupConfig) -> _Result:
+    """The contaminated evaluation documents of one training set (module docstring: the method)."""
     n = cfg.ngram
     frac = Fraction(cfg.threshold).limit_denominator(10**6)   # 0.3 → 3/10: integer comparisons
     num, den = frac.numerator, frac.denominator
@@ -169,14 +225,7 @@ def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: D
     ek = _keys(eh, eo, bits)
     g, e = ek & ~low, (ek & low).astype(np.int64)      # each (n-gram, eval doc) once
     m = np.bincount(e, minlength=n_eval)               # |G(e)|, on the hashes
-    th, to = _hashes(t_text, n)
-    # Only training n-grams that may be evaluation n-grams matter: a bitmap of the evaluation
-    # hashes' top bits drops most of the others before the sort (a false positive costs time only).
-    shift = np.uint64(64 - _BITMAP_BITS)
-    bitmap = np.zeros(1 << _BITMAP_BITS, bool)
-    bitmap[eh >> shift] = True
-    sel = bitmap[th >> shift]
-    tk = _keys(th[sel], to[sel], bits)
+    tk = _training_keys(eh, t_text, n, bits)
     if not len(tk) or not len(g):
         return _Result([], m, np.zeros(n_eval, np.int64))
     lo = np.searchsorted(tk, g, "left")
@@ -184,22 +233,11 @@ def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: D
     seen = np.bincount(e[df > 0], minlength=n_eval)
 
     k = (num * m + den - 1) // den                     # shared n-grams needed: ⌈threshold·m⌉
-    order = np.lexsort((g, df, e))                     # per eval doc, rarest n-gram first
-    rank = np.empty(len(e), np.int64)
-    rank[order] = np.arange(len(e)) - (np.cumsum(m) - m)[e[order]]
-    dense = np.bincount(e[df <= _DENSE_DF], minlength=n_eval)
-    prefix = np.maximum(m - k + 1, dense)              # the rarest `prefix` n-grams: counted in full
-    head = (rank < prefix[e]) & (df > 0)
-
-    # n-grams shared within the prefix, per (eval doc, training doc) sharing at least one
-    pair = (np.repeat(e[head], df[head]) * n_train
-            + (tk[_ranges(lo[head], df[head])] & low).astype(np.int64))
-    pair.sort()
-    if not len(pair):
+    order, rank, prefix = _rarest_first(g, e, m, k, df)
+    pairs = _prefix_pairs(e, (rank < prefix[e]) & (df > 0), tk, lo, df, n_train, low)
+    if pairs is None:
         return _Result([], m, seen)
-    starts = np.flatnonzero(np.concatenate(([True], pair[1:] != pair[:-1])))
-    shared = np.diff(np.append(starts, len(pair)))
-    pe, pt = pair[starts] // n_train, pair[starts] % n_train
+    pe, pt, shared = pairs
     rest = m[pe] - prefix[pe]                          # n-grams of e outside its prefix
     keep = shared + rest >= k[pe]                      # can still reach k
     pe, pt, shared, rest = pe[keep], pt[keep], shared[keep], rest[keep]
@@ -214,19 +252,8 @@ def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: D
         hit = tk[np.minimum(np.searchsorted(tk, probe), len(tk) - 1)] == probe
         shared = shared + np.bincount(owner[hit], minlength=len(pe))
     cand = np.flatnonzero(shared * den >= num * m[pe])
-
-    # Exact check on the strings, best candidate first; the first that holds is the match.
-    cand = cand[np.lexsort((pt[cand], -shared[cand], pe[cand]))]
-    matches: dict[int, Match] = {}
-    for i in cand:
-        ei, ti = int(pe[i]), int(pt[i])
-        if ei in matches:
-            continue
-        ge = ngrams(eval_docs[ei].text, n)
-        common = len(ge & ngrams(train_docs[ti].text, n))
-        if ge and common * den >= num * len(ge):
-            matches[ei] = Match(ei, ti, common, len(ge), eval_docs[ei].source, train_docs[ti].source)
-    return _Result([matches[i] for i in sorted(matches)], m, seen)
+    cand = cand[np.lexsort((pt[cand], -shared[cand], pe[cand]))]   # best candidate first
+    return _Result(_exact_matches(pe[cand], pt[cand], eval_docs, train_docs, n, frac), m, seen)
 
 
 def find_contaminated(eval_docs: Sequence[Document], train_docs: Sequence[Document],
@@ -254,6 +281,65 @@ def _examples(matches: list[Match], eval_docs: Sequence[Document]) -> list[dict]
             for x in (ranked[i] for i in picks)]
 
 
+_RULE_TEXT = {
+    "contaminated": "|G(e) ∩ G(t)| / |G(e)| ≥ threshold for one training document t; "
+                    "G(x) = distinct character n-grams of normalise(x)",
+    "normalise": "lower case; whitespace runs → one space, stripped; full-width forms U+FF01–U+FF5E → ASCII",
+    "unchecked": "documents with no n-gram (shorter than n once normalised) are kept",
+}
+
+
+@dataclass
+class _Tally:
+    """Counts over the evaluation documents, given which were checked and which removed."""
+    eval_docs: list[Document]
+    checked: np.ndarray
+    removed: np.ndarray
+
+    def counts(self, sel: np.ndarray) -> dict:
+        """docs and chars of the selected documents: all, checked, unchecked, removed, kept."""
+        out = {}
+        for key, mask in (("", sel), ("checked_", self.checked), ("unchecked_", ~self.checked),
+                          ("removed_", self.removed), ("kept_", ~self.removed)):
+            size = _size([d for d, s in zip(self.eval_docs, mask & sel) if s])
+            out[f"{key}docs"], out[f"{key}chars"] = size["docs"], size["chars"]
+        return out
+
+    def seen_share(self, res: _Result, sel: np.ndarray) -> float | None:
+        """kept_ngrams_seen of the selected documents against one training set."""
+        kept = ~self.removed
+        total = int(res.ngrams[sel & kept].sum())
+        return round(int(res.seen[sel & kept].sum()) / total, 4) if total else None
+
+
+def _group_reports(tally: _Tally, results: dict[str, _Result], by_set: dict[str, np.ndarray]) -> dict:
+    """Per evaluation (lang/domain) group: its counts, and per training set what it removed and saw."""
+    eval_docs = tally.eval_docs
+    groups = {}
+    for lang, domain in sorted({(d.lang, d.domain) for d in eval_docs}):
+        sel = np.array([(d.lang, d.domain) == (lang, domain) for d in eval_docs])
+        groups[f"{lang}/{domain}"] = {
+            **tally.counts(sel),
+            "removed_by": {name: int((by_set[name] & sel).sum()) for name in results},
+            "kept_ngrams_seen": {name: tally.seen_share(res, sel) for name, res in results.items()}}
+    return groups
+
+
+def _set_reports(tally: _Tally, results: dict[str, _Result], by_set: dict[str, np.ndarray],
+                 train_sets: Mapping[str, Sequence[Document]]) -> dict:
+    """Per training set: its size, what it removed, kept_ngrams_seen and example matches."""
+    everything = np.ones(len(tally.eval_docs), bool)
+    sets = {}
+    for name, res in results.items():
+        hit = by_set[name]
+        sets[name] = {**{f"train_{k}": v for k, v in _size(train_sets[name]).items()},
+                      "removed_docs": int(hit.sum()),
+                      "removed_chars": sum(len(d.text) for d, h in zip(tally.eval_docs, hit) if h),
+                      "kept_ngrams_seen": tally.seen_share(res, everything),
+                      "examples": _examples(res.matches, tally.eval_docs)}
+    return sets
+
+
 def decontaminate(eval_docs: Sequence[Document], train_sets: Mapping[str, Sequence[Document]],
                   config: DedupConfig | None = None) -> tuple[list[Document], dict]:
     """(kept evaluation documents in input order, JSON-ready report).
@@ -277,46 +363,11 @@ def decontaminate(eval_docs: Sequence[Document], train_sets: Mapping[str, Sequen
         removed |= by_set[name]
     m = next(iter(results.values())).ngrams if results else np.array(
         [len(ngrams(d.text, cfg.ngram)) for d in eval_docs], dtype=np.int64)
-    checked = m > 0
-    kept = ~removed
-
-    def counts(sel: np.ndarray) -> dict:
-        out = {}
-        for key, mask in (("", sel), ("checked_", checked), ("unchecked_", ~checked),
-                          ("removed_", removed), ("kept_", kept)):
-            size = _size([d for d, s in zip(eval_docs, mask & sel) if s])
-            out[f"{key}docs"], out[f"{key}chars"] = size["docs"], size["chars"]
-        return out
-
-    def seen_share(res: _Result, sel: np.ndarray) -> float | None:
-        total = int(res.ngrams[sel & kept].sum())
-        return round(int(res.seen[sel & kept].sum()) / total, 4) if total else None
-
-    everything = np.ones(len(eval_docs), bool)
-    groups = {}
-    for lang, domain in sorted({(d.lang, d.domain) for d in eval_docs}):
-        sel = np.array([(d.lang, d.domain) == (lang, domain) for d in eval_docs])
-        groups[f"{lang}/{domain}"] = {
-            **counts(sel),
-            "removed_by": {name: int((by_set[name] & sel).sum()) for name in results},
-            "kept_ngrams_seen": {name: seen_share(res, sel) for name, res in results.items()}}
-    sets = {}
-    for name, res in results.items():
-        hit = by_set[name]
-        sets[name] = {**{f"train_{k}": v for k, v in _size(train_sets[name]).items()},
-                      "removed_docs": int(hit.sum()),
-                      "removed_chars": sum(len(d.text) for d, h in zip(eval_docs, hit) if h),
-                      "kept_ngrams_seen": seen_share(res, everything),
-                      "examples": _examples(res.matches, eval_docs)}
+    tally = _Tally(eval_docs, checked=m > 0, removed=removed)
     report = {
-        "rule": {"ngram": cfg.ngram, "threshold": cfg.threshold,
-                 "contaminated": "|G(e) ∩ G(t)| / |G(e)| ≥ threshold for one training document t; "
-                                 "G(x) = distinct character n-grams of normalise(x)",
-                 "normalise": "lower case; whitespace runs → one space, stripped; "
-                              "full-width forms U+FF01–U+FF5E → ASCII",
-                 "unchecked": "documents with no n-gram (shorter than n once normalised) are kept"},
-        "eval": counts(everything),
-        "train_sets": sets,
-        "groups": groups,
+        "rule": {"ngram": cfg.ngram, "threshold": cfg.threshold, **_RULE_TEXT},
+        "eval": tally.counts(np.ones(len(eval_docs), bool)),
+        "train_sets": _set_reports(tally, results, by_set, train_sets),
+        "groups": _group_reports(tally, results, by_set),
     }
-    return [d for d, k in zip(eval_docs, kept) if k], report
+    return [d for d, k in zip(eval_docs, ~removed) if k], report

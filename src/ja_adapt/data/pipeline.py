@@ -16,7 +16,7 @@ from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.dedup import decontaminate
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
-from ja_adapt.data.sources import corpus_fingerprint, has_japanese, read_corpus
+from ja_adapt.data.sources import FILE_FORMATS, corpus_fingerprint, has_japanese, read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
 from ja_adapt.data.tokens import build_token_store
 from ja_adapt.core.errors import UserError
@@ -31,10 +31,16 @@ def read_specs(specs: list[str], *, require_japanese: bool = False,
     docs: list[Document] = []
     for spec in specs:
         docs.extend(read_spec(spec, alpaca))
-    if require_japanese and not any(has_japanese(d.text) for d in docs):
-        raise UserError(f"{specs[0]}: no Japanese characters in the training corpus; pass Japanese "
-                        "text or set data.require_japanese=false")
+    if require_japanese:
+        _require_japanese(docs, specs[0])
     return docs
+
+
+def _require_japanese(docs: list[Document], first_spec: str) -> None:
+    """Refuse a training corpus without kana (data.require_japanese), naming its first spec."""
+    if not any(has_japanese(d.text) for d in docs):
+        raise UserError(f"{first_spec}: no Japanese characters in the training corpus; pass Japanese "
+                        "text or set data.require_japanese=false")
 
 
 def read_spec(spec: str, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
@@ -71,13 +77,12 @@ class ExperimentData:
 def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
     """(every document of data.paths, their splits); the train split is weighted by data.weights."""
     if not cfg.data.paths:
-        raise UserError("config: key 'data.paths' is empty; pass --data CORPUS (a .txt, .jsonl, "
+        raise UserError(f"config: key 'data.paths' is empty; pass --data CORPUS (a {', '.join(FILE_FORMATS)}, "
                         "directory, saved dataset or corpus:NAME)")
     per_path = [read_spec(spec, cfg.data.alpaca) for spec in cfg.data.paths]
     docs = [d for part in per_path for d in part]
-    if cfg.data.require_japanese and not any(has_japanese(d.text) for d in docs):
-        raise UserError(f"{cfg.data.paths[0]}: no Japanese characters in the training corpus; pass "
-                        "Japanese text or set data.require_japanese=false")
+    if cfg.data.require_japanese:
+        _require_japanese(docs, cfg.data.paths[0])
     splits = split_documents(docs, cfg.data.val_fraction, cfg.data.test_fraction)
     if cfg.data.weights:
         weight = {id(d): w for part, w in zip(per_path, cfg.data.weights) for d in part}

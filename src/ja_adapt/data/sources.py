@@ -1,6 +1,6 @@
 """Corpus sources → `Document`s: .txt, .jsonl, directories of those, saved or hub `datasets`.
 
-Formats (every path in `read_corpus(paths)` may be any of them):
+Formats (every path in `read_corpus(paths)` may be any of them; the file types are FILE_FORMATS):
   .txt      one document per blank-line-separated block; each block's text stripped
   .jsonl    one JSON object per line: a record of data/records.py (`text`, `prompt` + `completion`,
             `messages`, or Alpaca fields), with optional `domain`, `lang` strings
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
@@ -33,7 +34,6 @@ from ja_adapt.data.records import FORMATS as FORMATS_HINT
 from ja_adapt.data.records import record_document, record_fields
 from ja_adapt.core.errors import UserError, first_line
 
-_SUFFIXES = (".txt", ".jsonl")
 _HUB_PREFIX = "hf:"
 
 
@@ -128,15 +128,40 @@ def _read_jsonl(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterato
                 yield doc
 
 
+@dataclass(frozen=True)
+class FileFormat:
+    """A corpus file type: how its files are read, and what a file needs to hold a document."""
+    read: Callable[[Path, str | None, AlpacaConfig], Iterator[Document]]   # (path, domain, alpaca)
+    needs: str                                                             # for the empty-corpus message
+
+
+# Corpus file suffix → its format, the one list of file types: directory scans, the hub-name check
+# and every message that names the types follow it. Adding a file type is a reader and a line here.
+FILE_FORMATS: dict[str, FileFormat] = {
+    ".txt": FileFormat(lambda path, domain, alpaca: _read_txt(path, domain), "non-blank blocks"),
+    ".jsonl": FileFormat(_read_jsonl, "non-blank records"),
+}
+_SUFFIXES = tuple(FILE_FORMATS)
+FILE_TYPES = "/".join(FILE_FORMATS)          # ".txt/.jsonl", as messages name them
+# ".txt or .jsonl" (".txt, .jsonl or .tsv" with a third type)
+_FILE_TYPES_OR = " or ".join([", ".join(_SUFFIXES[:-1]), _SUFFIXES[-1]] if len(_SUFFIXES) > 1 else _SUFFIXES)
+
+
 def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json",
                                                                  "dataset_dict.json"))
 
 
+def _datasets():
+    """The `datasets` module, imported on first use: it is heavy (pyarrow) and only dataset
+    sources need it."""
+    import datasets
+    return datasets
+
+
 def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> Iterator[Document]:
     """Documents of a `datasets.Dataset` (or the 'train' split of a DatasetDict)."""
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if "train" not in ds:
             raise UserError(f"{name}: dataset has splits {sorted(ds)} but no 'train' split")
@@ -153,8 +178,7 @@ def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> I
 
 
 def _read_saved_dataset(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     try:
         ds = datasets.load_from_disk(str(path))
     except (OSError, ValueError, FileNotFoundError) as e:
@@ -173,8 +197,7 @@ def _hub_name(spec: str) -> str | None:
 
 
 def _read_hub(name: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
-    import datasets  # heavy (pyarrow): imported only for dataset sources
-
+    datasets = _datasets()
     hub.require_reachable(name, "dataset")                  # fail now, not after retries
     try:
         ds = datasets.load_dataset(name, split="train")
@@ -191,7 +214,7 @@ def _read_path(spec: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[
         if hub_name is not None:
             yield from _read_hub(hub_name, domain, alpaca)
             return
-        raise UserError(f"{spec}: no such file or directory; pass a .txt/.jsonl file, a directory "
+        raise UserError(f"{spec}: no such file or directory; pass a {FILE_TYPES} file, a directory "
                         "of them, a dataset saved with save_to_disk, or (online) a hub dataset "
                         "owner/name or hf:name")
     if _is_saved_dataset(path):
@@ -206,12 +229,10 @@ def _read_path(spec: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[
 
 
 def _read_file(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
-    if path.suffix == ".txt":
-        yield from _read_txt(path, domain)
-    elif path.suffix == ".jsonl":
-        yield from _read_jsonl(path, domain, alpaca)
-    else:
-        raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use .txt or .jsonl")
+    fmt = FILE_FORMATS.get(path.suffix)
+    if fmt is None:
+        raise UserError(f"{path}: unsupported corpus file type '{path.suffix}'; use {_FILE_TYPES_OR}")
+    yield from fmt.read(path, domain, alpaca)
 
 
 def read_corpus(paths: list[str], *, require_japanese: bool = False,
@@ -226,15 +247,15 @@ def read_corpus(paths: list[str], *, require_japanese: bool = False,
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
-        raise UserError("corpus: no paths given; pass at least one .txt/.jsonl file or directory")
+        raise UserError(f"corpus: no paths given; pass at least one {FILE_TYPES} file or directory")
     docs: list[Document] = []
     for spec in paths:
         before = len(docs)
         docs.extend(_read_path(str(spec), domain, alpaca))
         if len(docs) == before:
-            raise UserError(f"{spec}: no documents found (empty corpus); a .txt needs non-blank "
-                            "blocks, a .jsonl needs non-blank records, a directory needs "
-                            ".txt/.jsonl files")
+            needs = ", ".join(f"a {suffix} needs {fmt.needs}" for suffix, fmt in FILE_FORMATS.items())
+            raise UserError(f"{spec}: no documents found (empty corpus); {needs}, a directory needs "
+                            f"{FILE_TYPES} files")
     if require_japanese and not any(has_japanese(d.text) for d in docs):
         names = ", ".join(map(str, paths))
         raise UserError(f"{names}: no Japanese characters (hiragana/katakana) in {len(docs)} "

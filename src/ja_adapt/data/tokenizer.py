@@ -9,12 +9,11 @@ first in the vocabulary: "<|endoftext|>" (id 0; eos and pad, as in Qwen2), "<|im
 default system prompt): a conversation in `messages` format written for the demo renders as it
 would for Qwen2.5-Instruct, and the template is saved with the tokenizer (and so with every adapter,
 model and merged model directory). Training is deterministic: same texts → same tokenizer
-(checked with `tokenizer_fingerprint`).
+(checked with `ja_adapt.data.tokens.tokenizer_fingerprint`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,7 @@ class TokenizerConfig:
     model_max_length: int = 4096            # the tiny preset's max_position_embeddings
 
 
-def _backend(cfg: TokenizerConfig) -> Tokenizer:
+def _backend() -> Tokenizer:
     """An untrained BPE tokenizer with Qwen2's normaliser, pre-tokeniser and decoder."""
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
@@ -90,7 +89,7 @@ def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
     texts = [t for t in _texts(docs) if t]
     if not texts:
         raise UserError("tokenizer: no text to train on; check the corpora")
-    backend = _backend(cfg)
+    backend = _backend()
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=False,
         special_tokens=list(cfg.special_tokens),
@@ -106,7 +105,3 @@ def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
         tokenizer.save_pretrained(str(out_dir))
     return tokenizer
 
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 (hex) of the backend tokenizer's JSON: equal fingerprints ⇔ identical tokenization."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()

@@ -25,6 +25,7 @@ from ja_adapt.config import DownstreamConfig
 from ja_adapt.data.splits import doc_hash_unit
 from ja_adapt.data.translation import catalog_pairs, multiple_choice_items, split_pairs
 from ja_adapt.core.errors import UserError, closest
+from ja_adapt.core.hashing import sha256_file
 
 DOCS = "docs/metrics.md"
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
@@ -50,10 +51,6 @@ def _mc_translation_items() -> list[dict]:
 SHIPPED: dict[str, Callable[[], list[dict]]] = {"ja_adapt_mc_translation": _mc_translation_items}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _describe(x) -> str:
     """JSON stand-in for what a task config holds besides data: a function (lm-eval's
     `!function`) by its qualified name, so the hash does not depend on memory addresses."""
@@ -65,7 +62,7 @@ def _describe(x) -> str:
 def config_sha256(task_cfg: dict) -> str:
     """sha256 of a resolved task configuration (sorted-key JSON; data files by their content)."""
     files = (task_cfg.get("dataset_kwargs") or {}).get("data_files") or {}
-    blob = json.dumps({"config": task_cfg, "data_sha256": {s: _sha256(f) for s, f in sorted(files.items())}},
+    blob = json.dumps({"config": task_cfg, "data_sha256": {s: sha256_file(f) for s, f in sorted(files.items())}},
                       sort_keys=True, default=_describe)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -138,8 +135,9 @@ def _with_local_data(name: str, cfg: dict, data, num_fewshot: int | None) -> dic
     files = _split_files(name, data, wanted) if isinstance(data, Path) else dict(data)
     missing = sorted(s for s in needed if s and s not in files)
     if missing:
+        fewshot = cfg.get("fewshot_split") or cfg.get("training_split")
         raise UserError(f"eval.downstream.data: no {', '.join(missing)} split for {name} (it evaluates on "
-                        f"'{eval_split}' with {shots}-shot examples from '{cfg.get('fewshot_split') or cfg.get('training_split')}'); "
+                        f"'{eval_split}' with {shots}-shot examples from '{fewshot}'); "
                         f"add {name}=SPLIT:FILE for it" + (" or set eval.downstream.num_fewshot=0" if shots else ""))
     cfg = {**cfg, "dataset_path": "json", "dataset_name": None,
            "dataset_kwargs": {"data_files": {s: f for s, f in files.items() if s in wanted}}}
@@ -272,7 +270,7 @@ def run_downstream(model, tokenizer, cfg: DownstreamConfig, task_configs: dict[s
         tasks[name] = {"version": res["versions"].get(name), "num_fewshot": res["n-shot"].get(name),
                        "output_type": task_cfg.get("output_type"),
                        "config_sha256": config_sha256(task_cfg),
-                       "data_files": {s: {"path": f, "sha256": _sha256(f)} for s, f in
+                       "data_files": {s: {"path": f, "sha256": sha256_file(f)} for s, f in
                                       sorted(task_cfg["dataset_kwargs"]["data_files"].items())},
                        "n": len(samples), "n_available": res["n-samples"][name]["original"],
                        "metrics": metrics, "samples": [_sample_record(s) for s in samples]}

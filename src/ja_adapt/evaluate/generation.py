@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from ja_adapt.core.modes import eval_mode
 from ja_adapt.data.documents import Document
 from ja_adapt.evaluate.genscores import bleu_chrf, prompt_intervals
 
@@ -100,13 +101,8 @@ class _ReachedReference(StoppingCriteria):
 @contextlib.contextmanager
 def inference(model):
     """The model in eval mode under torch.inference_mode; its training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        yield
 
 
 def left_padded(seqs: list[list[int]], batch_size: int, pad: int, device

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from ja_adapt.core.modes import eval_mode
 from ja_adapt.data.documents import Document
 from ja_adapt.core.errors import UserError
 from ja_adapt.train.loss import IGNORE, token_nll
@@ -133,15 +134,9 @@ def score_documents(model, tokenizer, docs: list[Document], *, max_length: int =
         seqs.append([bos] + ids)
         rows += [(len(scores) - 1, *w) for w in windows(len(ids) + 1, max_length, stride)]
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(rows), batch_size):
-                _run_rows(model, rows[start:start + batch_size], seqs, scores, bos, device,
-                          chunk_size, want_argmax)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            _run_rows(model, rows[start:start + batch_size], seqs, scores, bos, device, chunk_size, want_argmax)
     return scores
 
 

@@ -4,7 +4,7 @@ evaluate_model runs one likelihood pass per (lang, domain) group and derives fro
 top-1, per-script, per-domain, forgetting and complexity-bucket metrics; generation is the only
 other model call. Every metric carries a `definition` id into docs/metrics.md, its sample counts
 and, for headline numbers, a bootstrap interval over the units that were sampled (documents,
-prompts). The `ja-adapt eval` command line over these functions is cli/evaluate.py.
+prompts). The `ja-adapt eval` command line over these functions is apps/cli/evaluate.py.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _doc_intervals(per_doc: list[dict], cfg: EvalConfig) -> dict:
     return {name: ci for (name, _, _), ci in zip(cols, cis)}
 
 
-def _pool(summaries: list[dict], cfg: EvalConfig) -> dict:
+def _pooled_likelihood(summaries: list[dict], cfg: EvalConfig) -> dict:
     """Corpus-level ratios of several groups: sums first, then ratios (never a mean of ratios), with
     document-bootstrap intervals over all their documents."""
     nll = sum(s["nll_sum_nats"] for s in summaries)
@@ -102,6 +102,59 @@ def trained_pairs(trained) -> set[tuple[str, str]]:
     return out
 
 
+@dataclasses.dataclass
+class _GroupScores:
+    """What the one likelihood pass over the (lang, domain) groups yields for the sections."""
+    lik: dict = dataclasses.field(default_factory=dict)             # per group: the likelihood record
+    counts: dict = dataclasses.field(default_factory=dict)          # per group: argmax token counts
+    script_groups: dict = dataclasses.field(default_factory=dict)   # per target-language group: script tally
+    script_docs: dict = dataclasses.field(default_factory=dict)     # ... and its documents' tallies
+    bucket_domains: dict = dataclasses.field(default_factory=dict)  # per target-language domain: buckets
+    gen_docs: list = dataclasses.field(default_factory=list)        # target-language documents
+
+
+def _tally_target_group(out: _GroupScores, key: str, domain: str, scores, cfg: EvalConfig) -> None:
+    """Per-script and complexity-bucket tallies of one target-language group's scored documents."""
+    tally, per_doc = sc.new_tally(), []
+    btally = out.bucket_domains.setdefault(domain, bk.new_tally())
+    for s in scores:
+        doc_tally = sc.new_tally()
+        bits = sc.tally_document(doc_tally, s.doc.text, s.spans, s.nll, s.argmax == s.token_ids)
+        sc.merge_into(tally, doc_tally)
+        per_doc.append(doc_tally)
+        bk.tally_document(btally, s.doc.text, bits, cfg.buckets)
+    out.script_groups[key], out.script_docs[key] = tally, per_doc
+
+
+def _score_groups(model, tokenizer, groups: dict[str, list[Document]], pairs: set, cfg: EvalConfig) -> _GroupScores:
+    """One likelihood pass per (lang, domain) group; target-language groups are also tallied."""
+    out = _GroupScores()
+    for key, docs in groups.items():
+        lang, domain = key.split("/", 1)
+        # argmax for every group: top-1 accuracy and the argmax-collapse check cost one argmax per row
+        scores = score_documents(model, tokenizer, docs, max_length=cfg.max_length, stride=cfg.stride,
+                                 batch_size=cfg.batch_size, chunk_size=cfg.chunk_size, want_argmax=True)
+        out.counts[key] = argmax_counts(scores)
+        summary = summarize(scores, len(docs) - len(scores))
+        out.lik[key] = {"definition": f"{DOCS}#likelihood", "lang": lang, "domain": domain,
+                        "trained": (lang, domain) in pairs, **summary, **top_argmax(out.counts[key], tokenizer),
+                        **_doc_intervals(summary["per_doc"], cfg)}
+        if lang == cfg.target_lang:
+            out.gen_docs += docs
+            _tally_target_group(out, key, domain, scores, cfg)
+    return out
+
+
+def _by_lang(scored: _GroupScores, tokenizer, cfg: EvalConfig) -> dict:
+    """Per language: its groups pooled, with top-1 over their merged argmax counts."""
+    lik, by_lang = scored.lik, {}
+    for lang in sorted({v["lang"] for v in lik.values()}):
+        keys = [k for k, v in lik.items() if v["lang"] == lang]
+        merged = sum((scored.counts[k] for k in keys), Counter())
+        by_lang[lang] = {**_pooled_likelihood([lik[k] for k in keys], cfg), **top_argmax(merged, tokenizer)}
+    return by_lang
+
+
 def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
                    base_results: dict | None = None) -> dict:
     """All metrics of one model (the eval.json content).
@@ -123,55 +176,30 @@ def evaluate_model(model, tokenizer, groups, cfg: EvalConfig, *, trained=(),
     if not groups and not sft_docs:
         raise UserError("eval: no documents to evaluate; pass a corpus with --data")
     pairs = trained_pairs(trained)
-    lik, counts, script_groups, script_docs, bucket_domains = {}, {}, {}, {}, {}
-    gen_docs: list[Document] = []
-    for key, docs in groups.items():
-        lang, domain = key.split("/", 1)
-        # argmax for every group: top-1 accuracy and the argmax-collapse check cost one argmax per row
-        scores = score_documents(model, tokenizer, docs, max_length=cfg.max_length, stride=cfg.stride,
-                                 batch_size=cfg.batch_size, chunk_size=cfg.chunk_size, want_argmax=True)
-        counts[key] = argmax_counts(scores)
-        summary = summarize(scores, len(docs) - len(scores))
-        lik[key] = {"definition": f"{DOCS}#likelihood", "lang": lang, "domain": domain,
-                    "trained": (lang, domain) in pairs, **summary, **top_argmax(counts[key], tokenizer),
-                    **_doc_intervals(summary["per_doc"], cfg)}
-        if lang != cfg.target_lang:
-            continue
-        gen_docs += docs
-        tally, per_doc = sc.new_tally(), []
-        btally = bucket_domains.setdefault(domain, bk.new_tally())
-        for s in scores:
-            doc_tally = sc.new_tally()
-            bits = sc.tally_document(doc_tally, s.doc.text, s.spans, s.nll, s.argmax == s.token_ids)
-            sc.merge_into(tally, doc_tally)
-            per_doc.append(doc_tally)
-            bk.tally_document(btally, s.doc.text, bits, cfg.buckets)
-        script_groups[key], script_docs[key] = tally, per_doc
-    by_lang = {}
-    for lang in sorted({v["lang"] for v in lik.values()}):
-        keys = [k for k, v in lik.items() if v["lang"] == lang]
-        merged = sum((counts[k] for k in keys), Counter())
-        by_lang[lang] = {**_pool([lik[k] for k in keys], cfg), **top_argmax(merged, tokenizer)}
+    scored = _score_groups(model, tokenizer, groups, pairs, cfg)
     results = {
         "schema": SCHEMA, "definitions": DOCS, "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer_record(tokenizer),
         "likelihood": {"definition": f"{DOCS}#likelihood-protocol", "note": PPL_NOTE,
                        "top1_definition": f"{DOCS}#top1", "intervals_definition": f"{DOCS}#intervals",
-                       "by_group": lik, "by_lang": by_lang},
-        "scripts": _scripts_section(script_groups, script_docs, cfg),
-        "generation": _generation_section(model, tokenizer, gen_docs, cfg),
-        "domains": _domains_section(lik, pairs, cfg),
-        "buckets": _buckets_section(bucket_domains, cfg),
+                       "by_group": scored.lik, "by_lang": _by_lang(scored, tokenizer, cfg)},
+        "scripts": _scripts_section(scored.script_groups, scored.script_docs, cfg),
+        "generation": _generation_section(model, tokenizer, scored.gen_docs, cfg),
+        "domains": _domains_section(scored.lik, pairs, cfg),
+        "buckets": _buckets_section(scored.bucket_domains, cfg),
         "supervised": evaluate_supervised(model, tokenizer, sft_docs, cfg),
     }
     results["forgetting"] = forgetting(results, base_results, tuple(cfg.forgetting_langs))
-    plain = [d for g in groups.values() for d in g]
-    results["fertility"] = ({"definition": f"{DOCS}#fertility", **fertility(tokenizer, plain)}
-                            if getattr(tokenizer, "is_fast", False) and plain else
-                            {"definition": f"{DOCS}#fertility", "skipped": "needs a fast tokenizer and plain text"})
+    results["fertility"] = _fertility_section(tokenizer, [d for g in groups.values() for d in g])
     if tasks:
         results["downstream"] = run_downstream(model, tokenizer, cfg.downstream, tasks)
     return results
+
+
+def _fertility_section(tokenizer, plain: list[Document]) -> dict:
+    if getattr(tokenizer, "is_fast", False) and plain:
+        return {"definition": f"{DOCS}#fertility", **fertility(tokenizer, plain)}
+    return {"definition": f"{DOCS}#fertility", "skipped": "needs a fast tokenizer and plain text"}
 
 
 def _merge(tallies, new_tally=sc.new_tally) -> dict:
@@ -215,7 +243,8 @@ def _domains_section(lik: dict, pairs: set, cfg: EvalConfig) -> dict:
     return {"definition": f"{DOCS}#held-out-and-cross-domain", "lang": lang,
             "trained_domains": sorted(d for g, d in pairs if g == lang),
             "trained_pairs": [list(p) for p in sorted(pairs)],
-            "held_out": _pool(ind, cfg) if ind else None, "cross_domain": _pool(cross, cfg) if cross else None,
+            "held_out": _pooled_likelihood(ind, cfg) if ind else None,
+            "cross_domain": _pooled_likelihood(cross, cfg) if cross else None,
             "cross_domain_mean_bits_per_char": float(np.mean(cross_bpc)) if cross_bpc else None,
             "cross_domain_std_bits_per_char": float(np.std(cross_bpc, ddof=1)) if len(cross_bpc) > 1 else None,
             "by_domain": {v["domain"]: {"trained": v["trained"], "documents": v["documents"],

@@ -138,11 +138,11 @@ def seed_compare(values_a: dict, values_b: dict, *, confidence: float = CONFIDEN
     """Seed-level comparison of two methods (level "seed": about the methods, not one checkpoint
     pair). values_x maps seed -> one metric value of method x.
 
-    Returns each method's mean ± sd with a t-interval of the mean (`methods.a`, `methods.b`); `welch`: the difference of means
-    a - b with Welch's t-interval and p (scipy, unequal variances, all seeds of each); `paired`: the
-    paired t-test and interval over the seeds both have (same seed = same data order). A test that
-    cannot run says why with its n. Flat n / seeds / mean_a / mean_b / mean_diff / ttest_p keep the
-    paired version's values for older readers.
+    Returns each method's mean ± sd with a t-interval of the mean (`methods.a`, `methods.b`);
+    `welch`: the difference of means a - b with Welch's t-interval and p (scipy, unequal variances,
+    all seeds of each); `paired`: the paired t-test and interval over the seeds both have (same
+    seed = same data order). A test that cannot run says why with its n. Flat n / seeds / mean_a /
+    mean_b / mean_diff / ttest_p keep the paired version's values for older readers.
     """
     sa, sb = sorted(values_a, key=str), sorted(values_b, key=str)
     va = np.array([values_a[s] for s in sa], dtype=np.float64)

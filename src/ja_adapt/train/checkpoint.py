@@ -7,7 +7,7 @@
         rng.safetensors         torch CPU (and CUDA) generator states: dropout continues exactly
                                 (several processes: every rank's, keys `cpu`, `cpu.rank1`, ...)
         method_state.safetensors  what the method keeps besides weights and AdamW's state (its
-                                methods.STATE hooks: AdaLoRA's rank allocator); only for such methods
+                                models.build.STATE hooks: AdaLoRA's rank allocator); only for such methods
         trainer_state.json      step, data position, scheduler / scaler state, counters, and the
                                 method state's scalars (`method_state`)
         manifest.json           every other file's name, size and sha256, written last
@@ -31,7 +31,6 @@ with `weights_only=True`, and DCP's index `shards/.metadata`, a pickle that torc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -56,6 +55,7 @@ from torch.distributed.checkpoint.state_dict import (
 from ja_adapt.train import distributed
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.core.errors import UserError, first_line, notice
+from ja_adapt.core.hashing import sha256_file
 from ja_adapt.models.build import STATE, build_model, is_adapter
 from ja_adapt.models.vocab import run_tokenizers
 
@@ -194,7 +194,7 @@ def _shard_state(model, optimizer) -> dict:
 def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState,
          sharded: bool = False, method: str = "") -> Path:
     """Write checkpoint `folder` (layout above); `method` (the config's) names the method whose
-    state hooks (methods.STATE) add to it. Collective with several processes."""
+    state hooks (models.build.STATE) add to it. Collective with several processes."""
     tmp = folder.with_name(folder.name + ".tmp")
     if distributed.is_main():
         if tmp.exists():
@@ -215,7 +215,7 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
             tensors, meta["method_state"] = STATE[method].state_dict(model)
             save_file(tensors, str(tmp / METHOD_STATE))
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-        write_manifest(tmp)                             # last: it vouches for everything above
+        write_file_hashes(tmp)                          # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -223,19 +223,11 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
     return folder
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
+def write_file_hashes(folder: Path) -> None:
     """manifest.json: {relative path: {"bytes", "sha256"}} of every file in `folder` (DCP shards of
     every rank included: they are written before dcp.save returns on rank 0)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                 for p in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
@@ -256,7 +248,7 @@ def verify(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != expected["bytes"]:
             return f"{name} has {size} bytes, its manifest says {expected['bytes']}"
-        if _sha256(path) != expected["sha256"]:
+        if sha256_file(path) != expected["sha256"]:
             return f"{name} does not match its sha256 in {MANIFEST}"
     return None
 
@@ -363,7 +355,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
 
 
 def _load_method_state(folder: Path, model, method: str, meta: dict) -> None:
-    """The method's state (methods.STATE) from `folder` into `model`; a checkpoint without it
+    """The method's state (models.build.STATE) from `folder` into `model`; a checkpoint without it
     (written before ja-adapt saved it) is a UserError: resuming without it would silently differ."""
     if not (folder / METHOD_STATE).is_file() or "method_state" not in meta:
         raise UserError(f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "

@@ -39,7 +39,7 @@ from ja_adapt.core.errors import UserError, disk_full_is_user_error
 from ja_adapt.models.build import base_model, build_model, count_trainable
 from ja_adapt.models.load import resolve_device
 from ja_adapt.train.runlog import MetricsLog, write_summary
-from ja_adapt.train.step import build_optimizer, defers_sync, train_step, validation_loss
+from ja_adapt.train.step import build_optimizer, defers_sync, method_hook, train_step, validation_loss
 
 # Config keys that may change between a run and its resume (training longer is allowed).
 RESUMABLE_CHANGES = {"train.max_steps", "train.progress", "data.num_workers"}
@@ -115,7 +115,7 @@ def start(cfg: ExperimentConfig, out: Path, resume_from: Path | None) -> Session
         save_config(cfg, out / "config.yaml")
         if base_tokenizer is not None:
             vocab.save_extension(out, tokenizer, base_tokenizer, cfg)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed + distributed.rank())        # dropout stream, independent of init
     state = checkpoint.TrainState(world_size=world)
@@ -158,15 +158,16 @@ def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
     bar = tqdm(total=t.max_steps, initial=s.state.step, desc=f"train {cfg.method}", unit="step",
                disable=True if quiet else None, dynamic_ncols=True)      # by experiments' workers)
     pending: list[tuple] = []       # steps not read back yet: (step, loss, grad norm, targets, lr)
-    defer = defers_sync(cfg)        # read back at log / validation / checkpoint steps only
+    defer = defers_sync(cfg.optim, cfg.precision)   # read back at log / validation / checkpoint steps only
+    post_step = method_hook(cfg)    # the method's hook after each step (AdaLoRA's rank budget)
     stop_reason = "max_steps"
     window_start = time.perf_counter()
     while s.state.step < t.max_steps:
         micro = [s.batches.get(s.state.batch_index + i) for i in range(t.grad_accum)]
         s.state.batch_index += t.grad_accum
         pending.append((s.state.step + 1, *train_step(s.engine, s.model, s.optimizer, s.scheduler,
-                                                      s.scaler, micro, cfg, s.device,
-                                                      step=s.state.step + 1)))
+                                                      s.scaler, micro, cfg.optim, t, cfg.precision, s.device,
+                                                      step=s.state.step + 1, post_step=post_step)))
         s.state.step += 1
         s.mem_samples.append(s.memory.current_bytes())
         bar.update(1)
@@ -249,7 +250,7 @@ def save_checkpoint(s: Session, bar) -> None:
 def run_validation(s: Session) -> bool:
     """Validate, track the best loss; True when early stopping says stop."""
     val_loss, val_tokens = validation_loss(distributed.eval_module(s.engine), s.val_batches,
-                                           s.cfg.train.eval_batches, s.cfg, s.device)
+                                           s.cfg.train.eval_batches, s.cfg.train, s.cfg.precision, s.device)
     state = s.state
     if s.main:
         s.log.write({"kind": "val", "step": state.step, "val_loss": val_loss, "val_tokens": val_tokens,

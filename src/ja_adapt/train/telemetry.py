@@ -2,7 +2,7 @@
 
 Everything that differs between CPU and GPU (CUDA memory statistics, bf16 support, synchronisation)
 lives here, so training, benchmarking and planning code is the same on both. FLOPs per trained
-token and the peak-throughput table are defined in arch.py (torch-free, so `ja-adapt plan` needs
+token and the peak-throughput table are defined in models/arch.py (torch-free, so `ja-adapt plan` needs
 no torch) and re-exported here.
 """
 
