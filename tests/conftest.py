@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ja_adapt.data.documents import Document
+from tiny_text import SENTENCES
 
-_SENTENCES = [
-    "今日は良い天気ですね。散歩に行きましょう。",
-    "東京の桜は三月の終わりに咲きます。",
-    "私は毎朝コーヒーを飲みながら新聞を読みます。",
-    "この本はとても面白かったので、友達にも勧めました。",
-    "カタカナで書かれたメニューを読むのは少し難しいです。",
-    "日本語を勉強するのは楽しいけれど、漢字を覚えるのは大変です。",
-    "The weather is nice today, so let's go for a walk.",
-    "京都には古いお寺や神社がたくさんあります。",
-]
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +22,7 @@ def tiny_tokenizer():
     trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator(_SENTENCES * 4, trainer=trainer)
+    tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
 
@@ -39,10 +30,10 @@ def tiny_tokenizer():
 @pytest.fixture
 def tiny_docs() -> list[Document]:
     """Ten short documents in three domains (Japanese news / conversation, one English doc)."""
-    news = [Document(s, "ja", "news") for s in _SENTENCES[:4]]
-    chat = [Document(s + " " + s, "ja", "conversation") for s in _SENTENCES[4:6] + _SENTENCES[7:]]
+    news = [Document(s, "ja", "news") for s in SENTENCES[:4]]
+    chat = [Document(s + " " + s, "ja", "conversation") for s in SENTENCES[4:6] + SENTENCES[7:]]
     chat.append(Document("はい、そうです。", "ja", "conversation"))
-    docs = [Document(_SENTENCES[6], "en", "docs"), Document("犬が走る。", "ja", "docs")]
+    docs = [Document(SENTENCES[6], "en", "docs"), Document("犬が走る。", "ja", "docs")]
     return news + chat + docs
 
 

@@ -20,9 +20,9 @@ REFS = ["今日は良い天気ですね。", "犬が好きです", "東京の桜
 
 
 def _prompts(n_chars=16):
-    from conftest import _SENTENCES
+    from tiny_text import SENTENCES
     return [Prompt(s[:k], (s * 3)[k:k + n_chars], f"s{i}")
-            for i, (s, k) in enumerate(zip(_SENTENCES, (2, 9, 4, 12, 6, 3, 15, 5)))]
+            for i, (s, k) in enumerate(zip(SENTENCES, (2, 9, 4, 12, 6, 3, 15, 5)))]
 
 
 def test_batched_decoding_equals_one_at_a_time(tiny_tokenizer):
@@ -137,9 +137,9 @@ def test_prompts_are_seeded_and_cut_from_documents():
 
 
 def test_evaluate_generation_reports_decoding_and_intervals(tiny_tokenizer):
-    from conftest import _SENTENCES
+    from tiny_text import SENTENCES
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0)
-    docs = [Document(s * 2, "ja", source=f"d{i}") for i, s in enumerate(_SENTENCES)]
+    docs = [Document(s * 2, "ja", source=f"d{i}") for i, s in enumerate(SENTENCES)]
     r = evaluate_generation(model, tiny_tokenizer, docs, n_prompts=6, prefix_chars=8, ref_chars=12,
                             max_new_tokens=256, seed=0, batch_size=4, resamples=30)
     assert r["n"] == 6 and r["decoding"]["max_new_tokens"] == 48

@@ -30,10 +30,10 @@ COMPLEX = "東京都千代田区の国会議事堂で、内閣総理大臣が、
 
 @pytest.fixture(scope="module")
 def docs():
-    from conftest import _SENTENCES
+    from tiny_text import SENTENCES
     ja = [Document(s + COMPLEX if i % 2 else s, "ja", "news" if i < 4 else "conversation", f"d{i}")
-          for i, s in enumerate(_SENTENCES) if i != 6]
-    return ja + [Document(_SENTENCES[6], "en", "docs"), Document("我们是中国人。今天天气很好。", "zh", "news")]
+          for i, s in enumerate(SENTENCES) if i != 6]
+    return ja + [Document(SENTENCES[6], "en", "docs"), Document("我们是中国人。今天天气很好。", "zh", "news")]
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from ja_adapt.config import ExperimentConfig, load_config
+from ja_adapt.data.sources import FILE_FORMATS
 
 
 def add_training_flags(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """--config --model --data --method --max-steps --out, and `key=value` overrides for the rest."""
     p.add_argument("--config", help="YAML config (overrides of the defaults; see configs/)")
     p.add_argument("--model", help="model: preset, local directory or hub id (model.name_or_path)")
-    p.add_argument("--data", action="append", help="training corpus (repeatable): .txt, .jsonl, "
+    p.add_argument("--data", action="append", help=f"training corpus (repeatable): {', '.join(FILE_FORMATS)}, "
                    "directory or saved dataset (data.paths)")
     p.add_argument("--method", help="adaptation method, e.g. lora or full (method)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (train.max_steps)")
