@@ -155,7 +155,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
 def test_demo_yaml_is_the_demo_config():
     """configs/demo.yaml + the commands in its header are exactly what `ja-adapt demo` runs."""
     from ja_adapt.config import parse_override, with_overrides
-    from ja_adapt.experiments import parse_arms, parse_grid, parse_tune
+    from ja_adapt.apps.cli.experiments import parse_arms, parse_grid, parse_tune
 
     path = REPO / "configs/demo.yaml"
     from_yaml = load_config(path)
