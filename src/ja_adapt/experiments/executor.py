@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ja_adapt.config import ExperimentConfig, config_hash, to_dict
 from ja_adapt.core.cache import cache_root
+from ja_adapt.core.errors import UserError
 from ja_adapt.core.jsonio import write_json
 from ja_adapt.data.pipeline import eval_set
 from ja_adapt.data.sources import corpus_fingerprint
-from ja_adapt.core.errors import UserError
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.experiments.runs import PlannedRun
 from ja_adapt.models.load import resolve_name

@@ -18,7 +18,7 @@ from ja_adapt.models.load import model_config
 from ja_adapt.models.plan import plan_run_memory
 
 
-def write_manifest(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
+def write_experiment(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
                    runs: list[PlannedRun], extra: dict | None = None) -> None:
     """experiment.json; re-running the same experiment merges runs, a different one is refused.
     extra: more top-level keys (purpose, tuning, arms); `extra["tuning"]["spec"]` and

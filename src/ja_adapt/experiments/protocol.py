@@ -9,7 +9,7 @@ from pathlib import Path
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.core.errors import UserError
 from ja_adapt.experiments.executor import RunExecutor
-from ja_adapt.experiments.outputs import write_manifest, write_plan, write_stats
+from ja_adapt.experiments.outputs import write_experiment, write_plan, write_stats
 from ja_adapt.experiments.runs import PlannedRun, compared_entries, config_value, plan_runs, planned_run
 from ja_adapt.experiments.workers import raise_first_stop, run_each, warm_workers
 from ja_adapt.train.loop import TrainingStopped
@@ -26,7 +26,7 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
     and no checkpoint evaluations. jobs: runs at once (package docstring)."""
     runs = plan_runs(cfg, grid, seeds, light=likelihood_only)
-    write_manifest(out, kind, cfg, grid, seeds, runs,
+    write_experiment(out, kind, cfg, grid, seeds, runs,
                    {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
                     "jobs": jobs})
     probe = purpose == "probe"              # time and memory only: nothing to evaluate
@@ -68,7 +68,7 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in light, arm=m)
                        for v in grids[m]] for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
-    write_manifest(out, "compare", cfg, grid, seeds, all_tuning, extra)
+    write_experiment(out, "compare", cfg, grid, seeds, all_tuning, extra)
     record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, light, jobs)}
     runs = []
     for m in methods:
@@ -77,7 +77,7 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
         runs += [planned_run(cfg, fixed, s, m in light, arm=m, chosen=True)
                  for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
-    write_manifest(out, "compare", cfg, grid, seeds, runs, extra)
+    write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
     for r in runs:
         r.curve = curve_seeds is None or r.seed in seeds[:curve_seeds]
     raise_first_stop(_each_with_base(ex, ex.train_and_evaluate, runs, jobs, "compare runs"))

@@ -24,7 +24,7 @@ _POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
 _PRELOAD = ["ja_adapt.experiments", "lm_eval", "lm_eval.tasks", "lm_eval.models.huggingface"]
 
 
-def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
+def _worker_pool(jobs: int, threads: int) -> ProcessPoolExecutor:
     """`jobs` worker processes of `threads` torch threads each, kept for the life of this process
     (the demo's later experiments reuse them). forkserver: workers fork from a clean server that
     imported ja-adapt once, never from this process, whose OpenMP threads a fork would copy in an
@@ -50,7 +50,7 @@ def warm_workers(jobs: int) -> None:
     """Start the fork server and the first workers now (its imports take seconds), while this
     process does other work (the base model's evaluation); a no-op for jobs <= 1."""
     if jobs > 1:
-        _pool(jobs, _threads(jobs)).submit(int)
+        _worker_pool(jobs, _threads(jobs)).submit(int)
 
 
 def _start_worker(threads: int) -> None:
@@ -86,7 +86,7 @@ def run_each(task: Callable[[PlannedRun], object], runs: list[PlannedRun], jobs:
         return results
     threads = _threads(jobs)
     try:
-        pool = _pool(jobs, threads)
+        pool = _worker_pool(jobs, threads)
         extra = [pool.submit(_in_worker, beside, (), dict(os.environ))] if beside else []
         futures = [pool.submit(_in_worker, task, (r,), dict(os.environ)) for r in runs]
         with tqdm(total=len(runs) + len(extra), desc=f"{desc} ({jobs} at once)", unit="run",
