@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def fresh_cache(tmp_path, monkeypatch):
     """JA_ADAPT_CACHE in tmp_path and no in-process memo: the base model is built from scratch."""
     monkeypatch.setenv("JA_ADAPT_CACHE", str(tmp_path / "cache"))
-    demo._cached_base.cache_clear()
+    demo.base_model._cached_base.cache_clear()
     yield tmp_path / "cache"
-    demo._cached_base.cache_clear()
+    demo.base_model._cached_base.cache_clear()
 
 
 @pytest.mark.timeout(900)   # under a minute on 2 idle cores; shared cores can be far slower
@@ -146,7 +146,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     assert base_dir.is_relative_to(fresh_cache / "demo")
     weights = base_dir / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    demo._cached_base.cache_clear()
+    demo.base_model._cached_base.cache_clear()
     assert demo.ensure_base_model(quick=True) == base_dir
     assert weights.stat().st_mtime_ns == mtime
     assert (base_dir / "tokenizer.json").is_file()
@@ -155,7 +155,7 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
 def test_demo_yaml_is_the_demo_config():
     """configs/demo.yaml + the commands in its header are exactly what `ja-adapt demo` runs."""
     from ja_adapt.config import parse_override, with_overrides
-    from ja_adapt.experiments import parse_arms, parse_grid, parse_tune
+    from ja_adapt.apps.cli.experiments import parse_arms, parse_grid, parse_tune
 
     path = REPO / "configs/demo.yaml"
     from_yaml = load_config(path)
@@ -228,6 +228,7 @@ def test_out_must_be_a_demo_directory(tmp_path):
 
 def test_cli_registers_demo():
     from ja_adapt.apps.cli import build_parser
+    from ja_adapt.apps.cli import demo as demo_cli
     args = build_parser("demo").parse_args(["demo", "--quick", "--out", "x"])
-    assert args._module is demo and args.quick and args.out == Path("x")
+    assert args._module is demo_cli and args.quick and args.out == Path("x")
     assert build_parser("demo").parse_args(["demo"]).out == demo.DEFAULT_OUT

@@ -9,7 +9,8 @@ import pytest
 
 from ja_adapt.apps import cli
 from ja_adapt.config import ExperimentConfig, with_overrides
-from ja_adapt.experiments import parse_grid, run_name
+from ja_adapt.apps.cli.experiments import parse_grid
+from ja_adapt.experiments import run_name
 from ja_adapt.train.rundir import locked
 
 FAST = ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=1",
@@ -258,7 +259,8 @@ ARMS = ["--methods", "lora,lora-all,full", "--arm", "lora-all:method=lora",
 
 
 def test_parse_arms_accumulates_overrides_per_name():
-    from ja_adapt.experiments import compared_entries, parse_arms
+    from ja_adapt.apps.cli.experiments import parse_arms
+    from ja_adapt.experiments import compared_entries
     arms = parse_arms(["lora-all:method=lora", "r8:lora.rank=8", "lora-all:lora.targets=all-linear"])
     assert arms == {"lora-all": {"method": "lora", "lora.targets": "all-linear"}, "r8": {"lora.rank": 8}}
     # an arm named after a registered method is that method, modified; --methods order is kept

@@ -21,13 +21,18 @@ def json_safe(x):
     return x
 
 
-def write_json(path: str | Path, data, indent: int = 1) -> Path:
-    """`data` as strict UTF-8 JSON at `path`, written to a temp file and renamed into place, so a
-    reader never sees half a file."""
+def write_json(path: str | Path, data, indent: int = 1, *, ensure_ascii: bool = False, strict: bool = True,
+               default=None) -> Path:
+    """`data` as UTF-8 JSON at `path`, written to a temp file and renamed into place, so a
+    reader never sees half a file. strict: NaN / inf → null, numpy scalars → numbers (json_safe);
+    strict=False writes `data` as json.dumps does (NaN as `NaN`, `default` for other objects), and
+    ensure_ascii=True escapes non-ASCII: for files whose bytes predate this writer (summary.json,
+    experiment.json, stats.json, plan.json) and must not change."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(data), ensure_ascii=False, indent=indent, allow_nan=False),
-                   encoding="utf-8")
+    text = (json.dumps(json_safe(data), ensure_ascii=ensure_ascii, indent=indent, allow_nan=False, default=default)
+            if strict else json.dumps(data, ensure_ascii=ensure_ascii, indent=indent, default=default))
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -20,6 +20,7 @@ from ja_adapt.core import provenance
 from ja_adapt.train import telemetry
 from ja_adapt.config import config_hash
 from ja_adapt.core.errors import UserError, notice
+from ja_adapt.core.jsonio import write_json
 
 
 def read_records(path: Path) -> list[dict]:
@@ -135,7 +136,7 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
         "device": telemetry.device_info(s.device),
         "versions": provenance.package_versions(), "lock": provenance.lock_record(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary, ensure_ascii=True, strict=False)   # the bytes json.dumps gave
     return summary
 
 

@@ -2,7 +2,7 @@
 
 Each subcommand lives in a module with `add_arguments(parser)` and `run(args) -> int`: cli/train.py
 (train, merge), cli/evaluate.py, cli/fertility.py, cli/experiments.py (compare, sweep), cli/report.py, cli/plan.py,
-and the apps demo.py and bench.py. User errors (ja_adapt.core.errors.UserError) are caught here, once:
+cli/demo.py, and the app bench.py. User errors (ja_adapt.core.errors.UserError) are caught here, once:
 one line on stderr, exit code 2.
 """
 
@@ -28,7 +28,7 @@ SUBCOMMANDS = {
     "report": ("ja_adapt.apps.cli.report", "(re)build report.md / report.html / results.json from results"),
     "plan": ("ja_adapt.apps.cli.plan", "parameter counts, memory and time model, hardware recommendations"),
     "bench": ("ja_adapt.apps.bench", "ja-adapt's engine vs the HF Trainer/TRL peer, side by side"),
-    "demo": ("ja_adapt.apps.demo", "the embedded end-to-end experiment: offline, on a CPU"),
+    "demo": ("ja_adapt.apps.cli.demo", "the embedded end-to-end experiment: offline, on a CPU"),
 }
 
 

@@ -1,16 +1,69 @@
-"""`ja-adapt compare` and `ja-adapt sweep`: run the experiment (experiments.run_all), then its report."""
+"""`ja-adapt compare` and `ja-adapt sweep`: parse the `--grid` / `--tune` / `--arm` syntax, run the
+experiment (experiments.run_compare / run_all), then its report."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from ja_adapt.apps.cli.flags import add_training_flags, config_from_args
+from ja_adapt.config import parse_override
 from ja_adapt.core.errors import UserError
-from ja_adapt.experiments import parse_arms, parse_grid, parse_tune, run_all, run_compare
+from ja_adapt.experiments import run_all, run_compare
 from ja_adapt.methods.spec import SPECS
 from ja_adapt.report import build_results, executive_summary, write_report
 from ja_adapt.train.rundir import locked
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """`--grid lora.rank=4,8,16` (repeatable) → {"lora.rank": [4, 8, 16]}."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, value = parse_override(item)
+        values = value if isinstance(value, list) else [parse_override(f"{key}={v}")[1]
+                                                         for v in str(value).split(",")]
+        if not values or key in grid:
+            raise UserError(f"--grid {item}: give each key once, with comma-separated values")
+        grid[key] = values
+    return grid
+
+
+def parse_tune(items: list[str], methods: list[str]) -> tuple[str | None, dict[str, list]]:
+    """`--tune optim.lr=1e-4,3e-4` (every entry) or `--tune lora:optim.lr=1e-3,3e-3` (one entry: a
+    method or an arm), repeatable → (key, {entry: values}). One tuned key per comparison."""
+    key, grids = None, {}
+    for item in items:
+        method, _, rest = item.rpartition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
+        if method and method not in methods:
+            raise UserError(f"--tune {item}: method '{method}' is not compared; compared: {', '.join(methods)}")
+        ((k, values),) = parse_grid([rest]).items()
+        if key not in (None, k):
+            raise UserError(f"--tune {item}: one tuned key per comparison (already tuning '{key}')")
+        key = k
+        for m in ([method] if method else methods):
+            if m in grids:
+                raise UserError(f"--tune {item}: method '{m}' already has a grid")
+            grids[m] = values
+    return key, grids
+
+
+def parse_arms(items: list[str]) -> dict[str, dict]:
+    """`--arm lora-all:method=lora --arm lora-all:lora.targets=all-linear` (repeatable; one
+    NAME:KEY=VALUE each, the same NAME accumulating) → {"lora-all": {"method": "lora",
+    "lora.targets": "all-linear"}}. Syntax only: experiments.compared_entries validates the keys
+    and values."""
+    arms: dict[str, dict] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        if not sep or "=" not in rest or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UserError(f"--arm {item}: expected NAME:KEY=VALUE with NAME of letters, digits, "
+                            "'-', '_' or '.' (e.g. --arm lora-all:lora.targets=all-linear)")
+        key, value = parse_override(rest)
+        if key in arms.setdefault(name, {}):
+            raise UserError(f"--arm {item}: arm '{name}' already sets {key}; give each key once")
+        arms[name][key] = value
+    return arms
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,152 @@
+"""The two experiments: a sweep (`run_all`: a grid × seeds) and a comparison (`run_compare`: each
+entry's tuned value chosen on seed 0, then every seed at the choice; the package docstring)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from ja_adapt.config import ExperimentConfig, with_overrides
+from ja_adapt.core.errors import UserError
+from ja_adapt.experiments.executor import RunExecutor
+from ja_adapt.experiments.outputs import write_experiment, write_plan, write_stats
+from ja_adapt.experiments.runs import PlannedRun, compared_entries, config_value, plan_runs, planned_run
+from ja_adapt.experiments.workers import raise_first_stop, run_each, warm_workers
+from ja_adapt.train.loop import TrainingStopped
+
+
+def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
+            purpose: str = "quality", reuse_from: list[Path] = (), likelihood_only: bool = False,
+            jobs: int = 1) -> None:
+    """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
+    purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
+    the report shows no quality for it). reuse_from: experiment directories whose finished run
+    with the very same configuration is copied instead of trained again. likelihood_only: each
+    run's final weights get the likelihood metrics only (bits/char, per-script accuracy,
+    forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
+    and no checkpoint evaluations. jobs: runs at once (package docstring)."""
+    runs = plan_runs(cfg, grid, seeds, light=likelihood_only)
+    write_experiment(out, kind, cfg, grid, seeds, runs,
+                   {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
+                    "jobs": jobs})
+    probe = purpose == "probe"              # time and memory only: nothing to evaluate
+    warm_workers(jobs)
+    ex = RunExecutor(out, cfg, reuse_from, evaluate=not probe)
+    raise_first_stop(run_each(ex.train if probe else ex.train_and_evaluate, runs, jobs, f"{kind} runs", out))
+    if not probe:
+        write_stats(out, [r.record() for r in runs], cfg)
+    write_plan(out, runs)
+
+
+def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
+                tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
+                likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1,
+                curve_seeds: int | None = None, arms: dict[str, dict] | None = None) -> dict:
+    """The comparison protocol (package docstring). methods: the compared entries, each a registered
+    method or a name of `arms` (name → config overrides, "method" among them unless the name is a
+    registered method: `{"lora-all": {"method": "lora", "lora.targets": "all-linear"}}`; see
+    compared_entries). tune_grids: entry → values of `tune_key`; an entry without a grid trains
+    every seed at the configured value. likelihood_only: True, or the entries whose runs get the
+    likelihood metrics only (what the methods table compares: bits/char, per-script accuracy,
+    forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model is evaluated on a
+    worker beside the tuning runs. curve_seeds: the first this many seeds get their checkpoints
+    evaluated (held-out and forgetting learning curves; None: every seed). Returns the tuning
+    record (keyed by entry)."""
+    entries = compared_entries(cfg, methods, arms, tune_key)
+    light = set(methods) if likelihood_only is True else set(likelihood_only or ())
+    if unknown := light - set(methods):
+        raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
+    grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
+    spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
+            f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
+    extra = {"purpose": "quality", "tuning": {"spec": spec},
+             "evaluation": {m: "likelihood" if m in light else "full" for m in methods}, "jobs": jobs,
+             **({"arms": {a: entries[a] for a in arms}} if arms else {})}
+    grid = {"method": list(methods)}
+    warm_workers(jobs)
+    ex = RunExecutor(out, cfg, reuse_from, base_now=jobs <= 1)
+    tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in light, arm=m)
+                       for v in grids[m]] for m in methods if m in grids}
+    all_tuning = [r for rs in tuning_runs.values() for r in rs]
+    write_experiment(out, "compare", cfg, grid, seeds, all_tuning, extra)
+    record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, light, jobs)}
+    runs = []
+    for m in methods:
+        fixed = {**entries[m], tune_key: record["chosen"][m]} if m in grids else entries[m]
+        runs += [r for r in tuning_runs.get(m, []) if r.name not in record["stopped"]]
+        runs += [planned_run(cfg, fixed, s, m in light, arm=m, chosen=True)
+                 for s in seeds if m not in grids or s != seeds[0]]
+    extra["tuning"] = record if grids else {"spec": None}
+    write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
+    for r in runs:
+        r.curve = curve_seeds is None or r.seed in seeds[:curve_seeds]
+    raise_first_stop(_each_with_base(ex, ex.train_and_evaluate, runs, jobs, "compare runs"))
+    records = [r.record() for r in runs]
+    write_stats(out, records, cfg, pairs=_compare_pairs(records, tune_key))
+    write_plan(out, [r for r in runs if r.chosen])
+    return record
+
+
+def _each_with_base(ex: RunExecutor, task, runs: list[PlannedRun], jobs: int, desc: str) -> list:
+    """run_each, with the base model's evaluation beside the runs while it is still missing."""
+    return run_each(task, runs, jobs, desc, ex.out, beside=ex.evaluate_base if ex.needs_base() else None)
+
+
+def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, light: set,
+          jobs: int) -> dict:
+    """Train every tuning run, then choose each entry's value (_choose); the runs are evaluated
+    later, once the choice is known. A grid point whose training stopped (non-finite losses) is
+    recorded, not fatal."""
+    all_tuning = [r for rs in tuning_runs.values() for r in rs]
+    trained = _each_with_base(ex, ex.train, all_tuning, jobs, "tuning runs")
+    stopped = {r.name: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
+    return _choose(ex, tuning_runs, tune_key, stopped, light)
+
+
+def _choose(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, stopped: dict,
+            light: set) -> dict:
+    """Each entry's value of the tuned key: its finished seed-0 run with the lowest final validation
+    loss; marks every tuning run chosen or not (and light unless chosen). The tuning record."""
+    record = {"val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
+    for m, rs in tuning_runs.items():
+        losses = {str(r.overrides[tune_key]): None if r.name in stopped else ex.val_loss(r) for r in rs}
+        finished = [r for r in rs if r.name not in stopped]
+        if not finished:
+            raise UserError(f"{ex.out}: every {tune_key} in {m}'s grid stopped on non-finite losses; "
+                            "lower the grid's values")
+        best = min(finished, key=lambda r: ex.val_loss(r))
+        record["val_loss"][m] = losses
+        record["chosen"][m] = best.overrides[tune_key]
+        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
+        for r in rs:
+            r.chosen = r is best
+            r.light = m in light or r is not best
+    return record
+
+
+def _coerced(cfg: ExperimentConfig, key: str, value):
+    """`value` as the config stores it for `key` (e.g. "1e-3" → 0.001), refused with the key named
+    when invalid."""
+    return config_value(with_overrides(cfg, {key: value}), key)
+
+
+def _ordered(values: list) -> list:
+    """Numeric grids ascending (so "at the grid's edge" means the smallest or largest value)."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return sorted(set(values)) if numeric else list(dict.fromkeys(values))
+
+
+def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, dict]]:
+    """The pairs a comparison tests: the entries (arms) at their chosen settings, seed by seed, and
+    (from the tuning runs) the entries at each shared value of the tuned key. Two arms of one
+    method (LoRA on q,v and on every linear) are a pair like two methods. runs: their records."""
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        if a["seed"] != b["seed"] or a.get("arm", a["method"]) == b.get("arm", b["method"]):
+            continue
+        chosen = a["chosen"] and b["chosen"]
+        shared = tune_key is not None and tune_key in a["overrides"] and \
+            a["overrides"].get(tune_key) == b["overrides"].get(tune_key)
+        if chosen or shared:
+            pairs.append((a, b))
+    return pairs
