@@ -83,8 +83,8 @@ def test_stability_score_formula():
 
 def test_curve_analysis_on_records():
     vs, val, ts, tr = _v_curve(onset=150)
-    train = [{"kind": "train", "step": s, "loss": l, "grad_norm": 1.0, "elapsed_s": s * 0.5,
-              "tokens_total": 100 * s, "skipped": False} for s, l in zip(ts, tr)]
+    train = [{"kind": "train", "step": s, "loss": loss, "grad_norm": 1.0, "elapsed_s": s * 0.5,
+              "tokens_total": 100 * s, "skipped": False} for s, loss in zip(ts, tr)]
     val_recs = [{"kind": "val", "step": s, "val_loss": v} for s, v in zip(vs, val)]
     out = an.curve_analysis(train, val_recs, {"steps": 300, "final_val_loss": 3.5,
                                               "final_train_loss_window_mean": 2.0})

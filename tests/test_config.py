@@ -292,7 +292,7 @@ def test_resolve_targets_suggests_a_preset():
 def test_eval_defaults_pass_check_and_light_drops_generation():
     e = EvalConfig()
     e.check()
-    light = e.light()
+    light = e.likelihood_only()
     assert light.gen_prompts == 0 and e.gen_prompts == 100
     assert light.max_length == e.max_length and light.buckets == e.buckets
 

@@ -145,7 +145,7 @@ def _naive_epoch(store, order, t, b, pad_id):
     for r in range(n_batches * b):
         cells = stream[r * t:(r + 1) * t]
         inp, pos, tgt = [], [], []
-        for k, (doc, j, tok) in enumerate(cells):
+        for k, (doc, _j, tok) in enumerate(cells):
             inp.append(tok)
             pos.append(0 if k == 0 or cells[k - 1][0] != doc else pos[-1] + 1)
             nxt = cells[k + 1] if k + 1 < len(cells) else None

@@ -235,7 +235,8 @@ def test_report_section_reads_stats_json_rows_and_tests():
     evals = {k: {"downstream": {"lm_eval_version": "0.4.13", "tasks": {TASK: _sample_set(v)}}}
              for k, v in outcomes.items()}
     cfg = EvalConfig(bootstrap_resamples=200)
-    entry = lambda a, b: {"a": a, "b": b, "seed": 0, "stats": {"downstream": downstream_compare(evals[a], evals[b], cfg)}}
+    def entry(a, b):
+        return {"a": a, "b": b, "seed": 0, "stats": {"downstream": downstream_compare(evals[a], evals[b], cfg)}}
     stats = {"pairs": [entry("lora-s0", "full-s0"), entry("sweep-r4", "lora-s0")],
              "vs_base": [entry("lora-s0", "base"), entry("full-s0", "base"), entry("sweep-r4", "base")]}
     lora = NS(label="lora r16", runs=[NS(name="lora-s0")])

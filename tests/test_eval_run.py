@@ -171,7 +171,7 @@ def test_trained_needs_both_language_and_domain(evals, tiny_tokenizer, docs):
     assert not groups["en/docs"]["trained"] and not groups["ja/conversation"]["trained"]
     assert r["domains"]["trained_domains"] == ["news"] and r["domains"]["trained_pairs"] == [["ja", "news"]]
     model = load_model("tiny", vocab_size=len(tiny_tokenizer))
-    light = dataclasses.replace(CFG.light(), bootstrap_resamples=20)
+    light = dataclasses.replace(CFG.likelihood_only(), bootstrap_resamples=20)
     other = evaluate_model(model, tiny_tokenizer, docs, light, trained=[("en", "docs")])
     assert other["likelihood"]["by_group"]["en/docs"]["trained"]
     assert other["domains"]["held_out"] is None          # no Japanese group was trained
@@ -202,7 +202,7 @@ def test_compare_models_and_output(evals, tmp_path):
 
 def test_light_config_skips_generation(tiny_tokenizer, docs):
     model = load_model("tiny", vocab_size=len(tiny_tokenizer))
-    r = evaluate_model(model, tiny_tokenizer, docs[:2], CFG.light())
+    r = evaluate_model(model, tiny_tokenizer, docs[:2], CFG.likelihood_only())
     assert r["generation"]["n"] == 0 and r["forgetting"]["note"]
 
 

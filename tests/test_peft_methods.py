@@ -229,7 +229,7 @@ def test_the_plan_has_each_methods_memory_terms():
     kw = dict(precision="bf16", batch=4, seq=2048, base_dtype="bf16")
     plans = {m: plan_memory(c, method=m, **kw) for m in SPECS
              if not SPECS[m].trains_base and not SPECS[m].quantized_base}   # qlora: test_qlora.py
-    for m, p in plans.items():
+    for _m, p in plans.items():
         n = p["params"]["trainable"]
         assert p["bytes"]["gradients"] == 4 * n and p["bytes"]["optimizer"] >= 8 * n
     assert plans["adalora"]["bytes"]["method_state"] == 3 * 4 * plans["adalora"]["params"]["trainable"]

@@ -1,6 +1,6 @@
 """report: results.json from synthetic experiment directories, its schema, the rendered report.
 
-The fixtures write experiments.py's directory contract by hand (no training), with known numbers,
+The fixtures write the experiments package's directory contract by hand (no training), with known numbers,
 so derived figures can be recomputed here from the raw files.
 """
 

@@ -109,7 +109,8 @@ def bench_documents(cfg: BenchConfig) -> list[str]:
         return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line]
     docs, _ = load_sources(cfg.corpora, max_chars_per_source=cfg.max_chars)
     rng = np.random.default_rng(cfg.seed)
-    draw = lambda: max(8.0, rng.lognormal(np.log(cfg.doc_chars), cfg.doc_sigma))
+    def draw():
+        return max(8.0, rng.lognormal(np.log(cfg.doc_chars), cfg.doc_sigma))
     out, cur, target = [], "", draw()
     for doc in docs:
         for unit in re.split(r"(?<=[。！？\n])", doc.text):
@@ -220,7 +221,8 @@ def _fmt(s: dict | None, f: str) -> str:
 
 def table(summary: dict) -> str:
     """Two Markdown tables: median (min–max) over repeats, then the engine ÷ peer ratios."""
-    gib = lambda s: s and {k: v / 2 ** 30 for k, v in s.items()}
+    def gib(s):
+        return s and {k: v / 2 ** 30 for k, v in s.items()}
     rows = summary["rows"]
     mem = rows[0]["memory"] if rows else "peak_rss_bytes"
     label = "peak alloc GiB" if mem == "peak_allocated_bytes" else "peak RSS GiB"

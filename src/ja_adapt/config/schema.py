@@ -140,7 +140,7 @@ class EvalConfig:
     gen_batch_size: int = 16          # prompts per batched greedy decoding (left padding; results do not depend on it)
     bootstrap_resamples: int = 1000   # bootstrap resamples: every interval, paired CIs and sacrebleu's paired test
     seed: int = 0                     # prompt selection and bootstrap seed (and sampling, when on)
-    supervised: bool = True           # evaluate held-out supervised records (generation; light evals skip it)
+    supervised: bool = True           # evaluate held-out supervised records (generation; likelihood_only evals skip it)
     sft_examples: int = 0             # supervised examples evaluated per model (0 = every held-out one)
     sft_max_new_tokens: int = 64      # response budget; a response also stops at EOS / end of turn
     sft_do_sample: bool = False       # supervised responses: greedy (false) or sampled, seeded by eval.seed
@@ -176,7 +176,7 @@ class EvalConfig:
             raise UserError(f"eval.buckets.kanji_ratio: must be in (0, 1] (got {self.buckets.kanji_ratio})")
         self.downstream.check()
 
-    def light(self) -> "EvalConfig":
+    def likelihood_only(self) -> "EvalConfig":
         """Likelihood only (no generation, no supervised responses, no downstream tasks): for
         per-checkpoint curves."""
         return dataclasses.replace(self, gen_prompts=0, supervised=False,

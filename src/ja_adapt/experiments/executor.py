@@ -21,12 +21,12 @@ from ja_adapt.train.loop import train
 
 
 def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained,
-                  base_results=None, light: bool = False) -> dict:
+                  base_results=None, likelihood_only: bool = False) -> dict:
     """Evaluate once and cache the result at `path` (skipped when it exists); trained: the
     (lang, domain) pairs of the training split (evaluate_model)."""
     if path.is_file():
         return json.loads(path.read_text())
-    eval_cfg = cfg.eval.light() if light else cfg.eval   # checkpoints: likelihood only, for the curves
+    eval_cfg = cfg.eval.likelihood_only() if likelihood_only else cfg.eval   # checkpoints: likelihood only, for the curves
     results = evaluate_model(model, tokenizer, docs, eval_cfg,
                              trained=trained,
                              base_results=base_results)
@@ -117,16 +117,16 @@ class RunExecutor:
 
     def train_and_evaluate(self, r: PlannedRun) -> None:
         """Train `r`, evaluate its checkpoints (likelihood only, for the curves) and its final
-        weights (everything, or likelihood only for a light run)."""
+        weights (everything, or likelihood only for a likelihood_only run)."""
         docs, trained, base = self.docs, self.trained, self.base
         run_dir = self.out / r.dir
         final_step = self.train(r)["steps"]
-        for ckpt in [] if r.light or not r.curve else checkpoint.complete(run_dir / "checkpoints"):
+        for ckpt in [] if r.likelihood_only or not r.curve else checkpoint.complete(run_dir / "checkpoints"):
             # the final step's point on the learning curve is the run's own (full) evaluation;
             # tuning points that were not chosen get no learning curve
             if not (ckpt / "eval.json").is_file() and checkpoint.step_of(ckpt) != final_step:
                 model, tok = artifacts.load_weights(checkpoint.weights_in(ckpt), r.config)
-                evaluate_into(ckpt / "eval.json", model, tok, r.config, docs, trained, base, light=True)
+                evaluate_into(ckpt / "eval.json", model, tok, r.config, docs, trained, base, likelihood_only=True)
         if not (run_dir / "eval.json").is_file():
             model, tok, _ = artifacts.load_run(run_dir)
-            evaluate_into(run_dir / "eval.json", model, tok, r.config, docs, trained, base, light=r.light)
+            evaluate_into(run_dir / "eval.json", model, tok, r.config, docs, trained, base, likelihood_only=r.likelihood_only)

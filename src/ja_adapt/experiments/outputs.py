@@ -28,7 +28,8 @@ def write_experiment(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, se
     path = out / "experiment.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        spec = lambda m: (m.get("tuning") or {}).get("spec")
+        def spec(m):
+            return (m.get("tuning") or {}).get("spec")
         if old.get("config") != manifest["config"] or old.get("grid") != grid or \
                 old.get("kind") != kind or spec(old) != spec(manifest) or old.get("arms") != manifest.get("arms"):
             raise UserError(f"{path}: {out} holds a different experiment; re-run it with the same "
@@ -41,14 +42,15 @@ def write_experiment(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, se
 
 
 def _likelihood_only(results: dict) -> dict:
-    """An eval.json's content without what a light evaluation (EvalConfig.light) does not make."""
+    """An eval.json's content without what a likelihood-only evaluation (EvalConfig.likelihood_only)
+    does not make."""
     return {k: v for k, v in results.items() if k not in ("generation", "supervised", "downstream")}
 
 
 def _chosen(r: dict) -> bool:
     """A run at the settings an experiment compares: a comparison's chosen tuning point or seed, a
     sweep's fully evaluated point (a sweep's likelihood-only points are compared among themselves)."""
-    return r.get("chosen", not r.get("light"))
+    return r.get("chosen", not r.get("light"))   # "light": experiment.json's likelihood_only
 
 
 def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,

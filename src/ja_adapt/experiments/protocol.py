@@ -25,7 +25,7 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     run's final weights get the likelihood metrics only (bits/char, per-script accuracy,
     forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
     and no checkpoint evaluations. jobs: runs at once (package docstring)."""
-    runs = plan_runs(cfg, grid, seeds, light=likelihood_only)
+    runs = plan_runs(cfg, grid, seeds, likelihood_only=likelihood_only)
     write_experiment(out, kind, cfg, grid, seeds, runs,
                    {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
                     "jobs": jobs})
@@ -53,28 +53,28 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     evaluated (held-out and forgetting learning curves; None: every seed). Returns the tuning
     record (keyed by entry)."""
     entries = compared_entries(cfg, methods, arms, tune_key)
-    light = set(methods) if likelihood_only is True else set(likelihood_only or ())
-    if unknown := light - set(methods):
+    likelihood_only_entries = set(methods) if likelihood_only is True else set(likelihood_only or ())
+    if unknown := likelihood_only_entries - set(methods):
         raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
             f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
     extra = {"purpose": "quality", "tuning": {"spec": spec},
-             "evaluation": {m: "likelihood" if m in light else "full" for m in methods}, "jobs": jobs,
+             "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods}, "jobs": jobs,
              **({"arms": {a: entries[a] for a in arms}} if arms else {})}
     grid = {"method": list(methods)}
     warm_workers(jobs)
     ex = RunExecutor(out, cfg, reuse_from, base_now=jobs <= 1)
-    tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in light, arm=m)
+    tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in likelihood_only_entries, arm=m)
                        for v in grids[m]] for m in methods if m in grids}
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_experiment(out, "compare", cfg, grid, seeds, all_tuning, extra)
-    record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, light, jobs)}
+    record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, likelihood_only_entries, jobs)}
     runs = []
     for m in methods:
         fixed = {**entries[m], tune_key: record["chosen"][m]} if m in grids else entries[m]
         runs += [r for r in tuning_runs.get(m, []) if r.name not in record["stopped"]]
-        runs += [planned_run(cfg, fixed, s, m in light, arm=m, chosen=True)
+        runs += [planned_run(cfg, fixed, s, m in likelihood_only_entries, arm=m, chosen=True)
                  for s in seeds if m not in grids or s != seeds[0]]
     extra["tuning"] = record if grids else {"spec": None}
     write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
@@ -92,7 +92,7 @@ def _each_with_base(ex: RunExecutor, task, runs: list[PlannedRun], jobs: int, de
     return run_each(task, runs, jobs, desc, ex.out, beside=ex.evaluate_base if ex.needs_base() else None)
 
 
-def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, light: set,
+def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, likelihood_only_entries: set,
           jobs: int) -> dict:
     """Train every tuning run, then choose each entry's value (_choose); the runs are evaluated
     later, once the choice is known. A grid point whose training stopped (non-finite losses) is
@@ -100,13 +100,13 @@ def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: s
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     trained = _each_with_base(ex, ex.train, all_tuning, jobs, "tuning runs")
     stopped = {r.name: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
-    return _choose(ex, tuning_runs, tune_key, stopped, light)
+    return _choose(ex, tuning_runs, tune_key, stopped, likelihood_only_entries)
 
 
 def _choose(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, stopped: dict,
-            light: set) -> dict:
+            likelihood_only_entries: set) -> dict:
     """Each entry's value of the tuned key: its finished seed-0 run with the lowest final validation
-    loss; marks every tuning run chosen or not (and light unless chosen). The tuning record."""
+    loss; marks every tuning run chosen or not (and likelihood-only unless chosen). The tuning record."""
     record = {"val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
     for m, rs in tuning_runs.items():
         losses = {str(r.overrides[tune_key]): None if r.name in stopped else ex.val_loss(r) for r in rs}
@@ -120,7 +120,7 @@ def _choose(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key:
         record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
         for r in rs:
             r.chosen = r is best
-            r.light = m in light or r is not best
+            r.likelihood_only = m in likelihood_only_entries or r is not best
     return record
 
 

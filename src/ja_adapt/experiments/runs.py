@@ -19,16 +19,17 @@ class PlannedRun:
     seed: int
     overrides: dict                # on the experiment's base config, the seed aside
     dir: str                       # relative to the experiment directory: runs/<name>
-    light: bool                    # final weights get the likelihood metrics only (EvalConfig.light)
+    likelihood_only: bool                    # final weights get the likelihood metrics only (EvalConfig.likelihood_only)
     config: ExperimentConfig       # the validated run config
     arm: str | None = None         # the compared entry it belongs to (`compare`; a sweep's runs have none)
     chosen: bool | None = None     # at the settings the comparison compares (None: not a comparison's)
     curve: bool = True             # its checkpoints are evaluated (learning curves)
 
     def record(self) -> dict:
-        """The run as experiment.json lists it (key order kept: the file's bytes depend on it)."""
+        """The run as experiment.json lists it (key order kept: the file's bytes depend on it;
+        "light" is the file's key for likelihood_only, kept so existing experiment directories resume)."""
         return {"name": self.name, **({"arm": self.arm} if self.arm else {}), "method": self.method,
-                "seed": self.seed, "overrides": self.overrides, "dir": self.dir, "light": self.light,
+                "seed": self.seed, "overrides": self.overrides, "dir": self.dir, "light": self.likelihood_only,
                 **({} if self.chosen is None else {"chosen": self.chosen})}
 
 
@@ -38,21 +39,21 @@ def run_name(overrides: dict, seed: int) -> str:
     return "__".join(parts + [f"s{seed}"]).replace("/", "_")
 
 
-def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, light: bool = False,
+def planned_run(cfg: ExperimentConfig, overrides: dict, seed: int, likelihood_only: bool = False,
                 arm: str | None = None, chosen: bool | None = None) -> PlannedRun:
-    """One run: its name, overrides, validated config; `light` runs get a likelihood-only
+    """One run: its name, overrides, validated config; `likelihood_only` runs get a likelihood-only
     evaluation (tuning points that were not chosen). arm: the compared entry it belongs to."""
     run_cfg = with_overrides(cfg, {**overrides, "seed": seed})
     name = run_name(overrides, seed)
     return PlannedRun(name=name, method=run_cfg.method, seed=seed, overrides=overrides, dir=f"runs/{name}",
-                      light=light, config=run_cfg, arm=arm, chosen=chosen)
+                      likelihood_only=likelihood_only, config=run_cfg, arm=arm, chosen=chosen)
 
 
 def plan_runs(cfg: ExperimentConfig, grid: dict[str, list], seeds: list[int],
-              light: bool = False) -> list[PlannedRun]:
+              likelihood_only: bool = False) -> list[PlannedRun]:
     """Every grid point × seed, each with its overrides and name; validated up front."""
     keys = list(grid)
-    return [planned_run(cfg, dict(zip(keys, values)), seed, light)
+    return [planned_run(cfg, dict(zip(keys, values)), seed, likelihood_only)
             for values in itertools.product(*[grid[k] for k in keys]) for seed in seeds]
 
 

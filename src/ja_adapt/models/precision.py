@@ -38,7 +38,8 @@ class _Bf16Linear(torch.autograd.Function):
     def backward(ctx, grad):
         xb, wb = ctx.saved_tensors
         g = grad.to(torch.bfloat16).float()
-        back = lambda t, i: t.to(torch.bfloat16).to(ctx.dtypes[i])  # bf16 result, as autocast's
+        def back(t, i):
+            return t.to(torch.bfloat16).to(ctx.dtypes[i])  # bf16 result, as autocast's
         gx = back(g @ wb.float(), 0) if ctx.needs_input_grad[0] else None
         g2 = g.reshape(-1, g.shape[-1])
         gw = back(g2.t() @ xb.float().reshape(-1, xb.shape[-1]), 1) if ctx.needs_input_grad[1] else None
@@ -72,7 +73,8 @@ class emulated_bf16(TorchFunctionMode):
             return _Bf16Linear.apply(given["input"], given["weight"], given.get("bias"))
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
-        r = lambda x: x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
+        def r(x):
+            return x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
         return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
 
 

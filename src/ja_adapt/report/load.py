@@ -39,7 +39,7 @@ class Run:
     train: list[dict]               # metrics.jsonl records of kind train
     val: list[dict]                 # ... of kind val
     eval: dict | None
-    checkpoints: list[tuple[int, dict]] = field(default_factory=list)  # (step, light eval)
+    checkpoints: list[tuple[int, dict]] = field(default_factory=list)  # (step, likelihood_only eval)
     purpose: str = "quality"        # the experiment's: quality, or probe (time and memory only)
     arm: str = ""                   # the compared entry (compare --arm or a method); default: the method
     arm_keys: frozenset = frozenset()   # the keys that entry sets itself (its label leaves them out)

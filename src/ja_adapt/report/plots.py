@@ -36,7 +36,7 @@ def loss_curves(res: dict, path: Path) -> Path | None:
     if not runs:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (name, c) in enumerate(sorted(runs.items())):
+    for i, (_name, c) in enumerate(sorted(runs.items())):
         col = _color(c["group"], i)
         for ax, key in zip(axes, ("train", "val")):
             pts = c[key]

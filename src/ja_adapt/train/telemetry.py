@@ -41,9 +41,9 @@ def device_peak_flops(device) -> float | None:
     return peak_flops(torch.cuda.get_device_name(dev))
 
 
-def mfu(tokens_per_s: float, flops_per_token: float, peak: float) -> float:
+def mfu(tokens_per_s: float, model_flops_per_token: float, peak: float) -> float:
     """Model FLOPs utilisation: achieved FLOP/s (tokens/s × FLOPs per token) over the peak."""
-    return tokens_per_s * flops_per_token / peak
+    return tokens_per_s * model_flops_per_token / peak
 
 
 # ---- devices -------------------------------------------------------------------------------------

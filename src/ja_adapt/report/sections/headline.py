@@ -49,7 +49,7 @@ def headline(cmp: Comparison) -> dict:
                         "difference": diff, "paired_by_seed": seeds["paired"]}
         if seeds["welch"].get("p") is not None:
             families.setdefault(question, {})[key] = seeds["welch"]["p"]
-    for question, ps in families.items():
+    for ps in families.values():
         for key, p_holm in zip(ps, holm(list(ps.values()))):
             metrics[key]["difference"]["p_holm"] = p_holm
     for m in metrics.values():

@@ -20,7 +20,7 @@ def build(ctx) -> dict:
         "optimizer_state_bytes": lambda g: g.summary("optimizer_state_bytes"),
         "model_state_bytes": lambda g: g.summary("model_state_bytes"),
         "memory_kind": lambda g: g.runs[0].summary.get("memory_kind")}),
-        "lora_vs_full": ctx.cmp.vs({k: (an.reduction_pct, (lambda key: lambda g: g.summary(key))(key))
+        "lora_vs_full": ctx.cmp.vs({k: (an.reduction_pct, lambda g, key=key: g.summary(key))
                                     for k, key in REDUCTIONS})}
     predicted = predicted_vs_measured(ctx.exps)
     if predicted:

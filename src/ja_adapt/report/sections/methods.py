@@ -58,11 +58,11 @@ def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
                "chars_per_token": g.agg(_ja_chars_per_token),
                "ja_bits_per_char": g.q("ja_bits_per_char"),
                "char_accuracy": {s: g.q(f"char_accuracy_{s}") for s in (*SCRIPTS, "overall") if s != "other"},
-               "forgetting": g.agg(lambda r: _forgetting(q[r.seed])),
-               "forgetting_by_lang": {lang: g.agg(lambda r, lang=lang: q[r.seed].get(f"{lang}_bpb_increase"))
+               "forgetting": g.agg(lambda r, q=q: _forgetting(q[r.seed])),
+               "forgetting_by_lang": {lang: g.agg(lambda r, lang=lang, q=q: q[r.seed].get(f"{lang}_bpb_increase"))
                                       for lang in langs}}
         bpc = row["ja_bits_per_char"]
-        gain = g.agg(lambda r: None if base_bpc is None or q[r.seed].get("ja_bits_per_char") is None
+        gain = g.agg(lambda r, q=q: None if base_bpc is None or q[r.seed].get("ja_bits_per_char") is None
                      else base_bpc - q[r.seed]["ja_bits_per_char"])
         if gain["n"] == 1 and bpc.get("ci_low") is not None and base_bpc is not None:
             # one seed: the run's own bootstrap interval, mirrored (gain falls as bits/char rises)
