@@ -17,7 +17,7 @@ train.emulate_bf16=off ...).
 
 The engine calls step.train_step itself rather than train.train, because train.train builds the
 model with the tokenizer's vocabulary (the bench keeps the preset's, 151,936 for Qwen2.5) and
-always re-reads the corpus and saves a checkpoint (tests/test_bench.py checks its losses against
+always re-reads the corpus and saves a checkpoint (tests/unit/apps/test_bench.py checks its losses against
 train.train's).
 
 Timing: a step is the interval between the ends of consecutive optimizer steps (data fetch, forward,

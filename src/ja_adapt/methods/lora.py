@@ -100,7 +100,7 @@ def _dora_transient(arch, options) -> float:
     identity (so B·A itself is never a parameter product FSDP could not see), then s·B·A and W + s·B·A,
     all fp32, freed before the next Linear. Bytes of the largest adapted Linear's: identity, A·I,
     three [out, in] matrices and two [out] vectors (the norm, the magnitude's ratio to it), an upper
-    bound of what lives at once (tests/test_plan.py measures the real tensors)."""
+    bound of what lives at once (tests/unit/models/test_plan.py measures the real tensors)."""
     if not options.lora.use_dora:
         return 0.0
     r = options.lora.rank

@@ -73,7 +73,7 @@ class MethodSpec:
     # (arch, options, activation bytes, seq, masked: attention gets an explicit mask) -> bytes per
     # token per layer the method saves for backward beyond the LoRA adapters the plan already counts
     # (IA3's scaled tensors, DoRA's base and adapter outputs, the prefix's keys and values); each
-    # checked against saved-tensor hooks on the tiny model in tests/test_plan.py
+    # checked against saved-tensor hooks on the tiny model in tests/unit/models/test_plan.py
     saved_per_token: Callable[[Any, Any, int, int, bool], float] = lambda arch, options, act, seq, masked: 0.0
     # (arch, options) -> bytes one layer's forward makes and frees again before the next layer (DoRA's
     # weight norm); the step's peak is the larger of the largest of them and the loss's working set

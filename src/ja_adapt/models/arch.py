@@ -3,7 +3,7 @@
 `ja-adapt plan` answers from these in milliseconds; importing torch and transformers to build a
 meta-device model took seconds longer than the arithmetic. The architectures whose parameters are
 written out below (`LAYOUTS`: Qwen2, Llama, Mistral) are checked against the meta-device model in
-tests/test_plan.py; any other architecture is built on the meta device (`_meta_arch`).
+tests/unit/models/test_plan.py; any other architecture is built on the meta device (`_meta_arch`).
 
 The presets (`PRESETS`) live here too, as plain dicts, so that planning a preset imports nothing
 heavy; models.py turns them into transformers configs.
@@ -200,7 +200,7 @@ def recompute_flops_per_token(config, *, seq_len: int) -> float:
     (2 per weight of its Linears, 4 · (heads · head_dim) · T for attention; not the lm_head), less
     its last Linear (down_proj): torch's non-reentrant checkpoint stops recomputing once every
     tensor backward needs is back, and down_proj's own inputs are the last of them (measured with
-    FlopCounterMode in tests/test_telemetry.py)."""
+    FlopCounterMode in tests/unit/train/test_telemetry.py)."""
     a = architecture(config)
     return a.layers * (2.0 * sum(i * o for _, i, o in a.linears[:-1]) + 4.0 * a.q_width * seq_len)
 

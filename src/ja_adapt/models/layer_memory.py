@@ -1,7 +1,7 @@
 """The memory model of one decoder layer: what a Llama-style layer (RMSNorm, SDPA attention, gated
 SiLU MLP) saves for backward under ja-adapt's training step, the autocast weight copies it makes and
 the adapter products it keeps. plan.py's plan_memory sums it over the layers; docs/plan.md states
-the formulas, tests/test_plan.py checks them against saved-tensor hooks."""
+the formulas, tests/unit/models/test_plan.py checks them against saved-tensor hooks."""
 
 from __future__ import annotations
 

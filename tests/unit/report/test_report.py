@@ -599,7 +599,7 @@ def test_arms_get_a_row_each_and_every_lora_arm_a_headline_against_full(arms_dir
     section = md.split("3.4 Methods side by side")[-1]
     assert "| lora-all (lora) |" in section and "| chars/token | chars/s |" in section
     # one tokenizer here (equal chars/token): no cross-tokenizer note (the demo's extended-vocabulary
-    # arm gets it: tests/test_demo.py)
+    # arm gets it: tests/integration/test_demo.py)
     assert "These rows use different tokenizers" not in section
 
 

@@ -228,7 +228,7 @@ def test_the_plan_has_each_methods_memory_terms():
     c = PRESETS["qwen2.5-0.5b"]
     kw = dict(precision="bf16", batch=4, seq=2048, base_dtype="bf16")
     plans = {m: plan_memory(c, method=m, **kw) for m in SPECS
-             if not SPECS[m].trains_base and not SPECS[m].quantized_base}   # qlora: test_qlora.py
+             if not SPECS[m].trains_base and not SPECS[m].quantized_base}   # qlora: tests/unit/models/test_qlora.py
     for _m, p in plans.items():
         n = p["params"]["trainable"]
         assert p["bytes"]["gradients"] == 4 * n and p["bytes"]["optimizer"] >= 8 * n

@@ -28,7 +28,7 @@ from ja_adapt.config import (
 from ja_adapt.core.errors import UserError
 from ja_adapt.methods.spec import TARGET_PRESETS, resolve_targets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 ACCELERATE = sorted((ROOT / "docs" / "accelerate").glob("*.yaml"))
 

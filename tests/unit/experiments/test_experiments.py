@@ -200,7 +200,7 @@ def test_compare_over_three_methods_tunes_one_and_reports_every_method(saved_tin
     for a, b in (("lora", "full"), ("qlora", "full"), ("qlora", "lora")):
         assert frozenset((headline[a], headline[b])) in pairs
     assert {p["a"] for p in stats["vs_base"]} == set(headline.values())
-    results = build_results([out])                # the rendering: test_report.py
+    results = build_results([out])                # the rendering: tests/unit/report/test_report.py
     rows = results["methods"]["rows"]
     assert set(rows) == {"lora", "full", "qlora"}
     assert rows["qlora"]["params_trainable"]["mean"] == rows["lora"]["params_trainable"]["mean"]

@@ -14,7 +14,7 @@ from ja_adapt.config import load_config, to_dict
 from ja_adapt.data import corpora
 from ja_adapt.core.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
