@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: $(STAMP)
 	$(VENV)/bin/ja-adapt demo --out $(OUT)
 
+# ruff first (format and lint, pyproject.toml's [tool.ruff]): seconds, before the suite's minutes
 test: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/python -m pytest
 
 # Resolve pyproject.toml's ranges (with the dev and bench extras: the suite runs TRL beside

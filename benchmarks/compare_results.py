@@ -19,8 +19,28 @@ from pathlib import Path
 # Key words (parts of a key between underscores) whose values come from a clock or the allocator,
 # and scores computed from them: a path with such a key is left out.
 MEASURED_WORDS = {
-    "time", "times", "seconds", "sec", "s", "wall", "clock", "elapsed", "duration", "started", "finished",
-    "timestamp", "date", "throughput", "speed", "mfu", "mem", "memory", "rss", "peak", "hostname", "efficiency",
+    "time",
+    "times",
+    "seconds",
+    "sec",
+    "s",
+    "wall",
+    "clock",
+    "elapsed",
+    "duration",
+    "started",
+    "finished",
+    "timestamp",
+    "date",
+    "throughput",
+    "speed",
+    "mfu",
+    "mem",
+    "memory",
+    "rss",
+    "peak",
+    "hostname",
+    "efficiency",
 }
 _KEY = re.compile(r"[A-Za-z0-9]+")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from ja_adapt.data.documents import Document
 from tiny_text import SENTENCES
 
+from ja_adapt.data.documents import Document
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +18,14 @@ def tiny_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
 @pytest.fixture
@@ -53,11 +54,12 @@ def saved_tiny_model(tmp_path_factory, tiny_tokenizer):
     tiny_tokenizer.save_pretrained(model_dir)
     docs, _ = load_sources(["hironsan-news", "chatterbot-ja"], max_chars_per_source=6000)
     corpus = root / "ja.jsonl"
-    corpus.write_text("".join(json.dumps({"text": d.text, "domain": d.domain}, ensure_ascii=False) + "\n"
-                              for d in docs), encoding="utf-8")
+    corpus.write_text(
+        "".join(json.dumps({"text": d.text, "domain": d.domain}, ensure_ascii=False) + "\n" for d in docs),
+        encoding="utf-8",
+    )
     os.environ.setdefault("JA_ADAPT_CACHE", str(root / "cache"))
     return root, model_dir, corpus
-
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,7 @@ def one_thread():
     """One intra-op thread for a module: on a couple of shared cores torch's thread pool stalls on
     contention (use with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
     import torch  # here, not at the top: most tests need no torch to collect
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -79,13 +82,14 @@ def one_thread():
 # malloc_trim hand freed memory back to the OS, so one module's arena is not the next one's peak.
 # The summary names the largest, and what each module kept; above the limit the run fails.
 RSS_LIMIT_GIB = float(__import__("os").environ.get("JA_ADAPT_RSS_LIMIT_GIB", "6"))
-_rss: dict[str, tuple[int, int]] = {}      # test id -> (own peak, largest child peak so far), bytes
-_kept: dict[str, int] = {}                  # test module -> resident bytes it left behind (after trim)
+_rss: dict[str, tuple[int, int]] = {}  # test id -> (own peak, largest child peak so far), bytes
+_kept: dict[str, int] = {}  # test module -> resident bytes it left behind (after trim)
 _release_s = [0.0]
 
 
 def _status_bytes(field: str) -> int | None:
     from ja_adapt.train.telemetry import proc_status_bytes
+
     return proc_status_bytes(field)
 
 
@@ -98,13 +102,15 @@ def _reset_hwm() -> None:
 
 
 def _release_memory() -> None:
-    from ja_adapt.train.telemetry import release_freed_heap    # gc + malloc_trim, the one definition
+    from ja_adapt.train.telemetry import release_freed_heap  # gc + malloc_trim, the one definition
+
     release_freed_heap()
 
 
 @pytest.fixture(autouse=True)
 def _peak_rss(request):
     import resource
+
     _reset_hwm()
     yield
     own = _status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -117,6 +123,7 @@ def _release_between_modules(request):
     """gc + malloc_trim once per test module (per test cost 4 minutes of the suite): what a module
     leaves resident after it is what it keeps alive, reported as "left resident"."""
     import time
+
     start = time.perf_counter()
     _release_memory()
     before = _status_bytes("VmRSS") or 0
@@ -144,13 +151,16 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"largest child process {_gib(child)}  (first reached in {first_child})")
     for test, kept in sorted(_kept.items(), key=lambda kv: -kv[1])[:5]:
         terminalreporter.write_line(f"left resident {_gib(kept)}  {test}")
-    terminalreporter.write_line(f"limit {RSS_LIMIT_GIB} GiB (JA_ADAPT_RSS_LIMIT_GIB); "
-                                f"gc + malloc_trim between tests: {_release_s[0]:.1f} s")
+    terminalreporter.write_line(
+        f"limit {RSS_LIMIT_GIB} GiB (JA_ADAPT_RSS_LIMIT_GIB); gc + malloc_trim between tests: {_release_s[0]:.1f} s"
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):
     worst = max((max(v) for v in _rss.values()), default=0)
     if worst > RSS_LIMIT_GIB * 2**30 and exitstatus == 0:
         session.exitstatus = 1
-        print(f"\nja-adapt tests: a process reached {_gib(worst)} of resident memory, above the "
-              f"{RSS_LIMIT_GIB} GiB limit (see 'peak resident memory per process')")
+        print(
+            f"\nja-adapt tests: a process reached {_gib(worst)} of resident memory, above the "
+            f"{RSS_LIMIT_GIB} GiB limit (see 'peak resident memory per process')"
+        )

@@ -11,8 +11,8 @@ import pytest
 
 from ja_adapt.apps import demo
 from ja_adapt.config import load_config, to_dict
-from ja_adapt.data import corpora
 from ja_adapt.core.errors import UserError
+from ja_adapt.data import corpora
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def fresh_cache(tmp_path, monkeypatch):
     demo.base_model._cached_base.cache_clear()
 
 
-@pytest.mark.timeout(900)   # under a minute on 2 idle cores; shared cores can be far slower
+@pytest.mark.timeout(900)  # under a minute on 2 idle cores; shared cores can be far slower
 def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     from ja_adapt.report import validate
 
@@ -39,8 +39,10 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     validate(saved)
     assert saved["primary"]["lora"] and saved["primary"]["full"]
-    assert {saved["groups"][saved["primary"]["lora"]]["config"]["method"],
-            saved["groups"][saved["primary"]["full"]]["config"]["method"]} == {"lora", "full"}
+    assert {
+        saved["groups"][saved["primary"]["lora"]]["config"]["method"],
+        saved["groups"][saved["primary"]["full"]]["config"]["method"],
+    } == {"lora", "full"}
     # the protocol: each method's rate tuned on seed 0, the other seed trained at the choice
     tuning = saved["lr_tuning"]
     assert tuning["status"] == "ok" and set(tuning["chosen"]) == set(demo.METHODS)
@@ -54,8 +56,11 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     assert head["metrics"]["sft_chrf"]["lora"]["n"] == 2 and "supervised_task" in head["families"]
     pairs = [json.loads(line) for line in (out / "data/translation.jsonl").read_text("utf-8").splitlines()]
     assert {p["split"] for p in pairs} == {"train", "val", "test"}
-    units = {u.strip() for line in (out / "data/ja-train.jsonl").read_text("utf-8").splitlines()
-             for u in json.loads(line)["text"].split("\n\n")}
+    units = {
+        u.strip()
+        for line in (out / "data/ja-train.jsonl").read_text("utf-8").splitlines()
+        for u in json.loads(line)["text"].split("\n\n")
+    }
     held_out = {p["completion"] for p in pairs if p["split"] != "train"}
     assert held_out and not held_out & units
     assert "Supervised task" in (out / "report.md").read_text("utf-8")
@@ -72,8 +77,13 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     # IA3 gets its own rate from its grid, then the other seed, likelihood metrics only
     assert tuning["grids"]["ia3"] == demo.QUICK.method_grids["ia3"] and set(tuning["chosen"]) == set(demo.METHODS)
     manifest = json.loads((out / "compare/experiment.json").read_text())
-    assert manifest["evaluation"] == {"lora": "full", "lora-all": "full", "full": "full",
-                                      "full-vocab": "likelihood", "ia3": "likelihood"}
+    assert manifest["evaluation"] == {
+        "lora": "full",
+        "lora-all": "full",
+        "full": "full",
+        "full-vocab": "likelihood",
+        "ia3": "likelihood",
+    }
     assert manifest["jobs"] == demo.JOBS
     ia3 = [r for r in manifest["runs"] if r["arm"] == "ia3"]
     assert len(ia3) == 2 + 1 and all(r["light"] for r in ia3)
@@ -96,20 +106,30 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     assert rows["ia3"]["params_trainable"]["mean"] < rows["lora"]["params_trainable"]["mean"]
     assert rows["ia3"]["ja_bits_per_char"]["n"] == 2 and rows["ia3"]["forgetting"]["n"] == 2
     assert saved["time_efficiency"]["conditions"] == {"runs_at_once": [demo.JOBS], "torch_threads": [1]}
-    assert report_heading_order(out) [:4] == ["Executive summary", "The answer: LoRA vs full fine-tuning",
-                                              "The base model", "Evaluation sets"]
+    assert report_heading_order(out)[:4] == [
+        "Executive summary",
+        "The answer: LoRA vs full fine-tuning",
+        "The base model",
+        "Evaluation sets",
+    ]
     assert results["primary"] == saved["primary"]
     # the downstream section: the shipped lm-eval task on base and on each seed of both methods
     ds = saved["downstream"]
     assert ds["status"] == "ok" and ds["tasks"]["ja_adapt_mc_translation"]["n"] == 12
-    assert {r["model"] for r in ds["rows"]} >= {"base"} and len(ds["rows"]) == 5      # base + 2 + 2 seeds
+    assert {r["model"] for r in ds["rows"]} >= {"base"} and len(ds["rows"]) == 5  # base + 2 + 2 seeds
     assert {(t["a"], t["b"]) for t in ds["tests"] if t["b"] == "base"} and len(ds["tests"]) == 6
     assert "### 3.3 Downstream tasks (lm-evaluation-harness)" in (out / "report.md").read_text(encoding="utf-8")
-    printed, stray = capfd.readouterr()      # fd level: the parallel runs' processes too
-    for text in ("kernels-community", "Failed to load", "is_gradient_checkpointing",
-                 "`pretrained` model kwarg", "already-initialized model"):
-        assert text not in stray, text       # no hub reach, no third-party noise
+    printed, stray = capfd.readouterr()  # fd level: the parallel runs' processes too
+    for text in (
+        "kernels-community",
+        "Failed to load",
+        "is_gradient_checkpointing",
+        "`pretrained` model kwarg",
+        "already-initialized model",
+    ):
+        assert text not in stray, text  # no hub reach, no third-party noise
     from ja_adapt.report import executive_summary
+
     assert executive_summary(results) in printed
     assert printed.rstrip().splitlines()[-1].startswith(f"report: {out / 'report.md'}")
 
@@ -128,15 +148,19 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
     # Japanese in at least two training domains; en and zh held out from the base corpus
     train_docs = [json.loads(line) for line in (out / "data/ja-train.jsonl").read_text().splitlines()]
     assert len({d["domain"] for d in train_docs}) >= 2 and {d["lang"] for d in train_docs} == {"ja"}
-    base_docs = [json.loads(line) for line in
-                 (Path(json.loads((out / "demo.json").read_text())["base_model"]).parents[1]
-                  / "base.jsonl").read_text().splitlines()]
+    base_docs = [
+        json.loads(line)
+        for line in (Path(json.loads((out / "demo.json").read_text())["base_model"]).parents[1] / "base.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert {d["lang"] for d in base_docs} == {"en", "zh", "ja"}
     for lang in ("en", "zh"):
         held = {json.loads(line)["text"] for line in (out / f"data/eval-{lang}.jsonl").read_text().splitlines()}
         assert held and not held & {d["text"] for d in base_docs}
     # the base model's Japanese comes from the adaptation train split only, never its test split
     from ja_adapt.data.pipeline import training_splits
+
     cfg = load_config(str(out / f"compare/runs/method-lora__optim.lr-{tuning['chosen']['lora']}__s0/config.yaml"))
     test_texts = {d.text for d in training_splits(cfg)[1]["test"]}
     assert test_texts and not test_texts & {d["text"] for d in base_docs if d["lang"] == "ja"}
@@ -154,16 +178,17 @@ def test_quick_demo_end_to_end(tmp_path, fresh_cache, capfd):
 
 def test_demo_yaml_is_the_demo_config():
     """configs/demo.yaml + the commands in its header are exactly what `ja-adapt demo` runs."""
-    from ja_adapt.config import parse_override, with_overrides
     from ja_adapt.apps.cli.experiments import parse_arms, parse_grid, parse_tune
+    from ja_adapt.config import parse_override, with_overrides
 
     path = REPO / "configs/demo.yaml"
     from_yaml = load_config(path)
     built = demo.demo_config(demo.FULL, Path("ja-adapt-demo/data"), "demo-base")
     assert to_dict(from_yaml) == to_dict(built)
 
-    header = " ".join(line.lstrip("#").strip() for line in path.read_text().splitlines()
-                      if line.startswith("#")).replace("\\ ", " ")
+    header = " ".join(
+        line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")
+    ).replace("\\ ", " ")
     compare = shlex.split(next(c for c in header.split("ja-adapt ")[1:] if c.startswith("compare")))
     tunes = [compare[i + 1] for i, w in enumerate(compare) if w == "--tune"]
     names = compare[compare.index("--methods") + 1].split(",")
@@ -175,7 +200,7 @@ def test_demo_yaml_is_the_demo_config():
     assert {m: [float(v) for v in g] for m, g in grids.items()} == {**demo.FULL.tune_grids, **demo.FULL.method_grids}
     assert int(compare[compare.index("--seeds") + 1]) == demo.FULL.seeds
     assert int(compare[compare.index("--jobs") + 1]) == demo.JOBS
-    lr = 3.0e-3                                     # any chosen rate: the commands name it LR
+    lr = 3.0e-3  # any chosen rate: the commands name it LR
     commands = [c.replace("=LR", f"={lr}") for c in header.split("ja-adapt ")[1:] if c.startswith("sweep")]
     plan = demo.sweep_plan(demo.FULL, built, {"lora": lr})
     assert len(commands) == len(plan)
@@ -185,15 +210,17 @@ def test_demo_yaml_is_the_demo_config():
         grids = [words[i + 1] for i, w in enumerate(words) if w == "--grid"]
         overrides = dict(parse_override(w) for w in words if "=" in w and w not in grids)
         cfg = with_overrides(built, overrides)
-        seen[tuple(parse_grid(grids))] = (parse_grid(grids), to_dict(cfg), "probe" if "--probe" in words
-                                        else "likelihood" if "--likelihood-only" in words else "quality")
+        seen[tuple(parse_grid(grids))] = (
+            parse_grid(grids),
+            to_dict(cfg),
+            "probe" if "--probe" in words else "likelihood" if "--likelihood-only" in words else "quality",
+        )
     for grid, cfg, purpose in plan.values():
         assert seen[tuple(grid)] == (grid, to_dict(cfg), purpose)
 
 
 def report_heading_order(out: Path) -> list[str]:
-    return [line[3:] for line in (out / "report.md").read_text(encoding="utf-8").splitlines()
-            if line.startswith("## ")]
+    return [line[3:] for line in (out / "report.md").read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
 
 
 def _replace_source(monkeypatch, name, **changes):
@@ -229,6 +256,7 @@ def test_out_must_be_a_demo_directory(tmp_path):
 def test_cli_registers_demo():
     from ja_adapt.apps.cli import build_parser
     from ja_adapt.apps.cli import demo as demo_cli
+
     args = build_parser("demo").parse_args(["demo", "--quick", "--out", "x"])
     assert args._module is demo_cli and args.quick and args.out == Path("x")
     assert build_parser("demo").parse_args(["demo"]).out == demo.DEFAULT_OUT

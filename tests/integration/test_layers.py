@@ -12,8 +12,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "ja_adapt"
@@ -25,8 +26,13 @@ def _contracts() -> list[dict]:
 
 def _lint(src_root: Path, config: Path) -> subprocess.CompletedProcess:
     lint = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(lint), "--config", str(config), "--no-cache"], capture_output=True,
-                          text=True, cwd=src_root, env={"PYTHONPATH": str(src_root), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [str(lint), "--config", str(config), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=src_root,
+        env={"PYTHONPATH": str(src_root), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_import_graph_is_layered_and_acyclic():
@@ -38,10 +44,11 @@ def test_import_graph_is_layered_and_acyclic():
 def test_every_module_belongs_to_a_layer():
     layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
     listed = {m.strip() for layer in layers for m in layer.replace("|", ":").split(":")}
-    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
-               for p in PACKAGE.rglob("*.py")}
-    unlisted = {m for m in modules - {"ja_adapt"}
-                if not any(m == top or m.startswith(top + ".") for top in listed)}
+    modules = {
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for p in PACKAGE.rglob("*.py")
+    }
+    unlisted = {m for m in modules - {"ja_adapt"} if not any(m == top or m.startswith(top + ".") for top in listed)}
     assert not unlisted, f"add these modules to a layer in pyproject.toml: {sorted(unlisted)}"
 
 
@@ -77,6 +84,10 @@ def test_the_readme_layout_table_is_the_folder_listing():
     """README's layout table lists each folder once, bottom layer first, in the contract's order."""
     rows = re.findall(r"^\| `([a-z_]+)/` \|", (REPO / "README.md").read_text(), re.M)
     layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
-    order = [m.strip().removeprefix("ja_adapt.") for layer in reversed(layers) for m in layer.split(":")
-             if m.strip() != "ja_adapt.__main__"]
+    order = [
+        m.strip().removeprefix("ja_adapt.")
+        for layer in reversed(layers)
+        for m in layer.split(":")
+        if m.strip() != "ja_adapt.__main__"
+    ]
     assert rows == order

@@ -6,17 +6,17 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements" / "lock.txt"
-DIRECT = "ja-adapt (pyproject.toml)"     # pip-compile's "# via" entry for a direct requirement
+DIRECT = "ja-adapt (pyproject.toml)"  # pip-compile's "# via" entry for a direct requirement
 
 
 def parse_lock(text: str) -> dict[str, tuple[Version, set[str]]]:
@@ -70,8 +70,9 @@ def test_the_check_catches_a_range_the_lock_breaks_and_a_dependency_it_lacks():
     pyproject, lock = (ROOT / "pyproject.toml").read_text(), LOCK.read_text()
     assert not lock_problems(pyproject, lock)
     narrowed = pyproject.replace('"scipy>=1.11"', '"scipy<1.0"')
-    assert lock_problems(narrowed, lock) == [f"scipy=={parse_lock(lock)['scipy'][0]} in the lock is "
-                                             "outside pyproject's '<1.0'"]
+    assert lock_problems(narrowed, lock) == [
+        f"scipy=={parse_lock(lock)['scipy'][0]} in the lock is outside pyproject's '<1.0'"
+    ]
     added = pyproject.replace('"pyyaml>=6",', '"pyyaml>=6", "not-a-locked-package>=1",')
     assert lock_problems(added, lock) == ["not-a-locked-package is in pyproject.toml but not in the lock"]
     dropped = pyproject.replace('"psutil>=5.9",', "")
@@ -84,14 +85,19 @@ def test_every_pin_has_a_hash_and_torch_is_the_cpu_pin():
     pinned = [b for b in blocks if re.match(r"[A-Za-z0-9._-]+==", b)]
     assert len(pinned) == len(parse_lock(text)) > 50
     assert all("--hash=sha256:" in b for b in pinned)
-    cpu_pin = [line for line in (ROOT / "requirements" / "torch-cpu.txt").read_text().splitlines()
-               if line and not line.startswith("#")]
+    cpu_pin = [
+        line
+        for line in (ROOT / "requirements" / "torch-cpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     torch_version = parse_lock(text)["torch"][0]
     assert cpu_pin == [f"torch=={torch_version.base_version}"] and torch_version.local == "cpu"
 
 
-@pytest.mark.skipif(os.environ.get("JA_ADAPT_UNLOCKED") == "1",
-                    reason="JA_ADAPT_UNLOCKED=1: testing an environment of your own, not the lock")
+@pytest.mark.skipif(
+    os.environ.get("JA_ADAPT_UNLOCKED") == "1",
+    reason="JA_ADAPT_UNLOCKED=1: testing an environment of your own, not the lock",
+)
 def test_this_environment_is_the_lock():
     """What `make` installed is what the lock says (set JA_ADAPT_UNLOCKED=1 to test another
     environment, e.g. one with a CUDA torch)."""

@@ -40,16 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ja_adapt.train import telemetry
 from ja_adapt.apps.bench_workers import ENGINES
 from ja_adapt.config import load_config, to_dict
+from ja_adapt.core.errors import EXIT_USER_ERROR, UserError
 from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.documents import Document
+from ja_adapt.data.tokenizer import train_tokenizer
 from ja_adapt.data.tokens import build_token_store
-from ja_adapt.core.errors import EXIT_USER_ERROR, UserError
 from ja_adapt.methods.spec import SPECS
 from ja_adapt.models.load import PRESETS, resolve_device
-from ja_adapt.data.tokenizer import train_tokenizer
+from ja_adapt.train import telemetry
 
 SIDES = ("ja-adapt", "ja-adapt+compile", "trl-default", "trl-best")
 CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
@@ -57,24 +57,24 @@ CORPORA = ("hg-help-ja", "hironsan-news", "chatterbot-ja")
 
 @dataclass
 class BenchConfig:
-    preset: str = "tiny"                 # model architecture preset (random weights, seeded)
+    preset: str = "tiny"  # model architecture preset (random weights, seeded)
     methods: list[str] = field(default_factory=lambda: ["lora", "full"])  # methods to benchmark
     sides: list[str] = field(default_factory=lambda: ["ja-adapt", "trl-default", "trl-best"])  # of SIDES
-    precision: str = "bf16"              # fp32, bf16 or fp16 (autocast with fp32 master weights)
-    batch: int = 8                       # rows per step (B)
-    seq: int = 256                       # tokens per row (T); the peers' max_length
-    steps: int = 12                      # measured optimizer steps per run
-    warmup: int = 3                      # steps run first and not measured
-    repeats: int = 3                     # alternating repetitions of every side
-    device: str = "auto"                 # auto, cpu, cuda
-    threads: int = 0                     # CPU threads per run (OMP_NUM_THREADS); 0 = torch's default
-    seed: int = 0                        # model init, document lengths, data order
+    precision: str = "bf16"  # fp32, bf16 or fp16 (autocast with fp32 master weights)
+    batch: int = 8  # rows per step (B)
+    seq: int = 256  # tokens per row (T); the peers' max_length
+    steps: int = 12  # measured optimizer steps per run
+    warmup: int = 3  # steps run first and not measured
+    repeats: int = 3  # alternating repetitions of every side
+    device: str = "auto"  # auto, cpu, cuda
+    threads: int = 0  # CPU threads per run (OMP_NUM_THREADS); 0 = torch's default
+    seed: int = 0  # model init, document lengths, data order
     corpora: list[str] = field(default_factory=lambda: list(CORPORA))  # Japanese package corpora
-    max_chars: int | None = None         # cap per corpus (tests); None = all of it
-    docs: str | None = None              # JSONL of {"text"} documents instead of the corpora
-    doc_chars: float = 250.0             # median document length in characters (log-normal)
-    doc_sigma: float = 1.0               # log-normal sigma of document lengths
-    vocab_size: int = 8192               # tokenizer trained on the documents (capped by the model's)
+    max_chars: int | None = None  # cap per corpus (tests); None = all of it
+    docs: str | None = None  # JSONL of {"text"} documents instead of the corpora
+    doc_chars: float = 250.0  # median document length in characters (log-normal)
+    doc_sigma: float = 1.0  # log-normal sigma of document lengths
+    vocab_size: int = 8192  # tokenizer trained on the documents (capped by the model's)
     overrides: list[str] = field(default_factory=list)  # engine config overrides (key=value)
 
     def validate(self) -> None:
@@ -95,6 +95,7 @@ class BenchConfig:
 
 # ---- data ------------------------------------------------------------------------------------------
 
+
 def bench_documents(cfg: BenchConfig) -> list[str]:
     """Japanese texts of log-normal length: the corpora's sentences regrouped, in corpus order.
 
@@ -102,15 +103,17 @@ def bench_documents(cfg: BenchConfig) -> list[str]:
     which is what makes padding costly, so sentences are regrouped to lengths drawn from
     LogNormal(log(doc_chars), doc_sigma) (seeded).
     """
-    if cfg.docs:                            # exported by --export-docs on a machine with the corpora
+    if cfg.docs:  # exported by --export-docs on a machine with the corpora
         path = Path(cfg.docs)
         if not path.is_file():
             raise UserError(f"--docs {path}: no such file; write one with --export-docs {path}")
         return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line]
     docs, _ = load_sources(cfg.corpora, max_chars_per_source=cfg.max_chars)
     rng = np.random.default_rng(cfg.seed)
+
     def draw():
         return max(8.0, rng.lognormal(np.log(cfg.doc_chars), cfg.doc_sigma))
+
     out, cur, target = [], "", draw()
     for doc in docs:
         for unit in re.split(r"(?<=[。！？\n])", doc.text):
@@ -128,10 +131,19 @@ def bench_documents(cfg: BenchConfig) -> list[str]:
 def engine_config(cfg: BenchConfig, method: str):
     """The engine's ExperimentConfig: `key=value` overrides (train.compile=true ...), then the
     bench's own settings, which win."""
-    flags = {"model.name_or_path": cfg.preset, "method": method, "precision": cfg.precision,
-             "seed": cfg.seed, "device": cfg.device, "data.seq_len": cfg.seq,
-             "train.batch_size": cfg.batch, "train.max_steps": cfg.warmup + cfg.steps + 1,
-             "optim.warmup_steps": 1, "train.tensorboard": False, "train.progress": False}
+    flags = {
+        "model.name_or_path": cfg.preset,
+        "method": method,
+        "precision": cfg.precision,
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "data.seq_len": cfg.seq,
+        "train.batch_size": cfg.batch,
+        "train.max_steps": cfg.warmup + cfg.steps + 1,
+        "optim.warmup_steps": 1,
+        "train.tensorboard": False,
+        "train.progress": False,
+    }
     return load_config(None, cfg.overrides, flags)
 
 
@@ -140,17 +152,24 @@ def prepare(cfg: BenchConfig, work: Path) -> dict:
     texts = bench_documents(cfg)
     model_vocab = PRESETS[cfg.preset]["vocab_size"]
     tok = train_tokenizer(texts, min(cfg.vocab_size, model_vocab), out_dir=work / "tokenizer")
-    (work / "docs.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
-                                             for t in texts), encoding="utf-8")
+    (work / "docs.jsonl").write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8"
+    )
     build_token_store([Document(t) for t in texts], tok, work / "cache")
     lengths = np.array([len(ids) + 1 for ids in tok(texts)["input_ids"]])
-    return {"tokenizer": str(work / "tokenizer"), "docs": str(work / "docs.jsonl"),
-            "cache": str(work / "cache"), "model_vocab": model_vocab,
-            "n_docs": len(texts), "n_tokens": int(lengths.sum()),
-            "doc_tokens_p10_p50_p90": [float(x) for x in np.percentile(lengths, [10, 50, 90])]}
+    return {
+        "tokenizer": str(work / "tokenizer"),
+        "docs": str(work / "docs.jsonl"),
+        "cache": str(work / "cache"),
+        "model_vocab": model_vocab,
+        "n_docs": len(texts),
+        "n_tokens": int(lengths.sum()),
+        "doc_tokens_p10_p50_p90": [float(x) for x in np.percentile(lengths, [10, 50, 90])],
+    }
 
 
 # ---- orchestration ---------------------------------------------------------------------------------
+
 
 def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
     """Run `worker(spec)` in a fresh interpreter; its result JSON, or {"error": ...}."""
@@ -159,18 +178,25 @@ def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "ja_adapt.apps.bench_workers", str(spec_path), str(result_path)]
     env = dict(os.environ)
-    if spec["bench"]["threads"] > 0:       # the same thread count for every side
+    if spec["bench"]["threads"] > 0:  # the same thread count for every side
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["bench"]["threads"])
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
-        return {"side": spec["side"], "method": spec["method"], "repeat": spec["repeat"],
-                "error": f"timed out after {timeout} s"}
+        return {
+            "side": spec["side"],
+            "method": spec["method"],
+            "repeat": spec["repeat"],
+            "error": f"timed out after {timeout} s",
+        }
     if proc.returncode != 0 or not result_path.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"side": spec["side"], "method": spec["method"], "repeat": spec["repeat"],
-                "error": f"exit {proc.returncode}: " + " | ".join(tail)}
+        return {
+            "side": spec["side"],
+            "method": spec["method"],
+            "repeat": spec["repeat"],
+            "error": f"exit {proc.returncode}: " + " | ".join(tail),
+        }
     return json.loads(result_path.read_text())
 
 
@@ -200,16 +226,30 @@ def summarise(runs: list[dict]) -> dict:
         for side, by_repeat in sides.items():
             mine = list(by_repeat.values())
             row = {"method": method, "side": side, "runs": len(mine), "memory": mem}
-            for key in ("tokens_per_s", "step_time_s", "padding_fraction", "mfu", mem,
-                        "peak_reserved_bytes", "peak_rss_bytes"):
+            for key in (
+                "tokens_per_s",
+                "step_time_s",
+                "padding_fraction",
+                "mfu",
+                mem,
+                "peak_reserved_bytes",
+                "peak_rss_bytes",
+            ):
                 row[key] = _spread([r.get(key) for r in mine])
             rows.append(row)
         for engine in (s for s in sides if s in ENGINES):
             for peer in (s for s in sides if s not in ENGINES):
                 pairs = [(e, sides[peer][k]) for k, e in sides[engine].items() if k in sides[peer]]
-                ratios.append({"method": method, "engine": engine, "peer": peer, "memory": mem,
-                               "speedup": _spread([e["tokens_per_s"] / p["tokens_per_s"] for e, p in pairs]),
-                               "memory_ratio": _spread([e[mem] / p[mem] for e, p in pairs])})
+                ratios.append(
+                    {
+                        "method": method,
+                        "engine": engine,
+                        "peer": peer,
+                        "memory": mem,
+                        "speedup": _spread([e["tokens_per_s"] / p["tokens_per_s"] for e, p in pairs]),
+                        "memory_ratio": _spread([e[mem] / p[mem] for e, p in pairs]),
+                    }
+                )
     return {"rows": rows, "ratios": ratios}
 
 
@@ -221,24 +261,36 @@ def _fmt(s: dict | None, f: str) -> str:
 
 def table(summary: dict) -> str:
     """Two Markdown tables: median (min–max) over repeats, then the engine ÷ peer ratios."""
+
     def gib(s):
-        return s and {k: v / 2 ** 30 for k, v in s.items()}
+        return s and {k: v / 2**30 for k, v in s.items()}
+
     rows = summary["rows"]
     mem = rows[0]["memory"] if rows else "peak_rss_bytes"
     label = "peak alloc GiB" if mem == "peak_allocated_bytes" else "peak RSS GiB"
-    out = [f"| method | side | tokens/s | step s | padding | {label} | reserved GiB | MFU |",
-           "|---" * 8 + "|"]
+    out = [f"| method | side | tokens/s | step s | padding | {label} | reserved GiB | MFU |", "|---" * 8 + "|"]
     for r in rows:
-        out.append(" | ".join([
-            f"| {r['method']}", r["side"], _fmt(r["tokens_per_s"], "{:,.0f}"),
-            _fmt(r["step_time_s"], "{:.3f}"), _fmt(r["padding_fraction"], "{:.0%}"),
-            _fmt(gib(r[mem]), "{:.2f}"), _fmt(gib(r["peak_reserved_bytes"]), "{:.2f}"),
-            _fmt(r["mfu"], "{:.1%}")]) + " |")
-    out += ["", f"| method | engine | peer | tokens/s ratio | {label.split(' GiB')[0]} ratio |",
-            "|---" * 5 + "|"]
+        out.append(
+            " | ".join(
+                [
+                    f"| {r['method']}",
+                    r["side"],
+                    _fmt(r["tokens_per_s"], "{:,.0f}"),
+                    _fmt(r["step_time_s"], "{:.3f}"),
+                    _fmt(r["padding_fraction"], "{:.0%}"),
+                    _fmt(gib(r[mem]), "{:.2f}"),
+                    _fmt(gib(r["peak_reserved_bytes"]), "{:.2f}"),
+                    _fmt(r["mfu"], "{:.1%}"),
+                ]
+            )
+            + " |"
+        )
+    out += ["", f"| method | engine | peer | tokens/s ratio | {label.split(' GiB')[0]} ratio |", "|---" * 5 + "|"]
     for r in summary["ratios"]:
-        out.append(f"| {r['method']} | {r['engine']} | {r['peer']} | {_fmt(r['speedup'], '{:.2f}×')} "
-                   f"| {_fmt(r['memory_ratio'], '{:.2f}×')} |")
+        out.append(
+            f"| {r['method']} | {r['engine']} | {r['peer']} | {_fmt(r['speedup'], '{:.2f}×')} "
+            f"| {_fmt(r['memory_ratio'], '{:.2f}×')} |"
+        )
     return "\n".join(out)
 
 
@@ -253,9 +305,12 @@ def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict
     """
     from ja_adapt.models.arch import PRESETS
     from ja_adapt.models.plan import plan_time
-    out = ["| method | targets | precision | model.dtype | act. ckpt | batch × seq | peak RSS GiB "
-           "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas | matmul GFLOP/s |",
-           "|---" * 13 + "|"]
+
+    out = [
+        "| method | targets | precision | model.dtype | act. ckpt | batch × seq | peak RSS GiB "
+        "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas | matmul GFLOP/s |",
+        "|---" * 13 + "|",
+    ]
     rows = []
     for res in results:
         b = res["config"]
@@ -263,25 +318,42 @@ def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict
             eng = res["engine_config"]
             config = PRESETS[b["preset"]]
             tokens = b["batch"] * b["seq"]
-            t = plan_time(config, method=r["method"], trainable=r["trainable_params"], seq=b["seq"],
-                          tokens=tokens, gpu="h100", mfu=1.0, peak=r.get("matmul_flops", matmul_flops),
-                          activation_checkpointing=eng["train"]["activation_checkpointing"])
-            row = {"method": r["method"], "targets": eng["lora"]["targets"] if SPECS[r["method"]].adapts_linears else "—",
-                   "precision": b["precision"], "dtype": eng["model"]["dtype"],
-                   "ckpt": eng["train"]["activation_checkpointing"], "shape": f"{b['batch']} × {b['seq']}",
-                   "rss": r["peak_rss_bytes"], "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],
-                   "step": r["step_time_s"], "step_pred": t["seconds"], "matmul_flops": t["peak_flops"]}
+            t = plan_time(
+                config,
+                method=r["method"],
+                trainable=r["trainable_params"],
+                seq=b["seq"],
+                tokens=tokens,
+                gpu="h100",
+                mfu=1.0,
+                peak=r.get("matmul_flops", matmul_flops),
+                activation_checkpointing=eng["train"]["activation_checkpointing"],
+            )
+            row = {
+                "method": r["method"],
+                "targets": eng["lora"]["targets"] if SPECS[r["method"]].adapts_linears else "—",
+                "precision": b["precision"],
+                "dtype": eng["model"]["dtype"],
+                "ckpt": eng["train"]["activation_checkpointing"],
+                "shape": f"{b['batch']} × {b['seq']}",
+                "rss": r["peak_rss_bytes"],
+                "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],
+                "step": r["step_time_s"],
+                "step_pred": t["seconds"],
+                "matmul_flops": t["peak_flops"],
+            }
             rows.append(row)
-            out.append(f"| {row['method']} | {row['targets']} | {row['precision']} | {row['dtype']} | "
-                       f"{'on' if row['ckpt'] else 'off'} | {row['shape']} | {row['rss'] / 2**30:.2f} | "
-                       f"{row['rss_pred'] / 2**30:.2f} | {row['rss_pred'] / row['rss']:.2f} | {row['step']:.1f} | "
-                       f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} | "
-                       f"{row['matmul_flops'] / 1e9:.1f} |")
+            out.append(
+                f"| {row['method']} | {row['targets']} | {row['precision']} | {row['dtype']} | "
+                f"{'on' if row['ckpt'] else 'off'} | {row['shape']} | {row['rss'] / 2**30:.2f} | "
+                f"{row['rss_pred'] / 2**30:.2f} | {row['rss_pred'] / row['rss']:.2f} | {row['step']:.1f} | "
+                f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} | "
+                f"{row['matmul_flops'] / 1e9:.1f} |"
+            )
     return "\n".join(out), rows
 
 
-def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900,
-              log=print) -> dict:
+def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900, log=print) -> dict:
     """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,
     ...), each run in its own process. Returns (and writes to `out`) runs, summary and facts."""
     cfg.validate()
@@ -291,33 +363,53 @@ def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | Non
         except ImportError:
             log("bench: trl is not installed; running ja-adapt only")
             cfg.sides = [s for s in cfg.sides if s in ENGINES]
-    engine = {m: engine_config(cfg, m) for m in cfg.methods}   # validates overrides before any work
-    result = {"config": asdict(cfg), "engine_config": to_dict(engine[cfg.methods[0]]),
-              "device": telemetry.device_info(resolve_device(cfg.device)), "runs": []}
+    engine = {m: engine_config(cfg, m) for m in cfg.methods}  # validates overrides before any work
+    result = {
+        "config": asdict(cfg),
+        "engine_config": to_dict(engine[cfg.methods[0]]),
+        "device": telemetry.device_info(resolve_device(cfg.device)),
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory(prefix="ja-adapt-bench-") as tmp:
         work = Path(tmp)
         facts = prepare(cfg, work)
         result["data"] = {k: v for k, v in facts.items() if k not in ("tokenizer", "docs", "cache")}
-        log(f"bench: {facts['n_docs']} documents, {facts['n_tokens']:,} tokens "
-            f"(p10/p50/p90 {facts['doc_tokens_p10_p50_p90']}), load {os.getloadavg()[0]:.2f}")
+        log(
+            f"bench: {facts['n_docs']} documents, {facts['n_tokens']:,} tokens "
+            f"(p10/p50/p90 {facts['doc_tokens_p10_p50_p90']}), load {os.getloadavg()[0]:.2f}"
+        )
         for repeat in range(cfg.repeats):
             k = repeat % len(cfg.sides)
             for method in cfg.methods:
                 for side in cfg.sides[k:] + cfg.sides[:k]:
-                    spec = {**facts, "side": side, "method": method, "repeat": repeat,
-                            "workdir": str(work), "bench": asdict(cfg), "engine": to_dict(engine[method])}
+                    spec = {
+                        **facts,
+                        "side": side,
+                        "method": method,
+                        "repeat": repeat,
+                        "workdir": str(work),
+                        "bench": asdict(cfg),
+                        "engine": to_dict(engine[method]),
+                    }
                     r = _spawn(spec, work, timeout)
                     result["runs"].append(r)
-                    log(f"bench: {method} {side} #{repeat}: " + (r["error"] if "error" in r else
-                        f"{r['tokens_per_s']:,.0f} tokens/s, step {r['step_time_s']:.3f} s"))
+                    log(
+                        f"bench: {method} {side} #{repeat}: "
+                        + (
+                            r["error"]
+                            if "error" in r
+                            else f"{r['tokens_per_s']:,.0f} tokens/s, step {r['step_time_s']:.3f} s"
+                        )
+                    )
                     result.update(load_average=os.getloadavg(), summary=summarise(result["runs"]))
-                    if out is not None:            # after every run: a killed benchmark keeps its runs
+                    if out is not None:  # after every run: a killed benchmark keeps its runs
                         Path(out).parent.mkdir(parents=True, exist_ok=True)
                         Path(out).write_text(json.dumps(result, indent=1))
     return result
 
 
 # ---- command line ------------------------------------------------------------------------------------
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -339,19 +431,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpora", default=",".join(d.corpora), help="package corpora (data/corpora.py)")
     p.add_argument("--max-chars", type=int, default=None, help="cap each corpus (quick runs)")
     p.add_argument("--docs", default=None, help="JSONL documents instead of --corpora")
-    p.add_argument("--export-docs", type=Path, default=None,
-                   help="write the benchmark documents to this JSONL and stop (for offline machines)")
+    p.add_argument(
+        "--export-docs",
+        type=Path,
+        default=None,
+        help="write the benchmark documents to this JSONL and stop (for offline machines)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench.json"), help="results JSON")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="engine config overrides, e.g. train.loss_chunk_size=1024 train.compile=true")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="engine config overrides, e.g. train.loss_chunk_size=1024 train.compile=true",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    return BenchConfig(preset=args.preset, methods=_csv(args.method), sides=_csv(args.sides),
-                       precision=args.precision, batch=args.batch, seq=args.seq, steps=args.steps,
-                       warmup=args.warmup, repeats=args.repeats, device=args.device, threads=args.threads,
-                       corpora=_csv(args.corpora), max_chars=args.max_chars, docs=args.docs,
-                       overrides=list(args.overrides))
+    return BenchConfig(
+        preset=args.preset,
+        methods=_csv(args.method),
+        sides=_csv(args.sides),
+        precision=args.precision,
+        batch=args.batch,
+        seq=args.seq,
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        device=args.device,
+        threads=args.threads,
+        corpora=_csv(args.corpora),
+        max_chars=args.max_chars,
+        docs=args.docs,
+        overrides=list(args.overrides),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -359,8 +471,9 @@ def run(args: argparse.Namespace) -> int:
     if args.export_docs is not None:
         texts = bench_documents(cfg)
         args.export_docs.parent.mkdir(parents=True, exist_ok=True)
-        args.export_docs.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
-                                            for t in texts), encoding="utf-8")
+        args.export_docs.write_text(
+            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8"
+        )
         print(f"{args.export_docs}: {len(texts)} documents")
         return 0
     result = run_bench(cfg, args.out)

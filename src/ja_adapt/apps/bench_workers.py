@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ja_adapt.train import distributed
-from ja_adapt.models import precision
-from ja_adapt.train import telemetry
 from ja_adapt.config import from_dict
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.tokens import build_token_store
+from ja_adapt.models import precision
 from ja_adapt.models.build import base_model, build_model, count_trainable, peft_config
 from ja_adapt.models.load import load_model, load_tokenizer, resolve_device
 from ja_adapt.models.plan import plan_run_memory
+from ja_adapt.train import distributed, telemetry
 from ja_adapt.train.step import build_optimizer, defers_sync, method_hook, train_step
 
 ENGINES = ("ja-adapt", "ja-adapt+compile")
@@ -40,6 +39,7 @@ def _peak_rss_bytes() -> int:
 class _Vocab:
     """Stands in for the tokenizer in methods.build_model, which needs only len(): the model keeps the
     preset's vocabulary (the tokenizer's ids are a subset)."""
+
     def __init__(self, n: int):
         self.n = n
 
@@ -47,23 +47,40 @@ class _Vocab:
         return self.n
 
 
-def _summarise(spec: dict, ends: list[float], real: list[int], slots: list[int], device,
-               model_config, method: str, trainable: int, extra: dict) -> dict:
+def _summarise(
+    spec: dict,
+    ends: list[float],
+    real: list[int],
+    slots: list[int],
+    device,
+    model_config,
+    method: str,
+    trainable: int,
+    extra: dict,
+) -> dict:
     """One run's numbers from per-step end times (ends[0] = loop start) and token counts."""
     w = spec["bench"]["warmup"]
     dts = np.diff(ends)[w:]
-    tok = sum(real[w:len(ends) - 1])
-    out = {"side": spec["side"], "method": method, "repeat": spec["repeat"],
-           "steps": len(dts), "tokens_per_s": tok / float(dts.sum()),
-           "step_time_s": float(np.median(dts)), "real_tokens_per_step": tok / len(dts),
-           "padding_fraction": 1 - sum(real[w:]) / max(sum(slots[w:]), 1),
-           "trainable_params": trainable, "peak_rss_bytes": _peak_rss_bytes()}
+    tok = sum(real[w : len(ends) - 1])
+    out = {
+        "side": spec["side"],
+        "method": method,
+        "repeat": spec["repeat"],
+        "steps": len(dts),
+        "tokens_per_s": tok / float(dts.sum()),
+        "step_time_s": float(np.median(dts)),
+        "real_tokens_per_step": tok / len(dts),
+        "padding_fraction": 1 - sum(real[w:]) / max(sum(slots[w:]), 1),
+        "trainable_params": trainable,
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
     if device.type == "cuda":
         out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
         out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
         peak = telemetry.peak_flops(torch.cuda.get_device_name(device))
-        fpt = telemetry.flops_per_token(model_config, method=method, trainable_params=trainable,
-                                        seq_len=spec["bench"]["seq"])
+        fpt = telemetry.flops_per_token(
+            model_config, method=method, trainable_params=trainable, seq_len=spec["bench"]["seq"]
+        )
         out["mfu"] = telemetry.mfu(out["tokens_per_s"], fpt, peak) if peak else None
     out.update(extra)
     return out
@@ -78,15 +95,15 @@ def _engine_worker(spec: dict) -> dict:
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
     store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
     data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
-    gc.collect()        # garbage freed later would lower RSS below the baseline (in-process callers)
-    baseline_rss = telemetry.proc_status_bytes("VmRSS")   # interpreter, libraries, data: what the plan's tensors add to
+    gc.collect()  # garbage freed later would lower RSS below the baseline (in-process callers)
+    baseline_rss = telemetry.proc_status_bytes("VmRSS")  # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     torch.manual_seed(cfg.seed)
     memory = telemetry.MemoryMeter(device)
     trainable, _ = count_trainable(model)
-    engine = distributed.wrap_model(model, cfg, device)   # what train.train steps
+    engine = distributed.wrap_model(model, cfg, device)  # what train.train steps
     model.train()
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
     # As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
@@ -94,32 +111,50 @@ def _engine_worker(spec: dict) -> dict:
     defer = defers_sync(cfg.optim, cfg.precision)
     warmup = spec["bench"]["warmup"]
     ends, real, slots, results = [time.perf_counter()], [], [], []
-    for step in range(n_steps):                       # train.train's step itself
+    for step in range(n_steps):  # train.train's step itself
         batch = data.get(step)
         real.append(data.real_tokens(batch))
         slots.append(batch["input_ids"].numel())
-        results.append(train_step(engine, model, optimizer, scheduler, scaler, [batch], cfg.optim, cfg.train,
-                                  cfg.precision, device, step=step + 1,
-                                  post_step=method_hook(cfg)))
+        results.append(
+            train_step(
+                engine,
+                model,
+                optimizer,
+                scheduler,
+                scaler,
+                [batch],
+                cfg.optim,
+                cfg.train,
+                cfg.precision,
+                device,
+                step=step + 1,
+                post_step=method_hook(cfg),
+            )
+        )
         if not defer or step in (warmup - 1, n_steps - 1):
             telemetry.sync(device)
         if not defer:
-            results[-1][0].item(), results[-1][1].item()   # train.train reads both (log_every=1)
+            results[-1][0].item(), results[-1][1].item()  # train.train reads both (log_every=1)
         memory.current_bytes()
         ends.append(time.perf_counter())
     losses = [loss.item() for loss, *_ in results]
     base = base_model(model)
-    extra = {"losses": losses, "compiled": cfg.train.compile, "sync_deferred": defer,
-             "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16)}
+    extra = {
+        "losses": losses,
+        "compiled": cfg.train.compile,
+        "sync_deferred": defer,
+        "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16),
+    }
     plan = plan_run_memory(base.config, cfg)
     extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
-    if defer:                                         # only the window's total time is synced
+    if defer:  # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
     out = _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
-    if device.type == "cpu":   # the matmul rate under this run's conditions (a shared CPU varies),
+    if device.type == "cpu":  # the matmul rate under this run's conditions (a shared CPU varies),
         # measured after peak RSS was read: its operands are not the run's memory
-        out["matmul_flops"] = telemetry.measure_matmul_flops(base.config, cfg.train.batch_size * cfg.data.seq_len,
-                                                             device, repeats=1)
+        out["matmul_flops"] = telemetry.measure_matmul_flops(
+            base.config, cfg.train.batch_size * cfg.data.seq_len, device, repeats=1
+        )
     return out
 
 
@@ -128,54 +163,86 @@ def _trl_worker(spec: dict) -> dict:
     import datasets  # the peer's packages: the optional `bench` extra
     import trl
     from transformers import TrainerCallback
+
     cfg = from_dict(spec["engine"])
     device = resolve_device(cfg.device)
     tok = load_tokenizer(spec["tokenizer"])
     texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
     model = load_model(cfg.model.name_or_path, vocab_size=spec["model_vocab"], seed=cfg.seed)
-    model.config.use_cache = False                    # as the engine: packed position_ids work
+    model.config.use_cache = False  # as the engine: packed position_ids work
     model.set_attn_implementation(cfg.model.attn_implementation)
     n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
     best = spec["side"] == "trl-best"
     o = cfg.optim
-    settings = {"packing": True, "packing_strategy": "bfd", "padding_free": True,
-                "gradient_checkpointing": cfg.train.activation_checkpointing} if best else {}
+    settings = (
+        {
+            "packing": True,
+            "packing_strategy": "bfd",
+            "padding_free": True,
+            "gradient_checkpointing": cfg.train.activation_checkpointing,
+        }
+        if best
+        else {}
+    )
     args = trl.SFTConfig(
-        output_dir=str(Path(spec["workdir"]) / "trl-out"), max_steps=n_steps,
-        per_device_train_batch_size=cfg.train.batch_size, max_length=cfg.data.seq_len,
-        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", learning_rate=o.lr,
-        weight_decay=o.weight_decay, adam_beta1=o.beta1, adam_beta2=o.beta2, adam_epsilon=o.eps,
-        max_grad_norm=o.grad_clip, warmup_steps=o.warmup_steps, lr_scheduler_type="cosine",
-        report_to="none", save_strategy="no", use_cpu=device.type == "cpu", seed=cfg.seed,
-        disable_tqdm=True, **settings)
-    trainer = trl.SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config(cfg),
-                             train_dataset=datasets.Dataset.from_dict({"text": texts}))
+        output_dir=str(Path(spec["workdir"]) / "trl-out"),
+        max_steps=n_steps,
+        per_device_train_batch_size=cfg.train.batch_size,
+        max_length=cfg.data.seq_len,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        learning_rate=o.lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.beta1,
+        adam_beta2=o.beta2,
+        adam_epsilon=o.eps,
+        max_grad_norm=o.grad_clip,
+        warmup_steps=o.warmup_steps,
+        lr_scheduler_type="cosine",
+        report_to="none",
+        save_strategy="no",
+        use_cpu=device.type == "cpu",
+        seed=cfg.seed,
+        disable_tqdm=True,
+        **settings,
+    )
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        peft_config=peft_config(cfg),
+        train_dataset=datasets.Dataset.from_dict({"text": texts}),
+    )
     real, slots, ends = [], [], []
     collate = trainer.data_collator
 
-    def counting(features):                           # non-padding tokens of every batch, in order
+    def counting(features):  # non-padding tokens of every batch, in order
         out = collate(features)
         mask = out.get("attention_mask")
         real.append(int(mask.sum()) if mask is not None else out["input_ids"].numel())
         slots.append(out["input_ids"].numel())
         return out
+
     trainer.data_collator = counting
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
             if not ends:
                 ends.append(time.perf_counter())
+
         def on_step_end(self, args, state, control, **kw):
             telemetry.sync(device)
             ends.append(time.perf_counter())
+
     trainer.add_callback(Clock())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.train()
     trainable, _ = count_trainable(trainer.model)
     base = base_model(trainer.model)
-    return _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable,
-                      {"trl_version": trl.__version__})
+    return _summarise(
+        spec, ends, real, slots, device, base.config, cfg.method, trainable, {"trl_version": trl.__version__}
+    )
 
 
 def worker(spec: dict) -> dict:

@@ -14,8 +14,13 @@ class Stages:
 
     def __init__(self, plan: dict[str, float], desc: str = "demo"):
         self.plan, self.times, self.desc = plan, {}, desc
-        self.bar = tqdm(total=sum(plan.values()), desc=desc, unit="s", dynamic_ncols=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+        self.bar = tqdm(
+            total=sum(plan.values()),
+            desc=desc,
+            unit="s",
+            dynamic_ncols=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+        )
 
     @contextlib.contextmanager
     def stage(self, name: str):

@@ -10,13 +10,7 @@ A YAML file holds overrides only; every default lives in the schema with a one-l
 Everything other layers use is importable from `ja_adapt.config` itself.
 """
 
-from ja_adapt.config.overrides import (
-    from_dict,
-    load_config,
-    parse_override,
-    read_yaml,
-    with_overrides,
-)
+from ja_adapt.config.overrides import from_dict, load_config, parse_override, read_yaml, with_overrides
 from ja_adapt.config.schema import (
     BASE_DTYPES,
     METHOD_SECTIONS,
@@ -41,11 +35,38 @@ from ja_adapt.methods.prefix import PrefixConfig
 from ja_adapt.methods.qlora import QLORA_CPU_KERNELS, QLoraConfig
 
 __all__ = [
-    "BASE_DTYPES", "INITS", "METHOD_SECTIONS", "PRECISIONS", "QLORA_CPU_KERNELS",
-    "AdaLoraConfig", "AlpacaConfig", "BucketConfig", "DataConfig", "DownstreamConfig", "EvalConfig",
-    "ExperimentConfig", "Ia3Config", "LoraConfig", "ModelConfig", "OptimConfig", "PrefixConfig",
-    "QLoraConfig", "TrainConfig", "VocabConfig",
-    "base_dtype_problem", "config_hash", "diff_keys", "flatten", "from_dict", "load_config",
-    "parse_override", "read_yaml", "save_config", "to_dict", "validate",
-    "validate_method_keys", "validate_vocab", "with_overrides",
+    "BASE_DTYPES",
+    "INITS",
+    "METHOD_SECTIONS",
+    "PRECISIONS",
+    "QLORA_CPU_KERNELS",
+    "AdaLoraConfig",
+    "AlpacaConfig",
+    "BucketConfig",
+    "DataConfig",
+    "DownstreamConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "Ia3Config",
+    "LoraConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PrefixConfig",
+    "QLoraConfig",
+    "TrainConfig",
+    "VocabConfig",
+    "base_dtype_problem",
+    "config_hash",
+    "diff_keys",
+    "flatten",
+    "from_dict",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "save_config",
+    "to_dict",
+    "validate",
+    "validate_method_keys",
+    "validate_vocab",
+    "with_overrides",
 ]

@@ -28,7 +28,7 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-@functools.cache             # resolving string annotations is slow, and every override pays it
+@functools.cache  # resolving string annotations is slow, and every override pays it
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -62,14 +62,14 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
-        elif isinstance(value, str):        # YAML 1.1 reads '1e-4' (no dot) as a string
+        elif isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
             try:
                 number = float(value)
             except ValueError:
                 pass
         if number is None:
             raise UserError(f"{where}: key '{key}' must be a number, got {value!r}")
-        if not math.isfinite(number):       # .nan / .inf would train to NaN weights
+        if not math.isfinite(number):  # .nan / .inf would train to NaN weights
             raise UserError(f"{where}: key '{key}' must be a finite number, got {value!r}")
         return number
     if hint is str:
@@ -100,7 +100,7 @@ def _set(cfg: Any, dotted: str, value: Any, where: str) -> None:
             return
         obj = getattr(obj, part)
         if not dataclasses.is_dataclass(obj):
-            raise UserError(f"{where}: key '{'.'.join(parts[:i + 1])}' has no sub-keys")
+            raise UserError(f"{where}: key '{'.'.join(parts[: i + 1])}' has no sub-keys")
         prefix += part + "."
 
 
@@ -135,8 +135,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (),
-                flags: dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] = (), flags: dict[str, Any] | None = None
+) -> ExperimentConfig:
     """Defaults ← YAML file ← `key=value` overrides ← command-line flags; then validate."""
     cfg = ExperimentConfig()
     if path is not None:

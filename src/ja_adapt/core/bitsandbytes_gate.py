@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 from ja_adapt.core.errors import UserError, notice
 
-PACKED_BLOCK = 32          # out_features multiple the AVX512-BF16 packed CPU kernel needs (block_n)
+PACKED_BLOCK = 32  # out_features multiple the AVX512-BF16 packed CPU kernel needs (block_n)
 _KERNEL_REPO = "kernels-community/quantization-bitsandbytes"
 _MISSING = object()
 
@@ -88,16 +88,17 @@ def load():
         bnb = importlib.import_module("bitsandbytes")
     _forget_cached_absence()
     if cpu_has_avx512bf16():
-        notice(f"bitsandbytes uses the CPU kernels of its own wheel; the faster fused 4-bit GEMM is "
-               f"the hub kernel {_KERNEL_REPO} (package `kernels`), which ja-adapt does not download")
+        notice(
+            f"bitsandbytes uses the CPU kernels of its own wheel; the faster fused 4-bit GEMM is "
+            f"the hub kernel {_KERNEL_REPO} (package `kernels`), which ja-adapt does not download"
+        )
     return bnb
 
 
 def _forget_cached_absence() -> None:
     """peft and transformers cache "bitsandbytes is not installed" (functools.lru_cache) when they
     asked while it was hidden; clear those answers so the quantizers find it."""
-    for module_name, marker in (("peft.import_utils", "bnb"),
-                                ("transformers.utils.import_utils", "bitsandbytes")):
+    for module_name, marker in (("peft.import_utils", "bnb"), ("transformers.utils.import_utils", "bitsandbytes")):
         module = sys.modules.get(module_name)
         for name in dir(module) if module is not None else ():
             fn = getattr(module, name)
@@ -111,14 +112,17 @@ def cpu_has_avx512bf16() -> bool:
     if bnb is None:
         return False
     from bitsandbytes.functional import has_avx512bf16
+
     return bool(has_avx512bf16())
 
 
 def check_cpu_kernel(kernel: str) -> None:
     """`qlora.cpu_kernel=packed` needs a CPU with AVX512-BF16: refused before the model loads."""
     if kernel == "packed" and not cpu_has_avx512bf16():
-        raise UserError("config: key 'qlora.cpu_kernel' is packed, which needs a CPU with AVX512-BF16 "
-                        "(this one has none); use auto or unpacked")
+        raise UserError(
+            "config: key 'qlora.cpu_kernel' is packed, which needs a CPU with AVX512-BF16 "
+            "(this one has none); use auto or unpacked"
+        )
 
 
 def packing_problem(out_features: int, in_features: int, blocksize: int) -> str | None:
@@ -126,8 +130,10 @@ def packing_problem(out_features: int, in_features: int, blocksize: int) -> str 
     if out_features % PACKED_BLOCK:
         return f"out_features {out_features}, and the packed CPU kernel needs a multiple of {PACKED_BLOCK}"
     if in_features % blocksize:
-        return (f"in_features {in_features}, and the packed CPU kernel needs a multiple of the "
-                f"quantization block ({blocksize})")
+        return (
+            f"in_features {in_features}, and the packed CPU kernel needs a multiple of the "
+            f"quantization block ({blocksize})"
+        )
     return None
 
 
@@ -138,6 +144,7 @@ def fit_cpu_kernels(model, kernel: str = "auto") -> None:
     refused (UserError) for a layer whose shape does not fit (`check_cpu_kernel` refused it earlier
     on a CPU without AVX512-BF16, before any weight was loaded)."""
     import bitsandbytes as bnb
+
     has = cpu_has_avx512bf16()
     kept_off = []
     for name, module in model.named_modules():
@@ -145,12 +152,16 @@ def fit_cpu_kernels(model, kernel: str = "auto") -> None:
             continue
         why = packing_problem(module.out_features, module.in_features, module.weight.quant_state.blocksize)
         if kernel == "packed" and why:
-            raise UserError(f"config: key 'qlora.cpu_kernel' is packed, but layer {name} has {why}; "
-                            "use auto (that layer then runs unpacked) or unpacked")
+            raise UserError(
+                f"config: key 'qlora.cpu_kernel' is packed, but layer {name} has {why}; "
+                "use auto (that layer then runs unpacked) or unpacked"
+            )
         module.support_avx512bf16_for_cpu = kernel != "unpacked" and has and why is None
         if kernel == "auto" and has and why:
             kept_off.append(name)
     if kept_off:
-        notice(f"{len(kept_off)} 4-bit layers ({kept_off[0]}, ...) run bitsandbytes' unpacked CPU kernel: "
-               f"the packed one needs out_features % {PACKED_BLOCK} == 0 and in_features a multiple of "
-               "the quantization block")
+        notice(
+            f"{len(kept_off)} 4-bit layers ({kept_off[0]}, ...) run bitsandbytes' unpacked CPU kernel: "
+            f"the packed one needs out_features % {PACKED_BLOCK} == 0 and in_features a multiple of "
+            "the quantization block"
+        )

@@ -14,11 +14,17 @@ import re
 SCRIPTS = ("hiragana", "katakana", "kanji", "other")
 
 RANGES = (  # (first, last, script), inclusive code point ranges
-    (0x3041, 0x3096, "hiragana"), (0x309D, 0x309F, "hiragana"),
-    (0x30A1, 0x30FA, "katakana"), (0x30FC, 0x30FF, "katakana"), (0x31F0, 0x31FF, "katakana"),
+    (0x3041, 0x3096, "hiragana"),
+    (0x309D, 0x309F, "hiragana"),
+    (0x30A1, 0x30FA, "katakana"),
+    (0x30FC, 0x30FF, "katakana"),
+    (0x31F0, 0x31FF, "katakana"),
     (0xFF66, 0xFF9D, "katakana"),
-    (0x4E00, 0x9FFF, "kanji"), (0x3400, 0x4DBF, "kanji"), (0xF900, 0xFAFF, "kanji"),
-    (0x20000, 0x2FA1F, "kanji"), (0x3005, 0x3007, "kanji"),
+    (0x4E00, 0x9FFF, "kanji"),
+    (0x3400, 0x4DBF, "kanji"),
+    (0xF900, 0xFAFF, "kanji"),
+    (0x20000, 0x2FA1F, "kanji"),
+    (0x3005, 0x3007, "kanji"),
 )
 
 
@@ -26,7 +32,7 @@ def _class_regex(*scripts: str) -> re.Pattern:
     return re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b, s in RANGES if s in scripts) + "]")
 
 
-KANA = _class_regex("hiragana", "katakana")   # only Japanese uses kana: the mark of Japanese text
+KANA = _class_regex("hiragana", "katakana")  # only Japanese uses kana: the mark of Japanese text
 HAN = _class_regex("kanji")
 
 

@@ -47,5 +47,4 @@ def disk_full_is_user_error(what: str, then: str) -> Iterator[None]:
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise UserError(f"{what}: disk full ({e.filename or 'while writing'}); free space, then "
-                        f"{then}") from None
+        raise UserError(f"{what}: disk full ({e.filename or 'while writing'}); free space, then {then}") from None

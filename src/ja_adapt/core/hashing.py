@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-_BLOCK = 1 << 20   # read 1 MiB at a time: a multi-GB weights file never sits in memory whole
+_BLOCK = 1 << 20  # read 1 MiB at a time: a multi-GB weights file never sits in memory whole
 
 
 def sha256_file(path: str | Path) -> str:

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from ja_adapt.core.errors import UserError
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")   # owner/name: one slash, no leading / . ~
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name: one slash, no leading / . ~
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-PROBE_TIMEOUT_S = 3.0           # how long the hub's host may take to accept a connection
+PROBE_TIMEOUT_S = 3.0  # how long the hub's host may take to accept a connection
 
 
 def offline() -> bool:
@@ -49,8 +49,11 @@ def require_reachable(name: str, what: str) -> None:
     """Raise a UserError unless the hub, where `name` (a `what`: model, dataset) would be fetched
     from, is switched on and answers."""
     if offline():
-        raise UserError(f"{what} '{name}': no such local path, and the hub is switched off "
-                        "(HF_HUB_OFFLINE); check the path")
+        raise UserError(
+            f"{what} '{name}': no such local path, and the hub is switched off (HF_HUB_OFFLINE); check the path"
+        )
     if not reachable():
-        raise UserError(f"{what} '{name}': no such local path, and the hub cannot be reached; check "
-                        "the path, or set HF_HUB_OFFLINE=1 to skip the hub")
+        raise UserError(
+            f"{what} '{name}': no such local path, and the hub cannot be reached; check "
+            "the path, or set HF_HUB_OFFLINE=1 to skip the hub"
+        )

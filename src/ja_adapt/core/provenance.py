@@ -17,12 +17,26 @@ from pathlib import Path
 
 # every distribution whose version shapes a number ja-adapt reports (MeCab: sacrebleu's ja
 # tokenizer runs mecab-python3 with the ipadic dictionary)
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "tokenizers", "safetensors",
-            "datasets", "lm_eval", "sacrebleu", "mecab-python3", "ipadic", "numpy", "scipy")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "bitsandbytes",
+    "tokenizers",
+    "safetensors",
+    "datasets",
+    "lm_eval",
+    "sacrebleu",
+    "mecab-python3",
+    "ipadic",
+    "numpy",
+    "scipy",
+)
 # /proc/cpuinfo flags that decide which CPU kernels run: oneDNN's bf16 GEMMs (avx512_bf16, amx),
 # bitsandbytes' packed 4-bit path (avx512_bf16)
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-LOCK = Path(__file__).resolve().parents[3] / "requirements" / "lock.txt"   # a source checkout's lock
+LOCK = Path(__file__).resolve().parents[3] / "requirements" / "lock.txt"  # a source checkout's lock
 
 
 def package_versions() -> dict[str, str]:
@@ -51,9 +65,12 @@ def lock_record(lock: Path = LOCK) -> dict:
             installed = "not installed"
         if installed != pinned:
             differ.append(f"{name} {installed} (lock {pinned})")
-    return {"sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "environment": "matches" if not differ else "differs: " + ", ".join(differ[:5])
-            + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")}
+    return {
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "environment": "matches"
+        if not differ
+        else "differs: " + ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else ""),
+    }
 
 
 @lru_cache(maxsize=1)

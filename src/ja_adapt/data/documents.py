@@ -15,12 +15,13 @@ class Document:
     tokenization). `text` is always the record's text (prompt + completion, or the turns' contents
     joined by newlines): what splitting, deduplication, decontamination and fingerprints read.
     """
+
     text: str
-    lang: str = "ja"          # ISO 639-1: ja, en, zh
-    domain: str = "general"   # e.g. news, conversation, docs
-    source: str = ""          # where it came from: a file path (with line for JSONL) or a package
+    lang: str = "ja"  # ISO 639-1: ja, en, zh
+    domain: str = "general"  # e.g. news, conversation, docs
+    source: str = ""  # where it came from: a file path (with line for JSONL) or a package
     segments: tuple[tuple[str, bool], ...] = ()  # (text, carries loss) pieces; () = plain text
-    messages: tuple[tuple[str, str], ...] = ()   # (role, content) turns of a conversation
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content) turns of a conversation
     split: str | None = None  # a record's own "split" (train/val/test) pins it; None: split by hash
 
     @property

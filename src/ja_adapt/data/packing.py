@@ -29,17 +29,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ja_adapt.data.tokens import TokenStore
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.tokens import TokenStore
 
-IGNORE = -100   # a position without a target (torch's cross-entropy ignore_index default)
+IGNORE = -100  # a position without a target (torch's cross-entropy ignore_index default)
 
 
 class PackedBatches:
     """Deterministic, random-access packed batches over a TokenStore (see module docstring)."""
 
-    def __init__(self, store: TokenStore, seq_len: int, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, pad_id: int | None = None, completion_only: bool = True):
+    def __init__(
+        self,
+        store: TokenStore,
+        seq_len: int,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        pad_id: int | None = None,
+        completion_only: bool = True,
+    ):
         if seq_len < 2:
             raise UserError(f"data.seq_len: must be >= 2, got {seq_len}")
         if batch_size < 1:
@@ -102,10 +110,10 @@ class PackedBatches:
         row_start = pos - pos % t
         real = pos < n_tokens
         p = pos[real]
-        k = np.searchsorted(starts, p, side="right") - 1          # slot in the epoch order
+        k = np.searchsorted(starts, p, side="right") - 1  # slot in the epoch order
         doc = perm[k]
         offset_in_doc = p - starts[k]
-        src = self.store.doc_offsets[doc] + offset_in_doc          # index into store.tokens
+        src = self.store.doc_offsets[doc] + offset_in_doc  # index into store.tokens
         has_next = (offset_in_doc + 1 < self._lengths[doc]) & ((p + 1) % t != 0)
         if self.completion_only:
             has_next &= self.store.loss_mask[np.minimum(src + 1, n_tokens - 1)].astype(bool)
@@ -120,6 +128,8 @@ class PackedBatches:
         position_ids[real] = p - np.maximum(starts[k], row_start[real])
         position_ids[~real] = t + pos[~real] - np.maximum(n_tokens, row_start[~real])
         shape = (self.batch_size, t)
-        return {"input_ids": torch.from_numpy(input_ids).view(shape),
-                "position_ids": torch.from_numpy(position_ids).view(shape),
-                "targets": torch.from_numpy(targets).view(shape)}
+        return {
+            "input_ids": torch.from_numpy(input_ids).view(shape),
+            "position_ids": torch.from_numpy(position_ids).view(shape),
+            "targets": torch.from_numpy(targets).view(shape),
+        }

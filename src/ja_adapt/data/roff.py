@@ -6,11 +6,19 @@ import re
 
 # Hand-written because no roff renderer ships with Python and groff's CJK output depends on the
 # install: this keeps the text of a man page and drops formatting, which is all a corpus needs.
-_ROFF_ESCAPES = [(re.compile(r'\\".*$'), ""), (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),
-                 (re.compile(r"\\s[+-]?\d"), ""), (re.compile(r"\\\((em|en)"), "—"),
-                 (re.compile(r"\\\((aq|cq|oq)"), "'"), (re.compile(r"\\\((dq|lq|rq)"), '"'),
-                 (re.compile(r"\\\(..|\\\[[^\]]*\]"), ""), (re.compile(r"\\[-]"), "-"),
-                 (re.compile(r"\\[&|^%c]"), ""), (re.compile(r"\\ "), " "), (re.compile(r"\\e"), lambda m: "\\")]
+_ROFF_ESCAPES = [
+    (re.compile(r'\\".*$'), ""),
+    (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),
+    (re.compile(r"\\s[+-]?\d"), ""),
+    (re.compile(r"\\\((em|en)"), "—"),
+    (re.compile(r"\\\((aq|cq|oq)"), "'"),
+    (re.compile(r"\\\((dq|lq|rq)"), '"'),
+    (re.compile(r"\\\(..|\\\[[^\]]*\]"), ""),
+    (re.compile(r"\\[-]"), "-"),
+    (re.compile(r"\\[&|^%c]"), ""),
+    (re.compile(r"\\ "), " "),
+    (re.compile(r"\\e"), lambda m: "\\"),
+]
 _ROFF_INLINE = {"B", "I", "BR", "RB", "IR", "RI", "BI", "IB", "SM", "SB", "SH", "SS"}
 _ROFF_BREAK = {"SH", "SS", "PP", "P", "LP", "TP", "IP", "br", "sp", "HP", "TH"}
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
+from ja_adapt.config import AlpacaConfig
 from ja_adapt.core import hub
 from ja_adapt.core.charclass import HAN as _HAN
 from ja_adapt.core.charclass import KANA as _KANA
-from ja_adapt.config import AlpacaConfig
+from ja_adapt.core.errors import UserError, first_line
 from ja_adapt.data.documents import Document
 from ja_adapt.data.records import FORMATS as FORMATS_HINT
 from ja_adapt.data.records import record_document, record_fields
-from ja_adapt.core.errors import UserError, first_line
 
 _HUB_PREFIX = "hf:"
 
@@ -55,23 +55,28 @@ def has_japanese(text: str) -> bool:
     return _KANA.search(text) is not None
 
 
-def _make_doc(text: str, lang, domain, default_domain: str, source: str,
-              where: str, **structure) -> Document | None:
+def _make_doc(text: str, lang, domain, default_domain: str, source: str, where: str, **structure) -> Document | None:
     """A Document with defaults filled in, or None for a blank text; `where` names file[:line]."""
     for key, value in (("lang", lang), ("domain", domain)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise UserError(f"{where}: field '{key}' must be a non-empty string, got {value!r}")
     if not text.strip():
         return None
-    return Document(text=text, lang=(lang or detect_lang(text)).strip(),
-                    domain=(domain or default_domain).strip(), source=source, **structure)
+    return Document(
+        text=text,
+        lang=(lang or detect_lang(text)).strip(),
+        domain=(domain or default_domain).strip(),
+        source=source,
+        **structure,
+    )
 
 
-def _record_doc(record: dict, default_domain: str, source: str, where: str,
-                alpaca: AlpacaConfig) -> Document | None:
+def _record_doc(record: dict, default_domain: str, source: str, where: str, alpaca: AlpacaConfig) -> Document | None:
     """The Document of one JSONL line / dataset row, in any record format (data/records.py)."""
+
     def make(text, lang, domain, **structure):
         return _make_doc(text, lang, domain, default_domain, source, where, **structure)
+
     return record_document(record, where, make, alpaca)
 
 
@@ -84,8 +89,10 @@ def _decode(path: Path, data: bytes, line: int | None = None) -> str:
         where = "of the line" if line is not None else "in the file"
         if line is None:
             line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at byte offset "
-                        f"{e.start} {where}); re-encode the file as UTF-8") from None
+        raise UserError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at byte offset "
+            f"{e.start} {where}); re-encode the file as UTF-8"
+        ) from None
 
 
 def _read_txt(path: Path, domain: str | None) -> Iterator[Document]:
@@ -99,8 +106,9 @@ def _read_txt(path: Path, domain: str | None) -> Iterator[Document]:
                 start = number
             block.append(line)
         elif block:
-            doc = _make_doc("\n".join(block).strip(), None, None, domain or path.stem,
-                            f"{path}:{start}", f"{path}:{start}")
+            doc = _make_doc(
+                "\n".join(block).strip(), None, None, domain or path.stem, f"{path}:{start}", f"{path}:{start}"
+            )
             block = []
             if doc is not None:
                 yield doc
@@ -118,11 +126,14 @@ def _read_jsonl(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterato
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                "each line must be one JSON object") from None
+                raise UserError(
+                    f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
+                ) from None
             if not isinstance(record, dict):
-                raise UserError(f"{where}: expected a JSON object (a record of one of the formats in "
-                                f"data/records.py), got {type(record).__name__}")
+                raise UserError(
+                    f"{where}: expected a JSON object (a record of one of the formats in "
+                    f"data/records.py), got {type(record).__name__}"
+                )
             doc = _record_doc(record, domain or path.stem, where, where, alpaca)
             if doc is not None:
                 yield doc
@@ -131,8 +142,9 @@ def _read_jsonl(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterato
 @dataclass(frozen=True)
 class FileFormat:
     """A corpus file type: how its files are read, and what a file needs to hold a document."""
-    read: Callable[[Path, str | None, AlpacaConfig], Iterator[Document]]   # (path, domain, alpaca)
-    needs: str                                                             # for the empty-corpus message
+
+    read: Callable[[Path, str | None, AlpacaConfig], Iterator[Document]]  # (path, domain, alpaca)
+    needs: str  # for the empty-corpus message
 
 
 # Corpus file suffix → its format, the one list of file types: directory scans, the hub-name check
@@ -142,20 +154,20 @@ FILE_FORMATS: dict[str, FileFormat] = {
     ".jsonl": FileFormat(_read_jsonl, "non-blank records"),
 }
 _SUFFIXES = tuple(FILE_FORMATS)
-FILE_TYPES = "/".join(FILE_FORMATS)          # ".txt/.jsonl", as messages name them
+FILE_TYPES = "/".join(FILE_FORMATS)  # ".txt/.jsonl", as messages name them
 # ".txt or .jsonl" (".txt, .jsonl or .tsv" with a third type)
 _FILE_TYPES_OR = " or ".join([", ".join(_SUFFIXES[:-1]), _SUFFIXES[-1]] if len(_SUFFIXES) > 1 else _SUFFIXES)
 
 
 def _is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json",
-                                                                 "dataset_dict.json"))
+    return path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json"))
 
 
 def _datasets():
     """The `datasets` module, imported on first use: it is heavy (pyarrow) and only dataset
     sources need it."""
     import datasets
+
     return datasets
 
 
@@ -169,8 +181,10 @@ def _read_dataset(ds, name: str, default_domain: str, alpaca: AlpacaConfig) -> I
     columns = list(ds.column_names)
     keep = [c for c in dict.fromkeys(record_fields(alpaca)) if c in columns]
     if not keep or set(keep) <= {"lang", "domain"}:
-        raise UserError(f"{name}: dataset has no 'text' column nor another record format's "
-                        f"(columns: {', '.join(columns)}); it needs {FORMATS_HINT}")
+        raise UserError(
+            f"{name}: dataset has no 'text' column nor another record format's "
+            f"(columns: {', '.join(columns)}); it needs {FORMATS_HINT}"
+        )
     for row, record in enumerate(ds.select_columns(keep)):
         doc = _record_doc(record, default_domain, f"{name}#{row}", f"{name}: row {row}", alpaca)
         if doc is not None:
@@ -182,8 +196,9 @@ def _read_saved_dataset(path: Path, domain: str | None, alpaca: AlpacaConfig) ->
     try:
         ds = datasets.load_from_disk(str(path))
     except (OSError, ValueError, FileNotFoundError) as e:
-        raise UserError(f"{path}: cannot load the saved dataset ({first_line(e)}); "
-                        "save it with Dataset.save_to_disk") from None
+        raise UserError(
+            f"{path}: cannot load the saved dataset ({first_line(e)}); save it with Dataset.save_to_disk"
+        ) from None
     yield from _read_dataset(ds, str(path), domain or path.name, alpaca)
 
 
@@ -192,18 +207,20 @@ def _hub_name(spec: str) -> str | None:
     if hub.offline():
         return None
     if spec.startswith(_HUB_PREFIX):
-        return spec[len(_HUB_PREFIX):] or None
+        return spec[len(_HUB_PREFIX) :] or None
     return spec if hub.is_hub_id(spec) and not spec.endswith(_SUFFIXES) else None
 
 
 def _read_hub(name: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[Document]:
     datasets = _datasets()
-    hub.require_reachable(name, "dataset")                  # fail now, not after retries
+    hub.require_reachable(name, "dataset")  # fail now, not after retries
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as e:  # noqa: BLE001 - network, auth and format failures all mean "cannot load"
-        raise UserError(f"{name}: no such file or directory, and loading it as a hub dataset failed "
-                        f"({first_line(e)}); check the path or the dataset name") from None
+        raise UserError(
+            f"{name}: no such file or directory, and loading it as a hub dataset failed "
+            f"({first_line(e)}); check the path or the dataset name"
+        ) from None
     yield from _read_dataset(ds, name, domain or name.rsplit("/", 1)[-1], alpaca)
 
 
@@ -214,14 +231,18 @@ def _read_path(spec: str, domain: str | None, alpaca: AlpacaConfig) -> Iterator[
         if hub_name is not None:
             yield from _read_hub(hub_name, domain, alpaca)
             return
-        raise UserError(f"{spec}: no such file or directory; pass a {FILE_TYPES} file, a directory "
-                        "of them, a dataset saved with save_to_disk, or (online) a hub dataset "
-                        "owner/name or hf:name")
+        raise UserError(
+            f"{spec}: no such file or directory; pass a {FILE_TYPES} file, a directory "
+            "of them, a dataset saved with save_to_disk, or (online) a hub dataset "
+            "owner/name or hf:name"
+        )
     if _is_saved_dataset(path):
         yield from _read_saved_dataset(path, domain, alpaca)
     elif path.is_dir():
-        files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES),
-                       key=lambda p: p.relative_to(path).as_posix())
+        files = sorted(
+            (p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES),
+            key=lambda p: p.relative_to(path).as_posix(),
+        )
         for file in files:
             yield from _read_file(file, domain, alpaca)
     else:
@@ -235,8 +256,13 @@ def _read_file(path: Path, domain: str | None, alpaca: AlpacaConfig) -> Iterator
     yield from fmt.read(path, domain, alpaca)
 
 
-def read_corpus(paths: list[str], *, require_japanese: bool = False,
-                domain: str | None = None, alpaca: AlpacaConfig = AlpacaConfig()) -> list[Document]:
+def read_corpus(
+    paths: list[str],
+    *,
+    require_japanese: bool = False,
+    domain: str | None = None,
+    alpaca: AlpacaConfig = AlpacaConfig(),
+) -> list[Document]:
     """All documents of `paths`, in order (see the module docstring for the formats).
 
     domain: overrides the per-file default domain (a record's own `domain` field still wins).
@@ -254,12 +280,13 @@ def read_corpus(paths: list[str], *, require_japanese: bool = False,
         docs.extend(_read_path(str(spec), domain, alpaca))
         if len(docs) == before:
             needs = ", ".join(f"a {suffix} needs {fmt.needs}" for suffix, fmt in FILE_FORMATS.items())
-            raise UserError(f"{spec}: no documents found (empty corpus); {needs}, a directory needs "
-                            f"{FILE_TYPES} files")
+            raise UserError(f"{spec}: no documents found (empty corpus); {needs}, a directory needs {FILE_TYPES} files")
     if require_japanese and not any(has_japanese(d.text) for d in docs):
         names = ", ".join(map(str, paths))
-        raise UserError(f"{names}: no Japanese characters (hiragana/katakana) in {len(docs)} "
-                        "documents; a Japanese corpus is expected here — check the file")
+        raise UserError(
+            f"{names}: no Japanese characters (hiragana/katakana) in {len(docs)} "
+            "documents; a Japanese corpus is expected here — check the file"
+        )
     return docs
 
 
@@ -269,8 +296,11 @@ def corpus_fingerprint(docs: list[Document]) -> str:
     h = sha256()
     for d in docs:
         # JSON encoding of the fields keeps their boundaries unambiguous.
-        fields = [d.text, d.lang, d.domain] + ([d.segments, d.messages] if d.supervised else []) \
+        fields = (
+            [d.text, d.lang, d.domain]
+            + ([d.segments, d.messages] if d.supervised else [])
             + ([d.split] if d.split is not None else [])
+        )
         h.update(json.dumps(fields, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()

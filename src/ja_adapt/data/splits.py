@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections import defaultdict
 from hashlib import sha256
 
-from ja_adapt.data.documents import Document
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.documents import Document
 
 SPLITS = ("train", "val", "test")
 _MIN_DOCS_FOR_EVAL = 3  # a domain this large always gets ≥ 1 val and ≥ 1 test document
@@ -33,19 +33,22 @@ _MIN_DOCS_FOR_EVAL = 3  # a domain this large always gets ≥ 1 val and ≥ 1 te
 
 def doc_hash_unit(text: str, salt: str = "ja-adapt") -> float:
     """A number in [0, 1) fixed by (salt, text): the first 8 bytes of sha256 as a fraction."""
-    digest = sha256(f"{salt}\x00{text}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    digest = sha256(f"{salt}\x00{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_documents(docs: list[Document], val_fraction: float = 0.05, test_fraction: float = 0.05,
-                    *, salt: str = "ja-adapt") -> dict[str, list[Document]]:
+def split_documents(
+    docs: list[Document], val_fraction: float = 0.05, test_fraction: float = 0.05, *, salt: str = "ja-adapt"
+) -> dict[str, list[Document]]:
     """{"train", "val", "test"} → documents, each list in input order (see module docstring)."""
     for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise UserError(f"data.{key}: must be in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1.0:
-        raise UserError(f"data.val_fraction + data.test_fraction must be < 1 (got "
-                        f"{val_fraction} + {test_fraction}); leave documents for training")
+        raise UserError(
+            f"data.val_fraction + data.test_fraction must be < 1 (got "
+            f"{val_fraction} + {test_fraction}); leave documents for training"
+        )
     units = [doc_hash_unit(d.text, salt) for d in docs]
     assign: list[str] = []
     by_domain: dict[str, list[int]] = defaultdict(list)

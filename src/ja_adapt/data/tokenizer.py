@@ -18,23 +18,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import (
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    trainers,
-)
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ja_adapt.data.documents import Document
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.documents import Document
 
 # Qwen2's pre-tokenisation pattern, as in transformers/models/qwen2/tokenization_qwen2.py.
-QWEN2_SPLIT_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-                     r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_SPLIT_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 EOS = "<|endoftext|>"
 END_OF_TURN = "<|im_end|>"
 # ChatML, as Qwen2-Instruct writes it (Qwen2.5's template adds a default system prompt and tools).
@@ -42,26 +36,29 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 8192                  # target vocabulary incl. 256 byte symbols and specials
-    min_frequency: int = 2                  # a pair must occur this often to be merged
+    vocab_size: int = 8192  # target vocabulary incl. 256 byte symbols and specials
+    min_frequency: int = 2  # a pair must occur this often to be merged
     special_tokens: tuple[str, ...] = (EOS, "<|im_start|>", END_OF_TURN)  # ids 0, 1, 2
-    chat_template: str = CHATML_TEMPLATE    # how `messages` records are rendered (apply_chat_template)
-    model_max_length: int = 4096            # the tiny preset's max_position_embeddings
+    chat_template: str = CHATML_TEMPLATE  # how `messages` records are rendered (apply_chat_template)
+    model_max_length: int = 4096  # the tiny preset's max_position_embeddings
 
 
 def _backend() -> Tokenizer:
     """An untrained BPE tokenizer with Qwen2's normaliser, pre-tokeniser and decoder."""
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -71,8 +68,9 @@ def _texts(items: Iterable[Document | str]) -> Iterator[str]:
         yield item.text if isinstance(item, Document) else item
 
 
-def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
-                    out_dir: str | Path | None = None, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    docs: Iterable[Document | str], vocab_size: int = 8192, *, out_dir: str | Path | None = None, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
     """Learn byte-level BPE merges on `docs` (Documents or strings) and wrap them for transformers.
 
     Returns a fast tokenizer with eos = pad = "<|endoftext|>", no BOS (Qwen2 has none) and the
@@ -84,24 +82,34 @@ def train_tokenizer(docs: Iterable[Document | str], vocab_size: int = 8192, *,
     cfg = TokenizerConfig(vocab_size=vocab_size, min_frequency=min_frequency)
     floor = 256 + len(cfg.special_tokens)
     if vocab_size < floor:
-        raise UserError(f"tokenizer.vocab_size: must be at least {floor} (256 byte symbols + "
-                        f"{len(cfg.special_tokens)} special tokens), got {vocab_size}")
+        raise UserError(
+            f"tokenizer.vocab_size: must be at least {floor} (256 byte symbols + "
+            f"{len(cfg.special_tokens)} special tokens), got {vocab_size}"
+        )
     texts = [t for t in _texts(docs) if t]
     if not texts:
         raise UserError("tokenizer: no text to train on; check the corpora")
     backend = _backend()
     trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=False,
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        show_progress=False,
         special_tokens=list(cfg.special_tokens),
         # every byte is in the vocabulary, so no text is ever out of vocabulary
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     backend.train_from_iterator(texts, trainer=trainer, length=len(texts))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token=EOS, pad_token=EOS, unk_token=None, bos_token=None,
+        tokenizer_object=backend,
+        eos_token=EOS,
+        pad_token=EOS,
+        unk_token=None,
+        bos_token=None,
         additional_special_tokens=list(cfg.special_tokens[1:]),
-        model_max_length=cfg.model_max_length, clean_up_tokenization_spaces=False)
+        model_max_length=cfg.model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
     tokenizer.chat_template = cfg.chat_template
     if out_dir is not None:
         tokenizer.save_pretrained(str(out_dir))
     return tokenizer
-

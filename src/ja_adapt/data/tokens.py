@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ja_adapt.core.errors import UserError
 from ja_adapt.data.documents import Document
 from ja_adapt.data.records import render_segments
 from ja_adapt.data.sources import corpus_fingerprint
-from ja_adapt.core.errors import UserError
 
 FORMAT_VERSION = 2
 _CHUNK_DOCS = 256  # documents per tokenization task: big enough to amortize IPC, small for memory
@@ -52,25 +52,27 @@ def tokenizer_fingerprint(tokenizer) -> str:
     if backend is not None:
         text = backend.to_str()
     else:
-        text = json.dumps([sorted(tokenizer.get_vocab().items()),
-                           sorted(map(str, getattr(tokenizer, "all_special_tokens", [])))],
-                          ensure_ascii=False)
+        text = json.dumps(
+            [sorted(tokenizer.get_vocab().items()), sorted(map(str, getattr(tokenizer, "all_special_tokens", [])))],
+            ensure_ascii=False,
+        )
     return sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class TokenStore:
     """A tokenized corpus on disk. tokens: np.memmap uint32 [n_tokens] (read-only)."""
+
     path: Path
     tokens: np.ndarray
-    doc_offsets: np.ndarray       # int64 [n_docs + 1]
-    doc_lang_ids: np.ndarray      # int32 [n_docs], index into lang_names
-    doc_domain_ids: np.ndarray    # int32 [n_docs], index into domain_names
+    doc_offsets: np.ndarray  # int64 [n_docs + 1]
+    doc_lang_ids: np.ndarray  # int32 [n_docs], index into lang_names
+    doc_domain_ids: np.ndarray  # int32 [n_docs], index into domain_names
     lang_names: list[str]
     domain_names: list[str]
-    loss_mask: np.ndarray         # uint8 [n_tokens] (read-only): 1 = carries loss as a target
-    eos_id: int | None            # appended after every document, None when append_eos=False
-    pad_id: int                   # the tokenizer's pad id, else its EOS id (for padding rows)
+    loss_mask: np.ndarray  # uint8 [n_tokens] (read-only): 1 = carries loss as a target
+    eos_id: int | None  # appended after every document, None when append_eos=False
+    pad_id: int  # the tokenizer's pad id, else its EOS id (for padding rows)
     meta: dict
 
     @property
@@ -98,7 +100,7 @@ class TokenStore:
 
     def doc_tokens(self, i: int) -> np.ndarray:
         """uint32 [len_i]: the tokens of document i (a view into the memmap)."""
-        return self.tokens[self.doc_offsets[i]:self.doc_offsets[i + 1]]
+        return self.tokens[self.doc_offsets[i] : self.doc_offsets[i + 1]]
 
     @classmethod
     def open(cls, path: str | Path) -> TokenStore:
@@ -107,23 +109,32 @@ class TokenStore:
         try:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: not a token store ({type(e).__name__}); delete it and rebuild"
-                            ) from None
+            raise UserError(f"{path}: not a token store ({type(e).__name__}); delete it and rebuild") from None
         if meta.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path}: token store format {meta.get('format_version')}, this version "
-                            f"reads {FORMAT_VERSION}; delete it and rebuild")
+            raise UserError(
+                f"{path}: token store format {meta.get('format_version')}, this version "
+                f"reads {FORMAT_VERSION}; delete it and rebuild"
+            )
         offsets = np.load(path / "doc_offsets.npy", allow_pickle=False)
         doc_meta = np.load(path / "doc_meta.npy", allow_pickle=False)
         n_tokens = int(offsets[-1])
         if (path / "tokens.bin").stat().st_size != 4 * n_tokens:
-            raise UserError(f"{path / 'tokens.bin'}: size does not match meta.json; delete the "
-                            "store and rebuild")
+            raise UserError(f"{path / 'tokens.bin'}: size does not match meta.json; delete the store and rebuild")
         tokens = np.memmap(path / "tokens.bin", dtype=np.uint32, mode="r", shape=(n_tokens,))
         loss_mask = np.memmap(path / "loss_mask.bin", dtype=np.uint8, mode="r", shape=(n_tokens,))
-        return cls(path=path, tokens=tokens, loss_mask=loss_mask, doc_offsets=offsets, doc_lang_ids=doc_meta[:, 0],
-                   doc_domain_ids=doc_meta[:, 1], lang_names=meta["langs"],
-                   domain_names=meta["domains"], eos_id=meta["eos_id"], pad_id=meta["pad_id"],
-                   meta=meta)
+        return cls(
+            path=path,
+            tokens=tokens,
+            loss_mask=loss_mask,
+            doc_offsets=offsets,
+            doc_lang_ids=doc_meta[:, 0],
+            doc_domain_ids=doc_meta[:, 1],
+            lang_names=meta["langs"],
+            domain_names=meta["domains"],
+            eos_id=meta["eos_id"],
+            pad_id=meta["pad_id"],
+            meta=meta,
+        )
 
 
 # --- tokenization workers -------------------------------------------------------------------
@@ -152,14 +163,14 @@ def _pool_encode(texts: list[str]) -> list[list[int]]:
     return _encode_chunk(texts)
 
 
-Layout = list[list[bool]]   # per document of a chunk: the loss flag of each of its pieces
+Layout = list[list[bool]]  # per document of a chunk: the loss flag of each of its pieces
 
 
 def _chunks(docs: list[Document], tokenizer) -> Iterator[tuple[list[str], Layout]]:
     """Chunks of documents as (their pieces' texts, flat; the pieces' loss flags per document)."""
     for start in range(0, len(docs), _CHUNK_DOCS):
         texts, layout = [], []
-        for d in docs[start:start + _CHUNK_DOCS]:
+        for d in docs[start : start + _CHUNK_DOCS]:
             pieces = render_segments(d, tokenizer)
             texts += [t for t, _ in pieces]
             layout.append([trained for _, trained in pieces])
@@ -179,8 +190,7 @@ def _assemble(encoded: list[list[int]], layout: Layout) -> list[tuple[list[int],
     return out
 
 
-def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int
-                    ) -> Iterator[list[tuple[list[int], list[int]]]]:
+def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int) -> Iterator[list[tuple[list[int], list[int]]]]:
     """(token ids, loss flags) per document, chunk by chunk, in order; with num_workers > 1 the
     encoding runs in a process pool."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -192,8 +202,9 @@ def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int
     # A hand-bounded window of futures keeps memory flat (Executor.map would submit every chunk at
     # once), and a worker that dies raises BrokenProcessPool instead of hanging as Pool does.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(backend.to_str(),)) as pool:
+    with ProcessPoolExecutor(
+        num_workers, mp_context=ctx, initializer=_init_worker, initargs=(backend.to_str(),)
+    ) as pool:
         window: deque = deque()
         for texts, layout in _chunks(docs, tokenizer):
             window.append((pool.submit(_pool_encode, texts), layout))
@@ -206,13 +217,15 @@ def _encoded_chunks(docs: list[Document], tokenizer, num_workers: int
 
 
 def _store_key(tok_fp: str, template: str | None, data_fp: str, eos_id: int | None) -> str:
-    text = json.dumps({"format": FORMAT_VERSION, "tokenizer": tok_fp, "chat_template": template,
-                       "data": data_fp, "eos": eos_id})
+    text = json.dumps(
+        {"format": FORMAT_VERSION, "tokenizer": tok_fp, "chat_template": template, "data": data_fp, "eos": eos_id}
+    )
     return sha256(text.encode()).hexdigest()[:32]
 
 
-def build_token_store(docs: list[Document], tokenizer, cache_dir: Path, *, num_workers: int = 1,
-                      append_eos: bool = True) -> TokenStore:
+def build_token_store(
+    docs: list[Document], tokenizer, cache_dir: Path, *, num_workers: int = 1, append_eos: bool = True
+) -> TokenStore:
     """Tokenize `docs` into `<cache_dir>/<key>/` and open it; reuse that directory if it exists.
 
     Each document becomes its tokens (no BOS / special tokens) followed by EOS when append_eos;
@@ -224,24 +237,31 @@ def build_token_store(docs: list[Document], tokenizer, cache_dir: Path, *, num_w
         raise UserError(f"data.num_workers: must be >= 1, got {num_workers}")
     eos_id = tokenizer.eos_token_id if append_eos else None
     if append_eos and eos_id is None:
-        raise UserError("tokenizer: has no eos_token, needed to separate packed documents; "
-                        "use a tokenizer with an EOS token")
+        raise UserError(
+            "tokenizer: has no eos_token, needed to separate packed documents; use a tokenizer with an EOS token"
+        )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise UserError("tokenizer: has neither a pad nor an eos token to pad rows with")
     tok_fp, data_fp = tokenizer_fingerprint(tokenizer), corpus_fingerprint(docs)
     cache_dir = Path(cache_dir)
     template = getattr(tokenizer, "chat_template", None)
-    final = cache_dir / _store_key(tok_fp, template if isinstance(template, str) else None, data_fp,
-                                   eos_id)
+    final = cache_dir / _store_key(tok_fp, template if isinstance(template, str) else None, data_fp, eos_id)
     if (final / "meta.json").is_file():
         return TokenStore.open(final)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=cache_dir))
     tmp.chmod(0o755)  # mkdtemp makes it private; the finished cache is an ordinary directory
     try:
-        _write_store(tmp, docs, tokenizer, num_workers, eos_id, pad_id,
-                     {"tokenizer_fingerprint": tok_fp, "corpus_fingerprint": data_fp})
+        _write_store(
+            tmp,
+            docs,
+            tokenizer,
+            num_workers,
+            eos_id,
+            pad_id,
+            {"tokenizer_fingerprint": tok_fp, "corpus_fingerprint": data_fp},
+        )
         try:
             os.rename(tmp, final)
         except OSError:
@@ -252,27 +272,30 @@ def build_token_store(docs: list[Document], tokenizer, cache_dir: Path, *, num_w
     return TokenStore.open(final)
 
 
-def _write_store(out: Path, docs: list[Document], tokenizer, num_workers: int,
-                 eos_id: int | None, pad_id: int, fingerprints: dict) -> None:
+def _write_store(
+    out: Path, docs: list[Document], tokenizer, num_workers: int, eos_id: int | None, pad_id: int, fingerprints: dict
+) -> None:
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     langs: dict[str, int] = {}
     domains: dict[str, int] = {}
-    doc_meta = np.array([(langs.setdefault(d.lang, len(langs)),
-                          domains.setdefault(d.domain, len(domains))) for d in docs],
-                        dtype=np.int32).reshape(len(docs), 2)
+    doc_meta = np.array(
+        [(langs.setdefault(d.lang, len(langs)), domains.setdefault(d.domain, len(domains))) for d in docs],
+        dtype=np.int32,
+    ).reshape(len(docs), 2)
     suffix = [eos_id] if eos_id is not None else []
     i, total = 0, 0
     with open(out / "tokens.bin", "wb") as f, open(out / "loss_mask.bin", "wb") as fm:
         for encoded in _encoded_chunks(docs, tokenizer, num_workers):
-            lengths = np.fromiter((len(ids) + len(suffix) for ids, _ in encoded), dtype=np.int64,
-                                  count=len(encoded))
+            lengths = np.fromiter((len(ids) + len(suffix) for ids, _ in encoded), dtype=np.int64, count=len(encoded))
             count = int(lengths.sum())
-            flat = np.fromiter(chain.from_iterable(ids + suffix for ids, _ in encoded), dtype=np.uint32,
-                               count=count)
+            flat = np.fromiter(chain.from_iterable(ids + suffix for ids, _ in encoded), dtype=np.uint32, count=count)
             # the EOS after a document is learnt as its last piece is: text and completions stop
-            mask = np.fromiter(chain.from_iterable(m + [m[-1] if m else 1] * len(suffix)
-                                                   for _, m in encoded), dtype=np.uint8, count=count)
-            offsets[i + 1:i + 1 + len(encoded)] = total + np.cumsum(lengths)
+            mask = np.fromiter(
+                chain.from_iterable(m + [m[-1] if m else 1] * len(suffix) for _, m in encoded),
+                dtype=np.uint8,
+                count=count,
+            )
+            offsets[i + 1 : i + 1 + len(encoded)] = total + np.cumsum(lengths)
             total += count
             i += len(encoded)
             f.write(flat.tobytes())
@@ -281,8 +304,16 @@ def _write_store(out: Path, docs: list[Document], tokenizer, num_workers: int,
         raise UserError("corpus: tokenized to zero tokens; check the documents and tokenizer")
     np.save(out / "doc_offsets.npy", offsets, allow_pickle=False)
     np.save(out / "doc_meta.npy", doc_meta, allow_pickle=False)
-    meta = {"format_version": FORMAT_VERSION, **fingerprints, "n_docs": len(docs), "n_tokens": total,
-            "eos_id": eos_id, "pad_id": pad_id, "vocab_size": len(tokenizer),
-            "langs": list(langs), "domains": list(domains)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **fingerprints,
+        "n_docs": len(docs),
+        "n_tokens": total,
+        "eos_id": eos_id,
+        "pad_id": pad_id,
+        "vocab_size": len(tokenizer),
+        "langs": list(langs),
+        "domains": list(domains),
+    }
     # meta.json last: its presence is what marks a store complete.
     (out / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")

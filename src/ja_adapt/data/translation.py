@@ -39,9 +39,9 @@ CATALOGS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class TranslationPair:
-    en: str        # the English source (msgid)
-    ja: str        # its human translation (msgstr)
-    catalog: str   # a CATALOGS key
+    en: str  # the English source (msgid)
+    ja: str  # its human translation (msgstr)
+    catalog: str  # a CATALOGS key
 
 
 def _catalog_files(name: str) -> list[Path]:
@@ -57,7 +57,7 @@ def _pairs_of(catalog: dict, name: str) -> list[TranslationPair]:
     entries keyed (msgid, n)), in msgid order so the result does not depend on dict order."""
     out = []
     for key in sorted(catalog, key=lambda k: k if isinstance(k, tuple) else (k, -1)):
-        msgid, form = (key if isinstance(key, tuple) else (key, 0))
+        msgid, form = key if isinstance(key, tuple) else (key, 0)
         value = catalog[key]
         if form != 0 or not isinstance(value, str) or not isinstance(msgid, str):
             continue
@@ -98,8 +98,9 @@ def split_of(pair: TranslationPair, val_fraction: float = 0.05, test_fraction: f
     return "train"
 
 
-def split_pairs(pairs: Iterable[TranslationPair], val_fraction: float = 0.05,
-                test_fraction: float = 0.1) -> dict[str, list[TranslationPair]]:
+def split_pairs(
+    pairs: Iterable[TranslationPair], val_fraction: float = 0.05, test_fraction: float = 0.1
+) -> dict[str, list[TranslationPair]]:
     """{"train", "val", "test"} → pairs, each in input order."""
     out: dict[str, list[TranslationPair]] = {"train": [], "val": [], "test": []}
     for p in pairs:
@@ -107,8 +108,9 @@ def split_pairs(pairs: Iterable[TranslationPair], val_fraction: float = 0.05,
     return out
 
 
-def held_out_japanese(val_fraction: float = 0.05, test_fraction: float = 0.1,
-                      names: Iterable[str] = tuple(CATALOGS)) -> set[str]:
+def held_out_japanese(
+    val_fraction: float = 0.05, test_fraction: float = 0.1, names: Iterable[str] = tuple(CATALOGS)
+) -> set[str]:
     """The Japanese sides of every non-train pair (any length): text no training set may contain."""
     return {p.ja for p in catalog_pairs(names) if split_of(p, val_fraction, test_fraction) != "train"}
 
@@ -121,8 +123,9 @@ def prompt_completion(pair: TranslationPair) -> dict[str, str]:
     return {"prompt": PROMPT_TEMPLATE.format(en=pair.en), "completion": pair.ja}
 
 
-def drop_held_out(docs: list[Document], held_out: Iterable[str], *, joiner: str = "\n\n",
-                  config: DedupConfig | None = None) -> tuple[list[Document], dict]:
+def drop_held_out(
+    docs: list[Document], held_out: Iterable[str], *, joiner: str = "\n\n", config: DedupConfig | None = None
+) -> tuple[list[Document], dict]:
     """(docs without the units that hold a held-out Japanese side, report).
 
     A unit is a `joiner`-separated piece of a document (one catalog message in the .mo corpora of
@@ -150,13 +153,21 @@ def drop_held_out(docs: list[Document], held_out: Iterable[str], *, joiner: str 
     for k, (i, u) in enumerate(units):
         if k not in dropped:
             kept.setdefault(i, []).append(u)
-    out = [dataclasses.replace(d, text=joiner.join(kept[i])) for i, d in enumerate(docs)
-           if i in kept and joiner.join(kept[i]).strip()]
-    report = {"held_out_sides": len(sides), "units": len(units), "removed_units": len(dropped),
-              "removed_chars": sum(len(units[k][1]) for k in dropped),
-              "docs": len(docs), "kept_docs": len(out),
-              "rule": f"unit equal to a held-out side (normalised), or containing one at "
-                      f">= {cfg.threshold} of its {cfg.ngram}-grams"}
+    out = [
+        dataclasses.replace(d, text=joiner.join(kept[i]))
+        for i, d in enumerate(docs)
+        if i in kept and joiner.join(kept[i]).strip()
+    ]
+    report = {
+        "held_out_sides": len(sides),
+        "units": len(units),
+        "removed_units": len(dropped),
+        "removed_chars": sum(len(units[k][1]) for k in dropped),
+        "docs": len(docs),
+        "kept_docs": len(out),
+        "rule": f"unit equal to a held-out side (normalised), or containing one at "
+        f">= {cfg.threshold} of its {cfg.ngram}-grams",
+    }
     return out, report
 
 
@@ -174,7 +185,7 @@ def multiple_choice_items(pairs: list[TranslationPair], n_choices: int = 4) -> l
     items = []
     for p in pairs:
         i, distractors, step = rank[p.en], [], 1
-        while len(distractors) < n_choices - 1:       # nearest in length: alternate below and above
+        while len(distractors) < n_choices - 1:  # nearest in length: alternate below and above
             for j in (i - step, i + step):
                 if 0 <= j < len(by_length) and len(distractors) < n_choices - 1:
                     ja = by_length[j].ja

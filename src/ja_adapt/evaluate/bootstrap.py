@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 CONFIDENCE = 0.95
-_CHUNK_ELEMENTS = 2_000_000   # bounds the [resamples, n] index block held at once
+_CHUNK_ELEMENTS = 2_000_000  # bounds the [resamples, n] index block held at once
 
 
 def resample_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -25,16 +25,16 @@ def resample_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
         yield rng.integers(0, n, size=(min(rows, resamples - start), n))
 
 
-def percentile_interval(values, *, confidence: float = CONFIDENCE, requested: int | None = None,
-                        unit: str = "document") -> dict:
+def percentile_interval(
+    values, *, confidence: float = CONFIDENCE, requested: int | None = None, unit: str = "document"
+) -> dict:
     """{"ci_low", "ci_high", "ci_confidence", "resamples", "unit"} of bootstrap replicates (numpy's
     default linear-interpolated percentiles; unit: what was resampled). Undefined replicates (NaN:
     e.g. a resample without any character of a script) are dropped; `resamples` counts the defined
     ones, and `resamples_requested` appears when some were dropped."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    out = {"ci_low": None, "ci_high": None, "ci_confidence": confidence, "resamples": int(len(v)),
-           "unit": unit}
+    out = {"ci_low": None, "ci_high": None, "ci_confidence": confidence, "resamples": int(len(v)), "unit": unit}
     if len(v):
         tail = (1 - confidence) / 2 * 100
         lo, hi = np.percentile(v, [tail, 100 - tail])
@@ -44,8 +44,7 @@ def percentile_interval(values, *, confidence: float = CONFIDENCE, requested: in
     return out
 
 
-def replicates(units: int, statistic: Callable[[np.ndarray], np.ndarray], *, resamples: int,
-               seed: int) -> np.ndarray:
+def replicates(units: int, statistic: Callable[[np.ndarray], np.ndarray], *, resamples: int, seed: int) -> np.ndarray:
     """statistic(idx) for every bootstrap block idx [rows, units] → [resamples, ...] replicates."""
     return np.concatenate([statistic(idx) for idx in resample_indices(units, resamples, seed)])
 
@@ -62,6 +61,7 @@ def ratio_replicates(num, den, *, resamples: int, seed: int) -> np.ndarray:
         n_sum, d_sum = num[idx].sum(axis=1), den[idx].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(d_sum > 0, n_sum / np.where(d_sum > 0, d_sum, 1), np.nan)
+
     return replicates(len(num), stat, resamples=resamples, seed=seed)
 
 
@@ -73,5 +73,4 @@ def ratio_interval(num, den, *, resamples: int, seed: int, confidence: float = C
     reps = ratio_replicates(num, den, resamples=resamples, seed=seed)
     if reps.ndim == 1:
         return percentile_interval(reps, confidence=confidence, requested=resamples)
-    return [percentile_interval(reps[:, j], confidence=confidence, requested=resamples)
-            for j in range(reps.shape[1])]
+    return [percentile_interval(reps[:, j], confidence=confidence, requested=resamples) for j in range(reps.shape[1])]

@@ -54,8 +54,7 @@ def tally_document(tally: dict, text: str, char_bits: np.ndarray, cfg: BucketCon
 
 
 def summarize_tally(tally: dict) -> dict:
-    return {b: {**t, "bits_per_char": t["bits"] / t["chars"] if t["chars"] else None}
-            for b, t in tally.items()}
+    return {b: {**t, "bits_per_char": t["bits"] / t["chars"] if t["chars"] else None} for b, t in tally.items()}
 
 
 def bucket_ratios(buckets_a: dict, buckets_b: dict) -> dict:
@@ -63,16 +62,20 @@ def bucket_ratios(buckets_a: dict, buckets_b: dict) -> dict:
 
     buckets_x: the `buckets` section of evaluate_model results.
     """
+
     def ratio(x, y):
         if not x or not y or x.get("bits_per_char") is None or not y.get("bits_per_char"):
             return None
         return x["bits_per_char"] / y["bits_per_char"]
 
-    out = {"definition": "docs/metrics.md#complexity-buckets",
-           "direction": "bits_per_char(a) / bits_per_char(b); > 1 means a needs more bits",
-           "overall": {b: ratio(buckets_a["overall"].get(b), buckets_b["overall"].get(b)) for b in BUCKETS},
-           "by_domain": {}}
+    out = {
+        "definition": "docs/metrics.md#complexity-buckets",
+        "direction": "bits_per_char(a) / bits_per_char(b); > 1 means a needs more bits",
+        "overall": {b: ratio(buckets_a["overall"].get(b), buckets_b["overall"].get(b)) for b in BUCKETS},
+        "by_domain": {},
+    }
     for dom in sorted(set(buckets_a["by_domain"]) & set(buckets_b["by_domain"])):
-        out["by_domain"][dom] = {b: ratio(buckets_a["by_domain"][dom].get(b), buckets_b["by_domain"][dom].get(b))
-                                 for b in BUCKETS}
+        out["by_domain"][dom] = {
+            b: ratio(buckets_a["by_domain"][dom].get(b), buckets_b["by_domain"][dom].get(b)) for b in BUCKETS
+        }
     return out

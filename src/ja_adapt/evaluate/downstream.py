@@ -22,17 +22,17 @@ from pathlib import Path
 import yaml
 
 from ja_adapt.config import DownstreamConfig
-from ja_adapt.data.splits import doc_hash_unit
-from ja_adapt.data.translation import catalog_pairs, multiple_choice_items, split_pairs
 from ja_adapt.core.errors import UserError, closest
 from ja_adapt.core.hashing import sha256_file
+from ja_adapt.data.splits import doc_hash_unit
+from ja_adapt.data.translation import catalog_pairs, multiple_choice_items, split_pairs
 
 DOCS = "docs/metrics.md"
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 # the file-name prefixes a data directory's split files start with (JGLUE ships train-v1.1.json,
 # valid-v1.1.json)
 SPLIT_PREFIXES = {"train": ("train",), "validation": ("valid",), "test": ("test",)}
-MC_MAX_CHARS = 40            # shipped task: strings up to this long on both sides (short prompts)
+MC_MAX_CHARS = 40  # shipped task: strings up to this long on both sides (short prompts)
 
 
 def _mc_translation_items() -> list[dict]:
@@ -41,8 +41,10 @@ def _mc_translation_items() -> list[dict]:
     pairs = split_pairs(catalog_pairs(max_chars=MC_MAX_CHARS))["test"]
     items = sorted(multiple_choice_items(pairs), key=lambda it: doc_hash_unit(it["en"], "ja-adapt-mc-order"))
     if not items:
-        raise UserError("ja_adapt_mc_translation: no translation pairs found; install the mercurial or "
-                        "jupyterlab-language-pack-ja-JP package (ja-adapt's dependencies)")
+        raise UserError(
+            "ja_adapt_mc_translation: no translation pairs found; install the mercurial or "
+            "jupyterlab-language-pack-ja-JP package (ja-adapt's dependencies)"
+        )
     return items
 
 
@@ -62,8 +64,11 @@ def _describe(x) -> str:
 def config_sha256(task_cfg: dict) -> str:
     """sha256 of a resolved task configuration (sorted-key JSON; data files by their content)."""
     files = (task_cfg.get("dataset_kwargs") or {}).get("data_files") or {}
-    blob = json.dumps({"config": task_cfg, "data_sha256": {s: sha256_file(f) for s, f in sorted(files.items())}},
-                      sort_keys=True, default=_describe)
+    blob = json.dumps(
+        {"config": task_cfg, "data_sha256": {s: sha256_file(f) for s, f in sorted(files.items())}},
+        sort_keys=True,
+        default=_describe,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -78,7 +83,7 @@ def _shipped_config(name: str, cache_dir: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = items.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
-        tmp.replace(items)                            # atomic: a concurrent run never reads half a file
+        tmp.replace(items)  # atomic: a concurrent run never reads half a file
     cfg["dataset_kwargs"]["data_files"] = {cfg["test_split"]: str(items)}
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return cfg
@@ -95,8 +100,10 @@ def parse_data(entries: list[str]) -> dict[str, dict[str, str] | Path]:
             raise UserError(f"eval.downstream.data: task '{task}' is given twice; one entry per task")
         if ":" not in value.split(",")[0] or Path(value).is_dir():
             if not Path(value).is_dir():
-                raise UserError(f"eval.downstream.data: {value} (for {task}) is not a directory; pass a "
-                                "directory of split files or SPLIT:FILE pairs")
+                raise UserError(
+                    f"eval.downstream.data: {value} (for {task}) is not a directory; pass a "
+                    "directory of split files or SPLIT:FILE pairs"
+                )
             out[task] = Path(value)
             continue
         files = {}
@@ -116,11 +123,12 @@ def _split_files(task: str, folder: Path, splits: set[str]) -> dict[str, str]:
     found = {}
     for split in splits:
         prefixes = SPLIT_PREFIXES.get(split, (split,))
-        files = sorted(f for f in folder.iterdir() if f.suffix in (".json", ".jsonl")
-                       and f.name.startswith(prefixes))
+        files = sorted(f for f in folder.iterdir() if f.suffix in (".json", ".jsonl") and f.name.startswith(prefixes))
         if len(files) > 1:
-            raise UserError(f"eval.downstream.data: {folder} has {len(files)} files for the {split} split of "
-                            f"{task} ({', '.join(f.name for f in files)}); keep one or name it with {task}=SPLIT:FILE")
+            raise UserError(
+                f"eval.downstream.data: {folder} has {len(files)} files for the {split} split of "
+                f"{task} ({', '.join(f.name for f in files)}); keep one or name it with {task}=SPLIT:FILE"
+            )
         if files:
             found[split] = str(files[0].resolve())
     return found
@@ -136,12 +144,18 @@ def _with_local_data(name: str, cfg: dict, data, num_fewshot: int | None) -> dic
     missing = sorted(s for s in needed if s and s not in files)
     if missing:
         fewshot = cfg.get("fewshot_split") or cfg.get("training_split")
-        raise UserError(f"eval.downstream.data: no {', '.join(missing)} split for {name} (it evaluates on "
-                        f"'{eval_split}' with {shots}-shot examples from '{fewshot}'); "
-                        f"add {name}=SPLIT:FILE for it" + (" or set eval.downstream.num_fewshot=0" if shots else ""))
-    cfg = {**cfg, "dataset_path": "json", "dataset_name": None,
-           "dataset_kwargs": {"data_files": {s: f for s, f in files.items() if s in wanted}}}
-    for key in SPLIT_KEYS:                   # a split without a file is not read at all
+        raise UserError(
+            f"eval.downstream.data: no {', '.join(missing)} split for {name} (it evaluates on "
+            f"'{eval_split}' with {shots}-shot examples from '{fewshot}'); "
+            f"add {name}=SPLIT:FILE for it" + (" or set eval.downstream.num_fewshot=0" if shots else "")
+        )
+    cfg = {
+        **cfg,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {s: f for s, f in files.items() if s in wanted}},
+    }
+    for key in SPLIT_KEYS:  # a split without a file is not read at all
         if cfg.get(key) and cfg[key] not in files:
             cfg[key] = None
     return cfg
@@ -154,12 +168,15 @@ def _lm_eval_config(name: str, index) -> dict:
 
     entry = index.get(name)
     if entry is None:
-        raise UserError(f"eval.downstream.tasks: '{name}' is not an lm-eval task{closest(name, list(index))}; "
-                        "`lm_eval ls tasks` lists them")
+        raise UserError(
+            f"eval.downstream.tasks: '{name}' is not an lm-eval task{closest(name, list(index))}; "
+            "`lm_eval ls tasks` lists them"
+        )
     cfg = load_yaml(entry.yaml_path, resolve_func=True) if entry.yaml_path else {}
     if cfg.get("task") != name:
-        raise UserError(f"eval.downstream.tasks: '{name}' is an lm-eval group or tag, not a task; name its "
-                        "tasks one by one")
+        raise UserError(
+            f"eval.downstream.tasks: '{name}' is an lm-eval group or tag, not a task; name its tasks one by one"
+        )
     return cfg
 
 
@@ -194,7 +211,8 @@ def check_local_data(cfg: DownstreamConfig) -> dict[str, dict[str, str] | Path]:
                 f"eval.downstream.tasks: {name} has no local data and ja-adapt downloads no dataset; supply "
                 f"its files with --task-data {name}=DIR (a directory with train*.json and valid*.json, "
                 f"e.g. JGLUE's released files) or {name}=validation:FILE,train:FILE "
-                "(config key eval.downstream.data)")
+                "(config key eval.downstream.data)"
+            )
     return data
 
 
@@ -216,8 +234,11 @@ def resolve_tasks(cfg: DownstreamConfig, cache_dir: Path) -> dict[str, dict]:
 
 def _sample_record(sample: dict) -> dict:
     """One item's outcome: its lm-eval doc_id, target and per-item value of every metric."""
-    return {"doc_id": sample["doc_id"], "target": sample.get("target"),
-            **{m: sample[m] for m in sample.get("metrics", []) if m in sample}}
+    return {
+        "doc_id": sample["doc_id"],
+        "target": sample.get("target"),
+        **{m: sample[m] for m in sample.get("metrics", []) if m in sample},
+    }
 
 
 def _check_targets(name: str, task_cfg: dict, samples: list[dict]) -> None:
@@ -231,17 +252,21 @@ def _check_targets(name: str, task_cfg: dict, samples: list[dict]) -> None:
         by_text = isinstance(target, str) and any(str(a[1]).endswith(target) for a in args)
         if not by_text and not (isinstance(target, int) and 0 <= target < n_choices):
             files = ", ".join(task_cfg["dataset_kwargs"]["data_files"].values())
-            raise UserError(f"{files}: item {s['doc_id']} of {name} has the answer {target!r}, which is not an "
-                            f"index of its {n_choices} choices; give labels as 0-based choice indices "
-                            "(docs/metrics.md#downstream shows the conversion)")
+            raise UserError(
+                f"{files}: item {s['doc_id']} of {name} has the answer {target!r}, which is not an "
+                f"index of its {n_choices} choices; give labels as 0-based choice indices "
+                "(docs/metrics.md#downstream shows the conversion)"
+            )
 
 
 class _LoadedModelNotices(logging.Filter):
     """lm-eval warns, each time it is given a loaded model rather than a name, that other model
     arguments may be ignored; ja-adapt always passes one, in one process, so the lines say nothing."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("`pretrained` model kwarg is not of type",
-                                                    "Passed an already-initialized model"))
+        return not record.getMessage().startswith(
+            ("`pretrained` model kwarg is not of type", "Passed an already-initialized model")
+        )
 
 
 def run_downstream(model, tokenizer, cfg: DownstreamConfig, task_configs: dict[str, dict]) -> dict:
@@ -256,26 +281,48 @@ def run_downstream(model, tokenizer, cfg: DownstreamConfig, task_configs: dict[s
         hf_logger.addFilter(_LoadedModelNotices())
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size)
     res = lm_eval.simple_evaluate(
-        lm, tasks=list(task_configs.values()), num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+        lm,
+        tasks=list(task_configs.values()),
+        num_fewshot=cfg.num_fewshot,
+        limit=cfg.limit,
         task_manager=TaskManager(include_defaults=False),  # configs are passed whole: skip the index
-        log_samples=True, bootstrap_iters=0,     # intervals: ja-adapt's item bootstrap, not lm-eval's stderr
-        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed)
+        log_samples=True,
+        bootstrap_iters=0,  # intervals: ja-adapt's item bootstrap, not lm-eval's stderr
+        random_seed=cfg.seed,
+        numpy_random_seed=cfg.seed,
+        torch_random_seed=cfg.seed,
+        fewshot_random_seed=cfg.seed,
+    )
     tasks = {}
     for name, task_cfg in task_configs.items():
-        metrics = {k.split(",")[0]: v for k, v in res["results"][name].items()
-                   if k.endswith(",none") and "_stderr" not in k}
+        metrics = {
+            k.split(",")[0]: v for k, v in res["results"][name].items() if k.endswith(",none") and "_stderr" not in k
+        }
         samples = sorted(res["samples"][name], key=lambda s: s["doc_id"])
         _check_targets(name, task_cfg, samples)
-        tasks[name] = {"version": res["versions"].get(name), "num_fewshot": res["n-shot"].get(name),
-                       "output_type": task_cfg.get("output_type"),
-                       "config_sha256": config_sha256(task_cfg),
-                       "data_files": {s: {"path": f, "sha256": sha256_file(f)} for s, f in
-                                      sorted(task_cfg["dataset_kwargs"]["data_files"].items())},
-                       "n": len(samples), "n_available": res["n-samples"][name]["original"],
-                       "metrics": metrics, "samples": [_sample_record(s) for s in samples]}
-    return {"definition": f"{DOCS}#downstream", "engine": "lm-evaluation-harness",
-            "lm_eval_version": lm_eval.__version__,
-            "settings": {"num_fewshot": cfg.num_fewshot, "limit": cfg.limit, "seed": cfg.seed,
-                         "batch_size": cfg.batch_size},
-            "tasks": tasks}
+        tasks[name] = {
+            "version": res["versions"].get(name),
+            "num_fewshot": res["n-shot"].get(name),
+            "output_type": task_cfg.get("output_type"),
+            "config_sha256": config_sha256(task_cfg),
+            "data_files": {
+                s: {"path": f, "sha256": sha256_file(f)}
+                for s, f in sorted(task_cfg["dataset_kwargs"]["data_files"].items())
+            },
+            "n": len(samples),
+            "n_available": res["n-samples"][name]["original"],
+            "metrics": metrics,
+            "samples": [_sample_record(s) for s in samples],
+        }
+    return {
+        "definition": f"{DOCS}#downstream",
+        "engine": "lm-evaluation-harness",
+        "lm_eval_version": lm_eval.__version__,
+        "settings": {
+            "num_fewshot": cfg.num_fewshot,
+            "limit": cfg.limit,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+        },
+        "tasks": tasks,
+    }

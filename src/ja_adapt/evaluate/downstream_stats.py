@@ -35,9 +35,14 @@ def mcnemar_exact(a, b) -> dict:
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     n = a_only + b_only
-    rec = {"test": "McNemar exact (two-sided binomial test on discordant items)", "a_only": a_only,
-           "b_only": b_only, "n_discordant": n, "n_items": len(a)}
-    min_p = min(1.0, 2.0 / 2.0 ** n)
+    rec = {
+        "test": "McNemar exact (two-sided binomial test on discordant items)",
+        "a_only": a_only,
+        "b_only": b_only,
+        "n_discordant": n,
+        "n_items": len(a),
+    }
+    min_p = min(1.0, 2.0 / 2.0**n)
     if min_p >= ALPHA:
         return {**rec, **underpowered(n, min_p, f"exact two-sided minimum p = 2/2^{n} (discordant items)")}
     return {**rec, "p": float(sps.binomtest(a_only, n, 0.5).pvalue), "min_attainable_p": min_p}
@@ -55,14 +60,23 @@ def task_compare(ta: dict, tb: dict, *, resamples: int, seed: int) -> dict:
     sa, sb = ta["samples"], tb["samples"]
     if ta.get("config_sha256") != tb.get("config_sha256") or [s["doc_id"] for s in sa] != [s["doc_id"] for s in sb]:
         return {"skipped": "the two evaluations ran different task configurations or items"}
-    out = {"version": ta.get("version"), "num_fewshot": ta.get("num_fewshot"),
-           "config_sha256": ta.get("config_sha256"), "n": len(sa), "metrics": {}}
+    out = {
+        "version": ta.get("version"),
+        "num_fewshot": ta.get("num_fewshot"),
+        "config_sha256": ta.get("config_sha256"),
+        "n": len(sa),
+        "metrics": {},
+    }
     kw = {"resamples": resamples, "seed": seed}
     for m in _binary_metrics(sa):
         a = np.array([s[m] for s in sa], dtype=np.float64)
         b = np.array([s[m] for s in sb], dtype=np.float64)
-        rec = {"a": accuracy_record(a, **kw), "b": accuracy_record(b, **kw), "diff": float((a - b).mean()),
-               "mcnemar": mcnemar_exact(a, b)}
+        rec = {
+            "a": accuracy_record(a, **kw),
+            "b": accuracy_record(b, **kw),
+            "diff": float((a - b).mean()),
+            "mcnemar": mcnemar_exact(a, b),
+        }
         if len(a) >= 2:
             lo, hi = bootstrap_ci(a - b, **kw)
             rec.update(diff_ci_low=lo, diff_ci_high=hi, diff_resamples=resamples, unit="item")
@@ -78,11 +92,22 @@ def downstream_compare(results_a: dict, results_b: dict, cfg) -> dict | None:
     if not da or not db:
         return None
     shared = sorted(set(da["tasks"]) & set(db["tasks"]))
-    tasks = {t: task_compare(da["tasks"][t], db["tasks"][t], resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-             for t in shared}
-    tests = {f"{t} {r['main_metric']} (McNemar exact)": r["metrics"][r["main_metric"]]["mcnemar"]
-             for t, r in tasks.items() if r.get("main_metric")}
-    return {"definition": f"{DOCS}#downstream", "level": "document", "direction": "diff = a - b (accuracy)",
-            "engine": "lm-evaluation-harness", "lm_eval_version": da.get("lm_eval_version"),
-            "lm_eval_version_b": db.get("lm_eval_version"), "tasks": tasks,
-            "family": holm_family("does one model score better on the downstream tasks?", tests)}
+    tasks = {
+        t: task_compare(da["tasks"][t], db["tasks"][t], resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+        for t in shared
+    }
+    tests = {
+        f"{t} {r['main_metric']} (McNemar exact)": r["metrics"][r["main_metric"]]["mcnemar"]
+        for t, r in tasks.items()
+        if r.get("main_metric")
+    }
+    return {
+        "definition": f"{DOCS}#downstream",
+        "level": "document",
+        "direction": "diff = a - b (accuracy)",
+        "engine": "lm-evaluation-harness",
+        "lm_eval_version": da.get("lm_eval_version"),
+        "lm_eval_version_b": db.get("lm_eval_version"),
+        "tasks": tasks,
+        "family": holm_family("does one model score better on the downstream tasks?", tests),
+    }

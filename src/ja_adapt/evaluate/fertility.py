@@ -23,10 +23,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from ja_adapt.core.charclass import SCRIPTS, script_of
-from ja_adapt.data.documents import Document
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.documents import Document
 
-_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")    # SentencePiece byte fallback
+_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece byte fallback
 
 
 def _counts() -> dict:
@@ -35,15 +35,21 @@ def _counts() -> dict:
 
 def _finish(c: dict) -> dict:
     t = c["tokens"]
-    return {**c, "chars_per_token": c["chars"] / t if t else None, "bytes_per_token": c["bytes"] / t if t else None,
-            "partial_char_share": c["partial_char_tokens"] / t if t else None,
-            "unk_share": c["unk_tokens"] / t if t else None}
+    return {
+        **c,
+        "chars_per_token": c["chars"] / t if t else None,
+        "bytes_per_token": c["bytes"] / t if t else None,
+        "partial_char_share": c["partial_char_tokens"] / t if t else None,
+        "unk_share": c["unk_tokens"] / t if t else None,
+    }
 
 
 def token_spans(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     if not getattr(tokenizer, "is_fast", False):
-        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: fertility needs a fast "
-                        "tokenizer (character offsets); save it with tokenizer.json")
+        raise UserError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: fertility needs a fast "
+            "tokenizer (character offsets); save it with tokenizer.json"
+        )
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return enc["input_ids"], [tuple(span) for span in enc["offset_mapping"]]
 
@@ -61,8 +67,11 @@ def fertility(tokenizer, docs: Iterable[Document]) -> dict:
         for span in spans:
             span_uses[span] += 1
         pieces = tokenizer.convert_ids_to_tokens(ids)
-        partial = sum(1 for (start, end), piece in zip(spans, pieces)
-                      if _BYTE_PIECE.match(piece) or (end - start == 1 and span_uses[(start, end)] > 1))
+        partial = sum(
+            1
+            for (start, end), piece in zip(spans, pieces)
+            if _BYTE_PIECE.match(piece) or (end - start == 1 and span_uses[(start, end)] > 1)
+        )
         for c in (by_lang[doc.lang], overall):
             c["documents"] += 1
             c["chars"] += len(doc.text)
@@ -76,23 +85,38 @@ def fertility(tokenizer, docs: Iterable[Document]) -> dict:
             for start, end in spans:
                 for ch in doc.text[start:end]:
                     script_tokens[script_of(ch)] += 1 / (end - start)
-    scripts = {s: {"chars": script_chars[s], "tokens": script_tokens[s],
-                   "chars_per_token": script_chars[s] / script_tokens[s] if script_tokens[s] else None}
-               for s in SCRIPTS}
-    return {"by_lang": {lang: _finish(c) for lang, c in sorted(by_lang.items())}, "overall": _finish(overall),
-            "scripts": scripts, "tokenizer": getattr(tokenizer, "name_or_path", None),
-            "vocab_size": len(tokenizer)}
+    scripts = {
+        s: {
+            "chars": script_chars[s],
+            "tokens": script_tokens[s],
+            "chars_per_token": script_chars[s] / script_tokens[s] if script_tokens[s] else None,
+        }
+        for s in SCRIPTS
+    }
+    return {
+        "by_lang": {lang: _finish(c) for lang, c in sorted(by_lang.items())},
+        "overall": _finish(overall),
+        "scripts": scripts,
+        "tokenizer": getattr(tokenizer, "name_or_path", None),
+        "vocab_size": len(tokenizer),
+    }
 
 
 def fertility_table(result: dict) -> str:
     """Plain-text tables for the terminal: per language, then per Japanese script."""
+
     def num(x, fmt=".3f"):
         return "-" if x is None else format(x, fmt)
-    lines = [f"{'language':<10}{'docs':>6}{'chars':>10}{'tokens':>10}{'chars/tok':>11}{'bytes/tok':>11}"
-             f"{'partial':>9}{'unk':>7}"]
+
+    lines = [
+        f"{'language':<10}{'docs':>6}{'chars':>10}{'tokens':>10}{'chars/tok':>11}{'bytes/tok':>11}"
+        f"{'partial':>9}{'unk':>7}"
+    ]
     for lang, c in [*result["by_lang"].items(), ("all", result["overall"])]:
-        lines.append(f"{lang:<10}{c['documents']:>6}{c['chars']:>10}{c['tokens']:>10}{num(c['chars_per_token']):>11}"
-                     f"{num(c['bytes_per_token']):>11}{num(c['partial_char_share']):>9}{num(c['unk_share']):>7}")
+        lines.append(
+            f"{lang:<10}{c['documents']:>6}{c['chars']:>10}{c['tokens']:>10}{num(c['chars_per_token']):>11}"
+            f"{num(c['bytes_per_token']):>11}{num(c['partial_char_share']):>9}{num(c['unk_share']):>7}"
+        )
     lines.append(f"\n{'script (ja)':<12}{'chars':>10}{'tokens':>12}{'chars/tok':>11}")
     for s, c in result["scripts"].items():
         lines.append(f"{s:<12}{c['chars']:>10}{c['tokens']:>12.1f}{num(c['chars_per_token']):>11}")

@@ -28,16 +28,18 @@ def forgetting(adapted: dict, base: dict | None, langs=FORGETTING_LANGS) -> dict
     adapted, base: evaluate_model results (their likelihood.by_lang). Without base results only the
     adapted model's bits per byte are reported.
     """
-    out = {"definition": "docs/metrics.md#forgetting", "direction": "retention = base_bpb / adapted_bpb; "
-           "1.0 = no forgetting, < 1 = forgot", "by_lang": {}}
+    out = {
+        "definition": "docs/metrics.md#forgetting",
+        "direction": "retention = base_bpb / adapted_bpb; 1.0 = no forgetting, < 1 = forgot",
+        "by_lang": {},
+    }
     if base is None:
         out["note"] = "no base-model results given; retention not computed"
     for lang in langs:
         a = _bpb(adapted, lang)
         if a is None:
             continue
-        entry = {"adapted_bits_per_byte": a,
-                 "bytes": adapted["likelihood"]["by_lang"][lang]["bytes"]}
+        entry = {"adapted_bits_per_byte": a, "bytes": adapted["likelihood"]["by_lang"][lang]["bytes"]}
         b = _bpb(base, lang) if base is not None else None
         if b is not None:
             entry.update(base_bits_per_byte=b, retention=retention(b, a), bpb_increase=a - b)
@@ -45,8 +47,7 @@ def forgetting(adapted: dict, base: dict | None, langs=FORGETTING_LANGS) -> dict
     return out
 
 
-def learning_forgetting_points(checkpoints, base: dict, target_lang: str = "ja",
-                               langs=FORGETTING_LANGS) -> list[dict]:
+def learning_forgetting_points(checkpoints, base: dict, target_lang: str = "ja", langs=FORGETTING_LANGS) -> list[dict]:
     """Points of a learning-vs-forgetting plot, one per checkpoint.
 
     checkpoints: iterable of (step, evaluate_model results) in any order; base: the base model's

@@ -29,13 +29,15 @@ def metric(name: str):
     if name == "chrf":
         return CHRF()
     return BLEU(tokenize=BLEU_TOKENIZER, effective_order=name == "sentence_bleu")
-REPEAT_N = 4                  # repeated character n-gram rate: n = 4
-_MATMUL_ROWS = 128            # bootstrap rows per [rows, prompts] @ [prompts, ngrams] product
+
+
+REPEAT_N = 4  # repeated character n-gram rate: n = 4
+_MATMUL_ROWS = 128  # bootstrap rows per [rows, prompts] @ [prompts, ngrams] product
 
 
 def char_ngrams(text: str, n: int) -> list[str]:
     """The character n-grams of one text, in order (none when it is shorter than n)."""
-    return [text[i:i + n] for i in range(len(text) - n + 1)]
+    return [text[i : i + n] for i in range(len(text) - n + 1)]
 
 
 def repeated_ngrams(text: str, n: int = REPEAT_N) -> tuple[int, int]:
@@ -68,8 +70,11 @@ def length_ratio(hypotheses: list[str], references: list[str]) -> float | None:
 
 
 def degeneration(texts: list[str]) -> dict:
-    return {f"repeat_{REPEAT_N}gram_rate": repeat_rate(texts), "distinct_1": distinct_n(texts, 1),
-            "distinct_2": distinct_n(texts, 2)}
+    return {
+        f"repeat_{REPEAT_N}gram_rate": repeat_rate(texts),
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+    }
 
 
 def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
@@ -85,15 +90,20 @@ def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
     chrf_score = chrf.corpus_score(hypotheses, [references])
     return {
         "n": len(hypotheses),
-        "bleu": corpus.score, "bleu_1_precision": corpus.precisions[0],
-        "bleu_4_precision": corpus.precisions[3], "brevity_penalty": corpus.bp,
-        "hyp_len": corpus.sys_len, "ref_len": corpus.ref_len,
+        "bleu": corpus.score,
+        "bleu_1_precision": corpus.precisions[0],
+        "bleu_4_precision": corpus.precisions[3],
+        "brevity_penalty": corpus.bp,
+        "hyp_len": corpus.sys_len,
+        "ref_len": corpus.ref_len,
         "bleu_signature": str(bleu.get_signature()),
         "sentence_bleu_mean": float(sent.mean()),
         "sentence_bleu_std": float(sent.std(ddof=1)) if len(sent) > 1 else None,
         "sentence_bleu_signature": str(sent_metric.get_signature()),
-        "chrf": chrf_score.score, "chrf_signature": str(chrf.get_signature()),
-        **degeneration(hypotheses), "length_ratio": length_ratio(hypotheses, references),
+        "chrf": chrf_score.score,
+        "chrf_signature": str(chrf.get_signature()),
+        **degeneration(hypotheses),
+        "length_ratio": length_ratio(hypotheses, references),
         "reference": degeneration(references),
     }
 
@@ -115,8 +125,9 @@ def _ngram_table(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([len(gs) for gs in grams], dtype=np.float64), present
 
 
-def prompt_replicates(hypotheses: list[str], references: list[str], *, resamples: int, seed: int
-                      ) -> dict[str, np.ndarray]:
+def prompt_replicates(
+    hypotheses: list[str], references: list[str], *, resamples: int, seed: int
+) -> dict[str, np.ndarray]:
     """Bootstrap replicates over prompts of every generation metric: prompts are resampled with
     replacement and each corpus metric recomputed on the resample from per-prompt sufficient
     statistics (sacrebleu's own, through its score-from-statistics function, as its paired test
@@ -131,15 +142,25 @@ def prompt_replicates(hypotheses: list[str], references: list[str], *, resamples
     rep = np.array([repeated_ngrams(h) for h in hypotheses], dtype=np.float64)
     lens = np.array([[len(h), len(r)] for h, r in zip(hypotheses, references)], dtype=np.float64)
     tables = {k: _ngram_table(hypotheses, k) for k in (1, 2)}
-    names = ("bleu", "bleu_1_precision", "bleu_4_precision", "brevity_penalty", "chrf",
-             "sentence_bleu_mean", f"repeat_{REPEAT_N}gram_rate", "distinct_1", "distinct_2", "length_ratio")
+    names = (
+        "bleu",
+        "bleu_1_precision",
+        "bleu_4_precision",
+        "brevity_penalty",
+        "chrf",
+        "sentence_bleu_mean",
+        f"repeat_{REPEAT_N}gram_rate",
+        "distinct_1",
+        "distinct_2",
+        "length_ratio",
+    )
     units = len(hypotheses)
 
     def stat(idx):
         out = np.empty((len(idx), len(names)))
         for lo in range(0, len(idx), _MATMUL_ROWS):
-            c = _multiplicities(idx[lo:lo + _MATMUL_ROWS], units)
-            block = out[lo:lo + len(c)]
+            c = _multiplicities(idx[lo : lo + _MATMUL_ROWS], units)
+            block = out[lo : lo + len(c)]
             for r, s in enumerate(c @ bleu_stats):
                 score = bleu._compute_score_from_stats(s.tolist())
                 block[r, :4] = (score.score, score.precisions[0], score.precisions[3], score.bp)
@@ -156,15 +177,19 @@ def prompt_replicates(hypotheses: list[str], references: list[str], *, resamples
                 ls = c @ lens
                 block[:, 9] = np.where(ls[:, 1] > 0, ls[:, 0] / ls[:, 1], np.nan)
         return out
+
     reps = replicates(units, stat, resamples=resamples, seed=seed)
     return {name: reps[:, j] for j, name in enumerate(names)}
 
 
-def prompt_intervals(hypotheses: list[str], references: list[str], *, resamples: int, seed: int,
-                     confidence: float = CONFIDENCE) -> dict[str, dict]:
+def prompt_intervals(
+    hypotheses: list[str], references: list[str], *, resamples: int, seed: int, confidence: float = CONFIDENCE
+) -> dict[str, dict]:
     """{metric: percentile interval} by bootstrap over prompts (docs/metrics.md#intervals)."""
     if len(hypotheses) < 2:
         return {}
     reps = prompt_replicates(hypotheses, references, resamples=resamples, seed=seed)
-    return {name: percentile_interval(v, confidence=confidence, requested=resamples, unit="prompt")
-            for name, v in reps.items()}
+    return {
+        name: percentile_interval(v, confidence=confidence, requested=resamples, unit="prompt")
+        for name, v in reps.items()
+    }

@@ -24,20 +24,21 @@ import numpy as np
 import torch
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from ja_adapt.core.errors import UserError
 from ja_adapt.core.modes import eval_mode
 from ja_adapt.data.documents import Document
-from ja_adapt.core.errors import UserError
 from ja_adapt.train.loss import IGNORE, token_nll
 
 
 @dataclass
 class DocScores:
     """Per-token results for one document (n = number of text tokens, all scored)."""
+
     doc: Document
-    token_ids: np.ndarray            # [n] int64 gold tokens
-    spans: list[tuple[int, int]]     # [n] UTF-8 byte span of each token in doc.text
-    nll: np.ndarray                  # [n] float64 NLL in nats
-    argmax: np.ndarray | None        # [n] int64 greedy prediction at each token's position, or None
+    token_ids: np.ndarray  # [n] int64 gold tokens
+    spans: list[tuple[int, int]]  # [n] UTF-8 byte span of each token in doc.text
+    nll: np.ndarray  # [n] float64 NLL in nats
+    argmax: np.ndarray | None  # [n] int64 greedy prediction at each token's position, or None
 
     @property
     def chars(self) -> int:
@@ -99,28 +100,41 @@ def windows(n: int, max_length: int, stride: int) -> list[tuple[int, int, int]]:
 def _bos_id(tokenizer) -> int:
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if bos is None:
-        raise UserError("tokenizer: has neither bos_token nor eos_token; the likelihood protocol "
-                        "conditions the first token on one; set eos_token in the tokenizer config")
+        raise UserError(
+            "tokenizer: has neither bos_token nor eos_token; the likelihood protocol "
+            "conditions the first token on one; set eos_token in the tokenizer config"
+        )
     return bos
 
 
-def score_batch(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, want_argmax: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def score_batch(
+    model, batch: dict[str, torch.Tensor], chunk_size: int = 0, want_argmax: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """([B, T] NLL in nats, [B, T] argmax ids or None) of a loss.py batch in one forward pass."""
     if not want_argmax:
         return token_nll(model, batch, chunk_size), None
     return token_nll(model, batch, chunk_size, return_argmax=True)
 
 
-def score_documents(model, tokenizer, docs: list[Document], *, max_length: int = 256, stride: int = 128,
-                    batch_size: int = 8, chunk_size: int = 0, want_argmax: bool = False) -> list[DocScores]:
+def score_documents(
+    model,
+    tokenizer,
+    docs: list[Document],
+    *,
+    max_length: int = 256,
+    stride: int = 128,
+    batch_size: int = 8,
+    chunk_size: int = 0,
+    want_argmax: bool = False,
+) -> list[DocScores]:
     """Score every token of every non-empty document once (protocol in the module docstring)."""
     if not getattr(tokenizer, "is_fast", False):
-        raise UserError("tokenizer: evaluation needs a fast tokenizer (offset mapping); load one "
-                        "with tokenizer.json")
+        raise UserError("tokenizer: evaluation needs a fast tokenizer (offset mapping); load one with tokenizer.json")
     if not 1 <= stride < max_length:
-        raise UserError(f"eval.stride: must be in 1..max_length-1 (got stride={stride}, "
-                        f"max_length={max_length}); otherwise tokens would be skipped")
+        raise UserError(
+            f"eval.stride: must be in 1..max_length-1 (got stride={stride}, "
+            f"max_length={max_length}); otherwise tokens would be skipped"
+        )
     bos = _bos_id(tokenizer)
     scores, seqs, rows = [], [], []
     for doc in docs:
@@ -129,14 +143,21 @@ def score_documents(model, tokenizer, docs: list[Document], *, max_length: int =
         if not ids:
             continue
         spans = token_byte_spans(doc.text, tokenizer.convert_ids_to_tokens(ids), enc["offset_mapping"])
-        scores.append(DocScores(doc, np.array(ids, dtype=np.int64), spans,
-                                np.zeros(len(ids)), np.zeros(len(ids), np.int64) if want_argmax else None))
+        scores.append(
+            DocScores(
+                doc,
+                np.array(ids, dtype=np.int64),
+                spans,
+                np.zeros(len(ids)),
+                np.zeros(len(ids), np.int64) if want_argmax else None,
+            )
+        )
         seqs.append([bos] + ids)
         rows += [(len(scores) - 1, *w) for w in windows(len(ids) + 1, max_length, stride)]
     device = next(model.parameters()).device
     with eval_mode(model), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
-            _run_rows(model, rows[start:start + batch_size], seqs, scores, bos, device, chunk_size, want_argmax)
+            _run_rows(model, rows[start : start + batch_size], seqs, scores, bos, device, chunk_size, want_argmax)
     return scores
 
 
@@ -146,13 +167,12 @@ def _run_rows(model, rows, seqs, scores, pad_id, device, chunk_size, want_argmax
     targets = torch.full((len(rows), t), IGNORE, dtype=torch.long)
     for r, (d, begin, end, first) in enumerate(rows):
         seq = seqs[d]
-        input_ids[r, :end - begin] = torch.tensor(seq[begin:end])
+        input_ids[r, : end - begin] = torch.tensor(seq[begin:end])
         for j in range(first, end):  # token j is predicted at window position j - begin - 1
             targets[r, j - begin - 1] = seq[j]
     # Right padding with continuing positions: causal attention keeps pads out of real positions.
     positions = torch.arange(t).expand(len(rows), t).contiguous()
-    batch = {"input_ids": input_ids.to(device), "position_ids": positions.to(device),
-             "targets": targets.to(device)}
+    batch = {"input_ids": input_ids.to(device), "position_ids": positions.to(device), "targets": targets.to(device)}
     nll, am = score_batch(model, batch, chunk_size, want_argmax)
     nll = nll.double().cpu().numpy()
     am = am.cpu().numpy() if am is not None else None
@@ -176,12 +196,24 @@ def summarize(scores: list[DocScores], n_skipped: int = 0) -> dict:
     tokens = sum(len(s.nll) for s in scores)
     chars = sum(s.chars for s in scores)
     n_bytes = sum(s.n_bytes for s in scores)
-    per_doc = [{"source": s.doc.source, "nll": float(s.nll.sum()), "chars": s.chars,
-                "bytes": s.n_bytes, "tokens": len(s.nll),
-                "bits_per_char": bits_per(float(s.nll.sum()), s.chars)} for s in scores]
+    per_doc = [
+        {
+            "source": s.doc.source,
+            "nll": float(s.nll.sum()),
+            "chars": s.chars,
+            "bytes": s.n_bytes,
+            "tokens": len(s.nll),
+            "bits_per_char": bits_per(float(s.nll.sum()), s.chars),
+        }
+        for s in scores
+    ]
     out = {
-        "nll_sum_nats": nll, "tokens": tokens, "chars": chars, "bytes": n_bytes,
-        "documents": len(scores), "skipped_empty_documents": n_skipped,
+        "nll_sum_nats": nll,
+        "tokens": tokens,
+        "chars": chars,
+        "bytes": n_bytes,
+        "documents": len(scores),
+        "skipped_empty_documents": n_skipped,
         "token_ppl": math.exp(nll / tokens) if tokens else None,
         "bits_per_char": bits_per(nll, chars),
         "bits_per_byte": bits_per(nll, n_bytes),
@@ -210,20 +242,37 @@ def top_argmax(counts: Counter, tokenizer) -> dict:
     A model predicting one token everywhere shows a share near 1 whatever its accuracy."""
     total = sum(counts.values())
     if not total:
-        return {"argmax_positions": 0, "argmax_top_token_id": None, "argmax_top_token": None,
-                "argmax_top_count": 0, "argmax_top_share": None}
+        return {
+            "argmax_positions": 0,
+            "argmax_top_token_id": None,
+            "argmax_top_token": None,
+            "argmax_top_count": 0,
+            "argmax_top_share": None,
+        }
     top = max(counts.values())
     tid = min(t for t, c in counts.items() if c == top)
-    return {"argmax_positions": total, "argmax_top_token_id": int(tid),
-            "argmax_top_token": tokenizer.decode([tid], skip_special_tokens=False,
-                                                 clean_up_tokenization_spaces=False),
-            "argmax_top_count": int(top), "argmax_top_share": top / total}
+    return {
+        "argmax_positions": total,
+        "argmax_top_token_id": int(tid),
+        "argmax_top_token": tokenizer.decode([tid], skip_special_tokens=False, clean_up_tokenization_spaces=False),
+        "argmax_top_count": int(top),
+        "argmax_top_share": top / total,
+    }
 
 
-def corpus_likelihood(model, tokenizer, docs: list[Document], *, max_length: int = 256, stride: int = 128,
-                      batch_size: int = 8, chunk_size: int = 0) -> dict:
+def corpus_likelihood(
+    model,
+    tokenizer,
+    docs: list[Document],
+    *,
+    max_length: int = 256,
+    stride: int = 128,
+    batch_size: int = 8,
+    chunk_size: int = 0,
+) -> dict:
     """Likelihood metrics of a document list: nll_sum_nats, tokens, chars, bytes, token_ppl,
     bits_per_char, bits_per_byte, per_doc [{nll, chars, bytes, tokens, ...}]."""
-    scores = score_documents(model, tokenizer, docs, max_length=max_length, stride=stride,
-                             batch_size=batch_size, chunk_size=chunk_size)
+    scores = score_documents(
+        model, tokenizer, docs, max_length=max_length, stride=stride, batch_size=batch_size, chunk_size=chunk_size
+    )
     return summarize(scores, n_skipped=len(docs) - len(scores))

@@ -30,8 +30,7 @@ def char_byte_starts(text: str) -> list[int]:
     return starts
 
 
-def attribute(text: str, spans: list[tuple[int, int]], values: np.ndarray
-              ) -> tuple[np.ndarray, list[list[int]]]:
+def attribute(text: str, spans: list[tuple[int, int]], values: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
     """Share each token's value among the characters it covers, by bytes.
 
     text: the document; spans: [n_tok] UTF-8 byte spans (start, end) of the scored tokens in text;
@@ -67,8 +66,9 @@ def new_tally() -> dict[str, dict[str, float]]:
     return {s: {"bits": 0.0, "chars": 0, "correct": 0, "judged": 0} for s in SCRIPTS}
 
 
-def tally_document(tally: dict, text: str, spans: list[tuple[int, int]], nll_nats: np.ndarray,
-                   correct_tok: np.ndarray | None) -> np.ndarray:
+def tally_document(
+    tally: dict, text: str, spans: list[tuple[int, int]], nll_nats: np.ndarray, correct_tok: np.ndarray | None
+) -> np.ndarray:
     """Add one document to a per-script tally; returns its per-character bits [n_chars].
 
     correct_tok: [n_tok] bool, argmax == gold for each scored token (None: accuracy not counted).
@@ -100,9 +100,11 @@ def summarize_tally(tally: dict) -> dict:
 
 def _finish(t: dict) -> dict:
     return {
-        "chars": int(t["chars"]), "bits": t["bits"],
+        "chars": int(t["chars"]),
+        "bits": t["bits"],
         "bits_per_char": t["bits"] / t["chars"] if t["chars"] else None,
-        "judged_chars": int(t["judged"]), "correct_chars": int(t["correct"]),
+        "judged_chars": int(t["judged"]),
+        "correct_chars": int(t["correct"]),
         "char_accuracy": t["correct"] / t["judged"] if t["judged"] else None,
     }
 
@@ -124,8 +126,10 @@ def tally_intervals(per_doc: list[dict], *, resamples: int, seed: int) -> dict:
     names = (*SCRIPTS, "overall")
 
     def column(key):
-        return np.array([[t[s][key] for s in SCRIPTS] + [sum(t[s][key] for s in SCRIPTS)]
-                         for t in per_doc], dtype=np.float64)
+        return np.array(
+            [[t[s][key] for s in SCRIPTS] + [sum(t[s][key] for s in SCRIPTS)] for t in per_doc], dtype=np.float64
+        )
+
     if not per_doc:
         return {}
     kw = {"resamples": resamples, "seed": seed}

@@ -22,8 +22,9 @@ from ja_adapt.evaluate.likelihood import bits_per
 
 ALPHA = 0.05
 PER_DOCUMENT = "per document: each document counts once, whatever its length"
-CHAR_WEIGHTED = ("char-weighted: corpus bits/char (summed bits / summed characters), so each "
-                 "document weighs by its characters")
+CHAR_WEIGHTED = (
+    "char-weighted: corpus bits/char (summed bits / summed characters), so each document weighs by its characters"
+)
 
 
 def underpowered(n: int, min_attainable_p: float | None, why: str) -> dict:
@@ -33,7 +34,7 @@ def underpowered(n: int, min_attainable_p: float | None, why: str) -> dict:
 def wilcoxon_min_p(n: int) -> float:
     """Smallest two-sided p of the exact Wilcoxon signed-rank test with n nonzero differences: all n
     signs alike is 1 of 2^n equally likely sign patterns under H0, doubled for two sides."""
-    return min(1.0, 2.0 / 2.0 ** n)
+    return min(1.0, 2.0 / 2.0**n)
 
 
 def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> dict:
@@ -55,8 +56,12 @@ def ttest_paired(a: np.ndarray, b: np.ndarray) -> dict:
     if np.all(diff == 0):
         return {"p": 1.0, "statistic": None, "n": n, "note": "all differences are 0"}
     if np.all(diff == diff[0]):
-        return {"p": None, "statistic": None, "n": n,
-                "skipped": "the same nonzero difference for every unit: no variance, t undefined"}
+        return {
+            "p": None,
+            "statistic": None,
+            "n": n,
+            "skipped": "the same nonzero difference for every unit: no variance, t undefined",
+        }
     t = sps.ttest_rel(a, b)
     p = float(t.pvalue)
     return {"p": p if math.isfinite(p) else None, "statistic": float(t.statistic), "n": n}
@@ -71,21 +76,30 @@ def paired_compare(a, b, *, resamples: int = 1000, seed: int = 0, confidence: fl
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired values need equal 1-D shapes, got {a.shape} and {b.shape}")
     n = len(a)
-    out = {"n": n, "level": "document", "weighting": PER_DOCUMENT,
-           "wilcoxon": wilcoxon_test(a, b), "ttest": ttest_paired(a, b)}
+    out = {
+        "n": n,
+        "level": "document",
+        "weighting": PER_DOCUMENT,
+        "wilcoxon": wilcoxon_test(a, b),
+        "ttest": ttest_paired(a, b),
+    }
     if n < 2:
         return {**out, "skipped": "fewer than 2 paired units"}
     diff = a - b
     sd = float(diff.std(ddof=1))
-    out.update(mean_a=float(a.mean()), mean_b=float(b.mean()), mean_diff=float(diff.mean()), sd_diff=sd,
-               cohens_dz=float(diff.mean()) / sd if sd > 0 else None)
+    out.update(
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+        mean_diff=float(diff.mean()),
+        sd_diff=sd,
+        cohens_dz=float(diff.mean()) / sd if sd > 0 else None,
+    )
     if "p" in out["wilcoxon"]:
         out.update(wilcoxon_p=out["wilcoxon"]["p"], wilcoxon_stat=out["wilcoxon"]["statistic"])
     if "p" in out["ttest"]:
         out.update(ttest_p=out["ttest"]["p"], ttest_t=out["ttest"]["statistic"])
     lo, hi = bootstrap_ci(diff, resamples=resamples, seed=seed, confidence=confidence)
-    out.update(ci_low=lo, ci_high=hi, ci_confidence=confidence, bootstrap_resamples=resamples,
-               bootstrap_seed=seed)
+    out.update(ci_low=lo, ci_high=hi, ci_confidence=confidence, bootstrap_resamples=resamples, bootstrap_seed=seed)
     return out
 
 
@@ -100,8 +114,9 @@ def bootstrap_ci(diff, *, resamples: int = 1000, seed: int = 0, confidence: floa
     return float(lo), float(hi)
 
 
-def corpus_compare(nll_a, nll_b, chars, *, resamples: int = 1000, seed: int = 0,
-                   confidence: float = CONFIDENCE) -> dict:
+def corpus_compare(
+    nll_a, nll_b, chars, *, resamples: int = 1000, seed: int = 0, confidence: float = CONFIDENCE
+) -> dict:
     """Char-weighted difference of corpus bits/char, a - b, on the same documents (per-document
     summed NLL in nats and characters), with a paired document-bootstrap percentile CI: documents
     are resampled and both ratios of sums recomputed on each resample."""
@@ -110,16 +125,28 @@ def corpus_compare(nll_a, nll_b, chars, *, resamples: int = 1000, seed: int = 0,
         return {"n": len(chars), "weighting": CHAR_WEIGHTED, "skipped": "no characters"}
     a, b = bits_per(float(nll_a.sum()), float(chars.sum())), bits_per(float(nll_b.sum()), float(chars.sum()))
     reps = ratio_replicates((nll_a - nll_b) / math.log(2), chars, resamples=resamples, seed=seed)
-    return {"n": len(chars), "level": "document", "weighting": CHAR_WEIGHTED, "a": float(a), "b": float(b),
-            "diff": float(a - b), **percentile_interval(reps, confidence=confidence, requested=resamples)}
+    return {
+        "n": len(chars),
+        "level": "document",
+        "weighting": CHAR_WEIGHTED,
+        "a": float(a),
+        "b": float(b),
+        "diff": float(a - b),
+        **percentile_interval(reps, confidence=confidence, requested=resamples),
+    }
 
 
 # ---- across training seeds ------------------------------------------------------------------------
 
+
 def _describe(values: np.ndarray, seeds: list, confidence: float) -> dict:
     n = len(values)
-    out = {"n": n, "seeds": seeds, "mean": float(values.mean()) if n else None,
-           "sd": float(values.std(ddof=1)) if n > 1 else None}
+    out = {
+        "n": n,
+        "seeds": seeds,
+        "mean": float(values.mean()) if n else None,
+        "sd": float(values.std(ddof=1)) if n > 1 else None,
+    }
     if n < 2:
         return {**out, "skipped": "a t-interval needs n >= 2 seeds"}
     if out["sd"] == 0:
@@ -130,8 +157,15 @@ def _describe(values: np.ndarray, seeds: list, confidence: float) -> dict:
 
 def _t_result(res, confidence: float, diff: float) -> dict:
     ci = res.confidence_interval(confidence)
-    return {"diff": diff, "ci_low": float(ci.low), "ci_high": float(ci.high), "ci_confidence": confidence,
-            "p": float(res.pvalue), "t": float(res.statistic), "df": float(res.df)}
+    return {
+        "diff": diff,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "ci_confidence": confidence,
+        "p": float(res.pvalue),
+        "t": float(res.statistic),
+        "df": float(res.df),
+    }
 
 
 def seed_compare(values_a: dict, values_b: dict, *, confidence: float = CONFIDENCE) -> dict:
@@ -148,16 +182,19 @@ def seed_compare(values_a: dict, values_b: dict, *, confidence: float = CONFIDEN
     va = np.array([values_a[s] for s in sa], dtype=np.float64)
     vb = np.array([values_b[s] for s in sb], dtype=np.float64)
     # per-method summaries under "methods": callers label the methods themselves with "a" / "b"
-    out = {"level": "seed", "definition": "docs/metrics.md#seed-level", "direction": "diff = a - b",
-           "methods": {"a": _describe(va, sa, confidence), "b": _describe(vb, sb, confidence)}}
+    out = {
+        "level": "seed",
+        "definition": "docs/metrics.md#seed-level",
+        "direction": "diff = a - b",
+        "methods": {"a": _describe(va, sa, confidence), "b": _describe(vb, sb, confidence)},
+    }
     if min(len(va), len(vb)) < 2:
         out["welch"] = {"n_a": len(va), "n_b": len(vb), "skipped": "Welch's test needs n >= 2 seeds per method"}
     elif va.std() == 0 and vb.std() == 0:
         out["welch"] = {"n_a": len(va), "n_b": len(vb), "skipped": "no variation across seeds in either method"}
     else:
         res = sps.ttest_ind(va, vb, equal_var=False)
-        out["welch"] = {"n_a": len(va), "n_b": len(vb),
-                        **_t_result(res, confidence, float(va.mean() - vb.mean()))}
+        out["welch"] = {"n_a": len(va), "n_b": len(vb), **_t_result(res, confidence, float(va.mean() - vb.mean()))}
     common = sorted(set(values_a) & set(values_b), key=str)
     pa = np.array([values_a[s] for s in common], dtype=np.float64)
     pb = np.array([values_b[s] for s in common], dtype=np.float64)
@@ -167,8 +204,14 @@ def seed_compare(values_a: dict, values_b: dict, *, confidence: float = CONFIDEN
         paired["skipped"] = "fewer than 2 seed-matched runs; no paired test possible"
     elif np.all(pa - pb == pa[0] - pb[0]):
         d = float(pa[0] - pb[0])
-        paired.update(diff=d, ci_low=d, ci_high=d, ci_confidence=confidence, p=1.0 if d == 0 else None,
-                      note="the same difference at every seed: no variance to test against")
+        paired.update(
+            diff=d,
+            ci_low=d,
+            ci_high=d,
+            ci_confidence=confidence,
+            p=1.0 if d == 0 else None,
+            note="the same difference at every seed: no variance to test against",
+        )
     else:
         paired.update(_t_result(sps.ttest_rel(pa, pb), confidence, float((pa - pb).mean())))
     out["paired"] = paired
@@ -183,6 +226,7 @@ def seed_compare(values_a: dict, values_b: dict, *, confidence: float = CONFIDEN
 
 
 # ---- multiple testing -----------------------------------------------------------------------------
+
 
 def holm(pvalues) -> list[float]:
     """Holm–Bonferroni adjusted p-values, in the input order.
@@ -207,17 +251,27 @@ def holm_family(question: str, tests: dict[str, dict | None], *, descriptive: bo
     an underpowered / skipped record}; only tests with a p are members (an underpowered test could
     never reject, it would only enlarge the family)."""
     members = {k: t["p"] for k, t in tests.items() if t and t.get("p") is not None}
-    out = {"definition": "docs/metrics.md#holm", "question": question, "descriptive": descriptive,
-           "members": list(members), "tests": len(members), "p": members,
-           "p_holm": dict(zip(members, holm(list(members.values()))))}
-    left = {k: (t or {}).get("reason") or (t or {}).get("skipped") or "no p-value"
-            for k, t in tests.items() if k not in members}
+    out = {
+        "definition": "docs/metrics.md#holm",
+        "question": question,
+        "descriptive": descriptive,
+        "members": list(members),
+        "tests": len(members),
+        "p": members,
+        "p_holm": dict(zip(members, holm(list(members.values())))),
+    }
+    left = {
+        k: (t or {}).get("reason") or (t or {}).get("skipped") or "no p-value"
+        for k, t in tests.items()
+        if k not in members
+    }
     if left:
         out["not_members"] = left
     return out
 
 
 # ---- BLEU / chrF between two systems --------------------------------------------------------------
+
 
 @contextmanager
 def _sacrebleu_seed(seed: int):
@@ -234,14 +288,18 @@ def _sacrebleu_seed(seed: int):
             os.environ["SACREBLEU_SEED"] = old
 
 
-def _diff_record(a: float | None, b: float | None, reps_a: np.ndarray, reps_b: np.ndarray,
-                 resamples: int) -> dict:
-    return {"a": a, "b": b, "diff_b_minus_a": b - a if None not in (a, b) else None,
-            "diff_ci": percentile_interval(reps_b - reps_a, requested=resamples, unit="prompt")}
+def _diff_record(a: float | None, b: float | None, reps_a: np.ndarray, reps_b: np.ndarray, resamples: int) -> dict:
+    return {
+        "a": a,
+        "b": b,
+        "diff_b_minus_a": b - a if None not in (a, b) else None,
+        "diff_ci": percentile_interval(reps_b - reps_a, requested=resamples, unit="prompt"),
+    }
 
 
-def bleu_chrf_paired_bootstrap(hyps_a: list[str], hyps_b: list[str], references: list[str], *,
-                               resamples: int = 1000, seed: int = 0) -> dict:
+def bleu_chrf_paired_bootstrap(
+    hyps_a: list[str], hyps_b: list[str], references: list[str], *, resamples: int = 1000, seed: int = 0
+) -> dict:
     """System b against baseline a on the same prompts: sacrebleu's paired bootstrap p-value
     (Koehn 2004) for BLEU (ja-mecab) and chrF, and a paired percentile interval of each score
     difference b - a (the same corpus statistic as the point difference, both systems scored on the
@@ -259,17 +317,18 @@ def bleu_chrf_paired_bootstrap(hyps_a: list[str], hyps_b: list[str], references:
     out = {"n": n, "level": "document", "unit": "prompt", "resamples": resamples, "p_floor": floor}
     ra = prompt_replicates(hyps_a, references, resamples=resamples, seed=seed)
     rb = prompt_replicates(hyps_b, references, resamples=resamples, seed=seed)
-    metrics = {"BLEU": metric("bleu"), "chrF": metric("chrf")}    # shared: genscores.metric says why
+    metrics = {"BLEU": metric("bleu"), "chrF": metric("chrf")}  # shared: genscores.metric says why
     with _sacrebleu_seed(seed) as used_seed:
-        test = PairedTest([("a", hyps_a), ("b", hyps_b)], metrics, [references], test_type="bs",
-                          n_samples=resamples)
+        test = PairedTest([("a", hyps_a), ("b", hyps_b)], metrics, [references], test_type="bs", n_samples=resamples)
         signatures, scores = test()
     out["sacrebleu_seed"] = used_seed
     for name in signatures:
         base, sys_ = scores[name]
         key = "bleu" if name.startswith("BLEU") else "chrf"  # sacrebleu names chrF "chrF2" (beta=2)
-        rec = {**_diff_record(float(base.score), float(sys_.score), ra[key], rb[key], resamples),
-               "signature": str(signatures[name])}
+        rec = {
+            **_diff_record(float(base.score), float(sys_.score), ra[key], rb[key], resamples),
+            "signature": str(signatures[name]),
+        }
         if floor >= ALPHA:
             rec.update(underpowered(resamples, floor, "a bootstrap p-value cannot go below 1/(R+1)"))
         else:
@@ -277,8 +336,12 @@ def bleu_chrf_paired_bootstrap(hyps_a: list[str], hyps_b: list[str], references:
             # difference of 0 and no variation (e.g. both systems score 0) it returns 1/(R+1), not 1.
             p = 1.0 if sys_.score == base.score else float(sys_.p_value)
             at_floor = math.isclose(p, floor)
-            rec.update(p=p, p_value=p, p_at_floor=at_floor,
-                       p_text=f"p < {floor:.4g} (floor 1/(R+1), R = {resamples})" if at_floor else f"p = {p:.4g}")
+            rec.update(
+                p=p,
+                p_value=p,
+                p_at_floor=at_floor,
+                p_text=f"p < {floor:.4g} (floor 1/(R+1), R = {resamples})" if at_floor else f"p = {p:.4g}",
+            )
         out[key] = rec
     da = {**degeneration(hyps_a), "length_ratio": length_ratio(hyps_a, references)}
     db = {**degeneration(hyps_b), "length_ratio": length_ratio(hyps_b, references)}

@@ -36,6 +36,20 @@ from ja_adapt.experiments.protocol import run_all, run_compare
 from ja_adapt.experiments.runs import PlannedRun, compared_entries, plan_runs, planned_run, run_name
 from ja_adapt.experiments.workers import run_each, warm_workers
 
-__all__ = ["PlannedRun", "RunExecutor", "cached_base_evaluation", "compared_entries", "evaluate_into",
-           "plan_runs", "planned_run", "run_all", "run_compare", "run_each", "run_name", "warm_workers",
-           "write_experiment", "write_plan", "write_stats"]
+__all__ = [
+    "PlannedRun",
+    "RunExecutor",
+    "cached_base_evaluation",
+    "compared_entries",
+    "evaluate_into",
+    "plan_runs",
+    "planned_run",
+    "run_all",
+    "run_compare",
+    "run_each",
+    "run_name",
+    "warm_workers",
+    "write_experiment",
+    "write_plan",
+    "write_stats",
+]

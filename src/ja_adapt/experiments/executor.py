@@ -20,16 +20,17 @@ from ja_adapt.train import artifacts, checkpoint
 from ja_adapt.train.loop import train
 
 
-def evaluate_into(path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained,
-                  base_results=None, likelihood_only: bool = False) -> dict:
+def evaluate_into(
+    path: Path, model, tokenizer, cfg: ExperimentConfig, docs, trained, base_results=None, likelihood_only: bool = False
+) -> dict:
     """Evaluate once and cache the result at `path` (skipped when it exists); trained: the
     (lang, domain) pairs of the training split (evaluate_model)."""
     if path.is_file():
         return json.loads(path.read_text())
-    eval_cfg = cfg.eval.likelihood_only() if likelihood_only else cfg.eval   # checkpoints: likelihood only, for the curves
-    results = evaluate_model(model, tokenizer, docs, eval_cfg,
-                             trained=trained,
-                             base_results=base_results)
+    eval_cfg = (
+        cfg.eval.likelihood_only() if likelihood_only else cfg.eval
+    )  # checkpoints: likelihood only, for the curves
+    results = evaluate_model(model, tokenizer, docs, eval_cfg, trained=trained, base_results=base_results)
     write_eval(path, results)
     return results
 
@@ -40,10 +41,17 @@ def cached_base_evaluation(path: Path, cfg: ExperimentConfig, docs, trained) -> 
     if path.is_file():
         return json.loads(path.read_text())
     model = resolve_name(cfg.model.name_or_path)
-    weights = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns)
-                     for f in Path(model).glob("*.safetensors")) if Path(model).is_dir() else []
-    key = hashlib.sha256(json.dumps([model, weights, cfg.model.tokenizer, cfg.seed, corpus_fingerprint(docs),
-                                     to_dict(cfg)["eval"], trained], default=str).encode()).hexdigest()[:24]
+    weights = (
+        sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in Path(model).glob("*.safetensors"))
+        if Path(model).is_dir()
+        else []
+    )
+    key = hashlib.sha256(
+        json.dumps(
+            [model, weights, cfg.model.tokenizer, cfg.seed, corpus_fingerprint(docs), to_dict(cfg)["eval"], trained],
+            default=str,
+        ).encode()
+    ).hexdigest()[:24]
     cached = cache_root() / "evals" / f"base-{key}.json"
     if cached.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +68,14 @@ class RunExecutor:
     """Trains and evaluates the runs of one experiment (in `out`) against its evaluation documents
     and base model. Picklable: worker processes get its bound methods (experiments/workers.py)."""
 
-    def __init__(self, out: Path, cfg: ExperimentConfig, reuse_from: list[Path] = (),
-                 evaluate: bool = True, base_now: bool = True):
+    def __init__(
+        self,
+        out: Path,
+        cfg: ExperimentConfig,
+        reuse_from: list[Path] = (),
+        evaluate: bool = True,
+        base_now: bool = True,
+    ):
         """evaluate: False for a probe (training only: no evaluation documents are read). base_now:
         evaluate the base model here and now; else evaluate_base() when needed."""
         self.out, self.reuse_from, self.cfg = out, list(reuse_from), cfg
@@ -70,7 +84,7 @@ class RunExecutor:
         if not evaluate:
             return
         evs = eval_set(cfg)
-        self.docs, self.trained = evs.docs, evs.trained     # trained: (lang, domain) pairs of the train split
+        self.docs, self.trained = evs.docs, evs.trained  # trained: (lang, domain) pairs of the train split
         write_json(out / "decontamination.json", evs.decontamination or {"status": "off (data.decontaminate)"})
         if base_now:
             self.evaluate_base()
@@ -111,8 +125,10 @@ class RunExecutor:
         """The final validation loss of `r` (trained first if needed): what tuning chooses by."""
         loss = self.train(r)["final_val_loss"]
         if loss is None:
-            raise UserError(f"{self.out / r.dir}: no validation loss to tune on; set "
-                            "data.val_fraction > 0 so the corpus has a validation split")
+            raise UserError(
+                f"{self.out / r.dir}: no validation loss to tune on; set "
+                "data.val_fraction > 0 so the corpus has a validation split"
+            )
         return loss
 
     def train_and_evaluate(self, r: PlannedRun) -> None:
@@ -129,4 +145,6 @@ class RunExecutor:
                 evaluate_into(ckpt / "eval.json", model, tok, r.config, docs, trained, base, likelihood_only=True)
         if not (run_dir / "eval.json").is_file():
             model, tok, _ = artifacts.load_run(run_dir)
-            evaluate_into(run_dir / "eval.json", model, tok, r.config, docs, trained, base, likelihood_only=r.likelihood_only)
+            evaluate_into(
+                run_dir / "eval.json", model, tok, r.config, docs, trained, base, likelihood_only=r.likelihood_only
+            )

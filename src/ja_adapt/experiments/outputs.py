@@ -18,22 +18,45 @@ from ja_adapt.models.load import model_config
 from ja_adapt.models.plan import plan_run_memory
 
 
-def write_experiment(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-                   runs: list[PlannedRun], extra: dict | None = None) -> None:
+def write_experiment(
+    out: Path,
+    kind: str,
+    cfg: ExperimentConfig,
+    grid: dict,
+    seeds: list[int],
+    runs: list[PlannedRun],
+    extra: dict | None = None,
+) -> None:
     """experiment.json; re-running the same experiment merges runs, a different one is refused.
     extra: more top-level keys (purpose, tuning, arms); `extra["tuning"]["spec"]` and
     `extra["arms"]` must match too."""
-    manifest = {"kind": kind, "config": to_dict(cfg), "grid": grid, "seeds": seeds, "base": "base",
-                "runs": [r.record() for r in runs], **(extra or {})}
+    manifest = {
+        "kind": kind,
+        "config": to_dict(cfg),
+        "grid": grid,
+        "seeds": seeds,
+        "base": "base",
+        "runs": [r.record() for r in runs],
+        **(extra or {}),
+    }
     path = out / "experiment.json"
     if path.is_file():
         old = json.loads(path.read_text())
+
         def spec(m):
             return (m.get("tuning") or {}).get("spec")
-        if old.get("config") != manifest["config"] or old.get("grid") != grid or \
-                old.get("kind") != kind or spec(old) != spec(manifest) or old.get("arms") != manifest.get("arms"):
-            raise UserError(f"{path}: {out} holds a different experiment; re-run it with the same "
-                            "command to resume, or choose another --out")
+
+        if (
+            old.get("config") != manifest["config"]
+            or old.get("grid") != grid
+            or old.get("kind") != kind
+            or spec(old) != spec(manifest)
+            or old.get("arms") != manifest.get("arms")
+        ):
+            raise UserError(
+                f"{path}: {out} holds a different experiment; re-run it with the same "
+                "command to resume, or choose another --out"
+            )
         manifest["seeds"] = sorted(set(old.get("seeds", [])) | set(seeds))
         known = {r["name"] for r in manifest["runs"]}
         manifest["runs"] += [r for r in old.get("runs", []) if r["name"] not in known]
@@ -50,25 +73,40 @@ def _likelihood_only(results: dict) -> dict:
 def _chosen(r: dict) -> bool:
     """A run at the settings an experiment compares: a comparison's chosen tuning point or seed, a
     sweep's fully evaluated point (a sweep's likelihood-only points are compared among themselves)."""
-    return r.get("chosen", not r.get("light"))   # "light": experiment.json's likelihood_only
+    return r.get("chosen", not r.get("light"))  # "light": experiment.json's likelihood_only
 
 
-def write_stats(out: Path, runs: list[dict], cfg: ExperimentConfig,
-                pairs: list[tuple[dict, dict]] | None = None) -> None:
+def write_stats(
+    out: Path, runs: list[dict], cfg: ExperimentConfig, pairs: list[tuple[dict, dict]] | None = None
+) -> None:
     """Paired document-level statistics (evaluate.compare.compare_models) of `pairs` (default: every
     two runs with the same seed), and of each run at its compared settings against the base model.
     runs: run records as experiment.json lists them (PlannedRun.record())."""
     base = json.loads((out / "base" / "eval.json").read_text())
     # a likelihood-only run is compared on likelihood only, also where its eval.json holds more (a
     # fully evaluated run reused from another experiment)
-    evals = {r["name"]: _likelihood_only(json.loads((out / r["dir"] / "eval.json").read_text()))
-             if r.get("light") else json.loads((out / r["dir"] / "eval.json").read_text()) for r in runs}
+    evals = {
+        r["name"]: _likelihood_only(json.loads((out / r["dir"] / "eval.json").read_text()))
+        if r.get("light")
+        else json.loads((out / r["dir"] / "eval.json").read_text())
+        for r in runs
+    }
     if pairs is None:
         pairs = [(a, b) for a, b in itertools.combinations(runs, 2) if a["seed"] == b["seed"]]
-    entries = [{"a": a["name"], "b": b["name"], "seed": a["seed"],
-                "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval)} for a, b in pairs]
-    vs_base = [{"a": r["name"], "b": "base", "seed": r["seed"],
-                "stats": compare_models(evals[r["name"]], base, cfg.eval)} for r in runs if _chosen(r)]
+    entries = [
+        {
+            "a": a["name"],
+            "b": b["name"],
+            "seed": a["seed"],
+            "stats": compare_models(evals[a["name"]], evals[b["name"]], cfg.eval),
+        }
+        for a, b in pairs
+    ]
+    vs_base = [
+        {"a": r["name"], "b": "base", "seed": r["seed"], "stats": compare_models(evals[r["name"]], base, cfg.eval)}
+        for r in runs
+        if _chosen(r)
+    ]
     write_json(out / "stats.json", {"pairs": entries, "vs_base": vs_base}, ensure_ascii=True, strict=False)
 
 
@@ -79,6 +117,6 @@ def write_plan(out: Path, runs: list[PlannedRun]) -> None:
         c = r.config
         summary = json.loads((out / r.dir / "summary.json").read_text())
         mc = model_config(c.model.name_or_path, c.model.trust_remote_code)
-        mc.vocab_size = summary["vocab_size"]           # presets are resized to their tokenizer
+        mc.vocab_size = summary["vocab_size"]  # presets are resized to their tokenizer
         plans[r.name] = plan_run_memory(mc, c)
     write_json(out / "plan.json", plans, ensure_ascii=True, strict=False, default=str)

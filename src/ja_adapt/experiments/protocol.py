@@ -15,9 +15,17 @@ from ja_adapt.experiments.workers import raise_first_stop, run_each, warm_worker
 from ja_adapt.train.loop import TrainingStopped
 
 
-def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list[int],
-            purpose: str = "quality", reuse_from: list[Path] = (), likelihood_only: bool = False,
-            jobs: int = 1) -> None:
+def run_all(
+    out: Path,
+    kind: str,
+    cfg: ExperimentConfig,
+    grid: dict,
+    seeds: list[int],
+    purpose: str = "quality",
+    reuse_from: list[Path] = (),
+    likelihood_only: bool = False,
+    jobs: int = 1,
+) -> None:
     """Train and evaluate every run (skipping finished work); then stats.json and plan.json.
     purpose: "quality" (runs long enough to compare quality) or "probe" (speed and memory only;
     the report shows no quality for it). reuse_from: experiment directories whose finished run
@@ -26,10 +34,16 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     forgetting: what a sweep's table compares), no generation, supervised or downstream tasks,
     and no checkpoint evaluations. jobs: runs at once (package docstring)."""
     runs = plan_runs(cfg, grid, seeds, likelihood_only=likelihood_only)
-    write_experiment(out, kind, cfg, grid, seeds, runs,
-                   {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full",
-                    "jobs": jobs})
-    probe = purpose == "probe"              # time and memory only: nothing to evaluate
+    write_experiment(
+        out,
+        kind,
+        cfg,
+        grid,
+        seeds,
+        runs,
+        {"purpose": purpose, "evaluation": "likelihood" if likelihood_only else "full", "jobs": jobs},
+    )
+    probe = purpose == "probe"  # time and memory only: nothing to evaluate
     warm_workers(jobs)
     ex = RunExecutor(out, cfg, reuse_from, evaluate=not probe)
     raise_first_stop(run_each(ex.train if probe else ex.train_and_evaluate, runs, jobs, f"{kind} runs", out))
@@ -38,10 +52,19 @@ def run_all(out: Path, kind: str, cfg: ExperimentConfig, grid: dict, seeds: list
     write_plan(out, runs)
 
 
-def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: list[int],
-                tune_key: str | None = None, tune_grids: dict[str, list] | None = None,
-                likelihood_only: bool | list[str] = False, reuse_from: list[Path] = (), jobs: int = 1,
-                curve_seeds: int | None = None, arms: dict[str, dict] | None = None) -> dict:
+def run_compare(
+    out: Path,
+    cfg: ExperimentConfig,
+    methods: list[str],
+    seeds: list[int],
+    tune_key: str | None = None,
+    tune_grids: dict[str, list] | None = None,
+    likelihood_only: bool | list[str] = False,
+    reuse_from: list[Path] = (),
+    jobs: int = 1,
+    curve_seeds: int | None = None,
+    arms: dict[str, dict] | None = None,
+) -> dict:
     """The comparison protocol (package docstring). methods: the compared entries, each a registered
     method or a name of `arms` (name → config overrides, "method" among them unless the name is a
     registered method: `{"lora-all": {"method": "lora", "lora.targets": "all-linear"}}`; see
@@ -57,16 +80,34 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     if unknown := likelihood_only_entries - set(methods):
         raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
-    spec = {"key": tune_key, "grids": grids, "selection": "lowest final validation loss of the "
-            f"seed-{seeds[0]} runs", "seed": seeds[0]} if grids else None
-    extra = {"purpose": "quality", "tuning": {"spec": spec},
-             "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods}, "jobs": jobs,
-             **({"arms": {a: entries[a] for a in arms}} if arms else {})}
+    spec = (
+        {
+            "key": tune_key,
+            "grids": grids,
+            "selection": f"lowest final validation loss of the seed-{seeds[0]} runs",
+            "seed": seeds[0],
+        }
+        if grids
+        else None
+    )
+    extra = {
+        "purpose": "quality",
+        "tuning": {"spec": spec},
+        "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods},
+        "jobs": jobs,
+        **({"arms": {a: entries[a] for a in arms}} if arms else {}),
+    }
     grid = {"method": list(methods)}
     warm_workers(jobs)
     ex = RunExecutor(out, cfg, reuse_from, base_now=jobs <= 1)
-    tuning_runs = {m: [planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in likelihood_only_entries, arm=m)
-                       for v in grids[m]] for m in methods if m in grids}
+    tuning_runs = {
+        m: [
+            planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in likelihood_only_entries, arm=m)
+            for v in grids[m]
+        ]
+        for m in methods
+        if m in grids
+    }
     all_tuning = [r for rs in tuning_runs.values() for r in rs]
     write_experiment(out, "compare", cfg, grid, seeds, all_tuning, extra)
     record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, likelihood_only_entries, jobs)}
@@ -74,8 +115,11 @@ def run_compare(out: Path, cfg: ExperimentConfig, methods: list[str], seeds: lis
     for m in methods:
         fixed = {**entries[m], tune_key: record["chosen"][m]} if m in grids else entries[m]
         runs += [r for r in tuning_runs.get(m, []) if r.name not in record["stopped"]]
-        runs += [planned_run(cfg, fixed, s, m in likelihood_only_entries, arm=m, chosen=True)
-                 for s in seeds if m not in grids or s != seeds[0]]
+        runs += [
+            planned_run(cfg, fixed, s, m in likelihood_only_entries, arm=m, chosen=True)
+            for s in seeds
+            if m not in grids or s != seeds[0]
+        ]
     extra["tuning"] = record if grids else {"spec": None}
     write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
     for r in runs:
@@ -92,8 +136,9 @@ def _each_with_base(ex: RunExecutor, task, runs: list[PlannedRun], jobs: int, de
     return run_each(task, runs, jobs, desc, ex.out, beside=ex.evaluate_base if ex.needs_base() else None)
 
 
-def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, likelihood_only_entries: set,
-          jobs: int) -> dict:
+def _tune(
+    ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, likelihood_only_entries: set, jobs: int
+) -> dict:
     """Train every tuning run, then choose each entry's value (_choose); the runs are evaluated
     later, once the choice is known. A grid point whose training stopped (non-finite losses) is
     recorded, not fatal."""
@@ -103,8 +148,13 @@ def _tune(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: s
     return _choose(ex, tuning_runs, tune_key, stopped, likelihood_only_entries)
 
 
-def _choose(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, stopped: dict,
-            likelihood_only_entries: set) -> dict:
+def _choose(
+    ex: RunExecutor,
+    tuning_runs: dict[str, list[PlannedRun]],
+    tune_key: str,
+    stopped: dict,
+    likelihood_only_entries: set,
+) -> dict:
     """Each entry's value of the tuned key: its finished seed-0 run with the lowest final validation
     loss; marks every tuning run chosen or not (and likelihood-only unless chosen). The tuning record."""
     record = {"val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
@@ -112,12 +162,13 @@ def _choose(ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key:
         losses = {str(r.overrides[tune_key]): None if r.name in stopped else ex.val_loss(r) for r in rs}
         finished = [r for r in rs if r.name not in stopped]
         if not finished:
-            raise UserError(f"{ex.out}: every {tune_key} in {m}'s grid stopped on non-finite losses; "
-                            "lower the grid's values")
+            raise UserError(
+                f"{ex.out}: every {tune_key} in {m}'s grid stopped on non-finite losses; lower the grid's values"
+            )
         best = min(finished, key=lambda r: ex.val_loss(r))
         record["val_loss"][m] = losses
         record["chosen"][m] = best.overrides[tune_key]
-        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]   # grids are given in order
+        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]  # grids are given in order
         for r in rs:
             r.chosen = r is best
             r.likelihood_only = m in likelihood_only_entries or r is not best
@@ -145,8 +196,11 @@ def _compare_pairs(runs: list[dict], tune_key: str | None) -> list[tuple[dict, d
         if a["seed"] != b["seed"] or a.get("arm", a["method"]) == b.get("arm", b["method"]):
             continue
         chosen = a["chosen"] and b["chosen"]
-        shared = tune_key is not None and tune_key in a["overrides"] and \
-            a["overrides"].get(tune_key) == b["overrides"].get(tune_key)
+        shared = (
+            tune_key is not None
+            and tune_key in a["overrides"]
+            and a["overrides"].get(tune_key) == b["overrides"].get(tune_key)
+        )
         if chosen or shared:
             pairs.append((a, b))
     return pairs

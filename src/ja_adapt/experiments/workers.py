@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -36,9 +36,8 @@ def _worker_pool(jobs: int, threads: int) -> ProcessPoolExecutor:
         forkserver = "forkserver" in multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if forkserver else "spawn")
         if forkserver:
-            ctx.set_forkserver_preload(_PRELOAD)       # modules that fail to import are skipped
-        _POOLS[key] = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
-                                          initargs=(threads,))
+            ctx.set_forkserver_preload(_PRELOAD)  # modules that fail to import are skipped
+        _POOLS[key] = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker, initargs=(threads,))
     return _POOLS[key]
 
 
@@ -55,18 +54,24 @@ def warm_workers(jobs: int) -> None:
 
 def _start_worker(threads: int) -> None:
     torch.set_num_threads(threads)
-    os.environ["TQDM_DISABLE"] = "1"            # one bar, the caller's, instead of interleaved ones
-    hf_logging.disable_progress_bar()           # (weight loading's too)
+    os.environ["TQDM_DISABLE"] = "1"  # one bar, the caller's, instead of interleaved ones
+    hf_logging.disable_progress_bar()  # (weight loading's too)
 
 
 def _in_worker(task: Callable, args: tuple, env: dict):
-    os.environ.update(env)                      # the caller's now (cache dir), not the server's at start
+    os.environ.update(env)  # the caller's now (cache dir), not the server's at start
     os.environ["TQDM_DISABLE"] = "1"
     return task(*args)
 
 
-def run_each(task: Callable[[PlannedRun], object], runs: list[PlannedRun], jobs: int, desc: str, out: Path,
-             beside: Callable[[], None] | None = None) -> list:
+def run_each(
+    task: Callable[[PlannedRun], object],
+    runs: list[PlannedRun],
+    jobs: int,
+    desc: str,
+    out: Path,
+    beside: Callable[[], None] | None = None,
+) -> list:
     """`task(r)` for every run (task: a bound method of a picklable object, RunExecutor's), in this
     process (jobs = 1, in order) or on `jobs` worker processes; the results in run order, a run's
     TrainingStopped in its place (the caller decides). Any other error is raised: at once here, or
@@ -89,20 +94,21 @@ def run_each(task: Callable[[PlannedRun], object], runs: list[PlannedRun], jobs:
         pool = _worker_pool(jobs, threads)
         extra = [pool.submit(_in_worker, beside, (), dict(os.environ))] if beside else []
         futures = [pool.submit(_in_worker, task, (r,), dict(os.environ)) for r in runs]
-        with tqdm(total=len(runs) + len(extra), desc=f"{desc} ({jobs} at once)", unit="run",
-                  dynamic_ncols=True) as bar:
+        with tqdm(total=len(runs) + len(extra), desc=f"{desc} ({jobs} at once)", unit="run", dynamic_ncols=True) as bar:
             for _ in as_completed(futures + extra):
                 bar.update(1)
     except BrokenProcessPool:
         _POOLS.pop((jobs, threads), None)
-        raise UserError(f"{out}: a worker process died (out of memory, or killed); the finished runs "
-                        "are kept: re-run the same command to resume, with fewer --jobs if memory is short") from None
+        raise UserError(
+            f"{out}: a worker process died (out of memory, or killed); the finished runs "
+            "are kept: re-run the same command to resume, with fewer --jobs if memory is short"
+        ) from None
     errors = [f.exception() for f in futures + extra]
     if first := next((e for e in errors if e is not None and not isinstance(e, TrainingStopped)), None):
         raise first
     if beside:
-        beside()                                    # read back what the worker wrote
-    errors = errors[:len(futures)]
+        beside()  # read back what the worker wrote
+    errors = errors[: len(futures)]
     return [e if e is not None else f.result() for f, e in zip(futures, errors)]
 
 

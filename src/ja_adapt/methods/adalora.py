@@ -16,28 +16,36 @@ from ja_adapt.methods.spec import MethodSpec, MethodState, Section, key_error, r
 @dataclass
 class AdaLoraConfig:
     """AdaLoRA (method=adalora): starts at rank lora.rank on lora.targets, prunes to target_rank."""
-    target_rank: int = 8                # average rank per adapted matrix once the budget is allocated
-    tinit: float = 0.1                  # share of train.max_steps trained at full rank before pruning
-    tfinal: float = 0.2                 # share of train.max_steps trained at the final budget
-    delta_t: int = 10                   # steps between rank reallocations
-    beta1: float = 0.85                 # EMA of the sensitivity scores
-    beta2: float = 0.85                 # EMA of their uncertainty
+
+    target_rank: int = 8  # average rank per adapted matrix once the budget is allocated
+    tinit: float = 0.1  # share of train.max_steps trained at full rank before pruning
+    tfinal: float = 0.2  # share of train.max_steps trained at the final budget
+    delta_t: int = 10  # steps between rank reallocations
+    beta1: float = 0.85  # EMA of the sensitivity scores
+    beta2: float = 0.85  # EMA of their uncertainty
 
 
 def check(cfg) -> None:
     """The adalora.* keys, and method=adalora without the LoRA variants it lacks."""
     lo = cfg.lora
-    if cfg.method == "adalora" and (lo.use_dora or lo.train_embeddings or lo.train_token_ids
-                                    or lo.init != "default"):
-        raise key_error("method", "is adalora, which has none of the lora.use_dora / train_embeddings / "
-                        "train_token_ids / init variants; leave them at their defaults")
+    if cfg.method == "adalora" and (lo.use_dora or lo.train_embeddings or lo.train_token_ids or lo.init != "default"):
+        raise key_error(
+            "method",
+            "is adalora, which has none of the lora.use_dora / train_embeddings / "
+            "train_token_ids / init variants; leave them at their defaults",
+        )
     a = cfg.adalora
     if a.target_rank < 1 or (cfg.method == "adalora" and a.target_rank > cfg.lora.rank):
-        raise key_error("adalora.target_rank", f"must be in 1..lora.rank ({cfg.lora.rank}: AdaLoRA's initial "
-                        f"rank), got {a.target_rank}")
+        raise key_error(
+            "adalora.target_rank",
+            f"must be in 1..lora.rank ({cfg.lora.rank}: AdaLoRA's initial rank), got {a.target_rank}",
+        )
     if a.tinit < 0 or a.tfinal < 0 or a.tinit + a.tfinal >= 1:
-        raise key_error("adalora.tinit", f"and adalora.tfinal must be >= 0 with a sum below 1 (got {a.tinit} "
-                        f"+ {a.tfinal}): the budget schedule runs between them")
+        raise key_error(
+            "adalora.tinit",
+            f"and adalora.tfinal must be >= 0 with a sum below 1 (got {a.tinit} "
+            f"+ {a.tfinal}): the budget schedule runs between them",
+        )
     if a.delta_t < 1:
         raise key_error("adalora.delta_t", f"must be >= 1, got {a.delta_t}")
     for key in ("beta1", "beta2"):
@@ -52,17 +60,29 @@ def _adalora_params(arch, options) -> int:
 
 # ---- building and hooks (torch and peft imported inside: the methods layer is torch-free) ---------
 
+
 def adalora_config(cfg):
     """peft AdaLoRA on lora.targets: rank lora.rank at first, adalora.target_rank on average at the
     end, its schedule over train.max_steps. peft adds AdaLoRA's orthogonality penalty only inside
     its own forward with labels, which ja-adapt's loss (train/loss.py) does not call: it is not applied."""
     from peft import AdaLoraConfig as PeftAdaLoraConfig
+
     a, steps = cfg.adalora, cfg.train.max_steps
-    return PeftAdaLoraConfig(init_r=cfg.lora.rank, target_r=a.target_rank, lora_alpha=cfg.lora.alpha,
-                             lora_dropout=cfg.lora.dropout, target_modules=resolve_targets(cfg.lora.targets),
-                             total_step=steps, tinit=int(a.tinit * steps), tfinal=int(a.tfinal * steps),
-                             deltaT=a.delta_t, beta1=a.beta1, beta2=a.beta2, orth_reg_weight=0.0,
-                             task_type="CAUSAL_LM")
+    return PeftAdaLoraConfig(
+        init_r=cfg.lora.rank,
+        target_r=a.target_rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=resolve_targets(cfg.lora.targets),
+        total_step=steps,
+        tinit=int(a.tinit * steps),
+        tfinal=int(a.tfinal * steps),
+        deltaT=a.delta_t,
+        beta1=a.beta1,
+        beta2=a.beta2,
+        orth_reg_weight=0.0,
+        task_type="CAUSAL_LM",
+    )
 
 
 def _adalora_step(model, step: int) -> None:
@@ -83,14 +103,14 @@ def _adalora_state(model) -> tuple[dict, dict]:
     under AdamW's momentum and may be unmasked at the next reallocation."""
     allocator = model.base_model.rankallocator
     tensors = {f"{d}/{n}": t.contiguous() for d in _ALLOCATOR_SCORES for n, t in getattr(allocator, d).items()}
-    tensors.update({f"weight/{n}": p.detach().contiguous()
-                    for n, p in model.named_parameters() if p.requires_grad})
+    tensors.update({f"weight/{n}": p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad})
     return tensors, {"rank_pattern": model.active_peft_config.rank_pattern}
 
 
 def _adalora_load_state(model, tensors: dict, scalars: dict) -> None:
     """Put _adalora_state's tensors and rank pattern back into a freshly built AdaLoRA model."""
     import torch
+
     allocator = model.base_model.rankallocator
     allocator.reset_ipt()
     weights = {}
@@ -105,21 +125,34 @@ def _adalora_load_state(model, tensors: dict, scalars: dict) -> None:
     params = dict(model.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != trainable:
-        raise ValueError(f"AdaLoRA state does not match the model's trainable parameters "
-                         f"({sorted(set(weights) ^ trainable)[:3]})")
+        raise ValueError(
+            f"AdaLoRA state does not match the model's trainable parameters ({sorted(set(weights) ^ trainable)[:3]})"
+        )
     with torch.no_grad():
         for name, t in weights.items():
             params[name].copy_(t)
     model.active_peft_config.rank_pattern = scalars["rank_pattern"]
 
 
-register(MethodSpec(
-    "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
-    trains_base=False, artifact="adapter", adapts_linears=True, trainable=_adalora_params,
-    grad_entry=adapted_entry, adapter_product=True,
-    trainable_tensors=lambda arch, options: 3 * arch.layers * len(adapted_linears(arch, options)),  # P, Λ, Q
-    frozen_added=lambda arch, options: arch.layers * len(adapted_linears(arch, options)),   # rank counters
-    state_copies=3,   # sensitivity, its EMA, uncertainty
-    merges=True, section=Section("adalora", AdaLoraConfig), check=check, targets_key="lora.targets",
-    peft_config=adalora_config, post_step=_adalora_step,
-    state=MethodState(_adalora_state, _adalora_load_state, holds_weights=True)))
+register(
+    MethodSpec(
+        "adalora",
+        "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training (adalora.*)",
+        trains_base=False,
+        artifact="adapter",
+        adapts_linears=True,
+        trainable=_adalora_params,
+        grad_entry=adapted_entry,
+        adapter_product=True,
+        trainable_tensors=lambda arch, options: 3 * arch.layers * len(adapted_linears(arch, options)),  # P, Λ, Q
+        frozen_added=lambda arch, options: arch.layers * len(adapted_linears(arch, options)),  # rank counters
+        state_copies=3,  # sensitivity, its EMA, uncertainty
+        merges=True,
+        section=Section("adalora", AdaLoraConfig),
+        check=check,
+        targets_key="lora.targets",
+        peft_config=adalora_config,
+        post_step=_adalora_step,
+        state=MethodState(_adalora_state, _adalora_load_state, holds_weights=True),
+    )
+)

@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from ja_adapt.methods.spec import MethodSpec, register
 
-register(MethodSpec("full", "full fine-tuning: every weight trains",
-                    trains_base=True, artifact="model", adapts_linears=False))
+register(
+    MethodSpec(
+        "full", "full fine-tuning: every weight trains", trains_base=True, artifact="model", adapts_linears=False
+    )
+)

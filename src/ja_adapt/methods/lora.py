@@ -16,21 +16,21 @@ from ja_adapt.methods.spec import MethodSpec, Section, key_error, method_spec, o
 
 @dataclass
 class LoraConfig:
-    rank: int = 16                      # r: the adapter's inner dimension (reference: 16)
-    alpha: float = 32.0                 # scaling numerator; the update is scaled by alpha / rank
-    dropout: float = 0.1                # dropout on the adapter input
-    targets: str = "qv"                 # qv, qkvo, all-linear, or a comma list of module names
-    use_dora: bool = False              # DoRA: also learn a magnitude per output row (method=dora sets it)
-    use_rslora: bool = False            # rank-stabilised: scale by alpha / sqrt(rank) (method=rslora sets it)
+    rank: int = 16  # r: the adapter's inner dimension (reference: 16)
+    alpha: float = 32.0  # scaling numerator; the update is scaled by alpha / rank
+    dropout: float = 0.1  # dropout on the adapter input
+    targets: str = "qv"  # qv, qkvo, all-linear, or a comma list of module names
+    use_dora: bool = False  # DoRA: also learn a magnitude per output row (method=dora sets it)
+    use_rslora: bool = False  # rank-stabilised: scale by alpha / sqrt(rank) (method=rslora sets it)
     # adapter init: default (peft's and the LoRA paper's: Kaiming-uniform A, B = 0), gaussian (normal
     # A, B = 0; both start at the base), pissa or olora (from the base weights' principal directions)
     init: str = "default"
-                                        # (A, B from the weights' SVD / QR; the base keeps the residual;
-                                        # the saved adapter is converted to plain LoRA of rank 2r)
-    train_embeddings: bool = False      # also train embed_tokens and lm_head (one matrix when tied), saved
-                                        # with the adapter: new tokens need new embeddings
+    # (A, B from the weights' SVD / QR; the base keeps the residual;
+    # the saved adapter is converted to plain LoRA of rank 2r)
+    train_embeddings: bool = False  # also train embed_tokens and lm_head (one matrix when tied), saved
+    # with the adapter: new tokens need new embeddings
     train_token_ids: list[int] = field(default_factory=list)  # or train only these embedding rows
-                                        # (peft's trainable_token_indices; tied lm_head rows follow)
+    # (peft's trainable_token_indices; tied lm_head rows follow)
 
 
 INITS = ("default", "gaussian", "pissa", "olora")  # lora.init values (peft's init_lora_weights)
@@ -54,14 +54,19 @@ def check(cfg) -> None:
     if any(i < 0 for i in lo.train_token_ids):
         raise key_error("lora.train_token_ids", f"must be token ids >= 0, got {lo.train_token_ids}")
     if lo.train_embeddings and lo.train_token_ids:
-        raise key_error("lora.train_token_ids", "is set with lora.train_embeddings=true, which already trains "
-                        "every row; set one of them")
+        raise key_error(
+            "lora.train_token_ids",
+            "is set with lora.train_embeddings=true, which already trains every row; set one of them",
+        )
     if lo.use_dora and lo.init in ("pissa", "olora"):
-        raise key_error("lora.init", f"is '{lo.init}' with DoRA; DoRA starts from the base weights' norms, "
-                        "so use lora.init=default or gaussian")
+        raise key_error(
+            "lora.init",
+            f"is '{lo.init}' with DoRA; DoRA starts from the base weights' norms, so use lora.init=default or gaussian",
+        )
 
 
 # ---- arithmetic (shapes: arch.Arch; every count is checked against peft's own in tests) ------------
+
 
 def adapted_linears(arch, options) -> list[tuple[str, int, int]]:
     """(name, in, out) of each per-layer nn.Linear that lora.targets names."""
@@ -117,27 +122,53 @@ def _lora_tensors(arch, options) -> int:
 
 # ---- building ------------------------------------------------------------------------------------
 
+
 def lora_config(cfg):
     """peft LoRA on the target projections (`lora.*` keys, with the method's variant: dora, rslora);
     the base weights are frozen, except the embeddings lora.train_embeddings / train_token_ids name."""
     from peft import LoraConfig as PeftLoraConfig  # here, not at the top: the methods layer is torch-free
+
     lo = options(cfg).lora
     extra = {}
-    if lo.train_embeddings:     # lm_head too; a tied head stays the embedding (one trained matrix)
+    if lo.train_embeddings:  # lm_head too; a tied head stays the embedding (one trained matrix)
         extra = dict(modules_to_save=["embed_tokens", "lm_head"], ensure_weight_tying=True)
     elif lo.train_token_ids:
         extra = dict(trainable_token_indices=sorted(set(lo.train_token_ids)), ensure_weight_tying=True)
-    return PeftLoraConfig(r=lo.rank, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-                          target_modules=resolve_targets(lo.targets), bias="none", use_dora=lo.use_dora,
-                          use_rslora=lo.use_rslora, init_lora_weights=INIT_LORA_WEIGHTS[lo.init],
-                          task_type="CAUSAL_LM", **extra)
+    return PeftLoraConfig(
+        r=lo.rank,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=resolve_targets(lo.targets),
+        bias="none",
+        use_dora=lo.use_dora,
+        use_rslora=lo.use_rslora,
+        init_lora_weights=INIT_LORA_WEIGHTS[lo.init],
+        task_type="CAUSAL_LM",
+        **extra,
+    )
 
 
 # What every method of the LoRA family shares (dora.py, rslora.py, qlora.py add their own part).
-LORA_FAMILY = dict(trains_base=False, artifact="adapter", adapts_linears=True, trainable=_lora_params,
-                   grad_entry=adapted_entry, saved_per_token=_dora_saved, trainable_tensors=_lora_tensors,
-                   forward_transient=_dora_transient, merges=True, targets_key="lora.targets",
-                   peft_config=lora_config)
+LORA_FAMILY = dict(
+    trains_base=False,
+    artifact="adapter",
+    adapts_linears=True,
+    trainable=_lora_params,
+    grad_entry=adapted_entry,
+    saved_per_token=_dora_saved,
+    trainable_tensors=_lora_tensors,
+    forward_transient=_dora_transient,
+    merges=True,
+    targets_key="lora.targets",
+    peft_config=lora_config,
+)
 
-register(MethodSpec("lora", "LoRA adapters on the target projections (peft); base frozen",
-                    section=Section("lora", LoraConfig), check=check, **LORA_FAMILY))
+register(
+    MethodSpec(
+        "lora",
+        "LoRA adapters on the target projections (peft); base frozen",
+        section=Section("lora", LoraConfig),
+        check=check,
+        **LORA_FAMILY,
+    )
+)

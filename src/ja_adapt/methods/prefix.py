@@ -10,7 +10,8 @@ from ja_adapt.methods.spec import MethodSpec, Section, key_error, register
 @dataclass
 class PrefixConfig:
     """Prefix tuning (method=prefix): learned keys and values prepended in every layer."""
-    virtual_tokens: int = 16            # prefix length: key/value positions per layer
+
+    virtual_tokens: int = 16  # prefix length: key/value positions per layer
 
 
 def check(cfg) -> None:
@@ -37,14 +38,25 @@ def prefix_config(cfg):
     reparametrisation MLP, so what trains is what is saved). The loss feeds them to the decoder
     body as its cache (train/loss.py, through models/build.py's `prompt_prefix`)."""
     from peft import PrefixTuningConfig  # here, not at the top: the methods layer is torch-free
+
     return PrefixTuningConfig(num_virtual_tokens=cfg.prefix.virtual_tokens, task_type="CAUSAL_LM")
 
 
-register(MethodSpec(
-    "prefix", "prefix tuning: learned keys and values of prefix.virtual_tokens in every layer",
-    trains_base=False, artifact="adapter", adapts_linears=False, trainable=_prefix_params,
-    grad_entry=lambda arch, options: frozenset({"k_proj", "v_proj"}),
-    trainable_tensors=lambda arch, options: 1,     # one embedding of every layer's keys and values
-    masks_attention=True,
-    saved_per_token=_prefix_saved, merges=False, section=Section("prefix", PrefixConfig), check=check,
-    peft_config=prefix_config))
+register(
+    MethodSpec(
+        "prefix",
+        "prefix tuning: learned keys and values of prefix.virtual_tokens in every layer",
+        trains_base=False,
+        artifact="adapter",
+        adapts_linears=False,
+        trainable=_prefix_params,
+        grad_entry=lambda arch, options: frozenset({"k_proj", "v_proj"}),
+        trainable_tensors=lambda arch, options: 1,  # one embedding of every layer's keys and values
+        masks_attention=True,
+        saved_per_token=_prefix_saved,
+        merges=False,
+        section=Section("prefix", PrefixConfig),
+        check=check,
+        peft_config=prefix_config,
+    )
+)

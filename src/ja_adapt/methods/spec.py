@@ -28,8 +28,9 @@ def key_error(key: str, why: str) -> UserError:
 @dataclass(frozen=True)
 class Section:
     """A config section a method owns: `cfg.<key>`, a dataclass of its keys with their defaults."""
-    key: str                    # the section's name in the config (`lora` → lora.rank, lora.alpha, ...)
-    cls: type                   # its dataclass: every default, each with a one-line comment
+
+    key: str  # the section's name in the config (`lora` → lora.rank, lora.alpha, ...)
+    cls: type  # its dataclass: every default, each with a one-line comment
     # it configures how the frozen base is stored (qlora), not the adapter: the planner takes its
     # keys as arguments of their own rather than as method settings, and the section sits after
     # `eval` in the config, where qlora's was added (saved configs keep their key order)
@@ -41,6 +42,7 @@ class MethodState:
     """What a method keeps while training besides its trainable weights and AdamW's state, so that
     a checkpoint can carry it and a resumed run continue bit for bit (checkpoint.save / restore).
     Tensors go to safetensors, the rest to JSON: nothing that needs unpickling."""
+
     # model -> (named tensors, JSON-serialisable scalars, lists and dicts)
     state_dict: Callable[[Any], tuple[dict[str, Any], dict]]
     # (model, tensors, scalars) -> None: puts what state_dict returned back into a freshly built
@@ -57,11 +59,11 @@ def _no_wrapper(cfg) -> None:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    name: str                   # the `method` config value
-    summary: str                # one line for --help and the report
-    trains_base: bool           # every base weight trains (full fine-tuning); else the base is frozen
-    artifact: str               # what a run saves: "adapter" (peft adapter dir) or "model" (full model dir)
-    adapts_linears: bool        # trains rank-r adapters on the `lora.targets` linears (lora.rank, lora.alpha)
+    name: str  # the `method` config value
+    summary: str  # one line for --help and the report
+    trains_base: bool  # every base weight trains (full fine-tuning); else the base is frozen
+    artifact: str  # what a run saves: "adapter" (peft adapter dir) or "model" (full model dir)
+    adapts_linears: bool  # trains rank-r adapters on the `lora.targets` linears (lora.rank, lora.alpha)
     quantized_base: bool = False  # the frozen base's decoder linears are stored 4-bit NF4 (bitsandbytes)
     # (arch, options) -> exact trainable parameters of a frozen-base method: arch is arch.Arch,
     # options the ExperimentConfig with this method's lora variant applied (`options`). None: every
@@ -88,9 +90,9 @@ class MethodSpec:
     # attention always gets an explicit mask (the prefix's positions), so it keeps one and the keys
     # and values repeated to every query head, as for packed rows
     masks_attention: bool = False
-    state_copies: int = 0       # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
-    merges: bool = False        # peft can fold the adapter into the base weights (`ja-adapt merge`)
-    lora_variant: tuple = ()    # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
+    state_copies: int = 0  # fp32 copies of the trainable parameters kept besides AdamW's (AdaLoRA)
+    merges: bool = False  # peft can fold the adapter into the base weights (`ja-adapt merge`)
+    lora_variant: tuple = ()  # (lora key, value) pairs this method fixes: `dora` is lora + use_dora
     # ---- config: the section this method owns (None: it reads other methods' keys, or none), and
     # its rules, cfg -> None raising key_error; every registered method's rules run on every config,
     # whatever its method (a grid may switch methods)
@@ -131,8 +133,9 @@ def register(spec: MethodSpec) -> MethodSpec:
 def method_spec(name: str) -> MethodSpec:
     """The spec of a registered method; UserError naming the key for an unknown one."""
     if name not in SPECS:
-        raise UserError(f"config: key 'method' is '{name}', not a known method{closest(name, SPECS)}; "
-                        f"known: {', '.join(SPECS)}")
+        raise UserError(
+            f"config: key 'method' is '{name}', not a known method{closest(name, SPECS)}; known: {', '.join(SPECS)}"
+        )
     return SPECS[name]
 
 
@@ -159,6 +162,8 @@ def resolve_targets(targets: str, key: str = "lora.targets") -> list[str]:
         return list(TARGET_PRESETS[targets])
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names or any(not n.replace("_", "").isalnum() for n in names):
-        raise UserError(f"config: key '{key}' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
-                        f"use {', '.join(TARGET_PRESETS)} or a comma list of module names")
+        raise UserError(
+            f"config: key '{key}' is '{targets}'{closest(targets, TARGET_PRESETS)}; "
+            f"use {', '.join(TARGET_PRESETS)} or a comma list of module names"
+        )
     return names

@@ -33,29 +33,78 @@ from ja_adapt.methods.spec import method_spec
 
 # Public Qwen2.5 configuration facts (config.json of each release). All: rope_theta 1e6,
 # rms_norm_eps 1e-6, SiLU MLP, q/k/v projections with bias, o_proj without.
-_QWEN25 = dict(model_type="qwen2", hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=32768,
-               rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})
+_QWEN25 = dict(
+    model_type="qwen2",
+    hidden_act="silu",
+    rms_norm_eps=1e-6,
+    max_position_embeddings=32768,
+    rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+)
 PRESETS: dict[str, dict] = {
-    "tiny": dict(_QWEN25, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=8192,
-                 tie_word_embeddings=True, max_position_embeddings=4096),
+    "tiny": dict(
+        _QWEN25,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=8192,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+    ),
     # the embedded demo's base model (about 1M parameters): measured to learn its languages in
     # minutes on 2 CPU cores (docs/demo.md: the recipe and what else was tried)
-    "micro": dict(_QWEN25, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=2048,
-                  tie_word_embeddings=True, max_position_embeddings=4096),
-    "qwen2.5-0.5b": dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
-                         tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(_QWEN25, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                         num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
-                         tie_word_embeddings=True),
-    "qwen2.5-7b": dict(_QWEN25, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-                       tie_word_embeddings=False),
-    "qwen2.5-14b": dict(_QWEN25, hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
-                        num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
-                        tie_word_embeddings=False),
+    "micro": dict(
+        _QWEN25,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=2048,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+    ),
+    "qwen2.5-0.5b": dict(
+        _QWEN25,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        _QWEN25,
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-7b": dict(
+        _QWEN25,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
+    "qwen2.5-14b": dict(
+        _QWEN25,
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=48,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
 }
 
 # model_type → which projections carry a bias, as transformers builds the model: a fixed bool, or
@@ -67,27 +116,27 @@ LAYOUTS: dict[str, dict[str, bool | str]] = {
     "mistral": {"qkv_bias": False, "o_bias": False, "mlp_bias": False},
 }
 # Config keys the arithmetic needs stated (the others have the defaults of transformers' classes).
-REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "vocab_size")
+REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
 @dataclass(frozen=True)
 class Arch:
     """Shapes of a decoder."""
+
     hidden: int
     ff: int
     layers: int
     heads: int
-    q_width: int                        # heads · head_dim
-    kv_width: int                       # kv_heads · head_dim
+    q_width: int  # heads · head_dim
+    kv_width: int  # kv_heads · head_dim
     head_dim: int
     vocab: int
-    total: int                          # parameters, tied weights once
-    embedding: int                      # input embedding matrix
-    lm_head: int                        # untied output matrix (0 when tied to the embedding)
-    n_tensors: int                      # parameter tensors (AdamW keeps a step counter for each)
-    linears: tuple                      # (leaf name, in, out) of every nn.Linear in one layer
-    max_positions: int | None = None    # max_position_embeddings, when the config states it
+    total: int  # parameters, tied weights once
+    embedding: int  # input embedding matrix
+    lm_head: int  # untied output matrix (0 when tied to the embedding)
+    n_tensors: int  # parameter tensors (AdamW keeps a step counter for each)
+    linears: tuple  # (leaf name, in, out) of every nn.Linear in one layer
+    max_positions: int | None = None  # max_position_embeddings, when the config states it
 
     @property
     def matmul(self) -> int:
@@ -110,41 +159,80 @@ def _arithmetic_arch(config) -> Arch | None:
     kv_heads = _get(config, "num_key_value_heads") or heads
     head_dim = _get(config, "head_dim") or d // heads
     q, kv, vocab = heads * head_dim, kv_heads * head_dim, _get(config, "vocab_size")
-    linears = (("q_proj", d, q), ("k_proj", d, kv), ("v_proj", d, kv), ("o_proj", q, d),
-               ("gate_proj", d, f), ("up_proj", d, f), ("down_proj", f, d))
-    biases = {"q_proj": bias["qkv_bias"], "k_proj": bias["qkv_bias"], "v_proj": bias["qkv_bias"],
-              "o_proj": bias["o_bias"], "gate_proj": bias["mlp_bias"], "up_proj": bias["mlp_bias"],
-              "down_proj": bias["mlp_bias"]}
-    per_layer = sum(i * o + (o if biases[n] else 0) for n, i, o in linears) + 2 * d   # + 2 RMSNorms
+    linears = (
+        ("q_proj", d, q),
+        ("k_proj", d, kv),
+        ("v_proj", d, kv),
+        ("o_proj", q, d),
+        ("gate_proj", d, f),
+        ("up_proj", d, f),
+        ("down_proj", f, d),
+    )
+    biases = {
+        "q_proj": bias["qkv_bias"],
+        "k_proj": bias["qkv_bias"],
+        "v_proj": bias["qkv_bias"],
+        "o_proj": bias["o_bias"],
+        "gate_proj": bias["mlp_bias"],
+        "up_proj": bias["mlp_bias"],
+        "down_proj": bias["mlp_bias"],
+    }
+    per_layer = sum(i * o + (o if biases[n] else 0) for n, i, o in linears) + 2 * d  # + 2 RMSNorms
     tensors_per_layer = len(linears) + sum(biases.values()) + 2
     tied = bool(_get(config, "tie_word_embeddings", False))
     head = 0 if tied else vocab * d
-    return Arch(hidden=d, ff=f, layers=layers, heads=heads, q_width=q, kv_width=kv, head_dim=head_dim,
-                vocab=vocab, total=vocab * d + head + d + layers * per_layer, embedding=vocab * d,
-                lm_head=head, n_tensors=1 + (0 if tied else 1) + 1 + layers * tensors_per_layer,
-                linears=linears, max_positions=_get(config, "max_position_embeddings"))
+    return Arch(
+        hidden=d,
+        ff=f,
+        layers=layers,
+        heads=heads,
+        q_width=q,
+        kv_width=kv,
+        head_dim=head_dim,
+        vocab=vocab,
+        total=vocab * d + head + d + layers * per_layer,
+        embedding=vocab * d,
+        lm_head=head,
+        n_tensors=1 + (0 if tied else 1) + 1 + layers * tensors_per_layer,
+        linears=linears,
+        max_positions=_get(config, "max_position_embeddings"),
+    )
 
 
 def _meta_arch(config) -> Arch:
     """The Arch of any transformers decoder config, read from its model built on the meta device."""
     import torch  # heavy: only for architectures LAYOUTS does not write out
     from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     params = list(model.parameters())  # deduplicated: a tied lm_head is the embedding
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     layer = model.model.layers[0]
-    linears = tuple((n.rsplit(".", 1)[-1], m.in_features, m.out_features)
-                    for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear))
+    linears = tuple(
+        (n.rsplit(".", 1)[-1], m.in_features, m.out_features)
+        for n, m in layer.named_modules()
+        if isinstance(m, torch.nn.Linear)
+    )
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    return Arch(hidden=config.hidden_size, ff=config.intermediate_size, layers=config.num_hidden_layers,
-                heads=config.num_attention_heads, q_width=config.num_attention_heads * head_dim,
-                kv_width=kv_heads * head_dim, head_dim=head_dim, vocab=emb.shape[0],
-                total=sum(p.numel() for p in params), embedding=emb.numel(),
-                lm_head=0 if head is emb else head.numel(), n_tensors=len(params), linears=linears,
-                max_positions=getattr(config, "max_position_embeddings", None))
+    return Arch(
+        hidden=config.hidden_size,
+        ff=config.intermediate_size,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        q_width=config.num_attention_heads * head_dim,
+        kv_width=kv_heads * head_dim,
+        head_dim=head_dim,
+        vocab=emb.shape[0],
+        total=sum(p.numel() for p in params),
+        embedding=emb.numel(),
+        lm_head=0 if head is emb else head.numel(),
+        n_tensors=len(params),
+        linears=linears,
+        max_positions=getattr(config, "max_position_embeddings", None),
+    )
 
 
 _ARCH_CACHE: dict[str, Arch] = {}
@@ -152,8 +240,11 @@ _ARCH_CACHE: dict[str, Arch] = {}
 
 def architecture(config) -> Arch:
     """Parameter counts and layer shapes of a decoder config (a dict or a transformers config)."""
-    key = json.dumps(config, sort_keys=True, default=str) if isinstance(config, dict) \
+    key = (
+        json.dumps(config, sort_keys=True, default=str)
+        if isinstance(config, dict)
         else config.to_json_string(use_diff=False)
+    )
     if key not in _ARCH_CACHE:
         _ARCH_CACHE[key] = _arithmetic_arch(config) or _meta_arch(config)
     return _ARCH_CACHE[key]
@@ -171,11 +262,12 @@ def local_config(model: str) -> dict | None:
     try:
         raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None                       # transformers' reader names the problem
+        return None  # transformers' reader names the problem
     return raw if isinstance(raw, dict) and _arithmetic_arch(raw) is not None else None
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------------
+
 
 def matmul_params(config) -> int:
     """N: parameters of every nn.Linear weight (decoder projections and lm_head) of `config`'s model."""
@@ -207,11 +299,7 @@ def recompute_flops_per_token(config, *, seq_len: int) -> float:
 
 # Peak dense bf16 tensor throughput (FLOP/s), matched as a case-insensitive substring of the device
 # name. Dense figures only: H100's "1979 TFLOP/s" is with 2:4 sparsity and is never used.
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "A100": 312e12,
-}
+PEAK_BF16_FLOPS: dict[str, float] = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def peak_flops(device_name: str) -> float | None:

@@ -9,33 +9,34 @@ from dataclasses import dataclass, field
 
 from ja_adapt.models.arch import Arch
 
-F32 = 4                                 # bytes of an fp32 element
+F32 = 4  # bytes of an fp32 element
 
 
 @dataclass(frozen=True)
 class LayerSetup:
     full: bool
-    adapted: frozenset                  # Linears with rank-r adapters
-    entry: frozenset                    # Linears from whose outputs gradients flow, in every layer
-    extra: float                        # bytes per token per layer the method saves besides (spec)
-    product: bool                       # the adapter's first factor is formed per step (spec.adapter_product)
-    reruns_base: bool                   # DoRA under dropout: peft re-runs each adapted base matmul on
-                                        # the dropped input, so autocast saves a second weight copy
+    adapted: frozenset  # Linears with rank-r adapters
+    entry: frozenset  # Linears from whose outputs gradients flow, in every layer
+    extra: float  # bytes per token per layer the method saves besides (spec)
+    product: bool  # the adapter's first factor is formed per step (spec.adapter_product)
+    reruns_base: bool  # DoRA under dropout: peft re-runs each adapted base matmul on
+    # the dropped input, so autocast saves a second weight copy
     rank: int
     dropout: float
-    act: int                            # bytes of an activation made by an autocast op (2 or 4)
+    act: int  # bytes of an activation made by an autocast op (2 or 4)
     autocast: bool
-    masked: bool                        # attention gets an explicit mask (packed rows, a prefix)
+    masked: bool  # attention gets an explicit mask (packed rows, a prefix)
     seq: int
-    copy_frozen: bool                   # frozen fp32 base weights get a 2-byte autocast copy
+    copy_frozen: bool  # frozen fp32 base weights get a 2-byte autocast copy
 
 
 @dataclass
 class _LayerTally:
     """What one decoder layer keeps, as layer_bytes adds it up."""
-    saved: dict = field(default_factory=dict)   # tensor → bytes per token saved for backward
-    copies: float = 0.0                 # bytes of autocast weight copies
-    products: float = 0.0               # bytes of adapter products formed per step and saved
+
+    saved: dict = field(default_factory=dict)  # tensor → bytes per token saved for backward
+    copies: float = 0.0  # bytes of autocast weight copies
+    products: float = 0.0  # bytes of adapter products formed per step and saved
 
 
 def _norm(t: _LayerTally, s: LayerSetup, d: int, name: str, grad: bool) -> None:

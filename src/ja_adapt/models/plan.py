@@ -16,13 +16,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ja_adapt.models.arch import (
-    Arch,
-    architecture,
-    flops_per_token,
-    peak_flops,
-    recompute_flops_per_token,
-)
 from ja_adapt.config import (
     METHOD_SECTIONS,
     PRECISIONS,
@@ -33,16 +26,17 @@ from ja_adapt.config import (
     with_overrides,
 )
 from ja_adapt.core.errors import UserError, closest
-from ja_adapt.models.layer_memory import F32, LayerSetup, layer_bytes
 from ja_adapt.methods import SPECS, options, resolve_targets
+from ja_adapt.models.arch import Arch, architecture, flops_per_token, peak_flops, recompute_flops_per_token
+from ja_adapt.models.layer_memory import F32, LayerSetup, layer_bytes
 
-GIB = 1024 ** 3
+GIB = 1024**3
 GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arch's peak table key
-CUDA_CONTEXT_BYTES = GIB // 2           # CUDA context + library workspaces, outside torch's allocator
-ALLOCATOR_SHARE = 0.05                  # caching-allocator rounding / fragmentation, share of tensors
-RECOMMEND_GB = (16, 24, 40, 80)         # consumer / workstation / data-centre GPU memory
-NF4_BLOCK = 64                          # weights per NF4 block, each with one absmax (bitsandbytes' default)
-NF4_SCALE_BLOCK = 256                   # double quantisation: 8-bit absmaxes, one fp32 scale per 256 blocks
+CUDA_CONTEXT_BYTES = GIB // 2  # CUDA context + library workspaces, outside torch's allocator
+ALLOCATOR_SHARE = 0.05  # caching-allocator rounding / fragmentation, share of tensors
+RECOMMEND_GB = (16, 24, 40, 80)  # consumer / workstation / data-centre GPU memory
+NF4_BLOCK = 64  # weights per NF4 block, each with one absmax (bitsandbytes' default)
+NF4_SCALE_BLOCK = 256  # double quantisation: 8-bit absmaxes, one fp32 scale per 256 blocks
 
 
 def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
@@ -55,8 +49,10 @@ def _targets(arch: Arch, method: str, rank: int, targets: str) -> set[str]:
         raise UserError(f"--rank {rank}: the LoRA rank must be a positive integer (e.g. 16)")
     names = set(resolve_targets(targets))
     if not names & {n for n, _, _ in arch.linears}:
-        raise UserError(f"--targets '{targets}' matches no nn.Linear in a layer; the layer has "
-                        + ", ".join(n for n, _, _ in arch.linears))
+        raise UserError(
+            f"--targets '{targets}' matches no nn.Linear in a layer; the layer has "
+            + ", ".join(n for n, _, _ in arch.linears)
+        )
     return names
 
 
@@ -66,7 +62,7 @@ def method_options(method: str, rank: int = 16, targets: str = "qv", settings: d
     "prefix.virtual_tokens": 32}), validated as training validates them."""
     keys = {"method": method, "lora.rank": rank, "lora.targets": targets, **(settings or {})}
     cache_key = json.dumps(keys, sort_keys=True)
-    if cache_key not in _OPTIONS:       # the recommender plans hundreds of settings of one method
+    if cache_key not in _OPTIONS:  # the recommender plans hundreds of settings of one method
         _OPTIONS[cache_key] = options(with_overrides(ExperimentConfig(), keys, where="plan"))
     return _OPTIONS[cache_key]
 
@@ -82,31 +78,46 @@ def method_settings(cfg: ExperimentConfig) -> dict:
 def plan_run_memory(config, cfg: ExperimentConfig) -> dict:
     """plan_memory for the settings a run config trains with (the experiments' plan.json and the
     bench's planned peak), so both plan exactly what `train` builds."""
-    return plan_memory(config, method=cfg.method, rank=cfg.lora.rank, targets=cfg.lora.targets,
-                       precision=cfg.precision, batch=cfg.train.batch_size, seq=cfg.data.seq_len,
-                       activation_checkpointing=cfg.train.activation_checkpointing,
-                       loss_chunk_size=cfg.train.loss_chunk_size, lora_dropout=cfg.lora.dropout,
-                       base_dtype=cfg.model.dtype, double_quant=cfg.qlora.double_quant,
-                       settings=method_settings(cfg))
+    return plan_memory(
+        config,
+        method=cfg.method,
+        rank=cfg.lora.rank,
+        targets=cfg.lora.targets,
+        precision=cfg.precision,
+        batch=cfg.train.batch_size,
+        seq=cfg.data.seq_len,
+        activation_checkpointing=cfg.train.activation_checkpointing,
+        loss_chunk_size=cfg.train.loss_chunk_size,
+        lora_dropout=cfg.lora.dropout,
+        base_dtype=cfg.model.dtype,
+        double_quant=cfg.qlora.double_quant,
+        settings=method_settings(cfg),
+    )
 
 
-def count_parameters(config, *, method: str = "lora", rank: int = 16, targets: str = "qv",
-                     settings: dict | None = None) -> dict:
+def count_parameters(
+    config, *, method: str = "lora", rank: int = 16, targets: str = "qv", settings: dict | None = None
+) -> dict:
     """Exact parameter counts: total, embedding, non-embedding, trainable (every weight, or the
     method's own: method_spec's `trainable` arithmetic, checked against peft in tests). `settings`:
     further config keys of the method (method_options)."""
     arch = architecture(config)
     _targets(arch, method, rank, targets)
     spec = SPECS[method]
-    adapter = 0 if spec.trainable is None else spec.trainable(arch, method_options(method, rank, targets,
-                                                                                   settings))
-    return {"total": arch.total, "embedding": arch.embedding, "lm_head_untied": arch.lm_head,
-            "non_embedding": arch.total - arch.embedding - arch.lm_head,
-            "matmul": arch.matmul,
-            "adapter": adapter, "trainable": arch.total if spec.trains_base else adapter}
+    adapter = 0 if spec.trainable is None else spec.trainable(arch, method_options(method, rank, targets, settings))
+    return {
+        "total": arch.total,
+        "embedding": arch.embedding,
+        "lm_head_untied": arch.lm_head,
+        "non_embedding": arch.total - arch.embedding - arch.lm_head,
+        "matmul": arch.matmul,
+        "adapter": adapter,
+        "trainable": arch.total if spec.trains_base else adapter,
+    }
 
 
 # ---- memory --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StepInputs:
@@ -115,6 +126,7 @@ class StepInputs:
     of several documents, so attention gets an explicit mask), checkpointing, the loss's chunk,
     lora.dropout, the frozen base's storage (model.dtype) and qlora.double_quant, and `settings`:
     the method's further config keys (method_options), e.g. {"lora.use_dora": True}."""
+
     method: str = "lora"
     rank: int = 16
     targets: str = "qv"
@@ -133,9 +145,10 @@ class StepInputs:
 def _check_step(config, st: StepInputs) -> None:
     """Refuse a step training would refuse, naming the planner's flag."""
     if st.precision not in PRECISIONS:
-        raise UserError(f"--precision '{st.precision}'{closest(st.precision, PRECISIONS)}; use "
-                        + ", ".join(PRECISIONS))
-    _targets(architecture(config), st.method, st.rank, st.targets)   # names a bad method / rank first
+        raise UserError(
+            f"--precision '{st.precision}'{closest(st.precision, PRECISIONS)}; use " + ", ".join(PRECISIONS)
+        )
+    _targets(architecture(config), st.method, st.rank, st.targets)  # names a bad method / rank first
     why = base_dtype_problem(st.method, st.base_dtype, st.precision)
     if why:
         raise UserError(f"--base-dtype (model.dtype) {why}")
@@ -150,13 +163,23 @@ def _layer_setup(arch: Arch, st: StepInputs, spec, opts) -> LayerSetup:
     """What layer_bytes needs to know of the step and its method."""
     autocast = st.precision != "fp32"
     act = 2 if autocast else F32
-    masked = st.packed or spec.masks_attention     # attention gets an explicit mask
+    masked = st.packed or spec.masks_attention  # attention gets an explicit mask
     adapted = frozenset(_targets(arch, st.method, st.rank, st.targets))
-    return LayerSetup(full=spec.trains_base, adapted=adapted, entry=adapted | spec.grad_entry(arch, opts),
-                  extra=spec.saved_per_token(arch, opts, act, st.seq, masked), product=spec.adapter_product,
-                  reruns_base=spec.adapts_linears and opts.lora.use_dora and st.lora_dropout > 0, rank=st.rank,
-                  dropout=st.lora_dropout, act=2 if autocast else F32, autocast=autocast, masked=masked,
-                  seq=st.seq, copy_frozen=st.base_dtype == "fp32" and not spec.quantized_base)
+    return LayerSetup(
+        full=spec.trains_base,
+        adapted=adapted,
+        entry=adapted | spec.grad_entry(arch, opts),
+        extra=spec.saved_per_token(arch, opts, act, st.seq, masked),
+        product=spec.adapter_product,
+        reruns_base=spec.adapts_linears and opts.lora.use_dora and st.lora_dropout > 0,
+        rank=st.rank,
+        dropout=st.lora_dropout,
+        act=2 if autocast else F32,
+        autocast=autocast,
+        masked=masked,
+        seq=st.seq,
+        copy_frozen=st.base_dtype == "fp32" and not spec.quantized_base,
+    )
 
 
 def _activation_bytes(arch: Arch, st: StepInputs, spec, opts) -> dict:
@@ -173,8 +196,9 @@ def _activation_bytes(arch: Arch, st: StepInputs, spec, opts) -> dict:
     # trains); the final norm; the hidden states' gradient the fused loss made in the forward
     # (loss.training_loss keeps neither the lm_head input nor the targets).
     embeddings_train = full or opts.lora.train_embeddings and spec.adapts_linears
-    shared = (2 * F32 * arch.head_dim + (8 if embeddings_train else 0) + F32 * (d + 1)
-              + (F32 * d if full else 0) + F32 * d)
+    shared = (
+        2 * F32 * arch.head_dim + (8 if embeddings_train else 0) + F32 * (d + 1) + (F32 * d if full else 0) + F32 * d
+    )
     # the lm_head weight's gradient, made in the forward (full, or a LoRA that trains the head)
     head_grad = F32 * v * d if embeddings_train else 0
     head_copy = 2 * d * v if autocast and (full or st.base_dtype == "fp32") else 0
@@ -191,8 +215,15 @@ def _activation_bytes(arch: Arch, st: StepInputs, spec, opts) -> dict:
     # softmax - onehot in place), the lm_head weight's gradient and, under autocast, its 2-byte
     # copy (not saved for backward: the fused loss keeps only gradients).
     logits = chunk * v * 2 * F32 + head_grad + head_copy
-    return dict(tokens=tokens, stored=stored, recompute=recompute, copies_stored=copies_stored,
-                products_stored=products_stored, head_grad=head_grad, logits=logits)
+    return dict(
+        tokens=tokens,
+        stored=stored,
+        recompute=recompute,
+        copies_stored=copies_stored,
+        products_stored=products_stored,
+        head_grad=head_grad,
+        logits=logits,
+    )
 
 
 def _base_weight_bytes(arch: Arch, st: StepInputs, spec) -> float:
@@ -200,8 +231,10 @@ def _base_weight_bytes(arch: Arch, st: StepInputs, spec) -> float:
     biases and an untied head fp32), else every weight in fp32 or model.dtype for a frozen base."""
     if spec.quantized_base:
         linear_weights = arch.layers * sum(i * o for _, i, o in arch.linears)
-        return (arch.layers * sum(nf4_bytes(i * o, st.double_quant) for _, i, o in arch.linears)
-                + (arch.total - linear_weights) * F32)
+        return (
+            arch.layers * sum(nf4_bytes(i * o, st.double_quant) for _, i, o in arch.linears)
+            + (arch.total - linear_weights) * F32
+        )
     base_bytes = 2 if st.base_dtype == "bf16" else F32
     return arch.total * (F32 if spec.trains_base else base_bytes)
 
@@ -209,13 +242,21 @@ def _base_weight_bytes(arch: Arch, st: StepInputs, spec) -> float:
 def _setup_record(st: StepInputs, spec) -> dict:
     """plan_memory's "setup": its inputs (rank and targets only for a method that adapts them,
     double_quant only for a quantized one)."""
-    return dict(method=st.method, rank=st.rank if spec.adapts_linears else None,
-                targets=st.targets if spec.adapts_linears else None,
-                precision=st.precision, batch=st.batch, seq=st.seq, packed=st.packed,
-                activation_checkpointing=st.activation_checkpointing,
-                loss_chunk_size=st.loss_chunk_size, lora_dropout=st.lora_dropout, base_dtype=st.base_dtype,
-                settings=dict(st.settings or {}),
-                **({"double_quant": st.double_quant} if spec.quantized_base else {}))
+    return dict(
+        method=st.method,
+        rank=st.rank if spec.adapts_linears else None,
+        targets=st.targets if spec.adapts_linears else None,
+        precision=st.precision,
+        batch=st.batch,
+        seq=st.seq,
+        packed=st.packed,
+        activation_checkpointing=st.activation_checkpointing,
+        loss_chunk_size=st.loss_chunk_size,
+        lora_dropout=st.lora_dropout,
+        base_dtype=st.base_dtype,
+        settings=dict(st.settings or {}),
+        **({"double_quant": st.double_quant} if spec.quantized_base else {}),
+    )
 
 
 def plan_memory(config, **step) -> dict:
@@ -244,7 +285,7 @@ def plan_memory(config, **step) -> dict:
         "weights": _base_weight_bytes(arch, st, spec) + (counts["adapter"] + spec.frozen_added(arch, opts)) * F32,
         "gradients": trainable * F32,
         "optimizer": trainable * 2 * F32 + n_trainable_tensors * F32,  # AdamW m, v (+ step counters)
-        "method_state": spec.state_copies * trainable * F32,           # e.g. AdaLoRA's sensitivities
+        "method_state": spec.state_copies * trainable * F32,  # e.g. AdaLoRA's sensitivities
         "activations": acts["tokens"] * acts["stored"] + acts["products_stored"] + acts["recompute"],
         "autocast_weight_copies": acts["copies_stored"],
         "logits": acts["logits"],
@@ -255,8 +296,14 @@ def plan_memory(config, **step) -> dict:
     peak = sum(parts.values())
     parts["overhead"] = CUDA_CONTEXT_BYTES + ALLOCATOR_SHARE * peak
     saved = acts["tokens"] * acts["stored"] + acts["products_stored"] + acts["copies_stored"] + acts["head_grad"]
-    return {"bytes": parts, "peak_allocated_bytes": peak, "total_bytes": peak + parts["overhead"],
-            "saved_for_backward_bytes": saved, "params": counts, "setup": _setup_record(st, spec)}
+    return {
+        "bytes": parts,
+        "peak_allocated_bytes": peak,
+        "total_bytes": peak + parts["overhead"],
+        "saved_for_backward_bytes": saved,
+        "params": counts,
+        "setup": _setup_record(st, spec),
+    }
 
 
 def nf4_bytes(weights: int, double_quant: bool = True) -> int:
@@ -270,8 +317,19 @@ def nf4_bytes(weights: int, double_quant: bool = True) -> int:
 
 # ---- time ----------------------------------------------------------------------------------------
 
-def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, gpu: str, mfu: float,
-              activation_checkpointing: bool = False, peak: float | None = None) -> dict:
+
+def plan_time(
+    config,
+    *,
+    method: str,
+    trainable: int,
+    seq: int,
+    tokens: float,
+    gpu: str,
+    mfu: float,
+    activation_checkpointing: bool = False,
+    peak: float | None = None,
+) -> dict:
     """Seconds to train on `tokens` tokens at a given utilisation of a named GPU's peak (arch's
     table), or of `peak` FLOP/s when given (e.g. a CPU's measured matmul throughput).
 
@@ -289,13 +347,21 @@ def plan_time(config, *, method: str, trainable: int, seq: int, tokens: float, g
     hardware = fpt + (recompute_flops_per_token(config, seq_len=seq) if activation_checkpointing else 0.0)
     device = gpu if peak is None else "given peak"
     peak = peak if peak is not None else peak_flops(GPU_PEAK[gpu])
-    return {"flops_per_token": fpt, "hardware_flops_per_token": hardware, "tokens": tokens,
-            "gpu": device, "peak_flops": peak, "utilisation": mfu,
-            "mfu": mfu * fpt / hardware, "tokens_per_s": mfu * peak / hardware,
-            "seconds": tokens * hardware / (mfu * peak)}
+    return {
+        "flops_per_token": fpt,
+        "hardware_flops_per_token": hardware,
+        "tokens": tokens,
+        "gpu": device,
+        "peak_flops": peak,
+        "utilisation": mfu,
+        "mfu": mfu * fpt / hardware,
+        "tokens_per_s": mfu * peak / hardware,
+        "seconds": tokens * hardware / (mfu * peak),
+    }
 
 
 # ---- recommendations -----------------------------------------------------------------------------
+
 
 def _largest_batch(config, budget: float, **kw) -> dict | None:
     """plan_memory of the largest batch (64 down to 1) whose total fits `budget`, else None."""
@@ -306,8 +372,16 @@ def _largest_batch(config, budget: float, **kw) -> dict | None:
     return None
 
 
-def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, targets: str = "qv",
-              precision: str = "bf16", seq: int = 2048) -> list[dict]:
+def recommend(
+    config,
+    *,
+    gpu_gb: float,
+    margin: float = 0.10,
+    rank: int = 16,
+    targets: str = "qv",
+    precision: str = "bf16",
+    seq: int = 2048,
+) -> list[dict]:
     """Per method, the setting that fits `gpu_gb` GiB × (1 - margin), with what training can do.
 
     Rule: a frozen base is stored in bf16 (model.dtype) whenever training accepts it (precision
@@ -326,21 +400,30 @@ def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, ta
         kw = dict(method=spec.name, rank=rank, targets=targets, precision=precision, base_dtype=base)
         best = None
         for sq, ckpt in ((sq, ckpt) for sq in seqs for ckpt in (False, True)):
-            options = [_largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt,
-                                      loss_chunk_size=chunk, **kw) for chunk in (0, 1024)]
+            options = [
+                _largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt, loss_chunk_size=chunk, **kw)
+                for chunk in (0, 1024)
+            ]
             options = [m for m in options if m is not None]
             if options:
                 best = max(options, key=lambda m: m["setup"]["batch"])  # ties: one chunk
                 break
-        row = best or plan_memory(config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True,
-                                  loss_chunk_size=1024, **kw)
-        out = {"gpu_gb": gpu_gb, "fits": best is not None, **row["setup"],
-               "total_gb": row["total_bytes"] / GIB, "budget_gb": budget / GIB}
+        row = best or plan_memory(
+            config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True, loss_chunk_size=1024, **kw
+        )
+        out = {
+            "gpu_gb": gpu_gb,
+            "fits": best is not None,
+            **row["setup"],
+            "total_gb": row["total_bytes"] / GIB,
+            "budget_gb": budget / GIB,
+        }
         if best is not None and spec.adapts_linears:
-            r, su = rank, {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed",
-                                                                            "lora_dropout")}
-            while r < 1024 and plan_memory(config, rank=2 * r, targets=targets,
-                                           **su)["total_bytes"] <= budget:
+            r, su = (
+                rank,
+                {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed", "lora_dropout")},
+            )
+            while r < 1024 and plan_memory(config, rank=2 * r, targets=targets, **su)["total_bytes"] <= budget:
                 r *= 2
             out["max_rank"] = r
         out["overrides"] = train_overrides(out)
@@ -351,13 +434,19 @@ def recommend(config, *, gpu_gb: float, margin: float = 0.10, rank: int = 16, ta
 def train_overrides(setup: dict) -> dict:
     """The config keys (`ja-adapt train KEY=VALUE`) that train a plan's setup (plan_memory's
     "setup", or a recommend row): the planner's settings as training names them."""
-    keys = {"method": setup["method"], "precision": setup["precision"], "model.dtype": setup["base_dtype"],
-            "train.batch_size": setup["batch"], "data.seq_len": setup["seq"],
-            "train.activation_checkpointing": setup["activation_checkpointing"],
-            "train.loss_chunk_size": setup["loss_chunk_size"]}
+    keys = {
+        "method": setup["method"],
+        "precision": setup["precision"],
+        "model.dtype": setup["base_dtype"],
+        "train.batch_size": setup["batch"],
+        "data.seq_len": setup["seq"],
+        "train.activation_checkpointing": setup["activation_checkpointing"],
+        "train.loss_chunk_size": setup["loss_chunk_size"],
+    }
     if setup.get("rank") is not None:
-        keys.update({"lora.rank": setup["rank"], "lora.targets": setup["targets"],
-                     "lora.dropout": setup["lora_dropout"]})
+        keys.update(
+            {"lora.rank": setup["rank"], "lora.targets": setup["targets"], "lora.dropout": setup["lora_dropout"]}
+        )
     if "double_quant" in setup:
         keys["qlora.double_quant"] = setup["double_quant"]
     keys.update(setup.get("settings") or {})

@@ -29,8 +29,7 @@ class _Bf16Linear(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         xb, wb, bb = _bf16(x), _bf16(weight), _bf16(bias)
         out = F.linear(xb.float(), wb.float(), None if bb is None else bb.float())
-        ctx.save_for_backward(xb if ctx.needs_input_grad[1] else None,
-                              wb if ctx.needs_input_grad[0] else None)
+        ctx.save_for_backward(xb if ctx.needs_input_grad[1] else None, wb if ctx.needs_input_grad[0] else None)
         ctx.dtypes = x.dtype, weight.dtype, None if bias is None else bias.dtype
         return out.to(torch.bfloat16)
 
@@ -38,8 +37,10 @@ class _Bf16Linear(torch.autograd.Function):
     def backward(ctx, grad):
         xb, wb = ctx.saved_tensors
         g = grad.to(torch.bfloat16).float()
+
         def back(t, i):
             return t.to(torch.bfloat16).to(ctx.dtypes[i])  # bf16 result, as autocast's
+
         gx = back(g @ wb.float(), 0) if ctx.needs_input_grad[0] else None
         g2 = g.reshape(-1, g.shape[-1])
         gw = back(g2.t() @ xb.float().reshape(-1, xb.shape[-1]), 1) if ctx.needs_input_grad[1] else None
@@ -56,7 +57,8 @@ class emulated_bf16(TorchFunctionMode):
     differs from a bf16 GEMM with fp32 accumulation. Gradients pass through the same bf16 roundings.
     Other ops see bf16 activations, as under autocast. Written by hand: torch has no such mode.
     """
-    active = 0      # modes entered and not yet left (checkpoint_contexts reads it)
+
+    active = 0  # modes entered and not yet left (checkpoint_contexts reads it)
 
     def __enter__(self):
         emulated_bf16.active += 1
@@ -73,8 +75,10 @@ class emulated_bf16(TorchFunctionMode):
             return _Bf16Linear.apply(given["input"], given["weight"], given.get("bias"))
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
+
         def r(x):
             return x.to(torch.bfloat16).float() if torch.is_tensor(x) and x.is_floating_point() else x
+
         return func(*[r(a) for a in args], **{k: r(v) for k, v in kwargs.items()}).to(torch.bfloat16)
 
 

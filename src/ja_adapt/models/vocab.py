@@ -28,9 +28,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from ja_adapt.core.charclass import script_of
-from ja_adapt.data.pipeline import training_splits
 from ja_adapt.core.errors import UserError
 from ja_adapt.core.jsonio import write_json
+from ja_adapt.data.pipeline import training_splits
 from ja_adapt.models.load import load_tokenizer, tokenizer_for
 
 JAPANESE_SCRIPTS = ("hiragana", "katakana", "kanji")
@@ -56,16 +56,22 @@ def learn_tokens(base_tokenizer, texts: list[str], n: int, min_frequency: int = 
     """The first `n` Japanese tokens learnt on `texts` that the base tokenizer lacks (module
     docstring); UserError naming vocab.extend when the text holds fewer."""
     if not getattr(base_tokenizer, "is_fast", False):
-        raise UserError(f"config: key 'vocab.extend' needs a fast tokenizer (tokenizer.json); "
-                        f"'{getattr(base_tokenizer, 'name_or_path', '')}' cannot be extended")
+        raise UserError(
+            f"config: key 'vocab.extend' needs a fast tokenizer (tokenizer.json); "
+            f"'{getattr(base_tokenizer, 'name_or_path', '')}' cannot be extended"
+        )
     known = set(base_tokenizer.get_vocab())
     size, found = 1024 + 4 * n, []
-    for _ in range(4):                  # a larger BPE until it yields n candidates (or stops growing)
+    for _ in range(4):  # a larger BPE until it yields n candidates (or stops growing)
         learner, alphabet = _learner(base_tokenizer.backend_tokenizer)
-        learner.train_from_iterator(texts, trainers.BpeTrainer(
-            vocab_size=size, min_frequency=min_frequency, initial_alphabet=alphabet, show_progress=False))
+        learner.train_from_iterator(
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=size, min_frequency=min_frequency, initial_alphabet=alphabet, show_progress=False
+            ),
+        )
         found = []
-        for piece, _ in sorted(learner.get_vocab().items(), key=lambda kv: kv[1]):   # merge order
+        for piece, _ in sorted(learner.get_vocab().items(), key=lambda kv: kv[1]):  # merge order
             text = learner.decoder.decode([piece]) if learner.decoder is not None else piece
             if text in known or not _is_japanese_word(text) or text in found:
                 continue
@@ -75,9 +81,11 @@ def learn_tokens(base_tokenizer, texts: list[str], n: int, min_frequency: int = 
             break
         size *= 2
     if len(found) < n:
-        raise UserError(f"config: key 'vocab.extend' is {n}, but the training split yields only "
-                        f"{len(found)} new Japanese tokens occurring {min_frequency}+ times; lower "
-                        "vocab.extend or vocab.min_frequency, or train on more Japanese text")
+        raise UserError(
+            f"config: key 'vocab.extend' is {n}, but the training split yields only "
+            f"{len(found)} new Japanese tokens occurring {min_frequency}+ times; lower "
+            "vocab.extend or vocab.min_frequency, or train on more Japanese text"
+        )
     return found[:n]
 
 
@@ -86,8 +94,10 @@ def extend_tokenizer(base_tokenizer, texts: list[str], n: int, min_frequency: in
     tokens = learn_tokens(base_tokenizer, texts, n, min_frequency)
     tokenizer = copy.deepcopy(base_tokenizer)
     if tokenizer.add_tokens(tokens) != n:
-        raise UserError(f"config: key 'vocab.extend': the tokenizer '{base_tokenizer.name_or_path}' "
-                        "refused some new tokens; it cannot be extended")
+        raise UserError(
+            f"config: key 'vocab.extend': the tokenizer '{base_tokenizer.name_or_path}' "
+            "refused some new tokens; it cannot be extended"
+        )
     return tokenizer
 
 
@@ -137,17 +147,24 @@ def check_fits(model: torch.nn.Module, tokenizer, where: str) -> None:
     """A tokenizer with more tokens than the model has embedding rows: one line naming `where`."""
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        raise UserError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
-                        f"has {rows} rows; load the tokenizer saved with these weights")
+        raise UserError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
+            f"has {rows} rows; load the tokenizer saved with these weights"
+        )
 
 
 def record(tokenizer, base_tokenizer, cfg) -> dict:
     """What vocab.json says about a run's extension."""
     added = new_tokens(tokenizer, base_tokenizer)
-    return {"extend": cfg.vocab.extend, "min_frequency": cfg.vocab.min_frequency,
-            "base_tokens": len(base_tokenizer), "tokens": len(tokenizer),
-            "learnt_on": "the training split of data.paths", "init": INIT_RULE,
-            "added": [{"id": i, "text": t} for t, i in added]}
+    return {
+        "extend": cfg.vocab.extend,
+        "min_frequency": cfg.vocab.min_frequency,
+        "base_tokens": len(base_tokenizer),
+        "tokens": len(tokenizer),
+        "learnt_on": "the training split of data.paths",
+        "init": INIT_RULE,
+        "added": [{"id": i, "text": t} for t, i in added],
+    }
 
 
 def run_tokenizers(cfg, run_dir: Path | None = None):
@@ -161,8 +178,10 @@ def run_tokenizers(cfg, run_dir: Path | None = None):
     if saved is not None and (saved / "tokenizer.json").is_file():
         tokenizer = load_tokenizer(saved)
         if len(new_tokens(tokenizer, base)) != cfg.vocab.extend:
-            raise UserError(f"{saved}: holds {len(new_tokens(tokenizer, base))} added tokens, but "
-                            f"vocab.extend is {cfg.vocab.extend}; resume with the config that wrote it")
+            raise UserError(
+                f"{saved}: holds {len(new_tokens(tokenizer, base))} added tokens, but "
+                f"vocab.extend is {cfg.vocab.extend}; resume with the config that wrote it"
+            )
         return tokenizer, base
     _, splits = training_splits(cfg)
     texts = [d.text for d in splits["train"]]

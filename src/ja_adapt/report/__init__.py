@@ -1,9 +1,9 @@
 """Report stage: results.json, report.md, report.html and plots from experiment directories.
 
-    build_results([OUT, ...]) -> dict            read and analyse (report/results.py; each section in report/sections/)
-    write_report(DIR, results) -> {name: path}   results.json, plots/*.png, report.md, report.html
-    executive_summary(results) -> str            the headline sentences
-    `ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (apps/cli/report.py)
+build_results([OUT, ...]) -> dict            read and analyse (report/results.py; each section in report/sections/)
+write_report(DIR, results) -> {name: path}   results.json, plots/*.png, report.md, report.html
+executive_summary(results) -> str            the headline sentences
+`ja-adapt report OUT [OUT ...] [--out DIR]`  both, from the command line (apps/cli/report.py)
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ def validate(results: dict) -> None:
 def write_report(out_dir: Path, results: dict) -> dict[str, Path]:
     """Write results.json, plots/*.png, report.md and report.html into out_dir; {name: path}."""
     from ja_adapt.report import plots as pl  # matplotlib: start-up time of `report --help`
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = json_safe(results)
     validate(results)
     paths = {"results.json": out_dir / "results.json"}
-    paths["results.json"].write_text(json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False),
-                                     encoding="utf-8")
+    paths["results.json"].write_text(
+        json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+    )
     drawn = pl.draw_all(results, out_dir / "plots")
     paths.update({f"plots/{p.name}": p for p in drawn.values()})
     blocks = build_document(results, drawn)

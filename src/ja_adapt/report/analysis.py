@@ -18,65 +18,63 @@ from scipy.ndimage import uniform_filter1d
 
 @dataclass
 class AnalysisConfig:
-    smooth_window: int = 20            # centred moving-average width for training loss (records)
-    val_smooth_window: int = 3         # centred moving-average width for validation loss (evaluations)
+    smooth_window: int = 20  # centred moving-average width for training loss (records)
+    val_smooth_window: int = 3  # centred moving-average width for validation loss (evaluations)
     convergence_tolerance: float = 0.02  # x: converged once the smoothed val loss stays within x of its final value
-    target_fraction: float = 0.95      # "95% of final performance": share of the total loss reduction
+    target_fraction: float = 0.95  # "95% of final performance": share of the total loss reduction
     final_window_fraction: float = 0.1  # share of the logged training records forming the final window
     initial_drop_fraction: float = 0.1  # the initial drop is measured over this share of training
-    overfit_tolerance: float = 0.01    # val loss must end this far (relative) above its minimum
-    rank_tolerance: float = 0.01       # diminishing returns: within this (relative) of the best rank
-    lr_tolerance: float = 0.02         # lr range: learning rates within this (relative) of the best
+    overfit_tolerance: float = 0.01  # val loss must end this far (relative) above its minimum
+    rank_tolerance: float = 0.01  # diminishing returns: within this (relative) of the best rank
+    lr_tolerance: float = 0.02  # lr range: learning rates within this (relative) of the best
     precision_tolerance: float = 0.01  # a precision "matches" the best quality within this (relative)
-    retention_target: float = 0.95     # recommend LoRA by default when it retains at least this share
+    retention_target: float = 0.95  # recommend LoRA by default when it retains at least this share
 
 
 DEFINITIONS = {
     "smoothing": "Smoothed loss: centred moving average over {smooth_window} logged training records "
-                 "({val_smooth_window} evaluations for validation loss), edges padded with the nearest value.",
+    "({val_smooth_window} evaluations for validation loss), edges padded with the nearest value.",
     "initial_loss_drop": "First logged training loss minus the smoothed training loss at the record "
-                         "nearest to {initial_drop_fraction:.0%} of the logged steps (nats/token).",
+    "nearest to {initial_drop_fraction:.0%} of the logged steps (nats/token).",
     "convergence_step": "First step after which the smoothed validation loss stays within "
-                        "{convergence_tolerance:.0%} (relative) of its final value (smoothed training "
-                        "loss when a run has no validation).",
+    "{convergence_tolerance:.0%} (relative) of its final value (smoothed training "
+    "loss when a run has no validation).",
     "target_fraction": "Time / tokens to {target_fraction:.0%} of final performance: the first logged step "
-                       "at which the smoothed training loss has achieved {target_fraction:.0%} of its total "
-                       "reduction (initial smoothed loss minus final smoothed loss); elapsed training "
-                       "seconds and trained tokens at that step.",
-    "final_window": "Final window: the last {final_window_fraction:.0%} of the logged training records "
-                    "(at least 2).",
+    "at which the smoothed training loss has achieved {target_fraction:.0%} of its total "
+    "reduction (initial smoothed loss minus final smoothed loss); elapsed training "
+    "seconds and trained tokens at that step.",
+    "final_window": "Final window: the last {final_window_fraction:.0%} of the logged training records (at least 2).",
     "loss_variance": "Variance (ddof=1) of the raw training loss over the final window (nats^2).",
     "grad_norm_variance": "Variance (ddof=1) of the pre-clipping global gradient norm over the final window.",
     "stability_score": "stability = 1 / (1 + cv_loss + cv_grad + skipped_fraction), where cv_x = sd(x) / "
-                       "mean(x) over the final window and skipped_fraction = non-finite steps / steps; "
-                       "1 is perfectly steady, lower is noisier.",
+    "mean(x) over the final window and skipped_fraction = non-finite steps / steps; "
+    "1 is perfectly steady, lower is noisier.",
     "overfitting": "Overfitting: the smoothed validation loss ends more than {overfit_tolerance:.0%} "
-                   "(relative) above its minimum while the smoothed training loss at the end is below "
-                   "its value at that minimum; onset = the step of the minimum.",
+    "(relative) above its minimum while the smoothed training loss at the end is below "
+    "its value at that minimum; onset = the step of the minimum.",
     "seeds": "Across seeds: mean ± sample standard deviation (ddof=1; '±' omitted for one seed); "
-             "statistics pair runs with the same seed.",
+    "statistics pair runs with the same seed.",
     "reduction_pct": "Reduction (%) of LoRA vs full = 100 × (1 − LoRA / full); an increase (%) = "
-                     "100 × (LoRA / full − 1). Gains (×) = full / LoRA for costs.",
+    "100 × (LoRA / full − 1). Gains (×) = full / LoRA for costs.",
     "performance_retention": "Performance retention = full / LoRA for lower-is-better metrics "
-                             "(bits/char, perplexity) and LoRA / full for higher-is-better ones "
-                             "(accuracy, BLEU, chrF, retention); 1 = parity, < 1 = LoRA worse. "
-                             "Gain retention = (base − LoRA) / (base − full) on bits/char: the share of "
-                             "full fine-tuning's improvement over the base model that LoRA achieves.",
+    "(bits/char, perplexity) and LoRA / full for higher-is-better ones "
+    "(accuracy, BLEU, chrF, retention); 1 = parity, < 1 = LoRA worse. "
+    "Gain retention = (base − LoRA) / (base − full) on bits/char: the share of "
+    "full fine-tuning's improvement over the base model that LoRA achieves.",
     "efficiency_score": "Composite efficiency score = gain retention × sqrt(memory gain × time gain): "
-                        "quality kept, times the geometric mean of the peak-memory and training-time "
-                        "gains (> 1: LoRA's savings outweigh its quality loss).",
+    "quality kept, times the geometric mean of the peak-memory and training-time "
+    "gains (> 1: LoRA's savings outweigh its quality loss).",
     "diminishing_returns_rank": "Diminishing-returns rank: the smallest rank whose Japanese bits/char is "
-                                "within {rank_tolerance:.0%} (relative) of the best rank's.",
+    "within {rank_tolerance:.0%} (relative) of the best rank's.",
     "lr_range": "Learning-rate range: the smallest and largest learning rates whose metric is within "
-                "{lr_tolerance:.0%} (relative) of the best learning rate's.",
+    "{lr_tolerance:.0%} (relative) of the best learning rate's.",
     "lr_sensitivity": "Sensitivity coefficient = mean over adjacent learning rates of |Δmetric| / "
-                      "metric(best) / |Δlog10(lr)|: relative metric change per decade of learning rate.",
+    "metric(best) / |Δlog10(lr)|: relative metric change per decade of learning rate.",
     "precision_match": "A precision matches the best when its Japanese bits/char is within "
-                       "{precision_tolerance:.0%} (relative) of the best precision's.",
-    "generalization_gap": "Generalization gap = final validation loss − final-window mean training loss "
-                          "(nats/token).",
+    "{precision_tolerance:.0%} (relative) of the best precision's.",
+    "generalization_gap": "Generalization gap = final validation loss − final-window mean training loss (nats/token).",
     "cross_domain": "Cross-domain: Japanese bits/char on the evaluation-only domains (not trained on); "
-                    "mean and sd over those domains.",
+    "mean and sd over those domains.",
 }
 
 
@@ -86,6 +84,7 @@ def definitions(cfg: AnalysisConfig = AnalysisConfig()) -> dict[str, str]:
 
 
 # ---- curves -------------------------------------------------------------------------------------
+
 
 def smooth(values, window: int) -> np.ndarray:
     """Centred moving average of width `window`, same length as values; edges repeat the nearest
@@ -150,9 +149,15 @@ def stability(losses, grad_norms, skipped: int, steps: int, cfg: AnalysisConfig 
     score = None
     if cv_l is not None:
         score = 1.0 / (1.0 + cv_l + (cv_g or 0.0) + skipped_fraction)
-    return {"window": w, "loss_variance": _var(lw), "grad_norm_variance": _var(gw),
-            "cv_loss": cv_l, "cv_grad_norm": cv_g, "skipped_fraction": skipped_fraction,
-            "stability_score": score}
+    return {
+        "window": w,
+        "loss_variance": _var(lw),
+        "grad_norm_variance": _var(gw),
+        "cv_loss": cv_l,
+        "cv_grad_norm": cv_g,
+        "skipped_fraction": skipped_fraction,
+        "stability_score": score,
+    }
 
 
 def overfitting(val_steps, val_losses, train_steps, train_losses, cfg: AnalysisConfig = AnalysisConfig()) -> dict:
@@ -167,33 +172,43 @@ def overfitting(val_steps, val_losses, train_steps, train_losses, cfg: AnalysisC
     j = int(np.searchsorted(np.asarray(train_steps), onset, side="right")) - 1
     train_fell = j >= 0 and st[-1] < st[max(j, 0)]
     detected = bool(rise > cfg.overfit_tolerance and train_fell)
-    return {"detected": detected, "onset_step": onset if detected else None,
-            "val_rise_relative": float(rise), "train_fell_after_min": bool(train_fell)}
+    return {
+        "detected": detected,
+        "onset_step": onset if detected else None,
+        "val_rise_relative": float(rise),
+        "train_fell_after_min": bool(train_fell),
+    }
 
 
 def curve_analysis(train: list[dict], val: list[dict], summary: dict, cfg: AnalysisConfig = AnalysisConfig()) -> dict:
     """All training-dynamics figures of one run from its metrics.jsonl records and summary.json."""
-    train = [r for r in train if not r.get("skipped") and r.get("loss") is not None
-             and math.isfinite(r["loss"])]
+    train = [r for r in train if not r.get("skipped") and r.get("loss") is not None and math.isfinite(r["loss"])]
     steps = [r["step"] for r in train]
     losses = [r["loss"] for r in train]
     out = {"initial_loss_drop": initial_loss_drop(losses, cfg)}
     vsteps = [r["step"] for r in val]
     vloss = [r["val_loss"] for r in val]
     if vloss:
-        out["convergence_step"] = convergence_step(vsteps, smooth(vloss, cfg.val_smooth_window),
-                                                   cfg.convergence_tolerance)
+        out["convergence_step"] = convergence_step(
+            vsteps, smooth(vloss, cfg.val_smooth_window), cfg.convergence_tolerance
+        )
         out["convergence_series"] = "val_loss"
     elif losses:
-        out["convergence_step"] = convergence_step(steps, smooth(losses, cfg.smooth_window),
-                                                   cfg.convergence_tolerance)
+        out["convergence_step"] = convergence_step(steps, smooth(losses, cfg.smooth_window), cfg.convergence_tolerance)
         out["convergence_series"] = "train_loss"
     k = fraction_reached(losses, cfg.target_fraction, cfg.smooth_window)
     out["step_to_target"] = steps[k] if k is not None else None
     out["time_to_target_s"] = train[k].get("elapsed_s") if k is not None else None
     out["tokens_to_target"] = train[k].get("tokens_total") if k is not None else None
-    out.update(stability(losses, [r.get("grad_norm") for r in train], summary.get("nonfinite_skipped") or 0,
-                         summary.get("steps") or len(train), cfg))
+    out.update(
+        stability(
+            losses,
+            [r.get("grad_norm") for r in train],
+            summary.get("nonfinite_skipped") or 0,
+            summary.get("steps") or len(train),
+            cfg,
+        )
+    )
     out["overfitting"] = overfitting(vsteps, vloss, steps, losses, cfg)
     fv, ft = summary.get("final_val_loss"), summary.get("final_train_loss_window_mean")
     out["generalization_gap"] = fv - ft if None not in (fv, ft) else None
@@ -202,6 +217,7 @@ def curve_analysis(train: list[dict], val: list[dict], summary: dict, cfg: Analy
 
 # ---- seeds, ratios ------------------------------------------------------------------------------
 
+
 def aggregate(by_seed: dict, single_ci: dict | None = None) -> dict:
     """{seed: value} → {"mean", "sd" (ddof=1, None for one value), "n", "by_seed", and a 95%
     interval: over seeds (Student t of the mean, scipy) with ≥ 2 values; with one value,
@@ -209,14 +225,19 @@ def aggregate(by_seed: dict, single_ci: dict | None = None) -> dict:
     None values dropped."""
     vals = {str(k): float(v) for k, v in by_seed.items() if v is not None and math.isfinite(float(v))}
     x = np.array(list(vals.values()), dtype=np.float64)
-    out = {"mean": float(x.mean()) if len(x) else None,
-           "sd": float(x.std(ddof=1)) if len(x) >= 2 else None, "n": len(x), "by_seed": vals}
+    out = {
+        "mean": float(x.mean()) if len(x) else None,
+        "sd": float(x.std(ddof=1)) if len(x) >= 2 else None,
+        "n": len(x),
+        "by_seed": vals,
+    }
     if len(x) >= 2:
         half = float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
         out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half, ci_level="seed")
     elif len(x) == 1 and single_ci and single_ci.get("ci_low") is not None:
-        out.update(ci_low=single_ci["ci_low"], ci_high=single_ci["ci_high"],
-                   ci_level=single_ci.get("unit", "bootstrap"))
+        out.update(
+            ci_low=single_ci["ci_low"], ci_high=single_ci["ci_high"], ci_level=single_ci.get("unit", "bootstrap")
+        )
     return out
 
 
@@ -255,6 +276,7 @@ def efficiency_score(gain_ret, memory_gain, time_gain) -> float | None:
 
 # ---- sweeps -------------------------------------------------------------------------------------
 
+
 def diminishing_returns(points: list[tuple[float, float]], tolerance: float) -> float | None:
     """Smallest x (rank) whose y (lower-is-better) is within `tolerance` (relative) of the best y."""
     pts = sorted((x, y) for x, y in points if y is not None)
@@ -276,8 +298,14 @@ def lr_sensitivity(points: list[tuple[float, float]], tolerance: float) -> dict:
     inside = [lr for lr, m in pts if m <= best + tolerance * abs(best)]
     coef = None
     if len(pts) >= 2 and best:
-        slopes = [abs(m2 - m1) / abs(best) / abs(math.log10(l2 / l1))
-                  for (l1, m1), (l2, m2) in zip(pts, pts[1:]) if l2 != l1]
+        slopes = [
+            abs(m2 - m1) / abs(best) / abs(math.log10(l2 / l1)) for (l1, m1), (l2, m2) in zip(pts, pts[1:]) if l2 != l1
+        ]
         coef = float(np.mean(slopes)) if slopes else None
-    return {"best_lr": best_lr, "best_metric": best, "range": [min(inside), max(inside)],
-            "sensitivity_coefficient": coef, "n_lrs": len(pts)}
+    return {
+        "best_lr": best_lr,
+        "best_metric": best,
+        "range": [min(inside), max(inside)],
+        "sensitivity_coefficient": coef,
+        "n_lrs": len(pts),
+    }

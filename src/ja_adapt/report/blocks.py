@@ -38,17 +38,23 @@ def verdict(d: dict) -> str:
 def group_table(groups: dict, cols: list[tuple[str, str, callable]]) -> tuple:
     """Table with one row per group: cols = [(header, key, formatter)]."""
     head = ["configuration", "seeds"] + [h for h, _, _ in cols]
-    rows = [[g, len(v.get("seeds", []))] + [fmt.agg(v.get(k), f) for _, k, f in cols]
-            for g, v in sorted(groups.items())]
+    rows = [
+        [g, len(v.get("seeds", []))] + [fmt.agg(v.get(k), f) for _, k, f in cols] for g, v in sorted(groups.items())
+    ]
     return ("table", head, rows)
 
 
 def vs_list(d: dict | None, labels: dict[str, tuple[str, callable]]) -> tuple:
     """The derived LoRA-vs-full figures of a section as a list: labels = {key: (text, formatter)}."""
     d = d or {}
-    return ("ul", [f"{text}: {f(d.get(k))}" for k, (text, f) in labels.items()]
-            + ["(ratios of seed means, point estimates; whether a difference is resolved, with its "
-               "interval: the answer section)"])
+    return (
+        "ul",
+        [f"{text}: {f(d.get(k))}" for k, (text, f) in labels.items()]
+        + [
+            "(ratios of seed means, point estimates; whether a difference is resolved, with its "
+            "interval: the answer section)"
+        ],
+    )
 
 
 def scored_by_examples(groups: dict, key: str) -> dict:

@@ -13,8 +13,8 @@ from ja_adapt.report.groups import Group, primary
 
 @dataclass(frozen=True)
 class Comparison:
-    a: Group | None                 # the LoRA side (primary group of the arm "lora")
-    b: Group | None                 # the full fine-tuning side (primary group of "full")
+    a: Group | None  # the LoRA side (primary group of the arm "lora")
+    b: Group | None  # the full fine-tuning side (primary group of "full")
 
     @property
     def complete(self) -> bool:

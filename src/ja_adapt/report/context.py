@@ -20,12 +20,12 @@ from ja_adapt.report.load import Experiment, read_experiment
 class Context:
     exps: list[Experiment]
     groups: list[Group]
-    duplicates: list[dict]          # repeats of a (configuration, seed) left out (groups.make_groups)
-    cmp: Comparison                 # LoRA vs full fine-tuning
+    duplicates: list[dict]  # repeats of a (configuration, seed) left out (groups.make_groups)
+    cmp: Comparison  # LoRA vs full fine-tuning
     base: BaseModel
     cfg: an.AnalysisConfig
-    stats_of: dict                  # run name → its experiment's stats.json (groups.stats_by_run)
-    results: dict = field(default_factory=dict)     # the results.json parts built so far
+    stats_of: dict  # run name → its experiment's stats.json (groups.stats_by_run)
+    results: dict = field(default_factory=dict)  # the results.json parts built so far
 
     @property
     def compared(self) -> list[Group]:

@@ -52,7 +52,7 @@ def nbytes(x) -> str:
     """Bytes in binary units (GiB / MiB / KiB)."""
     if not _finite(x):
         return DASH
-    for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(x) >= size:
             return f"{x / size:.2f} {unit}"
     return f"{int(x)} B"
@@ -81,4 +81,4 @@ def agg(a: dict | None, f=num) -> str:
     return s
 
 
-UNITS = {"num": num, "bytes": nbytes, "seconds": seconds, "count": integer}   # metrics.Metric.unit
+UNITS = {"num": num, "bytes": nbytes, "seconds": seconds, "count": integer}  # metrics.Metric.unit

@@ -13,20 +13,21 @@ from ja_adapt.report import analysis as an
 from ja_adapt.report.load import IGNORED_KEYS, Experiment, Run, adapts_linears, label
 from ja_adapt.report.quality import quality
 
-MAX_CURVE_POINTS = 400           # curves stored in results.json are thinned to this many points
+MAX_CURVE_POINTS = 400  # curves stored in results.json are thinned to this many points
 
 
 @dataclass
 class Group:
     """Runs that differ only in their seed, with per-run analyses keyed by seed."""
+
     label: str
     method: str
     config: dict
     runs: list[Run]
-    dynamics: dict = field(default_factory=dict)    # seed → analysis.curve_analysis
-    quality: dict = field(default_factory=dict)     # seed → quality.quality
+    dynamics: dict = field(default_factory=dict)  # seed → analysis.curve_analysis
+    quality: dict = field(default_factory=dict)  # seed → quality.quality
     from_compare: bool = False
-    arm: str = ""                                   # the compared entry (Run.arm); default: the method
+    arm: str = ""  # the compared entry (Run.arm); default: the method
 
     def __post_init__(self):
         self.arm = self.arm or self.method
@@ -58,8 +59,8 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
     groups = []
     for members in by_key.values():
         seen: dict[int, Run] = {}
-        for r in members:                    # a repeat (same config and seed, e.g. a sweep point equal
-            if r.seed in seen:               # to the compare run) is the same measurement: keep the first
+        for r in members:  # a repeat (same config and seed, e.g. a sweep point equal
+            if r.seed in seen:  # to the compare run) is the same measurement: keep the first
                 duplicates.append({"skipped": f"{r.out}/{r.name}", "kept": f"{seen[r.seed].out}/{seen[r.seed].name}"})
                 continue
             seen[r.seed] = r
@@ -67,18 +68,24 @@ def make_groups(runs: list[Run], cfg: an.AnalysisConfig, duplicates: list | None
         # a compare run's arm names the group also where a sweep's run (whose arm is its method) is
         # listed first: the same configuration is the compared entry
         first = next((r for r in members if r.kind == "compare"), members[0])
-        g = Group(label(first, varied - IGNORED_KEYS), first.method, first.config, members,
-                  from_compare=first.kind == "compare", arm=first.arm)
+        g = Group(
+            label(first, varied - IGNORED_KEYS),
+            first.method,
+            first.config,
+            members,
+            from_compare=first.kind == "compare",
+            arm=first.arm,
+        )
         for r in members:
             g.dynamics[r.seed] = an.curve_analysis(r.train, r.val, r.summary, cfg)
-            g.quality[r.seed] = quality(r.eval) if r.purpose == "quality" else {}   # probes: no quality
+            g.quality[r.seed] = quality(r.eval) if r.purpose == "quality" else {}  # probes: no quality
         groups.append(g)
     labels = [g.label for g in groups]
-    for g in groups:                         # differing only in unlabelled keys: name the experiment
+    for g in groups:  # differing only in unlabelled keys: name the experiment
         if labels.count(g.label) > 1:
             g.label = f"{g.label} [{Path(g.runs[0].out).name}]"
     labels = [g.label for g in groups]
-    for g in groups:                         # a swept key without a short label: the run's own name
+    for g in groups:  # a swept key without a short label: the run's own name
         if labels.count(g.label) > 1:
             g.label = f"{g.label} {g.runs[0].name.rsplit('__s', 1)[0]}"
     return sorted(groups, key=lambda g: g.label)
@@ -124,15 +131,18 @@ def curve(records: list[dict], key: str, window: int) -> list[list[float]]:
 
 def per_group(groups: list[Group], fields: dict) -> dict:
     """{label: {field: fn(group)}} for every group."""
-    return {g.label: {"method": g.method, "seeds": [r.seed for r in g.runs],
-                      **{k: fn(g) for k, fn in fields.items()}} for g in groups}
+    return {
+        g.label: {"method": g.method, "seeds": [r.seed for r in g.runs], **{k: fn(g) for k, fn in fields.items()}}
+        for g in groups
+    }
 
 
 @dataclass
 class BaseModel:
     """The base model's evaluation (OUT/base/eval.json; None: not evaluated), read like a Group."""
+
     eval: dict | None
-    quality: dict = field(init=False)               # quality.quality of eval ({} without one)
+    quality: dict = field(init=False)  # quality.quality of eval ({} without one)
 
     def __post_init__(self):
         self.quality = quality(self.eval)

@@ -23,27 +23,35 @@ from ja_adapt.methods.spec import SPECS
 # Keys that do not change what a run measures (left out when grouping runs by configuration).
 IGNORED_KEYS = {"seed", "train.progress", "train.tensorboard", "data.num_workers", "data.cache_dir", "device"}
 # Keys a sweep varies that name a group in the report, with their short labels.
-LABEL_KEYS = {"lora.rank": "r", "precision": "", "optim.lr": "lr", "lora.targets": "targets",
-              "lora.alpha": "alpha", "train.max_steps": "steps", "model.name_or_path": "model"}
+LABEL_KEYS = {
+    "lora.rank": "r",
+    "precision": "",
+    "optim.lr": "lr",
+    "lora.targets": "targets",
+    "lora.alpha": "alpha",
+    "train.max_steps": "steps",
+    "model.name_or_path": "model",
+}
 
 
 @dataclass
 class Run:
     """One training run and its evaluations (None where a file is absent)."""
+
     name: str
-    out: Path                       # the OUT directory it came from
-    kind: str                       # compare or sweep
+    out: Path  # the OUT directory it came from
+    kind: str  # compare or sweep
     seed: int
-    config: dict                    # flat resolved config {"lora.rank": 8, ...}
+    config: dict  # flat resolved config {"lora.rank": 8, ...}
     summary: dict
-    train: list[dict]               # metrics.jsonl records of kind train
-    val: list[dict]                 # ... of kind val
+    train: list[dict]  # metrics.jsonl records of kind train
+    val: list[dict]  # ... of kind val
     eval: dict | None
     checkpoints: list[tuple[int, dict]] = field(default_factory=list)  # (step, likelihood_only eval)
-    purpose: str = "quality"        # the experiment's: quality, or probe (time and memory only)
-    arm: str = ""                   # the compared entry (compare --arm or a method); default: the method
-    arm_keys: frozenset = frozenset()   # the keys that entry sets itself (its label leaves them out)
-    chosen: bool = True             # a compare run at its entry's chosen settings (not a losing tuning point)
+    purpose: str = "quality"  # the experiment's: quality, or probe (time and memory only)
+    arm: str = ""  # the compared entry (compare --arm or a method); default: the method
+    arm_keys: frozenset = frozenset()  # the keys that entry sets itself (its label leaves them out)
+    chosen: bool = True  # a compare run at its entry's chosen settings (not a losing tuning point)
 
     def __post_init__(self):
         self.arm = self.arm or self.method
@@ -65,7 +73,7 @@ class Experiment:
     stats: dict | None
     plan: dict | None
     runs: list[Run]
-    decontamination: dict | None = None    # OUT/decontamination.json (evaluation text removed)
+    decontamination: dict | None = None  # OUT/decontamination.json (evaluation text removed)
 
     @property
     def purpose(self) -> str:
@@ -76,8 +84,7 @@ class Experiment:
 def read_json(path: Path, required: bool = True) -> dict | None:
     if not path.is_file():
         if required:
-            raise UserError(f"{path}: missing; run `ja-adapt compare` or `ja-adapt sweep` into this "
-                            "directory first")
+            raise UserError(f"{path}: missing; run `ja-adapt compare` or `ja-adapt sweep` into this directory first")
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -121,8 +128,7 @@ def read_experiment(out: Path) -> Experiment:
     """One OUT directory; UserError naming the file when it is missing or malformed."""
     out = Path(out)
     if not out.is_dir():
-        raise UserError(f"{out}: not a directory; pass an output directory of `ja-adapt compare` or "
-                        "`ja-adapt sweep`")
+        raise UserError(f"{out}: not a directory; pass an output directory of `ja-adapt compare` or `ja-adapt sweep`")
     manifest = read_json(out / "experiment.json")
     for key in ("kind", "runs"):
         if key not in manifest:
@@ -135,7 +141,7 @@ def read_experiment(out: Path) -> Experiment:
         run_dir = out / entry.get("dir", f"runs/{entry['name']}")
         summary = read_json(run_dir / "summary.json", required=False)
         if summary is None:
-            continue                                 # planned but not trained (yet): not reported
+            continue  # planned but not trained (yet): not reported
         cfg_path = run_dir / "config.yaml"
         if cfg_path.is_file():
             try:
@@ -146,18 +152,37 @@ def read_experiment(out: Path) -> Experiment:
             config = {**base_cfg, **entry.get("overrides", {}), "seed": entry.get("seed", 0)}
         config.setdefault("method", entry.get("method") or summary.get("method"))
         train, val = read_metrics(run_dir / "metrics.jsonl")
-        arm = entry.get("arm") or config["method"]          # sweeps and older compares: the method
-        runs.append(Run(entry["name"], out, manifest["kind"], int(entry.get("seed", config.get("seed", 0))),
-                        config, summary, train, val, read_json(run_dir / "eval.json", required=False),
-                        _checkpoint_evals(run_dir), manifest.get("purpose", "quality"), arm,
-                        frozenset((manifest.get("arms") or {}).get(arm, {"method": arm})),
-                        entry.get("chosen", True)))
+        arm = entry.get("arm") or config["method"]  # sweeps and older compares: the method
+        runs.append(
+            Run(
+                entry["name"],
+                out,
+                manifest["kind"],
+                int(entry.get("seed", config.get("seed", 0))),
+                config,
+                summary,
+                train,
+                val,
+                read_json(run_dir / "eval.json", required=False),
+                _checkpoint_evals(run_dir),
+                manifest.get("purpose", "quality"),
+                arm,
+                frozenset((manifest.get("arms") or {}).get(arm, {"method": arm})),
+                entry.get("chosen", True),
+            )
+        )
     if not runs:
         raise UserError(f"{out}: no finished run (no runs/*/summary.json); run the experiment first")
     base = read_json(out / (manifest.get("base") or "base") / "eval.json", required=False)
-    return Experiment(out, manifest, base, read_json(out / "stats.json", required=False),
-                      read_json(out / "plan.json", required=False), runs,
-                      read_json(out / "decontamination.json", required=False))
+    return Experiment(
+        out,
+        manifest,
+        base,
+        read_json(out / "stats.json", required=False),
+        read_json(out / "plan.json", required=False),
+        runs,
+        read_json(out / "decontamination.json", required=False),
+    )
 
 
 def adapts_linears(method: str) -> bool:
@@ -170,10 +195,10 @@ def label(run: Run, varied: set[str]) -> str:
     varied keys that name does not already stand for, e.g. `lora r=8 bf16`, `lora-all lr=0.001`."""
     parts = [run.arm]
     own = run.arm_keys if run.arm != run.method else set()
-    for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"} - set(own)):   # settings a reader compares
+    for key in sorted((varied & set(LABEL_KEYS)) - {"method", "seed"} - set(own)):  # settings a reader compares
         v = run.config.get(key)
         short = LABEL_KEYS.get(key, key)
-        if key.startswith("lora.") and not adapts_linears(run.method):   # not this method's settings
+        if key.startswith("lora.") and not adapts_linears(run.method):  # not this method's settings
             continue
         parts.append(f"{short}={v}" if short else str(v))
     return " ".join(parts)

@@ -67,8 +67,14 @@ def learning_vs_forgetting(res: dict, path: Path) -> Path | None:
     for ax, lang in zip(axes[0], langs):
         for i, (name, c) in enumerate(sorted(ck.items())):
             pts = [p for p in c["points"] if p.get("ja_gain") is not None and p.get(f"{lang}_loss") is not None]
-            ax.plot([p["ja_gain"] for p in pts], [p[f"{lang}_loss"] for p in pts], "o-", ms=4,
-                    color=_color(c["group"], i), label=name)
+            ax.plot(
+                [p["ja_gain"] for p in pts],
+                [p[f"{lang}_loss"] for p in pts],
+                "o-",
+                ms=4,
+                color=_color(c["group"], i),
+                label=name,
+            )
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xlabel("Japanese gain (base − model bits/byte)")
         ax.set_ylabel(f"{lang} loss (model − base bits/byte)")
@@ -84,8 +90,9 @@ def _bars(ax, labels: list[str], series: dict[str, list], ylabel: str, errs: dic
     for i, (name, vals) in enumerate(series.items()):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(labels))]
         e = (errs or {}).get(name)
-        ax.bar(xs, [v if v is not None else 0 for v in vals], width, yerr=e, capsize=3, label=name,
-               color=_color(name, i))
+        ax.bar(
+            xs, [v if v is not None else 0 for v in vals], width, yerr=e, capsize=3, label=name, color=_color(name, i)
+        )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
@@ -99,8 +106,13 @@ def script_accuracy(res: dict, path: Path) -> Path | None:
     acc = jp["character_accuracy"]
     scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
     fig, ax = plt.subplots(figsize=(8, 4))
-    _bars(ax, scripts, {g: [v[s]["mean"] for s in scripts] for g, v in acc.items()}, "character accuracy",
-          {g: [v[s]["sd"] or 0 for s in scripts] for g, v in acc.items()})
+    _bars(
+        ax,
+        scripts,
+        {g: [v[s]["mean"] for s in scripts] for g, v in acc.items()},
+        "character accuracy",
+        {g: [v[s]["sd"] or 0 for s in scripts] for g, v in acc.items()},
+    )
     ax.set_title("character accuracy by script (mean ± sd over seeds)")
     return _save(fig, path)
 
@@ -131,9 +143,15 @@ def lr_sensitivity(res: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, s) in enumerate(sorted(ls["by_method"].items())):
         pts = s["points"]
-        ax.errorbar([p["lr"] for p in pts], [p["metric"]["mean"] for p in pts],
-                    yerr=[p["metric"]["sd"] or 0 for p in pts], fmt="o-", capsize=3, label=method,
-                    color=_color(method, i))
+        ax.errorbar(
+            [p["lr"] for p in pts],
+            [p["metric"]["mean"] for p in pts],
+            yerr=[p["metric"]["sd"] or 0 for p in pts],
+            fmt="o-",
+            capsize=3,
+            label=method,
+            color=_color(method, i),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel(next(iter(ls["by_method"].values()))["metric"])
@@ -148,7 +166,7 @@ def precision_comparison(res: dict, path: Path) -> Path | None:
     if not ok(pc):
         return None
     panels = [("peak_mem_bytes", "peak memory (GiB)", GIB), ("time_per_step_s", "seconds / step", 1)]
-    if pc.get("metric"):                      # a probe has no quality panel
+    if pc.get("metric"):  # a probe has no quality panel
         panels.insert(0, ("metric", pc["metric"], 1))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8))
     for method, rows in pc["by_method"].items():
@@ -163,17 +181,25 @@ def memory_time(res: dict, path: Path) -> Path | None:
     """Peak / mean memory, optimizer and model state (GiB), and training time per group."""
     mem = res["memory_usage"]["groups"]
     tim = res["time_efficiency"]["groups"]
-    labels = [v for v in res["primary"].values() if v] or sorted(mem)   # sweeps have their own plots
+    labels = [v for v in res["primary"].values() if v] or sorted(mem)  # sweeps have their own plots
     if not labels:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     keys = ("peak_mem_bytes", "mean_mem_bytes", "optimizer_state_bytes", "model_state_bytes")
-    _bars(axes[0], [k.replace("_bytes", "").replace("_", " ") for k in keys],
-          {g: [(mem[g][k]["mean"] or 0) / GIB for k in keys] for g in labels}, "GiB")
+    _bars(
+        axes[0],
+        [k.replace("_bytes", "").replace("_", " ") for k in keys],
+        {g: [(mem[g][k]["mean"] or 0) / GIB for k in keys] for g in labels},
+        "GiB",
+    )
     axes[0].set_title(f"memory ({mem[labels[0]].get('memory_kind')})")
-    _bars(axes[1], ["total", "to target"], {g: [tim[g]["train_time_s"]["mean"], tim[g]["time_to_target_s"]["mean"]]
-                                           for g in labels}, "seconds",
-          {g: [tim[g]["train_time_s"]["sd"] or 0, tim[g]["time_to_target_s"]["sd"] or 0] for g in labels})
+    _bars(
+        axes[1],
+        ["total", "to target"],
+        {g: [tim[g]["train_time_s"]["mean"], tim[g]["time_to_target_s"]["mean"]] for g in labels},
+        "seconds",
+        {g: [tim[g]["train_time_s"]["sd"] or 0, tim[g]["time_to_target_s"]["sd"] or 0] for g in labels},
+    )
     axes[1].set_title("training time")
     return _save(fig, path)
 
@@ -185,12 +211,27 @@ def predicted_memory(res: dict, path: Path) -> Path | None:
     names = sorted(pm)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
     w = 0.27
-    ax.bar([i - w for i in range(len(names))], [(pm[n].get("predicted_allocated_bytes") or 0) / GIB for n in names], w,
-           label="predicted allocated (plan)", color="tab:olive")
-    ax.bar(range(len(names)), [pm[n]["predicted_total_bytes"] / GIB for n in names], w,
-           label="predicted total (plan)", color="tab:green")
-    ax.bar([i + w for i in range(len(names))], [(pm[n]["measured_peak_bytes"] or 0) / GIB for n in names], w,
-           label=f"measured peak ({pm[names[0]].get('memory_kind')})", color="tab:purple")
+    ax.bar(
+        [i - w for i in range(len(names))],
+        [(pm[n].get("predicted_allocated_bytes") or 0) / GIB for n in names],
+        w,
+        label="predicted allocated (plan)",
+        color="tab:olive",
+    )
+    ax.bar(
+        range(len(names)),
+        [pm[n]["predicted_total_bytes"] / GIB for n in names],
+        w,
+        label="predicted total (plan)",
+        color="tab:green",
+    )
+    ax.bar(
+        [i + w for i in range(len(names))],
+        [(pm[n]["measured_peak_bytes"] or 0) / GIB for n in names],
+        w,
+        label=f"measured peak ({pm[names[0]].get('memory_kind')})",
+        color="tab:purple",
+    )
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("GiB")
     ax.set_title("predicted vs measured memory")
@@ -215,8 +256,10 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
         x = [p["value"] for p in pts]
         axes[0].plot(x, [p["val_loss"] for p in pts], "o-", color=_color(m, i), label=m)
         y = [p["ja_bits_per_char"] for p in pts]
-        err = [[(p["ja_bits_per_char"] or 0) - _bound(p, "ci_low") for p in pts],
-               [_bound(p, "ci_high") - (p["ja_bits_per_char"] or 0) for p in pts]]
+        err = [
+            [(p["ja_bits_per_char"] or 0) - _bound(p, "ci_low") for p in pts],
+            [_bound(p, "ci_high") - (p["ja_bits_per_char"] or 0) for p in pts],
+        ]
         axes[1].errorbar(x, y, yerr=err, fmt="o-", color=_color(m, i), capsize=3, label=m)
         c = t["chosen"][m]
         for ax, ys in ((axes[0], [p["val_loss"] for p in pts]), (axes[1], y)):
@@ -239,8 +282,10 @@ def methods_pareto(res: dict, path: Path) -> Path | None:
     if not ok(sec) or not any(r["quality_gain"].get("mean") is not None for r in sec["rows"].values()):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, cost, xlabel in ((axes[0], "params_trainable", "trainable parameters"),
-                             (axes[1], "forgetting", "forgetting (bits/byte lost on en, zh)")):
+    for ax, cost, xlabel in (
+        (axes[0], "params_trainable", "trainable parameters"),
+        (axes[1], "forgetting", "forgetting (bits/byte lost on en, zh)"),
+    ):
         front = []
         for i, (m, r) in enumerate(sorted(sec["rows"].items())):
             g, x = r["quality_gain"], r[cost].get("mean")
@@ -269,21 +314,36 @@ def fertility(res: dict, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     langs, scripts = list(fert["by_lang"]), list(fert["scripts"])
-    _bars(axes[0], langs, {"base tokenizer": [fert["by_lang"][g]["chars_per_token"] for g in langs]},
-          "characters per token")
-    _bars(axes[1], scripts, {"base tokenizer": [fert["scripts"][s]["chars_per_token"] for s in scripts]},
-          "characters per token")
+    _bars(
+        axes[0],
+        langs,
+        {"base tokenizer": [fert["by_lang"][g]["chars_per_token"] for g in langs]},
+        "characters per token",
+    )
+    _bars(
+        axes[1],
+        scripts,
+        {"base tokenizer": [fert["scripts"][s]["chars_per_token"] for s in scripts]},
+        "characters per token",
+    )
     axes[0].set_title("per language (held-out text)")
     axes[1].set_title("per Japanese script")
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves": loss_curves, "fertility": fertility, "lr_tuning": lr_tuning,
-         "learning_vs_forgetting": learning_vs_forgetting,
-         "script_accuracy": script_accuracy, "rank_sensitivity": rank_sensitivity,
-         "lr_sensitivity": lr_sensitivity, "precision_comparison": precision_comparison,
-         "memory_time": memory_time, "predicted_memory": predicted_memory,
-         "methods_pareto": methods_pareto}
+PLOTS = {
+    "loss_curves": loss_curves,
+    "fertility": fertility,
+    "lr_tuning": lr_tuning,
+    "learning_vs_forgetting": learning_vs_forgetting,
+    "script_accuracy": script_accuracy,
+    "rank_sensitivity": rank_sensitivity,
+    "lr_sensitivity": lr_sensitivity,
+    "precision_comparison": precision_comparison,
+    "memory_time": memory_time,
+    "predicted_memory": predicted_memory,
+    "methods_pareto": methods_pareto,
+}
 
 
 def draw_all(res: dict, plot_dir: Path) -> dict[str, Path]:

@@ -23,15 +23,21 @@ def quality(ev: dict | None, target_lang: str = "ja") -> dict:
     evaluation's own 95% bootstrap interval (over documents or prompts) where it has one."""
     if not ev:
         return {}
-    out = {**_held_out(ev, target_lang), **_scripts(ev), **_generation(ev), **_supervised(ev),
-           **_per_language(ev), **_per_bucket_and_domain(ev)}
+    out = {
+        **_held_out(ev, target_lang),
+        **_scripts(ev),
+        **_generation(ev),
+        **_supervised(ev),
+        **_per_language(ev),
+        **_per_bucket_and_domain(ev),
+    }
     return {**out, **_registered(ev, out)}
 
 
 def _registered(ev: dict, found: dict) -> dict:
     """The registered metrics (metrics.METRICS) the sections above do not read, from their eval_path
     and ci_path: adding a metric eval.json already holds is its registry entry."""
-    scored = bool((ev.get("generation") or {}).get("n"))       # continuations count only when prompts were
+    scored = bool((ev.get("generation") or {}).get("n"))  # continuations count only when prompts were
     out = {}
     for m in METRICS.values():
         if m.source != "quality" or m.key in found or (m.eval_path[0] == "generation" and not scored):
@@ -44,11 +50,14 @@ def _registered(ev: dict, found: dict) -> dict:
 def _held_out(ev: dict, target_lang: str) -> dict:
     """Held-out target-language likelihood (domains.held_out, else likelihood.by_lang) and cross-domain."""
     held = _get(ev, "domains", "held_out") or _get(ev, "likelihood", "by_lang", target_lang) or {}
-    return {"ja_bits_per_char_ci": held.get("bits_per_char_ci"),
-            "ja_bits_per_char": held.get("bits_per_char"), "ja_bits_per_byte": held.get("bits_per_byte"),
-            "ja_token_ppl": held.get("token_ppl"),
-            "cross_domain_bits_per_char": _get(ev, "domains", "cross_domain_mean_bits_per_char"),
-            "cross_domain_sd_bits_per_char": _get(ev, "domains", "cross_domain_std_bits_per_char")}
+    return {
+        "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+        "ja_bits_per_char": held.get("bits_per_char"),
+        "ja_bits_per_byte": held.get("bits_per_byte"),
+        "ja_token_ppl": held.get("token_ppl"),
+        "cross_domain_bits_per_char": _get(ev, "domains", "cross_domain_mean_bits_per_char"),
+        "cross_domain_sd_bits_per_char": _get(ev, "domains", "cross_domain_std_bits_per_char"),
+    }
 
 
 def _scripts(ev: dict) -> dict:
@@ -130,16 +139,30 @@ def doc_test_row(cmp: dict | None, a: str, b: str, seed, target_lang: str = "ja"
     bits/char, a vs b, char-weighted difference with its document-bootstrap CI and the per-document
     Wilcoxon test (or why it was not run) with its Holm-adjusted p in the japanese_quality family
     (cmp None: the experiments' stats.json has no such pair, the row says so)."""
-    row = {"a": a, "b": b, "seed": seed, "level": "document",
-           "metric": f"{target_lang} held-out bits/char", "direction": "diff = a - b; < 0 means a is better"}
+    row = {
+        "a": a,
+        "b": b,
+        "seed": seed,
+        "level": "document",
+        "metric": f"{target_lang} held-out bits/char",
+        "direction": "diff = a - b; < 0 means a is better",
+    }
     if cmp is None:
         return {**row, "skipped": "not in stats.json: compare the two in one `ja-adapt compare` / `sweep`"}
     bpc = _get(cmp, "bits_per_char") or {}
     t = bpc.get("held_out") or bpc.get(target_lang) or {}
     cw = t.get("char_weighted") or {}
-    row.update({"n": t.get("n"), "diff": cw.get("diff"), "ci_low": cw.get("ci_low"), "ci_high": cw.get("ci_high"),
-                "weighting": cw.get("weighting"), "per_document_mean_diff": t.get("mean_diff"),
-                "cohens_dz": t.get("cohens_dz")})
+    row.update(
+        {
+            "n": t.get("n"),
+            "diff": cw.get("diff"),
+            "ci_low": cw.get("ci_low"),
+            "ci_high": cw.get("ci_high"),
+            "weighting": cw.get("weighting"),
+            "per_document_mean_diff": t.get("mean_diff"),
+            "cohens_dz": t.get("cohens_dz"),
+        }
+    )
     w = t.get("wilcoxon") or {}
     row["wilcoxon_p"] = w.get("p")
     if w.get("underpowered"):

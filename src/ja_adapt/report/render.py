@@ -43,13 +43,15 @@ def to_markdown(blocks: list[tuple], base_dir: Path) -> str:
             out.append("\n".join(f"- {item}" for item in b[1]))
         elif kind == "table":
             head, rows = b[1], b[2]
-            lines = ["| " + " | ".join(_md_cell(h) for h in head) + " |",
-                     "|" + "|".join("---" for _ in head) + "|"]
+            lines = ["| " + " | ".join(_md_cell(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
             out.append("\n".join(lines))
         elif kind == "img":
-            rel = Path(b[1]).resolve().relative_to(base_dir.resolve()) if Path(b[1]).resolve().is_relative_to(
-                base_dir.resolve()) else Path(b[1])
+            rel = (
+                Path(b[1]).resolve().relative_to(base_dir.resolve())
+                if Path(b[1]).resolve().is_relative_to(base_dir.resolve())
+                else Path(b[1])
+            )
             out.append(f"![{b[2]}]({rel.as_posix()})")
         else:
             raise ValueError(f"unknown block {kind}")
@@ -84,9 +86,13 @@ def to_html(blocks: list[tuple], title: str) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{e(b[2])}</figcaption></figure>")
+            body.append(
+                f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{e(b[2])}</figcaption></figure>"
+            )
         else:
             raise ValueError(f"unknown block {kind}")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

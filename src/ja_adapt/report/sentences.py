@@ -20,10 +20,16 @@ def headline_summary(res: dict) -> str:
     m = head["metrics"]
     n = {k: len(v["seeds"]) for k, v in head["methods"].items()}
     lr = res.get("lr_tuning") or {}
-    how = (f"each at its own learning rate chosen on validation loss (LoRA {fmt.num(lr['chosen'].get('lora'))}, "
-           f"full {fmt.num(lr['chosen'].get('full'))})" if lr.get("status") == "ok" else "at the configured settings")
-    out = [f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
-           f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."]
+    how = (
+        f"each at its own learning rate chosen on validation loss (LoRA {fmt.num(lr['chosen'].get('lora'))}, "
+        f"full {fmt.num(lr['chosen'].get('full'))})"
+        if lr.get("status") == "ok"
+        else "at the configured settings"
+    )
+    out = [
+        f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
+        f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."
+    ]
     if gaps := gap_sentence(res):
         out.append(gaps)
     for question, words in QUESTIONS.items():
@@ -31,21 +37,34 @@ def headline_summary(res: dict) -> str:
         resolved = [k for k in keys if m[k]["resolved"]]
         if resolved:
             named = [k for k in lead_metrics(question) if k in resolved] or resolved[:1]
-            text = "; ".join(f"{m[k]['name']} {'LoRA' if m[k]['better'] == 'lora' else 'full'} better by "
-                             f"{unit_of(k)(abs(m[k]['difference']['diff']))} (LoRA − full "
-                             f"{interval(m[k]['difference'], unit_of(k))})" for k in named)
+            text = "; ".join(
+                f"{m[k]['name']} {'LoRA' if m[k]['better'] == 'lora' else 'full'} better by "
+                f"{unit_of(k)(abs(m[k]['difference']['diff']))} (LoRA − full "
+                f"{interval(m[k]['difference'], unit_of(k))})"
+                for k in named
+            )
             others = [k for k in resolved if k not in named]
             if others:
                 text += "; also resolved: " + ", ".join(
-                    f"{m[k]['name']} ({'LoRA' if m[k]['better'] == 'lora' else 'full'} better)" for k in others)
+                    f"{m[k]['name']} ({'LoRA' if m[k]['better'] == 'lora' else 'full'} better)" for k in others
+                )
             unresolved = len(keys) - len(resolved)
-            out.append(f"{words[0].upper() + words[1:]}: {text}" +
-                       (f"; {unresolved} more not resolved" if unresolved else "") + ".")
+            out.append(
+                f"{words[0].upper() + words[1:]}: {text}"
+                + (f"; {unresolved} more not resolved" if unresolved else "")
+                + "."
+            )
         elif keys:
             lead_keys = [k for k in lead_metrics(question) if k in keys] or keys[:1]
-            out.append(f"{words[0].upper() + words[1:]}: no resolved difference (" + "; ".join(
-                f"{m[k]['name']}: LoRA − full {unit_of(k)(m[k]['difference'].get('diff'))}, 95% CI "
-                f"{interval(m[k]['difference'], unit_of(k))}" for k in lead_keys) + ").")
+            out.append(
+                f"{words[0].upper() + words[1:]}: no resolved difference ("
+                + "; ".join(
+                    f"{m[k]['name']}: LoRA − full {unit_of(k)(m[k]['difference'].get('diff'))}, 95% CI "
+                    f"{interval(m[k]['difference'], unit_of(k))}"
+                    for k in lead_keys
+                )
+                + ")."
+            )
     return " ".join(out)
 
 
@@ -54,16 +73,21 @@ def lora_name(side: dict) -> str:
     projections and rank (answer.headline's `methods.lora`)."""
     name = "LoRA" if side.get("method", "lora") == "lora" else side["method"]
     t = side.get("targets")
-    bits = [(",".join(t) if t in ("qv", "qkvo") else t.replace("_proj", "")) if t else None,
-            f"r={side['rank']}" if side.get("rank") is not None else None]
+    bits = [
+        (",".join(t) if t in ("qv", "qkvo") else t.replace("_proj", "")) if t else None,
+        f"r={side['rank']}" if side.get("rank") is not None else None,
+    ]
     return f"{name} ({', '.join(b for b in bits if b)})" if any(bits) else name
 
 
 def lora_configurations(res: dict) -> list[tuple[str, dict]]:
     """(name, headline) of each LoRA configuration compared with full fine-tuning: the headline's,
     then headline_variants' (a name two configurations share gets its arm appended)."""
-    heads = [h for h in [res.get("headline") or {}, *(res.get("headline_variants") or {}).values()]
-             if h.get("status") == "ok"]
+    heads = [
+        h
+        for h in [res.get("headline") or {}, *(res.get("headline_variants") or {}).values()]
+        if h.get("status") == "ok"
+    ]
     names = [lora_name(h["methods"]["lora"]) for h in heads]
     return [(f"{n} [{h['methods']['lora']['arm']}]" if names.count(n) > 1 else n, h) for n, h in zip(names, heads)]
 
@@ -74,8 +98,10 @@ def _gap(m: dict, tested: bool) -> str:
     d = m["difference"]
     ci = "exact" if d.get("exact") else f"95% CI {interval(d)}"
     if m["resolved"] and tested:
-        return (f"{'LoRA' if m['better'] == 'lora' else 'full'} better by {fmt.num(abs(d['diff']))} "
-                f"(LoRA − full {fmt.num(d['diff'])}, {ci})")
+        return (
+            f"{'LoRA' if m['better'] == 'lora' else 'full'} better by {fmt.num(abs(d['diff']))} "
+            f"(LoRA − full {fmt.num(d['diff'])}, {ci})"
+        )
     return f"no resolved difference (LoRA − full {fmt.num(d.get('diff'))}, {ci})"
 
 

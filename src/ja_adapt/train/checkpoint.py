@@ -41,10 +41,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
@@ -52,14 +52,14 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from ja_adapt.train import distributed
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.core.errors import UserError, first_line, notice
 from ja_adapt.core.hashing import sha256_file
 from ja_adapt.models.build import STATE, build_model, is_adapter
 from ja_adapt.models.vocab import run_tokenizers
+from ja_adapt.train import distributed
 
-SHARDS = "shards"       # the DCP folder of a sharded (FSDP) checkpoint
+SHARDS = "shards"  # the DCP folder of a sharded (FSDP) checkpoint
 MANIFEST = "manifest.json"
 METHOD_STATE = "method_state.safetensors"
 _STEP_FOLDER = re.compile(r"^step-\d+$")
@@ -68,14 +68,28 @@ _STEP_FOLDER = re.compile(r"^step-\d+$")
 # What DCP's `.metadata` pickle may name (module, class): its metadata dataclasses, its file index,
 # torch.Size and a layout / path; dtypes (torch.float32, ...) are admitted by type. Nothing else.
 _DCP_METADATA_GLOBALS = {
-    *(("torch.distributed.checkpoint.metadata", n) for n in (
-        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
-        "BytesStorageMetadata", "ChunkStorageMetadata", "_MEM_FORMAT_ENCODING")),
+    *(
+        ("torch.distributed.checkpoint.metadata", n)
+        for n in (
+            "Metadata",
+            "MetadataIndex",
+            "StorageMeta",
+            "TensorProperties",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "_MEM_FORMAT_ENCODING",
+        )
+    ),
     ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
     ("torch.distributed.checkpoint.filesystem", "_StoragePrefix"),
-    ("torch", "Size"), ("torch.serialization", "_get_layout"),
-    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
-    ("pathlib", "PureWindowsPath"), ("collections", "OrderedDict"),
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("collections", "OrderedDict"),
 }
 
 
@@ -100,12 +114,15 @@ class SafeShardReader(FileSystemReader):
             with open(path, "rb") as f:
                 metadata = _MetadataUnpickler(f).load()
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as e:
-            raise UserError(f"{path}: not a DCP checkpoint index ({first_line(e)}); resume from a "
-                            "checkpoint ja-adapt wrote") from None
+            raise UserError(
+                f"{path}: not a DCP checkpoint index ({first_line(e)}); resume from a checkpoint ja-adapt wrote"
+            ) from None
         if not isinstance(metadata, Metadata):
-            raise UserError(f"{path}: not a DCP checkpoint index ({type(metadata).__name__}); resume "
-                            "from a checkpoint ja-adapt wrote")
-        if getattr(metadata, "storage_meta", None) is None:     # as torch's own reader does
+            raise UserError(
+                f"{path}: not a DCP checkpoint index ({type(metadata).__name__}); resume "
+                "from a checkpoint ja-adapt wrote"
+            )
+        if getattr(metadata, "storage_meta", None) is None:  # as torch's own reader does
             metadata.storage_meta = StorageMeta()
         metadata.storage_meta.load_id = self.load_id
         return metadata
@@ -121,16 +138,16 @@ def _load_shards(state: dict, shards: Path, **kwargs) -> None:
 
 @dataclass
 class TrainState:
-    step: int = 0                   # optimizer steps done
-    batch_index: int = 0            # next micro-batch to read (the data position)
-    tokens_total: int = 0           # non-padding target tokens trained on
-    elapsed_s: float = 0.0          # training wall time, excluding validation and checkpoints
-    nonfinite_total: int = 0        # steps skipped for a non-finite loss
-    nonfinite_in_row: int = 0       # consecutive skipped steps
+    step: int = 0  # optimizer steps done
+    batch_index: int = 0  # next micro-batch to read (the data position)
+    tokens_total: int = 0  # non-padding target tokens trained on
+    elapsed_s: float = 0.0  # training wall time, excluding validation and checkpoints
+    nonfinite_total: int = 0  # steps skipped for a non-finite loss
+    nonfinite_in_row: int = 0  # consecutive skipped steps
     best_val_loss: float | None = None
     best_val_step: int | None = None
-    evals_since_best: int = 0       # validations without improvement (early stopping)
-    world_size: int = 1             # processes that wrote it (batch_index counts global batches)
+    evals_since_best: int = 0  # validations without improvement (early stopping)
+    world_size: int = 1  # processes that wrote it (batch_index counts global batches)
 
 
 def weights_dirname(model: torch.nn.Module) -> str:
@@ -143,8 +160,10 @@ def weights_in(folder: Path) -> Path:
     for name in ("adapter", "model"):
         if (Path(folder) / name).is_dir():
             return Path(folder) / name
-    raise UserError(f"{folder}: no adapter/ or model/ directory; the run has not finished "
-                    "(resume it with `ja-adapt train ... --resume`)")
+    raise UserError(
+        f"{folder}: no adapter/ or model/ directory; the run has not finished "
+        "(resume it with `ja-adapt train ... --resume`)"
+    )
 
 
 def save_weights(model: torch.nn.Module, tokenizer, out: Path, state_dict: dict | None = None) -> None:
@@ -191,8 +210,17 @@ def _shard_state(model, optimizer) -> dict:
     return {"model": model_sd, "optim": optim_sd}
 
 
-def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: TrainState,
-         sharded: bool = False, method: str = "") -> Path:
+def save(
+    folder: Path,
+    model,
+    tokenizer,
+    optimizer,
+    scheduler,
+    scaler,
+    state: TrainState,
+    sharded: bool = False,
+    method: str = "",
+) -> Path:
     """Write checkpoint `folder` (layout above); `method` (the config's) names the method whose
     state hooks (models.build.STATE) add to it. Collective with several processes."""
     tmp = folder.with_name(folder.name + ".tmp")
@@ -201,25 +229,28 @@ def save(folder: Path, model, tokenizer, optimizer, scheduler, scaler, state: Tr
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     rng = _rng_states()
-    distributed.barrier()                               # tmp exists before any rank writes in it
-    if sharded:                                         # every rank writes its DCP shard
+    distributed.barrier()  # tmp exists before any rank writes in it
+    if sharded:  # every rank writes its DCP shard
         dcp.save(_shard_state(model, optimizer), checkpoint_id=str(tmp / SHARDS))
     if distributed.is_main():
         if not sharded:
             save_weights(model, tokenizer, tmp / weights_dirname(model))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         save_file(rng, str(tmp / "rng.safetensors"))
-        meta = {"state": asdict(state), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+        meta = {
+            "state": asdict(state),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        }
         if method in STATE:
             tensors, meta["method_state"] = STATE[method].state_dict(model)
             save_file(tensors, str(tmp / METHOD_STATE))
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-        write_file_hashes(tmp)                          # last: it vouches for everything above
+        write_file_hashes(tmp)  # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    distributed.barrier()                               # complete for every rank
+    distributed.barrier()  # complete for every rank
     return folder
 
 
@@ -227,8 +258,7 @@ def write_file_hashes(folder: Path) -> None:
     """manifest.json: {relative path: {"bytes", "sha256"}} of every file in `folder` (DCP shards of
     every rank included: they are written before dcp.save returns on rank 0)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                for p in files}
+    manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
@@ -271,8 +301,10 @@ def latest_verified(checkpoints: Path, main: bool = True) -> Path | None:
         if problem is None:
             return folder
         where = set_aside(folder) if main else folder
-        notice(f"checkpoint {folder} failed verification ({problem}); set aside as {where.name}, "
-               "resuming from the previous complete checkpoint")
+        notice(
+            f"checkpoint {folder} failed verification ({problem}); set aside as {where.name}, "
+            "resuming from the previous complete checkpoint"
+        )
     return None
 
 
@@ -289,8 +321,9 @@ def complete(checkpoints: Path) -> list[Path]:
     folders are not."""
     if not checkpoints.is_dir():
         return []
-    return sorted(p for p in checkpoints.iterdir()
-                  if p.is_dir() and _STEP_FOLDER.match(p.name) and (p / MANIFEST).is_file())
+    return sorted(
+        p for p in checkpoints.iterdir() if p.is_dir() and _STEP_FOLDER.match(p.name) and (p / MANIFEST).is_file()
+    )
 
 
 def latest(checkpoints: Path) -> Path | None:
@@ -315,23 +348,28 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {k for k in missing if "lm_head" in k and model.config.tie_word_embeddings}
     if unexpected or set(missing) - tied:
-        raise RuntimeError(f"{folder}: checkpoint does not match the model "
-                           f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+        raise RuntimeError(
+            f"{folder}: checkpoint does not match the model "
+            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
-def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = False,
-            method: str = "") -> TrainState:
+def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = False, method: str = "") -> TrainState:
     """Load a checkpoint written by `save` into freshly built objects; returns the train state.
     `method` as for `save`. Every rank reads the checkpoint (a shared file system); it must have
     the same world size."""
     meta = json.loads((folder / "trainer_state.json").read_text())
     written_by = meta["state"].get("world_size", 1)
     if written_by != distributed.world():
-        raise UserError(f"{folder}: written by {written_by} process(es), resumed with "
-                        f"{distributed.world()}; resume with the same number of processes")
+        raise UserError(
+            f"{folder}: written by {written_by} process(es), resumed with "
+            f"{distributed.world()}; resume with the same number of processes"
+        )
     if sharded != (folder / SHARDS).is_dir():
-        raise UserError(f"{folder}: {'not ' if sharded else ''}a sharded (FSDP) checkpoint; resume "
-                        "with the train.strategy that wrote it")
+        raise UserError(
+            f"{folder}: {'not ' if sharded else ''}a sharded (FSDP) checkpoint; resume "
+            "with the train.strategy that wrote it"
+        )
     if sharded:
         sd = _shard_state(model, optimizer)
         _load_shards(sd, folder / SHARDS)
@@ -358,13 +396,17 @@ def _load_method_state(folder: Path, model, method: str, meta: dict) -> None:
     """The method's state (models.build.STATE) from `folder` into `model`; a checkpoint without it
     (written before ja-adapt saved it) is a UserError: resuming without it would silently differ."""
     if not (folder / METHOD_STATE).is_file() or "method_state" not in meta:
-        raise UserError(f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "
-                        "(the checkpoint predates it); start the run again in a new --out")
+        raise UserError(
+            f"{folder}: no {METHOD_STATE}, which method {method} needs to resume exactly "
+            "(the checkpoint predates it); start the run again in a new --out"
+        )
     try:
         STATE[method].load_state(model, load_file(str(folder / METHOD_STATE)), meta["method_state"])
     except ValueError as e:
-        raise UserError(f"{folder / METHOD_STATE}: {first_line(e)}; resume with the config that wrote "
-                        "it, or start the run again in a new --out") from None
+        raise UserError(
+            f"{folder / METHOD_STATE}: {first_line(e)}; resume with the config that wrote "
+            "it, or start the run again in a new --out"
+        ) from None
 
 
 def consolidate(folder: Path, out: Path | None = None) -> Path:

@@ -36,12 +36,13 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ja_adapt.data.packing import PackedBatches
 from ja_adapt.core.errors import UserError
-from ja_adapt.train.loss import training_loss
+from ja_adapt.data.packing import PackedBatches
 from ja_adapt.models.build import base_model
+from ja_adapt.train.loss import training_loss
 
 # ---- the process group ---------------------------------------------------------------------------
+
 
 def world() -> int:
     """Number of training processes (1 without a launcher)."""
@@ -121,8 +122,7 @@ def local_part(t: torch.Tensor) -> torch.Tensor:
 def trainable_weights_finite(model: nn.Module) -> bool:
     """True when every trainable weight is finite on every rank (collective): a step with a finite
     loss can still overflow the weights (a huge learning rate), and such weights are never saved."""
-    bad = sum(int(not torch.isfinite(local_part(p).detach()).all()) for p in model.parameters()
-              if p.requires_grad)
+    bad = sum(int(not torch.isfinite(local_part(p).detach()).all()) for p in model.parameters() if p.requires_grad)
     return int(all_reduce(torch.tensor(bad))) == 0
 
 
@@ -138,27 +138,34 @@ def all_gather(value: torch.Tensor) -> list[torch.Tensor]:
 
 # ---- data ----------------------------------------------------------------------------------------
 
+
 def global_batches(packed):
     """The run's micro-batches: `packed` (B rows) itself for one process, else the same stream
     packed B*world rows at a time, so global micro-batch g covers the stream positions a single
     process with batch_size B*world would train on at step g."""
     if world() == 1:
         return packed
-    return PackedBatches(packed.store, packed.seq_len, packed.batch_size * world(),
-                         seed=packed.seed, shuffle=packed.shuffle, pad_id=packed.pad_id)
+    return PackedBatches(
+        packed.store,
+        packed.seq_len,
+        packed.batch_size * world(),
+        seed=packed.seed,
+        shuffle=packed.shuffle,
+        pad_id=packed.pad_id,
+    )
 
 
-def shard_rows(batch: dict[str, torch.Tensor], r: int | None = None, n: int | None = None
-               ) -> dict[str, torch.Tensor]:
+def shard_rows(batch: dict[str, torch.Tensor], r: int | None = None, n: int | None = None) -> dict[str, torch.Tensor]:
     """Rank r's rows of a global batch: [B*n, T] tensors -> rows r*B:(r+1)*B, [B, T]."""
     r, n = rank() if r is None else r, world() if n is None else n
     if n == 1:
         return batch
     rows = next(iter(batch.values())).shape[0] // n
-    return {k: v[r * rows:(r + 1) * rows] for k, v in batch.items()}
+    return {k: v[r * rows : (r + 1) * rows] for k, v in batch.items()}
 
 
 # ---- the model -----------------------------------------------------------------------------------
+
 
 class LossForward(nn.Module):
     """The training forward as one module call, so DDP / FSDP hooks see the whole computation.
@@ -195,8 +202,10 @@ def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     names = set(getattr(base, "_no_split_modules", None) or [])
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
-        raise UserError(f"train.strategy: fsdp needs the model's decoder layer class "
-                        f"(_no_split_modules) and {type(base).__name__} names none; use ddp")
+        raise UserError(
+            f"train.strategy: fsdp needs the model's decoder layer class "
+            f"(_no_split_modules) and {type(base).__name__} names none; use ddp"
+        )
     return layers
 
 
@@ -210,16 +219,18 @@ def wrap_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
     strategy = resolve_strategy(cfg)
     if strategy == "ddp":
         # Buffers (rotary frequencies) are identical on every rank: no per-forward sync.
-        return DDP(engine, device_ids=[device.index] if device.type == "cuda" else None,
-                   forward_sync_buffers=False)
+        return DDP(engine, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     if strategy == "fsdp":
         mesh = init_device_mesh(device.type, (world(),))
         # bf16: all-gather / compute in bf16, reduce-scatter gradients in fp32 into fp32 shards.
-        mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-              if cfg.precision == "bf16" else MixedPrecisionPolicy())
+        mp = (
+            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            if cfg.precision == "bf16"
+            else MixedPrecisionPolicy()
+        )
         for layer in _decoder_layers(model):
             fully_shard(layer, mesh=mesh, mp_policy=mp)
-        fully_shard(engine, mesh=mesh, mp_policy=mp)     # root: embeddings, final norm, lm_head
+        fully_shard(engine, mesh=mesh, mp_policy=mp)  # root: embeddings, final norm, lm_head
     return engine
 
 
@@ -254,5 +265,13 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
 def launch_command(nproc: int, argv: list[str]) -> list[str]:
     """argv for `torch.distributed.run` starting `nproc` local processes of `ja-adapt <argv>`
     (a free rendezvous port is chosen by the standalone mode)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "-m", "ja_adapt", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ja_adapt",
+        *argv,
+    ]

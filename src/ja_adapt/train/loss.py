@@ -65,7 +65,7 @@ def packed_attention_mask(position_ids: torch.Tensor) -> torch.Tensor:
 def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
     """The final hidden states [B*T, d], the flat targets [B*T], the lm_head, and (B, T)."""
     body, head = _decoder_and_head(model)
-    sdpa = getattr(body.config, "_attn_implementation", None) == "sdpa"   # takes a bool 4D mask
+    sdpa = getattr(body.config, "_attn_implementation", None) == "sdpa"  # takes a bool 4D mask
     # Prefix tuning: the learned keys and values enter as the cache the batch continues, as peft's
     # own forward (and generate) passes them: every query attends to all of them, and positions
     # continue after them.
@@ -75,22 +75,27 @@ def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
         mask = packed_attention_mask(batch["position_ids"])
         if n_prefix:
             mask = F.pad(mask, (n_prefix, 0), value=True)
-    hidden = body(input_ids=batch["input_ids"], position_ids=batch["position_ids"] + n_prefix, attention_mask=mask,
-                  cache=cache, use_cache=cache is not None).last_hidden_state
+    hidden = body(
+        input_ids=batch["input_ids"],
+        position_ids=batch["position_ids"] + n_prefix,
+        attention_mask=mask,
+        cache=cache,
+        use_cache=cache is not None,
+    ).last_hidden_state
     b, t, d = hidden.shape
     return hidden.reshape(b * t, d), batch["targets"].reshape(b * t), head, (b, t)
 
 
-def _head_chunk(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _head_chunk(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp32 log-probabilities [rows, vocab], NLL [rows], 0 at IGNORE): the loss's one definition
     (F.cross_entropy's own two steps, kept apart so the fused loss can reuse the log-probs)."""
     log_probs = F.log_softmax(F.linear(hidden, weight, bias).float(), dim=-1)
     return log_probs, F.nll_loss(log_probs, targets, ignore_index=IGNORE, reduction="none")
 
 
-def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0,
-              return_argmax: bool = False):
+def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 0, return_argmax: bool = False):
     """NLL in nats of each target, [B, T] fp32; 0 where targets == IGNORE.
 
     chunk_size: rows of the flattened [B*T, hidden] states per logits chunk; 0 computes all at once
@@ -101,8 +106,7 @@ def token_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size
     step = b * t if chunk_size <= 0 else chunk_size
     nlls, argmaxes = [], []
     for start in range(0, b * t, step):
-        log_probs, nll = _head_chunk(flat_h[start:start + step], *_head_weights(head),
-                                     flat_y[start:start + step])
+        log_probs, nll = _head_chunk(flat_h[start : start + step], *_head_weights(head), flat_y[start : start + step])
         nlls.append(nll)
         if return_argmax:
             argmaxes.append(log_probs.argmax(-1))
@@ -131,13 +135,12 @@ class _FusedHeadLoss(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
         device_type = hidden.device.type
-        fp16 = (torch.is_autocast_enabled(device_type)
-                and torch.get_autocast_dtype(device_type) == torch.float16)
+        fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
         fp32_products = torch.autocast(device_type, enabled=False) if fp16 else contextlib.nullcontext()
         w = weight.float() if fp16 else weight
         for start in range(0, rows, step):
-            h, y = hidden[start:start + step], targets[start:start + step]
-            log_probs, nll[start:start + step] = _head_chunk(h, weight, bias, y)
+            h, y = hidden[start : start + step], targets[start : start + step]
+            log_probs, nll[start : start + step] = _head_chunk(h, weight, bias, y)
             if not (want_h or want_w or want_b):
                 continue
             real = (y != IGNORE).unsqueeze(1)
@@ -146,7 +149,7 @@ class _FusedHeadLoss(torch.autograd.Function):
             dlogits.scatter_add_(1, y.clamp(min=0).unsqueeze(1), -real.to(dlogits.dtype))
             with fp32_products:
                 if want_h:
-                    grad_h[start:start + step] = F.linear(dlogits, w.t()).float()
+                    grad_h[start : start + step] = F.linear(dlogits, w.t()).float()
                 if want_w:
                     grad_w += F.linear(dlogits.t(), (h.float() if fp16 else h).t()).float()
             if want_b:
@@ -161,19 +164,20 @@ class _FusedHeadLoss(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_nll):
         factor = grad_loss.float() * ctx.scale
         # in place: the buffers are ours, and an fp32 one then becomes the .grad without a copy
-        grads = [None if g is None else g.mul_(factor).to(dtype)
-                 for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
+        grads = [None if g is None else g.mul_(factor).to(dtype) for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
         return (*grads, None, None, None, None)
 
 
-def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], scale: float,
-                  chunk_size: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def training_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], scale: float, chunk_size: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale * the sum of the targets' NLL, a differentiable scalar; the [B, T] NLL, detached).
 
     scale: 1 / (the global batch's target count) gives the token-weighted mean of the step.
     chunk_size: rows per logits chunk; 0 = all rows at once.
     """
     flat_h, flat_y, head, (b, t) = _hidden(model, batch)
-    loss, nll = _FusedHeadLoss.apply(flat_h, *_head_weights(head), flat_y, float(scale), chunk_size,
-                                     torch.is_grad_enabled())
+    loss, nll = _FusedHeadLoss.apply(
+        flat_h, *_head_weights(head), flat_y, float(scale), chunk_size, torch.is_grad_enabled()
+    )
     return loss, nll.view(b, t)

@@ -45,8 +45,10 @@ def locked(out: Path) -> Iterator[None]:
         lock.acquire()
         lock_file.write_text(f"{os.getpid()}\n")
     except Timeout:
-        raise UserError(f"{out}: in use by another ja-adapt process (pid {_holder(lock_file)}); wait "
-                        "for it to finish, or choose another --out") from None
+        raise UserError(
+            f"{out}: in use by another ja-adapt process (pid {_holder(lock_file)}); wait "
+            "for it to finish, or choose another --out"
+        ) from None
     except OSError as e:
         raise UserError(f"{out}: cannot write here ({e.strerror or e}); choose a writable --out") from None
     try:
@@ -57,7 +59,7 @@ def locked(out: Path) -> Iterator[None]:
             lock_file.unlink()
         lock.release()
         if created:
-            with contextlib.suppress(OSError):      # not empty: the run wrote something, keep it
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
                 out.rmdir()
 
 

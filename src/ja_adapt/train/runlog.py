@@ -1,9 +1,9 @@
 """What a run directory records besides its weights: metrics.jsonl (+ TensorBoard) and summary.json.
 
-    metrics.jsonl    one flat record per logged step ({"kind": "train", ...}) and per validation
-                     ({"kind": "val", ...}); MetricsLog writes it
-    summary.json     final / best losses, timings, parameter counts, memory, hashes, versions;
-                     write_summary writes it from the metrics and the finished train.Session
+metrics.jsonl    one flat record per logged step ({"kind": "train", ...}) and per validation
+                 ({"kind": "val", ...}); MetricsLog writes it
+summary.json     final / best losses, timings, parameter counts, memory, hashes, versions;
+                 write_summary writes it from the metrics and the finished train.Session
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ja_adapt.train import distributed
-from ja_adapt.core import provenance
-from ja_adapt.train import telemetry
 from ja_adapt.config import config_hash
+from ja_adapt.core import provenance
 from ja_adapt.core.errors import UserError, notice
 from ja_adapt.core.jsonio import write_json
+from ja_adapt.train import distributed, telemetry
 
 
 def read_records(path: Path) -> list[dict]:
@@ -35,10 +34,11 @@ def read_records(path: Path) -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if number < len(lines):
-                raise UserError(f"{path}:{number}: not a JSON record; the metrics log is damaged, "
-                                "remove the line or train into another --out") from None
-            notice(f"{path}:{number}: dropped a torn last line ({len(line)} characters) left by an "
-                   "interrupted write")
+                raise UserError(
+                    f"{path}:{number}: not a JSON record; the metrics log is damaged, "
+                    "remove the line or train into another --out"
+                ) from None
+            notice(f"{path}:{number}: dropped a torn last line ({len(line)} characters) left by an interrupted write")
     return records
 
 
@@ -63,6 +63,7 @@ class MetricsLog:
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional (train.tensorboard), slow to import
+
             self.tb = SummaryWriter(str(out / "tb"), purge_step=resumed_step + 1)
 
     def write(self, record: dict) -> None:
@@ -92,51 +93,73 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
     train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
     vals = [r for r in records if r["kind"] == "val"]
     window = max(1, min(50, len(train_losses) // 10))
-    opt_bytes = sum(distributed.local_part(t).numel() * t.element_size() for st in s.optimizer.state.values()
-                    for t in st.values() if torch.is_tensor(t))
-    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + \
-        sum(b.numel() * b.element_size() for b in model.buffers())
+    opt_bytes = sum(
+        distributed.local_part(t).numel() * t.element_size()
+        for st in s.optimizer.state.values()
+        for t in st.values()
+        if torch.is_tensor(t)
+    )
+    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + sum(
+        b.numel() * b.element_size() for b in model.buffers()
+    )
     summary = {
-        "method": cfg.method, "precision": cfg.precision, "seed": cfg.seed,
-        "model": cfg.model.name_or_path, "stop_reason": stop_reason,
-        "vocab_size": len(s.tokenizer), "vocab_extended_by": cfg.vocab.extend,
-        "steps": state.step, "tokens_total": state.tokens_total,
+        "method": cfg.method,
+        "precision": cfg.precision,
+        "seed": cfg.seed,
+        "model": cfg.model.name_or_path,
+        "stop_reason": stop_reason,
+        "vocab_size": len(s.tokenizer),
+        "vocab_extended_by": cfg.vocab.extend,
+        "steps": state.step,
+        "tokens_total": state.tokens_total,
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_train_loss_window_mean": float(np.mean(train_losses[-window:])) if train_losses else None,
         "final_train_loss_window": window,
         "final_val_loss": vals[-1]["val_loss"] if vals else None,
-        "best_val_loss": state.best_val_loss, "best_val_step": state.best_val_step,
-        "train_time_s": state.elapsed_s, "time_per_step_s": state.elapsed_s / max(state.step, 1),
+        "best_val_loss": state.best_val_loss,
+        "best_val_step": state.best_val_step,
+        "train_time_s": state.elapsed_s,
+        "time_per_step_s": state.elapsed_s / max(state.step, 1),
         "tokens_per_s": state.tokens_total / state.elapsed_s if state.elapsed_s else None,
         # the same throughput in characters (tokens/s x the train split's characters per token):
         # what compares runs whose tokenizers differ (vocab.extend)
         "train_chars_per_token": s.data.chars_per_token,
         # the compute the run spent: tokens x the one FLOPs formula (arch.flops_per_token; a frozen
         # base skips its weight gradients), so runs compare at equal steps, tokens or FLOPs
-        "flops_per_token": s.flops_per_token, "train_flops": s.flops_per_token * state.tokens_total,
-        "chars_per_s": (state.tokens_total * s.data.chars_per_token / state.elapsed_s
-                        if state.elapsed_s and s.data.chars_per_token else None),
+        "flops_per_token": s.flops_per_token,
+        "train_flops": s.flops_per_token * state.tokens_total,
+        "chars_per_s": (
+            state.tokens_total * s.data.chars_per_token / state.elapsed_s
+            if state.elapsed_s and s.data.chars_per_token
+            else None
+        ),
         "mfu_median": float(np.median(mfus)) if (mfus := [r["mfu"] for r in records if "mfu" in r]) else None,
         "peak_mem_bytes": memory.peak_bytes(),
         "mean_mem_bytes": float(np.mean(s.mem_samples)) if s.mem_samples else None,
-        "memory_kind": memory.stats()["reported"], "memory_stats": memory.stats(),
-        "params_total": s.total, "params_trainable": s.trainable,
+        "memory_kind": memory.stats()["reported"],
+        "memory_stats": memory.stats(),
+        "params_total": s.total,
+        "params_trainable": s.trainable,
         "trainable_fraction": s.trainable / s.total,
-        "optimizer_state_bytes": opt_bytes, "model_state_bytes": model_bytes,
-        "artifact_dir": final.name, "artifact_bytes": _dir_bytes(final),
+        "optimizer_state_bytes": opt_bytes,
+        "model_state_bytes": model_bytes,
+        "artifact_dir": final.name,
+        "artifact_bytes": _dir_bytes(final),
         "nonfinite_skipped": state.nonfinite_total,
         "padding_fraction": s.batches.padding_fraction,
-        "seq_len": cfg.data.seq_len, "batch_size": cfg.train.batch_size,
+        "seq_len": cfg.data.seq_len,
+        "batch_size": cfg.train.batch_size,
         "grad_accum": cfg.train.grad_accum,
-        "world_size": s.world, "strategy": distributed.resolve_strategy(cfg),
+        "world_size": s.world,
+        "strategy": distributed.resolve_strategy(cfg),
         "peak_mem_bytes_max_rank": peak_max,
-        "config_hash": config_hash(cfg), "data_hash": s.data.fingerprint,
+        "config_hash": config_hash(cfg),
+        "data_hash": s.data.fingerprint,
         "trained_domains": s.data.trained_domains,
         "n_docs": {k: len(v) for k, v in s.data.splits.items()},
         "device": telemetry.device_info(s.device),
-        "versions": provenance.package_versions(), "lock": provenance.lock_record(),
+        "versions": provenance.package_versions(),
+        "lock": provenance.lock_record(),
     }
-    write_json(out / "summary.json", summary, ensure_ascii=True, strict=False)   # the bytes json.dumps gave
+    write_json(out / "summary.json", summary, ensure_ascii=True, strict=False)  # the bytes json.dumps gave
     return summary
-
-

@@ -13,10 +13,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from transformers import (
-    get_constant_schedule_with_warmup,
-    get_cosine_schedule_with_warmup,
-)
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from ja_adapt.config import ExperimentConfig, OptimConfig, TrainConfig
 from ja_adapt.core.modes import eval_mode
@@ -26,23 +23,30 @@ from ja_adapt.models.precision import autocast
 from ja_adapt.train import distributed
 from ja_adapt.train.loss import token_nll
 
-PostStep = Callable[[torch.nn.Module, int], None]   # the method's hook: (model, step number from 1)
+PostStep = Callable[[torch.nn.Module, int], None]  # the method's hook: (model, step number from 1)
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig, max_steps: int):
     """(AdamW over the parameters that require grad, its LR scheduler) from `cfg.optim`; the cosine
     schedule ends at `max_steps` (cfg.train.max_steps)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-                                  weight_decay=optim.weight_decay, fused=optim.fused or None,
-                                  foreach=None if optim.fused else True)
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=optim.lr,
+        betas=(optim.beta1, optim.beta2),
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        fused=optim.fused or None,
+        foreach=None if optim.fused else True,
+    )
     if optim.schedule == "cosine":
         # transformers' cosine decays to 0; min_lr_ratio lifts the floor through LambdaLR's factor.
         scheduler = get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, max_steps)
         if optim.min_lr_ratio > 0:
             base = scheduler.lr_lambdas[0]
-            scheduler.lr_lambdas[0] = lambda s: optim.min_lr_ratio + (1 - optim.min_lr_ratio) * base(s) \
-                if s >= optim.warmup_steps else base(s)
+            scheduler.lr_lambdas[0] = lambda s: (
+                optim.min_lr_ratio + (1 - optim.min_lr_ratio) * base(s) if s >= optim.warmup_steps else base(s)
+            )
     else:
         scheduler = get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
     return optimizer, scheduler
@@ -53,8 +57,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 @torch.no_grad()
-def validation_loss(model, batches, n_batches: int, train: TrainConfig, precision: str,
-                    device) -> tuple[float, int]:
+def validation_loss(model, batches, n_batches: int, train: TrainConfig, precision: str, device) -> tuple[float, int]:
     """Mean next-token NLL (nats) over the first `n_batches` validation batches (0 = all).
     model: a causal LM, or a distributed.LossForward (called with the batch; FSDP needs this).
     train: reads emulate_bf16 and loss_chunk_size; precision: cfg.precision.
@@ -66,8 +69,11 @@ def validation_loss(model, batches, n_batches: int, train: TrainConfig, precisio
         for i in range(n):
             batch = to_device(distributed.shard_rows(batches.get(i)), device)
             with autocast(precision, device, train.emulate_bf16):
-                nll = (model(**batch)[1] if isinstance(model, distributed.LossForward)
-                       else token_nll(model, batch, train.loss_chunk_size))
+                nll = (
+                    model(**batch)[1]
+                    if isinstance(model, distributed.LossForward)
+                    else token_nll(model, batch, train.loss_chunk_size)
+                )
             total += nll.sum().item()
             count += int((batch["targets"] != IGNORE).sum())
     if distributed.world() > 1:
@@ -78,10 +84,13 @@ def validation_loss(model, batches, n_batches: int, train: TrainConfig, precisio
 
 # ---- the loop ----------------------------------------------------------------------------------
 
+
 def method_hook(cfg: ExperimentConfig) -> PostStep:
     """train_step's `post_step` for the run's method: models.build.after_step bound to `cfg`."""
+
     def post_step(model: torch.nn.Module, step: int) -> None:
         after_step(model, cfg, step)
+
     return post_step
 
 
@@ -92,9 +101,20 @@ def defers_sync(optim: OptimConfig, precision: str) -> bool:
     return optim.fused and precision != "fp16"
 
 
-def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], optim: OptimConfig,
-               train: TrainConfig, precision: str, device: torch.device, step: int,
-               post_step: PostStep | None = None) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+def train_step(
+    engine,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    micro: list[dict],
+    optim: OptimConfig,
+    train: TrainConfig,
+    precision: str,
+    device: torch.device,
+    step: int,
+    post_step: PostStep | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """One optimizer step over the micro-batches of a global batch (the step every method shares).
 
     Token-weighted gradient accumulation (each micro-batch's NLL sum over the global target count),
@@ -107,7 +127,7 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], o
     device; otherwise one .item() decides whether AdamW steps.
     """
     world = distributed.world()
-    n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)   # global batch's, on host
+    n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro)  # global batch's, on host
     loss_sum = torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         batch = to_device(distributed.shard_rows(batch), device)
@@ -116,22 +136,22 @@ def train_step(engine, model, optimizer, scheduler, scaler, micro: list[dict], o
             # loss) has no target: its loss and gradients are 0
             loss, _ = engine(**batch, scale=1.0 / max(n_targets, 1))
         with distributed.grad_sync(engine, i == len(micro) - 1):
-            scaler.scale(loss * world).backward()           # x world: DDP / FSDP average over ranks
+            scaler.scale(loss * world).backward()  # x world: DDP / FSDP average over ranks
         loss_sum += loss.detach()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(
-        [p for p in model.parameters() if p.requires_grad],
-        optim.grad_clip if optim.grad_clip > 0 else float("inf"))
+        [p for p in model.parameters() if p.requires_grad], optim.grad_clip if optim.grad_clip > 0 else float("inf")
+    )
     loss_sum = distributed.all_reduce(loss_sum)
-    if defers_sync(optim, precision):                       # fused AdamW skips where found_inf is 1
+    if defers_sync(optim, precision):  # fused AdamW skips where found_inf is 1
         optimizer.found_inf = (~torch.isfinite(loss_sum)).float()
         optimizer.step()
         optimizer.found_inf = None
-    elif math.isfinite(loss_sum.item()):                    # the one host sync of this path
+    elif math.isfinite(loss_sum.item()):  # the one host sync of this path
         scaler.step(optimizer)
     scaler.update()
     if post_step is not None:
-        post_step(model, step)                              # reads this step's gradients
+        post_step(model, step)  # reads this step's gradients
     optimizer.zero_grad(set_to_none=True)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()

@@ -48,6 +48,7 @@ def mfu(tokens_per_s: float, model_flops_per_token: float, peak: float) -> float
 
 # ---- devices -------------------------------------------------------------------------------------
 
+
 def _device(device) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 
@@ -74,21 +75,23 @@ def device_info(device="cpu") -> dict:
         "device_type": dev.type,
         "device_name": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),       # intra-op threads the measurement ran with
+        "torch_threads": torch.get_num_threads(),  # intra-op threads the measurement ran with
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "python_version": sys.version.split()[0],
         "bf16_supported": bf16_supported(dev),
-        **provenance.cpu_record(),                      # the host CPU's kernel-choosing flags
+        **provenance.cpu_record(),  # the host CPU's kernel-choosing flags
     }
     if dev.type == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(dev)
-        info.update(device_name=props.name, device_memory_bytes=props.total_memory,
-                    peak_bf16_flops=peak_flops(props.name))
+        info.update(
+            device_name=props.name, device_memory_bytes=props.total_memory, peak_bf16_flops=peak_flops(props.name)
+        )
     return info
 
 
 # ---- memory --------------------------------------------------------------------------------------
+
 
 def ru_maxrss_bytes() -> int:
     """Process lifetime peak RSS; ru_maxrss is KiB on Linux and bytes on macOS."""
@@ -118,13 +121,26 @@ def release_freed_heap() -> None:
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):     # musl and others: nothing to trim with
+        except (OSError, AttributeError):  # musl and others: nothing to trim with
             pass
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                                     "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def malloc_heap_bytes() -> dict | None:
@@ -165,8 +181,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
+        inputs = {
+            t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
+        }
         for t in pytree.tree_leaves(out):
             if not isinstance(t, torch.Tensor):
                 continue
@@ -237,7 +254,7 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             return
         release_freed_heap()
-        self._kernel = _kernel_peak_rss_resettable()      # also resets VmHWM to the current RSS
+        self._kernel = _kernel_peak_rss_resettable()  # also resets VmHWM to the current RSS
         self._high = self._process.memory_info().rss
 
     def current_bytes(self) -> int:
@@ -258,14 +275,20 @@ class MemoryMeter:
     def stats(self) -> dict:
         """All peak figures this device has, with the one `peak_bytes` reports named."""
         if self._cuda:
-            return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
-                    "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
-                    "reported": "peak_allocated_bytes"}
-        return {"peak_rss_sampled_bytes": self.peak_bytes(), "ru_maxrss_bytes": ru_maxrss_bytes(),
-                "reported": "peak_rss_sampled_bytes"}
+            return {
+                "peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
+                "reported": "peak_allocated_bytes",
+            }
+        return {
+            "peak_rss_sampled_bytes": self.peak_bytes(),
+            "ru_maxrss_bytes": ru_maxrss_bytes(),
+            "reported": "peak_rss_sampled_bytes",
+        }
 
 
 # ---- throughput ----------------------------------------------------------------------------------
+
 
 def measure_matmul_flops(config, rows: int, device="cpu", repeats: int = 3) -> float:
     """This machine's fp32 matmul FLOP/s at the shapes of one training step of `config`'s model:
@@ -279,7 +302,7 @@ def measure_matmul_flops(config, rows: int, device="cpu", repeats: int = 3) -> f
         x = torch.randn(rows, fan_in, device=dev)
         w = torch.randn(fan_out, fan_in, device=dev)
         best = float("inf")
-        for _ in range(repeats + 1):                     # the first run warms the kernels up
+        for _ in range(repeats + 1):  # the first run warms the kernels up
             sync(dev)
             start = time.perf_counter()
             torch.nn.functional.linear(x, w)

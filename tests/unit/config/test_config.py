@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from ja_adapt.methods import spec as method_spec
 from ja_adapt.config import (
     EvalConfig,
     ExperimentConfig,
@@ -26,6 +25,7 @@ from ja_adapt.config import (
     with_overrides,
 )
 from ja_adapt.core.errors import UserError
+from ja_adapt.methods import spec as method_spec
 from ja_adapt.methods.spec import TARGET_PRESETS, resolve_targets
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,6 +40,7 @@ def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 
 
 # ---- defaults ------------------------------------------------------------------------------------
+
 
 def test_defaults_are_the_documented_values_and_valid():
     cfg = load_config()
@@ -63,15 +64,19 @@ def test_default_lists_are_not_shared_between_configs():
 
 # ---- YAML files ----------------------------------------------------------------------------------
 
+
 def test_yaml_overrides_only_the_keys_it_sets(tmp_path):
-    path = write(tmp_path, "method: full\nlora:\n  rank: 8\noptim:\n  lr: 1e-4\n"
-                           "data:\n  paths: [a.jsonl, 'corpus:ja']\neval:\n  buckets:\n    kanji_ratio: 0.5\n")
+    path = write(
+        tmp_path,
+        "method: full\nlora:\n  rank: 8\noptim:\n  lr: 1e-4\n"
+        "data:\n  paths: [a.jsonl, 'corpus:ja']\neval:\n  buckets:\n    kanji_ratio: 0.5\n",
+    )
     cfg = load_config(path)
     assert cfg.method == "full" and cfg.lora.rank == 8
-    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)   # YAML 1.1 reads 1e-4 as a string
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads 1e-4 as a string
     assert cfg.data.paths == ["a.jsonl", "corpus:ja"]
     assert cfg.eval.buckets.kanji_ratio == 0.5 and cfg.eval.buckets.long_chars == 40
-    assert cfg.lora.alpha == 32.0 and cfg.optim.schedule == "cosine"      # untouched defaults
+    assert cfg.lora.alpha == 32.0 and cfg.optim.schedule == "cosine"  # untouched defaults
 
 
 def test_yaml_with_a_python_tag_is_refused_not_executed(tmp_path):
@@ -114,14 +119,18 @@ def test_unknown_key_in_yaml_names_the_file_and_suggests(tmp_path):
 
 # ---- key=value overrides -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("lora.rank=16", ("lora.rank", 16)),
-    ("data.paths=[a.jsonl,b/]", ("data.paths", ["a.jsonl", "b/"])),
-    ("train.tensorboard=false", ("train.tensorboard", False)),
-    ("model.name_or_path=a=b", ("model.name_or_path", "a=b")),     # split at the first '='
-    (" seed = 3", ("seed", 3)),
-    ("model.tokenizer=", ("model.tokenizer", "")),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lora.rank=16", ("lora.rank", 16)),
+        ("data.paths=[a.jsonl,b/]", ("data.paths", ["a.jsonl", "b/"])),
+        ("train.tensorboard=false", ("train.tensorboard", False)),
+        ("model.name_or_path=a=b", ("model.name_or_path", "a=b")),  # split at the first '='
+        (" seed = 3", ("seed", 3)),
+        ("model.tokenizer=", ("model.tokenizer", "")),
+    ],
+)
 def test_parse_override(text, expected):
     assert parse_override(text) == expected
 
@@ -137,22 +146,26 @@ def test_scalar_override_of_a_list_key_becomes_a_list():
 
 def test_precedence_defaults_yaml_overrides_flags(tmp_path):
     path = write(tmp_path, "seed: 1\nlora:\n  rank: 8\n  alpha: 8\noptim:\n  lr: 1.0e-3\n")
-    cfg = load_config(path, ["lora.rank=4", "seed=2", "lora.dropout=0.2"],
-                      {"seed": 3, "lora.alpha": None, "method": "full"})
-    assert cfg.seed == 3                    # flag beats override beats YAML
-    assert cfg.lora.rank == 4               # override beats YAML
-    assert cfg.lora.alpha == 8.0            # a None flag does not reset the YAML value
-    assert cfg.optim.lr == 1e-3             # YAML beats the default
+    cfg = load_config(
+        path, ["lora.rank=4", "seed=2", "lora.dropout=0.2"], {"seed": 3, "lora.alpha": None, "method": "full"}
+    )
+    assert cfg.seed == 3  # flag beats override beats YAML
+    assert cfg.lora.rank == 4  # override beats YAML
+    assert cfg.lora.alpha == 8.0  # a None flag does not reset the YAML value
+    assert cfg.optim.lr == 1e-3  # YAML beats the default
     assert cfg.lora.dropout == 0.2 and cfg.method == "full"
-    assert cfg.train.max_steps == 1000      # default
+    assert cfg.train.max_steps == 1000  # default
 
 
-@pytest.mark.parametrize("override, key, hint", [
-    ("lora.rnak=4", "lora.rnak", "lora.rank"),
-    ("sed=4", "sed", "seed"),
-    ("train.zzz=1", "train.zzz", None),
-    ("eval.buckets.long_char=30", "eval.buckets.long_char", "eval.buckets.long_chars"),
-])
+@pytest.mark.parametrize(
+    "override, key, hint",
+    [
+        ("lora.rnak=4", "lora.rnak", "lora.rank"),
+        ("sed=4", "sed", "seed"),
+        ("train.zzz=1", "train.zzz", None),
+        ("eval.buckets.long_char=30", "eval.buckets.long_char", "eval.buckets.long_chars"),
+    ],
+)
 def test_unknown_key_is_refused_with_the_closest_valid_key(override, key, hint):
     with pytest.raises(UserError) as e:
         load_config(None, [override])
@@ -164,17 +177,20 @@ def test_unknown_key_is_refused_with_the_closest_valid_key(override, key, hint):
         assert "did you mean" not in msg
 
 
-@pytest.mark.parametrize("override, key, kind", [
-    ("lora.rank=abc", "lora.rank", "an integer"),
-    ("lora.rank=2.5", "lora.rank", "an integer"),
-    ("lora.rank=true", "lora.rank", "an integer"),
-    ("lora.alpha=true", "lora.alpha", "a number"),
-    ("optim.lr=fast", "optim.lr", "a number"),
-    ("train.tensorboard=maybe", "train.tensorboard", "true or false"),
-    ("train.tensorboard=1", "train.tensorboard", "true or false"),
-    ("data.paths={a: 1}", "data.paths", "a list"),
-    ("model.name_or_path=[a, b]", "model.name_or_path", "a string"),
-])
+@pytest.mark.parametrize(
+    "override, key, kind",
+    [
+        ("lora.rank=abc", "lora.rank", "an integer"),
+        ("lora.rank=2.5", "lora.rank", "an integer"),
+        ("lora.rank=true", "lora.rank", "an integer"),
+        ("lora.alpha=true", "lora.alpha", "a number"),
+        ("optim.lr=fast", "optim.lr", "a number"),
+        ("train.tensorboard=maybe", "train.tensorboard", "true or false"),
+        ("train.tensorboard=1", "train.tensorboard", "true or false"),
+        ("data.paths={a: 1}", "data.paths", "a list"),
+        ("model.name_or_path=[a, b]", "model.name_or_path", "a string"),
+    ],
+)
 def test_wrong_typed_value_is_refused_naming_the_key(override, key, kind):
     with pytest.raises(UserError, match=rf"key '{re.escape(key)}' must be {kind}"):
         load_config(None, [override])
@@ -203,10 +219,10 @@ def test_section_set_to_a_mapping_sets_its_keys():
 
 
 def test_nested_eval_bucket_keys():
-    cfg = load_config(None, ["eval.buckets.long_chars=30", "eval.buckets.kanji_ratio=0.25",
-                             "eval.buckets.min_criteria=1"])
-    assert (cfg.eval.buckets.long_chars, cfg.eval.buckets.kanji_ratio, cfg.eval.buckets.min_criteria) \
-        == (30, 0.25, 1)
+    cfg = load_config(
+        None, ["eval.buckets.long_chars=30", "eval.buckets.kanji_ratio=0.25", "eval.buckets.min_criteria=1"]
+    )
+    assert (cfg.eval.buckets.long_chars, cfg.eval.buckets.kanji_ratio, cfg.eval.buckets.min_criteria) == (30, 0.25, 1)
     with pytest.raises(UserError, match=r"eval\.buckets\.kanji_ratio"):
         load_config(None, ["eval.buckets.kanji_ratio=0"])
     with pytest.raises(UserError, match=r"eval\.buckets\.min_criteria"):
@@ -215,25 +231,29 @@ def test_nested_eval_bucket_keys():
 
 # ---- cross-field validation ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, key", [
-    (["precision=fp8"], "precision"),
-    (["lora.rank=0"], "lora.rank"),
-    (["lora.alpha=0"], "lora.alpha"),
-    (["lora.dropout=1.0"], "lora.dropout"),
-    (["optim.lr=0"], "optim.lr"),
-    (["optim.schedule=linear"], "optim.schedule"),
-    (["optim.warmup_steps=1000"], "optim.warmup_steps"),         # not shorter than train.max_steps
-    (["train.max_steps=0"], "train.max_steps"),
-    (["train.batch_size=0"], "train.batch_size"),
-    (["train.eval_every=-1"], "train.eval_every"),
-    (["train.emulate_bf16=maybe"], "train.emulate_bf16"),
-    (["train.strategy=zero3"], "train.strategy"),
-    (["train.strategy=fsdp", "precision=fp16"], "train.strategy"),
-    (["method=adalora", "train.strategy=fsdp"], "train.strategy"),     # its rank allocator: not in shards
-    (["data.seq_len=1"], "data.seq_len"),
-    (["data.val_fraction=0.5"], "data.val_fraction"),
-    (["data.num_workers=0"], "data.num_workers"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["precision=fp8"], "precision"),
+        (["lora.rank=0"], "lora.rank"),
+        (["lora.alpha=0"], "lora.alpha"),
+        (["lora.dropout=1.0"], "lora.dropout"),
+        (["optim.lr=0"], "optim.lr"),
+        (["optim.schedule=linear"], "optim.schedule"),
+        (["optim.warmup_steps=1000"], "optim.warmup_steps"),  # not shorter than train.max_steps
+        (["train.max_steps=0"], "train.max_steps"),
+        (["train.batch_size=0"], "train.batch_size"),
+        (["train.eval_every=-1"], "train.eval_every"),
+        (["train.emulate_bf16=maybe"], "train.emulate_bf16"),
+        (["train.strategy=zero3"], "train.strategy"),
+        (["train.strategy=fsdp", "precision=fp16"], "train.strategy"),
+        (["method=adalora", "train.strategy=fsdp"], "train.strategy"),  # its rank allocator: not in shards
+        (["data.seq_len=1"], "data.seq_len"),
+        (["data.val_fraction=0.5"], "data.val_fraction"),
+        (["data.num_workers=0"], "data.num_workers"),
+    ],
+)
 def test_invalid_value_is_refused_naming_the_key(overrides, key):
     with pytest.raises(UserError, match=rf"config: key '{re.escape(key)}'"):
         load_config(None, overrides)
@@ -260,11 +280,19 @@ def test_lora_targets_are_checked_only_for_a_method_that_adapts_linears():
 
 # ---- method_spec.resolve_targets -----------------------------------------------------------------
 
+
 def test_resolve_targets_presets():
     assert resolve_targets("qv") == ["q_proj", "v_proj"]
     assert resolve_targets("qkvo") == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert resolve_targets("all-linear") == ["q_proj", "k_proj", "v_proj", "o_proj",
-                                             "gate_proj", "up_proj", "down_proj"]
+    assert resolve_targets("all-linear") == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
 
 
 def test_resolve_targets_returns_a_copy_of_the_preset():
@@ -289,6 +317,7 @@ def test_resolve_targets_suggests_a_preset():
 
 # ---- EvalConfig.check ----------------------------------------------------------------------------
 
+
 def test_eval_defaults_pass_check_and_light_drops_generation():
     e = EvalConfig()
     e.check()
@@ -297,18 +326,21 @@ def test_eval_defaults_pass_check_and_light_drops_generation():
     assert light.max_length == e.max_length and light.buckets == e.buckets
 
 
-@pytest.mark.parametrize("changes, key", [
-    ({"stride": 256}, "eval.stride"),                       # stride == max_length: tokens unscored
-    ({"stride": 300}, "eval.stride"),
-    ({"stride": 0}, "eval.stride"),
-    ({"max_length": 0}, "eval.max_length"),
-    ({"batch_size": 0}, "eval.batch_size"),
-    ({"bootstrap_resamples": 0}, "eval.bootstrap_resamples"),
-    ({"chunk_size": -1}, "eval.chunk_size"),
-    ({"gen_prompts": -1}, "eval.gen_prompts"),
-    ({"gen_prefix_chars": 0}, "eval.gen_prefix_chars"),
-    ({"gen_max_new_tokens": 0}, "gen_max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"stride": 256}, "eval.stride"),  # stride == max_length: tokens unscored
+        ({"stride": 300}, "eval.stride"),
+        ({"stride": 0}, "eval.stride"),
+        ({"max_length": 0}, "eval.max_length"),
+        ({"batch_size": 0}, "eval.batch_size"),
+        ({"bootstrap_resamples": 0}, "eval.bootstrap_resamples"),
+        ({"chunk_size": -1}, "eval.chunk_size"),
+        ({"gen_prompts": -1}, "eval.gen_prompts"),
+        ({"gen_prefix_chars": 0}, "eval.gen_prefix_chars"),
+        ({"gen_max_new_tokens": 0}, "gen_max_new_tokens"),
+    ],
+)
 def test_eval_check_refuses_naming_the_key(changes, key):
     e = EvalConfig(**changes)
     with pytest.raises(UserError, match=re.escape(key)):
@@ -327,22 +359,26 @@ def test_validate_runs_the_eval_check():
 
 # ---- copies, flatten, hash, round trip, diff -----------------------------------------------------
 
+
 def test_with_overrides_returns_a_validated_copy_and_leaves_the_original():
     base = load_config(None, ["data.paths=[a.jsonl]"])
     before = to_dict(base)
     new = with_overrides(base, {"lora.rank": 8, "seed": 1, "data.paths": ["b.jsonl"]})
     assert (new.lora.rank, new.seed, new.data.paths) == (8, 1, ["b.jsonl"])
     assert to_dict(base) == before
-    new.data.paths.append("c.jsonl")                        # no shared lists either
+    new.data.paths.append("c.jsonl")  # no shared lists either
     new.eval.buckets.long_chars = 1
     assert to_dict(base) == before
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"lora.rank": 0}, r"key 'lora\.rank'"),
-    ({"lora.rnk": 8}, r"grid: unknown key 'lora\.rnk' \(did you mean 'lora\.rank'\?\)"),
-    ({"method": "adapter"}, r"key 'method'"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"lora.rank": 0}, r"key 'lora\.rank'"),
+        ({"lora.rnk": 8}, r"grid: unknown key 'lora\.rnk' \(did you mean 'lora\.rank'\?\)"),
+        ({"method": "adapter"}, r"key 'method'"),
+    ],
+)
 def test_with_overrides_refuses_an_invalid_value_naming_the_key(overrides, match):
     base = ExperimentConfig()
     before = to_dict(base)
@@ -366,24 +402,35 @@ def test_config_hash_is_equal_for_equal_configs_and_changes_with_any_key():
     assert config_hash(a) == config_hash(b)
     assert re.fullmatch(r"[0-9a-f]{16}", config_hash(a))
     hashes = {config_hash(a)}
-    for change in ({"seed": 1}, {"lora.rank": 8}, {"eval.buckets.long_chars": 41},
-                   {"data.paths": ["x.jsonl"]}):
+    for change in ({"seed": 1}, {"lora.rank": 8}, {"eval.buckets.long_chars": 41}, {"data.paths": ["x.jsonl"]}):
         hashes.add(config_hash(with_overrides(a, change)))
     assert len(hashes) == 5
 
 
 def test_save_config_round_trip(tmp_path):
-    cfg = load_config(None, ["method=full", "precision=fp32", "seed=7", "lora.alpha=12.5",
-                             "optim.lr=2.5e-5", "optim.eps=1e-10", "data.paths=[日本語.jsonl,'corpus:ja']",
-                             "model.tokenizer=tok/dir", "eval.forgetting_langs=[en]",
-                             "eval.buckets.kanji_ratio=0.3", "train.compile=true"])
+    cfg = load_config(
+        None,
+        [
+            "method=full",
+            "precision=fp32",
+            "seed=7",
+            "lora.alpha=12.5",
+            "optim.lr=2.5e-5",
+            "optim.eps=1e-10",
+            "data.paths=[日本語.jsonl,'corpus:ja']",
+            "model.tokenizer=tok/dir",
+            "eval.forgetting_langs=[en]",
+            "eval.buckets.kanji_ratio=0.3",
+            "train.compile=true",
+        ],
+    )
     path = tmp_path / "config.yaml"
     save_config(cfg, path)
     back = from_dict(read_yaml(path))
     validate(back)
     assert to_dict(back) == to_dict(cfg)
     assert config_hash(back) == config_hash(cfg)
-    assert "日本語.jsonl" in path.read_text(encoding="utf-8")     # written as text, not escaped
+    assert "日本語.jsonl" in path.read_text(encoding="utf-8")  # written as text, not escaped
 
 
 def test_from_dict_refuses_unknown_keys_naming_where():
@@ -399,6 +446,7 @@ def test_diff_keys():
 
 
 # ---- shipped YAML ---------------------------------------------------------------------------------
+
 
 def test_shipped_configs_exist():
     assert {p.name for p in SHIPPED} >= {"demo.yaml", "qwen2.5-0.5b-ja.yaml", "tiny-ja.yaml"}
@@ -430,9 +478,10 @@ def test_shipped_config_header_shows_the_command_that_runs_it(path):
 def test_accelerate_configs_load_with_accelerate(path):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType
+
     cfg = load_config_from_file(str(path))
     assert cfg.distributed_type == DistributedType.MULTI_GPU
-    assert cfg.mixed_precision == "no"          # a string: unquoted `no` would be YAML's false
+    assert cfg.mixed_precision == "no"  # a string: unquoted `no` would be YAML's false
     assert cfg.num_processes >= cfg.num_machines >= 1
 
 

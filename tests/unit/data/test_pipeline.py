@@ -9,18 +9,25 @@ from pathlib import Path
 import pytest
 
 from ja_adapt.config import load_config
+from ja_adapt.core.errors import UserError
 from ja_adapt.data import corpora, pipeline
 from ja_adapt.data.corpora import SOURCES
 from ja_adapt.data.pipeline import eval_set, prepare_data, read_specs, training_splits
 from ja_adapt.data.sources import read_corpus
 from ja_adapt.data.splits import doc_hash_unit, split_documents
-from ja_adapt.core.errors import UserError
 
-JA = ["今日は良い天気ですね。散歩に行きましょう。", "東京の桜は三月の終わりに咲きます。",
-      "私は毎朝コーヒーを飲みながら新聞を読みます。", "この本はとても面白かったので、友達にも勧めました。",
-      "カタカナで書かれたメニューを読むのは少し難しいです。", "京都には古いお寺や神社がたくさんあります。",
-      "日本語を勉強するのは楽しいけれど、漢字を覚えるのは大変です。", "犬が公園を走っています。",
-      "駅の前に新しいパン屋さんができました。", "明日は雨が降るそうです。"]
+JA = [
+    "今日は良い天気ですね。散歩に行きましょう。",
+    "東京の桜は三月の終わりに咲きます。",
+    "私は毎朝コーヒーを飲みながら新聞を読みます。",
+    "この本はとても面白かったので、友達にも勧めました。",
+    "カタカナで書かれたメニューを読むのは少し難しいです。",
+    "京都には古いお寺や神社がたくさんあります。",
+    "日本語を勉強するのは楽しいけれど、漢字を覚えるのは大変です。",
+    "犬が公園を走っています。",
+    "駅の前に新しいパン屋さんができました。",
+    "明日は雨が降るそうです。",
+]
 
 
 def jsonl(path: Path, records: list[dict]) -> Path:
@@ -41,18 +48,31 @@ def cfg_for(paths, *overrides, eval_paths=None, seen_paths=None, decontaminate=T
         flags["data.eval_paths"] = [str(p) for p in eval_paths]
     if seen_paths is not None:
         flags["data.seen_paths"] = [str(p) for p in seen_paths]
-    return load_config(None, ["precision=fp32", "data.seq_len=16", "train.batch_size=2",
-                              "data.val_fraction=0.1", "data.test_fraction=0.1", *overrides], flags)
+    return load_config(
+        None,
+        [
+            "precision=fp32",
+            "data.seq_len=16",
+            "train.batch_size=2",
+            "data.val_fraction=0.1",
+            "data.test_fraction=0.1",
+            *overrides,
+        ],
+        flags,
+    )
 
 
 # ---- read_specs ----------------------------------------------------------------------------------
 
+
 def test_read_specs_of_a_jsonl_file(tmp_path):
-    path = jsonl(tmp_path / "mixed.jsonl", [{"text": JA[0], "domain": "news"}, {"text": JA[1]},
-                                             {"text": "Hello there.", "lang": "en"}])
+    path = jsonl(
+        tmp_path / "mixed.jsonl",
+        [{"text": JA[0], "domain": "news"}, {"text": JA[1]}, {"text": "Hello there.", "lang": "en"}],
+    )
     docs = read_specs([str(path)])
     assert [d.text for d in docs] == [JA[0], JA[1], "Hello there."]
-    assert [d.domain for d in docs] == ["news", "mixed", "mixed"]      # default: the file's stem
+    assert [d.domain for d in docs] == ["news", "mixed", "mixed"]  # default: the file's stem
     assert [d.lang for d in docs] == ["ja", "ja", "en"]
     assert docs[1].source == f"{path}:2"
 
@@ -111,9 +131,9 @@ def test_require_japanese_refusal_names_the_file(tmp_path):
     with pytest.raises(UserError) as e:
         read_specs([str(path)], require_japanese=True)
     assert str(path) in str(e.value) and "data.require_japanese=false" in str(e.value)
-    assert len(read_specs([str(path)])) == 2                    # without the check it reads
+    assert len(read_specs([str(path)])) == 2  # without the check it reads
     with pytest.raises(UserError, match=str(path)):
-        training_splits(cfg_for([path]))                        # data.require_japanese defaults on
+        training_splits(cfg_for([path]))  # data.require_japanese defaults on
     docs, _ = training_splits(cfg_for([path], "data.require_japanese=false"))
     assert len(docs) == 2
 
@@ -126,6 +146,7 @@ def test_require_japanese_is_met_by_any_spec(tmp_path):
 
 # ---- splits and the evaluation set ---------------------------------------------------------------
 
+
 def test_training_splits_with_no_paths_names_data_paths():
     with pytest.raises(UserError, match=r"key 'data\.paths' is empty"):
         training_splits(load_config(None, ["precision=fp32"]))
@@ -137,29 +158,42 @@ def test_training_splits_follow_the_fractions(tmp_path):
     assert docs == read_corpus([str(path)])
     assert splits == split_documents(docs, 0.1, 0.1)
     assert sum(len(v) for v in splits.values()) == len(docs) and splits["train"]
-    for domain in ("news", "chat"):                             # each domain gets val and test
+    for domain in ("news", "chat"):  # each domain gets val and test
         assert any(d.domain == domain for d in splits["val"])
         assert any(d.domain == domain for d in splits["test"])
 
 
 def test_a_record_s_own_split_is_kept_and_the_rest_split_by_hash(tmp_path):
-    pinned = [{"prompt": f"Translate: source {i}\n", "completion": f"訳文{i}です", "domain": "translation",
-               "split": ("train", "val", "test")[i % 3]} for i in range(30)]
+    pinned = [
+        {
+            "prompt": f"Translate: source {i}\n",
+            "completion": f"訳文{i}です",
+            "domain": "translation",
+            "split": ("train", "val", "test")[i % 3],
+        }
+        for i in range(30)
+    ]
     path = corpus(tmp_path, extra=pinned)
     docs, splits = training_splits(cfg_for([path]))
     for name in ("train", "val", "test"):
         got = sorted(d.text for d in splits[name] if d.domain == "translation")
         assert got == sorted(r["prompt"] + r["completion"] for r in pinned if r["split"] == name)
-    free = [d for d in docs if d.split is None]                 # the others: as if alone
-    assert {k: [d for d in v if d.split is None] for k, v in splits.items()} == \
-        split_documents(free, 0.1, 0.1)
+    free = [d for d in docs if d.split is None]  # the others: as if alone
+    assert {k: [d for d in v if d.split is None] for k, v in splits.items()} == split_documents(free, 0.1, 0.1)
 
 
 def test_supervised_examples_are_decontaminated_by_their_response(tmp_path):
     """A shared prompt template is not contamination; a response found in training text is."""
     template = "Translate into Japanese, keeping every placeholder as it is:\n"
-    pairs = [{"prompt": f"{template}source sentence number {i}\n", "completion": f"これは{i}番目の文です",
-              "domain": "translation", "split": "train" if i < 20 else "test"} for i in range(30)]
+    pairs = [
+        {
+            "prompt": f"{template}source sentence number {i}\n",
+            "completion": f"これは{i}番目の文です",
+            "domain": "translation",
+            "split": "train" if i < 20 else "test",
+        }
+        for i in range(30)
+    ]
     leaked = {"text": "これは25番目の文です。ほかの文もあります。", "domain": "news"}
     path = corpus(tmp_path, extra=pairs)
     seen = jsonl(tmp_path / "seen.jsonl", [leaked])
@@ -170,8 +204,13 @@ def test_supervised_examples_are_decontaminated_by_their_response(tmp_path):
 
 def test_eval_set_is_the_test_split_plus_the_eval_corpora(tmp_path):
     path = corpus(tmp_path)
-    extra = jsonl(tmp_path / "other.jsonl", [{"text": "これは別の分野の文章です。", "domain": "legal"},
-                                             {"text": "An English text.", "lang": "en", "domain": "en-docs"}])
+    extra = jsonl(
+        tmp_path / "other.jsonl",
+        [
+            {"text": "これは別の分野の文章です。", "domain": "legal"},
+            {"text": "An English text.", "lang": "en", "domain": "en-docs"},
+        ],
+    )
     cfg = cfg_for([path], eval_paths=[extra, "corpus:chatterbot-ja"], decontaminate=False)
     evs = eval_set(cfg)
     docs = evs.docs
@@ -179,9 +218,9 @@ def test_eval_set_is_the_test_split_plus_the_eval_corpora(tmp_path):
     extra_docs = read_corpus([str(extra)]) + corpora.load_sources(["chatterbot-ja"])[0]
     assert set(docs) == set(expected_test) | set(extra_docs)
     assert len(docs) == len(expected_test) + len(extra_docs)
-    assert docs[:len(expected_test)] == expected_test
-    assert evs.trained == [("ja", "chat"), ("ja", "news")]           # (lang, domain) of the train split
-    assert evs.decontamination is None                                 # decontaminate=False
+    assert docs[: len(expected_test)] == expected_test
+    assert evs.trained == [("ja", "chat"), ("ja", "news")]  # (lang, domain) of the train split
+    assert evs.decontamination is None  # decontaminate=False
     train = set(training_splits(cfg)[1]["train"])
     assert not train & set(docs)
 
@@ -192,14 +231,21 @@ def test_eval_set_removes_documents_contained_in_training_text(tmp_path):
     path = corpus(tmp_path)
     train = training_splits(cfg_for([path]))[1]["train"]
     seen = jsonl(tmp_path / "seen.jsonl", [{"text": "事前学習の文章はここにあります。" * 4, "domain": "pre"}])
-    extra = jsonl(tmp_path / "other.jsonl", [{"text": train[0].text, "domain": "legal"},
-                                             {"text": "事前学習の文章はここにあります。" * 3, "domain": "legal"},
-                                             {"text": "まったく関係のない新しい法律の文章です。", "domain": "legal"}])
+    extra = jsonl(
+        tmp_path / "other.jsonl",
+        [
+            {"text": train[0].text, "domain": "legal"},
+            {"text": "事前学習の文章はここにあります。" * 3, "domain": "legal"},
+            {"text": "まったく関係のない新しい法律の文章です。", "domain": "legal"},
+        ],
+    )
     evs = eval_set(cfg_for([path], eval_paths=[extra], seen_paths=[seen]))
     legal = [d.text for d in evs.docs if d.domain == "legal"]
     assert legal == ["まったく関係のない新しい法律の文章です。"]
-    assert evs.decontamination["groups"]["ja/legal"]["removed_by"] == {"data.paths (train + val splits)": 1,
-                                                                       "data.seen_paths": 1}
+    assert evs.decontamination["groups"]["ja/legal"]["removed_by"] == {
+        "data.paths (train + val splits)": 1,
+        "data.seen_paths": 1,
+    }
     kept = eval_set(cfg_for([path], eval_paths=[extra], seen_paths=[seen], decontaminate=False))
     assert len([d for d in kept.docs if d.domain == "legal"]) == 3 and kept.decontamination is None
 
@@ -211,6 +257,7 @@ def test_eval_set_without_eval_paths(tmp_path):
 
 # ---- prepare_data --------------------------------------------------------------------------------
 
+
 def test_prepare_data_packs_train_and_val(tmp_path, monkeypatch, tiny_tokenizer):
     monkeypatch.setenv("JA_ADAPT_CACHE", str(tmp_path / "cache"))
     path = corpus(tmp_path)
@@ -220,7 +267,7 @@ def test_prepare_data_packs_train_and_val(tmp_path, monkeypatch, tiny_tokenizer)
     assert set(batch) == {"input_ids", "position_ids", "targets"}
     assert all(v.shape == (2, 16) for v in batch.values())
     assert data.val is not None and data.val.get(0)["input_ids"].shape == (2, 16)
-    assert (tmp_path / "cache" / "tokens").is_dir()             # $JA_ADAPT_CACHE/tokens by default
+    assert (tmp_path / "cache" / "tokens").is_dir()  # $JA_ADAPT_CACHE/tokens by default
     # every train-split document, tokenized, followed by EOS
     want = sum(len(tiny_tokenizer.encode(d.text, add_special_tokens=False)) + 1 for d in data.splits["train"])
     assert data.train.store.n_tokens == want
@@ -246,10 +293,12 @@ def test_fingerprint_follows_the_corpus_not_the_path(tmp_path, monkeypatch, tiny
     (tmp_path / "b").mkdir()
     first = prepare_data(cfg_for([corpus(tmp_path / "a")]), tiny_tokenizer).fingerprint
     same = prepare_data(cfg_for([corpus(tmp_path / "b")]), tiny_tokenizer).fingerprint
-    more = prepare_data(cfg_for([corpus(tmp_path, "more.jsonl", [{"text": "新しい文書です。", "domain": "news"}])]),
-                        tiny_tokenizer).fingerprint
-    relabelled = prepare_data(cfg_for([corpus(tmp_path, "ja2.jsonl", [{"text": JA[0], "domain": "other"}])]),
-                              tiny_tokenizer).fingerprint
+    more = prepare_data(
+        cfg_for([corpus(tmp_path, "more.jsonl", [{"text": "新しい文書です。", "domain": "news"}])]), tiny_tokenizer
+    ).fingerprint
+    relabelled = prepare_data(
+        cfg_for([corpus(tmp_path, "ja2.jsonl", [{"text": JA[0], "domain": "other"}])]), tiny_tokenizer
+    ).fingerprint
     assert first == same
     assert len({first, more, relabelled}) == 3
 
@@ -275,5 +324,4 @@ def test_corpus_with_every_document_held_out_is_refused(tmp_path, monkeypatch, t
         prepare_data(cfg, tiny_tokenizer)
     msg = str(e.value)
     assert str(path) in msg and "no training documents" in msg and "data.val_fraction" in msg
-    assert not (tmp_path / "cache").exists()                    # refused before tokenizing
-
+    assert not (tmp_path / "cache").exists()  # refused before tokenizing

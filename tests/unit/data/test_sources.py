@@ -9,10 +9,10 @@ from hashlib import sha256
 import pytest
 
 from ja_adapt.core import hub
+from ja_adapt.core.errors import UserError
 from ja_adapt.data.documents import Document
 from ja_adapt.data.sources import corpus_fingerprint, detect_lang, read_corpus
 from ja_adapt.data.splits import split_documents
-from ja_adapt.core.errors import UserError
 
 
 def _write_jsonl(path, records):
@@ -34,36 +34,41 @@ def _raises(paths, *fragments, **kwargs) -> str:
 
 # --- reading -----------------------------------------------------------------------------------
 
+
 def test_txt_blocks_are_documents_with_detected_lang_and_stem_domain(tmp_path):
     f = tmp_path / "news.txt"
-    f.write_text("  今日は晴れです。\n明日は雨です。  \n\n \n\nThe end.\n\n\n東京大学\n",
-                 encoding="utf-8")
+    f.write_text("  今日は晴れです。\n明日は雨です。  \n\n \n\nThe end.\n\n\n東京大学\n", encoding="utf-8")
     docs = read_corpus([str(f)])
-    assert [d.text for d in docs] == ["今日は晴れです。\n明日は雨です。", "The end.",
-                                      "東京大学"]
+    assert [d.text for d in docs] == ["今日は晴れです。\n明日は雨です。", "The end.", "東京大学"]
     assert [d.lang for d in docs] == ["ja", "en", "zh"]
     assert {d.domain for d in docs} == {"news"}
     assert [d.source for d in docs] == [f"{f}:1", f"{f}:6", f"{f}:9"]
 
 
 def test_detect_lang_script_classes():
-    assert detect_lang("コーヒー") == "ja"           # katakana only
-    assert detect_lang("ｺｰﾋｰ") == "ja"               # halfwidth katakana
-    assert detect_lang("漢字と仮名") == "ja"          # kanji + hiragana
-    assert detect_lang("我们学习汉语。") == "zh"       # Han only
+    assert detect_lang("コーヒー") == "ja"  # katakana only
+    assert detect_lang("ｺｰﾋｰ") == "ja"  # halfwidth katakana
+    assert detect_lang("漢字と仮名") == "ja"  # kanji + hiragana
+    assert detect_lang("我们学习汉语。") == "zh"  # Han only
     assert detect_lang("naïve café 123") == "en"
 
 
 def test_jsonl_fields_and_defaults(tmp_path):
-    f = _write_jsonl(tmp_path / "chat.jsonl", [
-        {"text": "こんにちは"},
-        {"text": "Hello", "lang": "en", "domain": "greeting"},
-        {"text": "   "},                                   # blank: skipped
-        {"text": "你好", "extra": 1},
-    ])
+    f = _write_jsonl(
+        tmp_path / "chat.jsonl",
+        [
+            {"text": "こんにちは"},
+            {"text": "Hello", "lang": "en", "domain": "greeting"},
+            {"text": "   "},  # blank: skipped
+            {"text": "你好", "extra": 1},
+        ],
+    )
     docs = read_corpus([str(f)])
     assert [(d.text, d.lang, d.domain) for d in docs] == [
-        ("こんにちは", "ja", "chat"), ("Hello", "en", "greeting"), ("你好", "zh", "chat")]
+        ("こんにちは", "ja", "chat"),
+        ("Hello", "en", "greeting"),
+        ("你好", "zh", "chat"),
+    ]
     assert docs[2].source == f"{f}:4"
     assert read_corpus([str(f)], domain="override")[0].domain == "override"
 
@@ -82,11 +87,14 @@ def test_directory_is_recursive_and_sorted(tmp_path):
 def test_saved_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
     out = tmp_path / "wiki"
-    datasets.Dataset.from_dict({"text": ["日本語の文です。", "Another one."],
-                                "domain": ["wiki", "web"], "id": [1, 2]}).save_to_disk(str(out))
+    datasets.Dataset.from_dict(
+        {"text": ["日本語の文です。", "Another one."], "domain": ["wiki", "web"], "id": [1, 2]}
+    ).save_to_disk(str(out))
     docs = read_corpus([str(out)])
-    assert [(d.text, d.lang, d.domain) for d in docs] == [("日本語の文です。", "ja", "wiki"),
-                                                          ("Another one.", "en", "web")]
+    assert [(d.text, d.lang, d.domain) for d in docs] == [
+        ("日本語の文です。", "ja", "wiki"),
+        ("Another one.", "en", "web"),
+    ]
     bad = tmp_path / "bad"
     datasets.Dataset.from_dict({"content": ["x"]}).save_to_disk(str(bad))
     _raises([bad], str(bad), "no 'text' column", "content")
@@ -111,8 +119,8 @@ def test_hub_dataset_uses_train_split_and_wraps_failures(tmp_path, monkeypatch):
     assert calls == [("owner/corpus", "train")]
     assert (docs[0].domain, docs[0].lang) == ("corpus", "ja")
     _raises(["hf:missing"], "missing", "hub dataset failed", "doesn't exist")
-    _raises(["typo"], "typo: no such file")       # a bare missing name is never looked up
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")     # offline: a missing path is just missing
+    _raises(["typo"], "typo: no such file")  # a bare missing name is never looked up
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: a missing path is just missing
     _raises(["owner/other"], "owner/other: no such file")
     assert calls == [("owner/corpus", "train"), ("missing", "train")]
 
@@ -130,11 +138,13 @@ def test_a_path_that_is_not_there_never_goes_to_the_hub(tmp_path, monkeypatch):
     for spec in ("corpus/ja", "./data/ja", "data/ja/news", "/no/such/ja"):
         _raises([spec], f"{spec}: no such file")
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # port 9: closed
     _raises(["datta/ja"], "datta/ja", "hub cannot be reached")
 
 
 # --- bad input ---------------------------------------------------------------------------------
+
 
 def test_missing_path(tmp_path):
     _raises([tmp_path / "nope.txt"], f"{tmp_path / 'nope.txt'}: no such file")
@@ -153,14 +163,14 @@ def test_empty_corpus(tmp_path):
 
 def test_non_utf8_txt_names_file_line_and_offset(tmp_path):
     f = tmp_path / "latin.txt"
-    data = "日本\nabc ".encode("utf-8") + "é".encode("latin-1") + b"\n"
+    data = "日本\nabc ".encode() + "é".encode("latin-1") + b"\n"
     f.write_bytes(data)
     _raises([f], f"{f}:2:", "not UTF-8", f"byte offset {data.index(0xE9)} in the file")
 
 
 def test_non_utf8_jsonl_names_line(tmp_path):
     f = tmp_path / "bad.jsonl"
-    f.write_bytes(b'{"text": "ok"}\n{"text": "\x82\xa0"}\n')   # Shift_JIS bytes for あ
+    f.write_bytes(b'{"text": "ok"}\n{"text": "\x82\xa0"}\n')  # Shift_JIS bytes for あ
     _raises([f], f"{f}:2:", "not UTF-8")
 
 
@@ -186,7 +196,7 @@ def test_require_japanese(tmp_path):
     en.write_text("Only English here.\n\nAnd here.", encoding="utf-8")
     _raises([en], str(en), "no Japanese characters", require_japanese=True)
     zh = tmp_path / "chinese.txt"
-    zh.write_text("我们学习汉语。", encoding="utf-8")   # Han without kana is not Japanese
+    zh.write_text("我们学习汉语。", encoding="utf-8")  # Han without kana is not Japanese
     _raises([zh], "no Japanese characters", require_japanese=True)
     ja = tmp_path / "ja.txt"
     ja.write_text("日本語です。", encoding="utf-8")
@@ -195,18 +205,25 @@ def test_require_japanese(tmp_path):
 
 # --- fingerprint -------------------------------------------------------------------------------
 
+
 def test_corpus_fingerprint_covers_text_lang_domain_only():
     docs = [Document("あ", "ja", "news", "a.txt:1"), Document("b", "en", "web")]
     fp = corpus_fingerprint(docs)
     moved = [Document("あ", "ja", "news", "elsewhere"), Document("b", "en", "web")]
     assert fp == corpus_fingerprint(moved)
     assert len(fp) == 64 and fp != sha256(b"").hexdigest()
-    variants = [[Document("い", "ja", "news"), docs[1]], [Document("あ", "zh", "news"), docs[1]],
-                [Document("あ", "ja", "wiki"), docs[1]], docs[::-1], docs[:1]]
+    variants = [
+        [Document("い", "ja", "news"), docs[1]],
+        [Document("あ", "zh", "news"), docs[1]],
+        [Document("あ", "ja", "wiki"), docs[1]],
+        docs[::-1],
+        docs[:1],
+    ]
     assert len({fp, *map(corpus_fingerprint, variants)}) == 6
 
 
 # --- split -------------------------------------------------------------------------------------
+
 
 def _docs(n, domain, prefix="文書"):
     return [Document(f"{prefix}{domain}{i}です。", "ja", domain) for i in range(n)]
@@ -220,13 +237,13 @@ def _assignment(splits):
 def test_split_partitions_deterministically_with_expected_shares():
     docs = _docs(2000, "a")
     splits = split_documents(docs, 0.05, 0.10)
-    assert Counter(map(id, sum(splits.values(), []))) == Counter(map(id, docs))   # each doc once
+    assert Counter(map(id, sum(splits.values(), []))) == Counter(map(id, docs))  # each doc once
     assert splits == split_documents(list(docs), 0.05, 0.10)
     # Binomial(2000, p): 5 standard deviations either side.
     assert abs(len(splits["val"]) - 100) < 5 * (2000 * 0.05 * 0.95) ** 0.5
     assert abs(len(splits["test"]) - 200) < 5 * (2000 * 0.10 * 0.90) ** 0.5
     assert splits != split_documents(docs, 0.05, 0.10, salt="other")
-    assert splits["train"] == [d for d in docs if d in set(splits["train"])]   # input order kept
+    assert splits["train"] == [d for d in docs if d in set(splits["train"])]  # input order kept
 
 
 def test_split_is_stable_when_documents_are_added():
@@ -243,7 +260,7 @@ def test_split_small_domains_get_val_and_test_independently():
     assert len(alone["val"]) == 1 and len(alone["test"]) == 1 and len(alone["train"]) == 1
     with_others = _assignment(split_documents(small + _docs(50, "big"), 0.01, 0.01))
     assert {id(d): with_others[id(d)] for d in small} == _assignment(alone)
-    pair = split_documents(_docs(2, "pair"), 0.01, 0.01)      # < 3 docs: no forced share
+    pair = split_documents(_docs(2, "pair"), 0.01, 0.01)  # < 3 docs: no forced share
     assert len(pair["train"]) + len(pair["val"]) + len(pair["test"]) == 2
 
 

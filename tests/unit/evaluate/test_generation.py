@@ -8,21 +8,42 @@ import sacrebleu
 import torch
 
 from ja_adapt.data.documents import Document
-from ja_adapt.evaluate.generation import (Prompt, decoding_budget, evaluate_generation, generate,
-                                          make_prompts)
-from ja_adapt.evaluate.genscores import (bleu_chrf, distinct_n, length_ratio, prompt_intervals,
-                                         repeat_rate, repeated_ngrams)
+from ja_adapt.evaluate.generation import Prompt, decoding_budget, evaluate_generation, generate, make_prompts
+from ja_adapt.evaluate.genscores import (
+    bleu_chrf,
+    distinct_n,
+    length_ratio,
+    prompt_intervals,
+    repeat_rate,
+    repeated_ngrams,
+)
 from ja_adapt.models.load import load_model
 
-HYPS = ["今日は良い天気です。", "猫が好きです", "東京の桜は三月に咲く。", "本を読みました。", "ははははははは", "京都京都京都"]
-REFS = ["今日は良い天気ですね。", "犬が好きです", "東京の桜は三月の終わりに咲きます。", "本を読みます。",
-        "お寺がたくさんある", "京都には古いお寺"]
+HYPS = [
+    "今日は良い天気です。",
+    "猫が好きです",
+    "東京の桜は三月に咲く。",
+    "本を読みました。",
+    "ははははははは",
+    "京都京都京都",
+]
+REFS = [
+    "今日は良い天気ですね。",
+    "犬が好きです",
+    "東京の桜は三月の終わりに咲きます。",
+    "本を読みます。",
+    "お寺がたくさんある",
+    "京都には古いお寺",
+]
 
 
 def _prompts(n_chars=16):
     from tiny_text import SENTENCES
-    return [Prompt(s[:k], (s * 3)[k:k + n_chars], f"s{i}")
-            for i, (s, k) in enumerate(zip(SENTENCES, (2, 9, 4, 12, 6, 3, 15, 5)))]
+
+    return [
+        Prompt(s[:k], (s * 3)[k : k + n_chars], f"s{i}")
+        for i, (s, k) in enumerate(zip(SENTENCES, (2, 9, 4, 12, 6, 3, 15, 5)))
+    ]
 
 
 def test_batched_decoding_equals_one_at_a_time(tiny_tokenizer):
@@ -30,11 +51,11 @@ def test_batched_decoding_equals_one_at_a_time(tiny_tokenizer):
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).float().eval()
     prompts = _prompts()
     lengths = {len(tiny_tokenizer(p.prompt)["input_ids"]) for p in prompts}
-    assert len(lengths) > 3                          # rows of a batch are padded differently
+    assert len(lengths) > 3  # rows of a batch are padded differently
     alone = generate(model, tiny_tokenizer, prompts, 64, batch_size=1)
     batched = generate(model, tiny_tokenizer, prompts, 64, batch_size=5)
     assert batched == alone
-    assert len({c.text for c in alone}) > 3          # not one output for every prompt
+    assert len({c.text for c in alone}) > 3  # not one output for every prompt
     for p, c in zip(prompts, alone):
         assert c.stop == "length" and len(c.text) == len(p.reference)
 
@@ -64,7 +85,7 @@ def test_continuation_is_cut_to_the_reference_and_otherwise_kept(tiny_tokenizer)
     produced = "、" + " " * 40
     model = ScriptedModel(tiny_tokenizer(produced, add_special_tokens=False)["input_ids"])
     (c,) = generate(model, tiny_tokenizer, [Prompt("今日は", "良い天気ですね。散歩に行きましょう。東京", "x")], 256)
-    assert c.text == produced[:20] and c.stop == "length"     # the spaces stay: 20 characters, not 1
+    assert c.text == produced[:20] and c.stop == "length"  # the spaces stay: 20 characters, not 1
     eos = tiny_tokenizer.eos_token_id
     short = ScriptedModel(tiny_tokenizer("あ", add_special_tokens=False)["input_ids"] + [eos])
     (c,) = generate(short, tiny_tokenizer, [Prompt("今日は", "良い天気ですね。", "x")], 256)
@@ -84,7 +105,7 @@ def test_degeneration_metrics_by_hand():
     assert repeat_rate(["aaaaaa", "abc"]) == pytest.approx(2 / 3)  # "abc" has no 4-gram
     assert repeat_rate(["ab"]) is None
     assert distinct_n(["abab", "ab"], 1) == pytest.approx(2 / 6)
-    assert distinct_n(["abab", "ab"], 2) == pytest.approx(2 / 4)    # ab ba ab | ab: no "ba" across texts
+    assert distinct_n(["abab", "ab"], 2) == pytest.approx(2 / 4)  # ab ba ab | ab: no "ba" across texts
     assert length_ratio(["ab", "c"], ["abcd", "ef"]) == pytest.approx(3 / 6)
 
 
@@ -107,8 +128,18 @@ def test_bleu_and_chrf_equal_sacrebleu():
 def test_prompt_intervals_recompute_each_resample_with_sacrebleu():
     r = prompt_intervals(HYPS, REFS, resamples=40, seed=3)
     idx = np.random.default_rng(3).integers(0, len(HYPS), size=(40, len(HYPS)))
-    reps = {k: [] for k in ("bleu", "chrf", "bleu_4_precision", "sentence_bleu_mean", "repeat_4gram_rate",
-                            "distinct_2", "length_ratio")}
+    reps = {
+        k: []
+        for k in (
+            "bleu",
+            "chrf",
+            "bleu_4_precision",
+            "sentence_bleu_mean",
+            "repeat_4gram_rate",
+            "distinct_2",
+            "length_ratio",
+        )
+    }
     # one metric object each: sacrebleu's tokenizer cache keeps every instance (and its MeCab
     # dictionary, ~2 MB) alive, so sacrebleu.corpus_bleu per resample grew this process by 1 GiB
     bleu, sentence = sacrebleu.BLEU(tokenize="ja-mecab"), sacrebleu.BLEU(tokenize="ja-mecab", effective_order=True)
@@ -133,15 +164,26 @@ def test_prompts_are_seeded_and_cut_from_documents():
     p1, p2 = make_prompts(docs, 4, 10, 8, seed=3), make_prompts(docs, 4, 10, 8, seed=3)
     assert [p.source for p in p1] == [p.source for p in p2] and len(p1) == 4
     assert all(p.prompt == ("あいうえお" * 5)[:10] and p.reference == ("あいうえお" * 5)[10:18] for p in p1)
-    assert make_prompts(docs, 50, 10, 8)[-1].source != ""   # the short document is never used
+    assert make_prompts(docs, 50, 10, 8)[-1].source != ""  # the short document is never used
 
 
 def test_evaluate_generation_reports_decoding_and_intervals(tiny_tokenizer):
     from tiny_text import SENTENCES
+
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0)
     docs = [Document(s * 2, "ja", source=f"d{i}") for i, s in enumerate(SENTENCES)]
-    r = evaluate_generation(model, tiny_tokenizer, docs, n_prompts=6, prefix_chars=8, ref_chars=12,
-                            max_new_tokens=256, seed=0, batch_size=4, resamples=30)
+    r = evaluate_generation(
+        model,
+        tiny_tokenizer,
+        docs,
+        n_prompts=6,
+        prefix_chars=8,
+        ref_chars=12,
+        max_new_tokens=256,
+        seed=0,
+        batch_size=4,
+        resamples=30,
+    )
     assert r["n"] == 6 and r["decoding"]["max_new_tokens"] == 48
     assert sum(r["decoding"]["stopped"].values()) == 6
     for k in ("bleu", "chrf", "repeat_4gram_rate", "distinct_1", "distinct_2", "length_ratio"):

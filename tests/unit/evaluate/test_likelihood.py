@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from ja_adapt.data.documents import Document
 from ja_adapt.core.errors import UserError
+from ja_adapt.data.documents import Document
 from ja_adapt.evaluate.likelihood import corpus_likelihood, score_batch, score_documents, windows
-from ja_adapt.train.loss import IGNORE, token_nll
 from ja_adapt.models.load import load_model
+from ja_adapt.train.loss import IGNORE, token_nll
 
 TEXT = "今日は良い天気ですね。The weather is nice. 我们是中国人。𠀋ｶﾀｶﾅ"
 

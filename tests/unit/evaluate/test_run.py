@@ -12,27 +12,30 @@ import numpy as np
 import pytest
 import torch
 
-from ja_adapt.data.documents import Document
-from ja_adapt.core.errors import UserError
-from ja_adapt.evaluate.buckets import classify, sentences
-from ja_adapt.evaluate.forgetting import learning_forgetting_points, retention
 from ja_adapt.apps.cli.evaluate import add_arguments, run, summary_table
 from ja_adapt.config import EvalConfig
+from ja_adapt.core.errors import UserError
+from ja_adapt.data.documents import Document
+from ja_adapt.evaluate.buckets import classify, sentences
 from ja_adapt.evaluate.compare import compare_models
+from ja_adapt.evaluate.forgetting import learning_forgetting_points, retention
 from ja_adapt.evaluate.run import evaluate_model, write_eval
 from ja_adapt.evaluate.scripts import SCRIPTS
 from ja_adapt.models.load import load_model
 
-CFG = EvalConfig(max_length=32, stride=16, gen_prompts=3, gen_prefix_chars=8, gen_ref_chars=8,
-                 bootstrap_resamples=100)
+CFG = EvalConfig(max_length=32, stride=16, gen_prompts=3, gen_prefix_chars=8, gen_ref_chars=8, bootstrap_resamples=100)
 COMPLEX = "東京都千代田区の国会議事堂で、内閣総理大臣が、施政方針演説を行い経済政策を説明した。"
 
 
 @pytest.fixture(scope="module")
 def docs():
     from tiny_text import SENTENCES
-    ja = [Document(s + COMPLEX if i % 2 else s, "ja", "news" if i < 4 else "conversation", f"d{i}")
-          for i, s in enumerate(SENTENCES) if i != 6]
+
+    ja = [
+        Document(s + COMPLEX if i % 2 else s, "ja", "news" if i < 4 else "conversation", f"d{i}")
+        for i, s in enumerate(SENTENCES)
+        if i != 6
+    ]
     return ja + [Document(SENTENCES[6], "en", "docs"), Document("我们是中国人。今天天气很好。", "zh", "news")]
 
 
@@ -41,8 +44,7 @@ def evals(tiny_tokenizer, docs):
     base_model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=1)
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0)
     base = evaluate_model(base_model, tiny_tokenizer, docs, CFG, trained=["ja/news"])
-    adapted = evaluate_model(model, tiny_tokenizer, {"x": docs}, CFG, trained=[("ja", "news")],
-                             base_results=base)
+    adapted = evaluate_model(model, tiny_tokenizer, {"x": docs}, CFG, trained=[("ja", "news")], base_results=base)
     return base, adapted
 
 
@@ -61,7 +63,7 @@ def test_sections_agree_with_each_other(evals):
     groups = [v for k, v in r["likelihood"]["by_group"].items() if k.startswith("ja/")]
     assert ja["nll_sum_nats"] == pytest.approx(sum(g["nll_sum_nats"] for g in groups))
     assert ja["bits_per_char"] == pytest.approx(ja["nll_sum_nats"] / math.log(2) / ja["chars"])
-    overall = r["scripts"]["overall"]["overall"]        # per-script bits add up to the corpus bits
+    overall = r["scripts"]["overall"]["overall"]  # per-script bits add up to the corpus bits
     assert overall["chars"] == ja["chars"]
     assert overall["bits"] == pytest.approx(ja["nll_sum_nats"] / math.log(2))
     assert r["domains"]["held_out"]["documents"] == 4 and r["domains"]["cross_domain"]["documents"] == 3
@@ -76,7 +78,7 @@ def _numpy_ratio_ci(num, den, resamples, seed):
     """The percentile interval of sum(num) / sum(den) over documents resampled with plain numpy."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     idx = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
-    with np.errstate(invalid="ignore"):      # 0/0: a resample without any character of a script
+    with np.errstate(invalid="ignore"):  # 0/0: a resample without any character of a script
         reps = num[idx].sum(1) / den[idx].sum(1)
     reps = reps[np.isfinite(reps)]
     return np.percentile(reps, [2.5, 97.5])
@@ -94,19 +96,25 @@ def test_intervals_are_document_bootstraps_of_the_corpus_figure(evals):
     news = lik["by_group"]["ja/news"]["per_doc"]
     held = r["domains"]["held_out"]["bits_per_char_ci"]
     assert (held["ci_low"], held["ci_high"]) == pytest.approx(
-        _numpy_ratio_ci([d["nll"] / math.log(2) for d in news], [d["chars"] for d in news], 100, 0))
+        _numpy_ratio_ci([d["nll"] / math.log(2) for d in news], [d["chars"] for d in news], 100, 0)
+    )
     # per-script: per-document sums kept in eval.json, resampled together
     docs = [t for k in sorted(r["scripts"]["by_group"]) for t in r["scripts"]["by_group"][k]["per_doc"]]
     assert len(docs) == lik["by_lang"]["ja"]["documents"]
     for s in (*SCRIPTS, "overall"):
-        col = (lambda key: [sum(t[x][key] for x in SCRIPTS) for t in docs]) if s == "overall" \
+        col = (
+            (lambda key: [sum(t[x][key] for x in SCRIPTS) for t in docs])
+            if s == "overall"
             else (lambda key, s=s: [t[s][key] for t in docs])
+        )
         got = r["scripts"]["overall"][s]
         assert got["chars"] == sum(col("chars"))
         assert (got["bits_per_char_ci"]["ci_low"], got["bits_per_char_ci"]["ci_high"]) == pytest.approx(
-            _numpy_ratio_ci(col("bits"), col("chars"), 100, 0))
+            _numpy_ratio_ci(col("bits"), col("chars"), 100, 0)
+        )
         assert (got["char_accuracy_ci"]["ci_low"], got["char_accuracy_ci"]["ci_high"]) == pytest.approx(
-            _numpy_ratio_ci(col("correct"), col("judged"), 100, 0))
+            _numpy_ratio_ci(col("correct"), col("judged"), 100, 0)
+        )
 
 
 def test_top1_diagnostics_for_every_language(tiny_tokenizer):
@@ -117,13 +125,21 @@ def test_top1_diagnostics_for_every_language(tiny_tokenizer):
     model = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=1).eval()
     eos = tiny_tokenizer.eos_token_id
     docs = []
-    for i, (lang, text) in enumerate([("ja", "今日は良い天気です"), ("ja", "この本はとても面白"), ("en", "The weath"),
-                                      ("en", "The weather is nice"), ("zh", "我们是中国人")]):
+    for i, (lang, text) in enumerate(
+        [
+            ("ja", "今日は良い天気です"),
+            ("ja", "この本はとても面白"),
+            ("en", "The weath"),
+            ("en", "The weather is nice"),
+            ("zh", "我们是中国人"),
+        ]
+    ):
         ids = [eos] + tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             x = torch.tensor([ids])
-            out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=10,
-                                 do_sample=False, pad_token_id=eos)
+            out = model.generate(
+                input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=False, pad_token_id=eos
+            )
         docs.append(Document(tiny_tokenizer.decode(out[0, 1:].tolist()), lang, "web", f"d{i}"))
     cfg = EvalConfig(max_length=256, stride=128, gen_prompts=0, bootstrap_resamples=50)
     r = evaluate_model(model, tiny_tokenizer, docs, cfg)
@@ -154,8 +170,9 @@ def test_top1_diagnostics_for_every_language(tiny_tokenizer):
 def test_forgetting_retention_direction(evals):
     base, r = evals
     en = r["forgetting"]["by_lang"]["en"]
-    assert en["retention"] == pytest.approx(base["likelihood"]["by_lang"]["en"]["bits_per_byte"]
-                                            / r["likelihood"]["by_lang"]["en"]["bits_per_byte"])
+    assert en["retention"] == pytest.approx(
+        base["likelihood"]["by_lang"]["en"]["bits_per_byte"] / r["likelihood"]["by_lang"]["en"]["bits_per_byte"]
+    )
     assert retention(1.0, 1.25) == pytest.approx(0.8)
     pts = learning_forgetting_points([(20, r), (10, base)], base)
     assert [p["step"] for p in pts] == [10, 20]
@@ -174,7 +191,7 @@ def test_trained_needs_both_language_and_domain(evals, tiny_tokenizer, docs):
     light = dataclasses.replace(CFG.likelihood_only(), bootstrap_resamples=20)
     other = evaluate_model(model, tiny_tokenizer, docs, light, trained=[("en", "docs")])
     assert other["likelihood"]["by_group"]["en/docs"]["trained"]
-    assert other["domains"]["held_out"] is None          # no Japanese group was trained
+    assert other["domains"]["held_out"] is None  # no Japanese group was trained
     with pytest.raises(UserError, match="lang/domain"):
         evaluate_model(model, tiny_tokenizer, docs, light, trained=["news"])
 
@@ -219,9 +236,17 @@ def _eval(argv: list[str]) -> int:
     return run(parser.parse_args(argv))
 
 
-@pytest.mark.parametrize("key,value", [("stride", 32), ("stride", 0), ("batch_size", 0),
-                                       ("gen_prompts", -1), ("gen_batch_size", 0),
-                                       ("bootstrap_resamples", 0)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("stride", 32),
+        ("stride", 0),
+        ("batch_size", 0),
+        ("gen_prompts", -1),
+        ("gen_batch_size", 0),
+        ("bootstrap_resamples", 0),
+    ],
+)
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(UserError, match=f"eval.{key}"):
         dataclasses.replace(CFG, **{key: value}).check()
@@ -229,6 +254,7 @@ def test_bad_config_names_the_key(key, value):
 
 def test_bad_bucket_rule_names_the_key():
     from ja_adapt.config import BucketConfig
+
     with pytest.raises(UserError, match="eval.buckets.kanji_ratio"):
         dataclasses.replace(CFG, buckets=BucketConfig(kanji_ratio=0.0)).check()
 
@@ -237,13 +263,34 @@ def test_cli_eval_model_writes_and_refuses_overwrite(tiny_tokenizer, tmp_path, c
     tok_dir = tmp_path / "tok"
     tiny_tokenizer.save_pretrained(tok_dir)
     corpus = tmp_path / "news.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": t, "lang": "ja"}, ensure_ascii=False)
-                                for t in ["今日は良い天気ですね。散歩に行きましょう。", "犬が走る。"]),
-                      encoding="utf-8")
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"text": t, "lang": "ja"}, ensure_ascii=False)
+            for t in ["今日は良い天気ですね。散歩に行きましょう。", "犬が走る。"]
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "eval.json"
-    argv = ["--model", "tiny", "--tokenizer", str(tok_dir), "--data", str(corpus),
-            "--out", str(out), "--max-length", "16", "--stride", "8", "--gen-prompts", "0",
-            "--trained-domain", "news", "--device", "cpu"]
+    argv = [
+        "--model",
+        "tiny",
+        "--tokenizer",
+        str(tok_dir),
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--max-length",
+        "16",
+        "--stride",
+        "8",
+        "--gen-prompts",
+        "0",
+        "--trained-domain",
+        "news",
+        "--device",
+        "cpu",
+    ]
     assert _eval(argv) == 0
     r = json.loads(out.read_text(encoding="utf-8"))
     assert r["domains"]["by_domain"]["news"]["trained"] and r["likelihood"]["by_lang"]["ja"]["documents"] == 2
@@ -253,14 +300,17 @@ def test_cli_eval_model_writes_and_refuses_overwrite(tiny_tokenizer, tmp_path, c
     assert "ja (all)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,msg", [
-    ([], "RUN_DIR or --model"),
-    (["--model", "tiny"], "--data"),
-    (["--model", "tiny", "--data", "x.jsonl"], "--tokenizer"),
-    (["--adapter", "a"], "RUN_DIR or --model"),
-    (["run", "--model", "tiny"], "not both"),
-    (["--model", "tiny", "--data", "x", "--base-eval", "missing.json"], "missing.json"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        ([], "RUN_DIR or --model"),
+        (["--model", "tiny"], "--data"),
+        (["--model", "tiny", "--data", "x.jsonl"], "--tokenizer"),
+        (["--adapter", "a"], "RUN_DIR or --model"),
+        (["run", "--model", "tiny"], "not both"),
+        (["--model", "tiny", "--data", "x", "--base-eval", "missing.json"], "missing.json"),
+    ],
+)
 def test_cli_user_errors(argv, msg, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=msg):

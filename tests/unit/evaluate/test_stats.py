@@ -10,8 +10,15 @@ import sacrebleu
 from scipy import stats as sps
 
 from ja_adapt.evaluate import bootstrap
-from ja_adapt.evaluate.stats import (bleu_chrf_paired_bootstrap, corpus_compare, holm, holm_family,
-                                     paired_compare, seed_compare, wilcoxon_min_p)
+from ja_adapt.evaluate.stats import (
+    bleu_chrf_paired_bootstrap,
+    corpus_compare,
+    holm,
+    holm_family,
+    paired_compare,
+    seed_compare,
+    wilcoxon_min_p,
+)
 
 HYPS = ["今日は良い天気です。", "猫が好きです", "東京の桜は三月に咲く。", "本を読みました。"]
 REFS = ["今日は良い天気ですね。", "犬が好きです", "東京の桜は三月の終わりに咲きます。", "本を読みます。"]
@@ -46,9 +53,13 @@ def test_wilcoxon_underpowered_below_six_nonzero_differences():
         a, b = np.arange(1.0, n + 1) + 0.5, np.arange(1.0, n + 1)
         assert sps.wilcoxon(a + np.arange(n) * 0.01, b).pvalue == pytest.approx(wilcoxon_min_p(n))
     five = paired_compare(np.arange(5.0) * 1.1 + 1, np.arange(5.0), resamples=50)
-    assert five["wilcoxon"] == {"underpowered": True, "n": 5, "min_attainable_p": 0.0625,
-                                "reason": five["wilcoxon"]["reason"]}
-    assert "wilcoxon_p" not in five and "ttest_p" in five     # the t-test runs from n = 2
+    assert five["wilcoxon"] == {
+        "underpowered": True,
+        "n": 5,
+        "min_attainable_p": 0.0625,
+        "reason": five["wilcoxon"]["reason"],
+    }
+    assert "wilcoxon_p" not in five and "ttest_p" in five  # the t-test runs from n = 2
     # zero differences are dropped (scipy's default), so 7 documents with 2 zeros are 5: underpowered
     seven = paired_compare([1.0, 2, 3, 4, 5, 6, 7], [0.0, 1, 2, 3, 4, 6, 7], resamples=50)
     assert seven["wilcoxon"]["underpowered"] and seven["wilcoxon"]["n"] == 5
@@ -95,7 +106,7 @@ def test_seed_compare_welch_paired_and_intervals_by_hand():
     assert m["a"]["sd"] == pytest.approx(va.std(ddof=1)) and m["b"]["mean"] == pytest.approx(vb.mean())
     # Welch: Satterthwaite df, interval of the difference of means
     se2a, se2b = va.var(ddof=1) / 4, vb.var(ddof=1) / 4
-    df = (se2a + se2b) ** 2 / (se2a ** 2 / 3 + se2b ** 2 / 3)
+    df = (se2a + se2b) ** 2 / (se2a**2 / 3 + se2b**2 / 3)
     diff, half = va.mean() - vb.mean(), sps.t.ppf(0.975, df) * math.sqrt(se2a + se2b)
     w = r["welch"]
     assert w["df"] == pytest.approx(df) and w["diff"] == pytest.approx(diff)
@@ -145,11 +156,14 @@ def test_paired_bootstrap_matches_sacrebleu_and_is_seeded():
     assert bleu_chrf_paired_bootstrap(HYPS, HYPS, REFS, resamples=50)["chrf"]["p_value"] == 1.0
     # the difference interval: both systems rescored by sacrebleu on the same prompt resamples
     idx = np.random.default_rng(1).integers(0, 4, size=(200, 4))
-    diffs = [sacrebleu.corpus_chrf([OTHER[i] for i in row], [[REFS[i] for i in row]]).score
-             - sacrebleu.corpus_chrf([HYPS[i] for i in row], [[REFS[i] for i in row]]).score for row in idx]
+    diffs = [
+        sacrebleu.corpus_chrf([OTHER[i] for i in row], [[REFS[i] for i in row]]).score
+        - sacrebleu.corpus_chrf([HYPS[i] for i in row], [[REFS[i] for i in row]]).score
+        for row in idx
+    ]
     ci = r["chrf"]["diff_ci"]
     assert (ci["ci_low"], ci["ci_high"]) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
-    assert "b_mean" not in r["chrf"]       # sacrebleu's replicate mean is not the score (metrics.md)
+    assert "b_mean" not in r["chrf"]  # sacrebleu's replicate mean is not the score (metrics.md)
 
 
 def test_paired_bootstrap_p_floor_is_reported_as_such():
@@ -170,11 +184,12 @@ def test_ratio_interval_blocks_equal_one_draw_and_undefined_resamples_are_droppe
     rng = np.random.default_rng(5)
     num, den = rng.uniform(0, 1, 40), rng.integers(1, 9, 40).astype(float)
     one = bootstrap.ratio_interval(num, den, resamples=300, seed=2)
-    monkeypatch.setattr(bootstrap, "_CHUNK_ELEMENTS", 7 * 40)           # blocks of 7 resamples
+    monkeypatch.setattr(bootstrap, "_CHUNK_ELEMENTS", 7 * 40)  # blocks of 7 resamples
     assert bootstrap.ratio_interval(num, den, resamples=300, seed=2) == one
     idx = np.random.default_rng(2).integers(0, 40, size=(300, 40))
     assert (one["ci_low"], one["ci_high"]) == pytest.approx(
-        tuple(np.percentile(num[idx].sum(1) / den[idx].sum(1), [2.5, 97.5])))
+        tuple(np.percentile(num[idx].sum(1) / den[idx].sum(1), [2.5, 97.5]))
+    )
     # one document holds every katakana character: resamples without it are undefined, not 0
     rare = bootstrap.ratio_interval(np.array([1.0, 0, 0, 0]), np.array([2.0, 0, 0, 0]), resamples=200, seed=0)
     idx = np.random.default_rng(0).integers(0, 4, size=(200, 4))

@@ -10,18 +10,33 @@ import torch
 
 from ja_adapt.config import EvalConfig
 from ja_adapt.data.documents import Document
+from ja_adapt.data.tokenizer import train_tokenizer
 from ja_adapt.evaluate.compare import supervised_compare
 from ja_adapt.evaluate.run import evaluate_model
-from ja_adapt.evaluate.supervised import (Example, evaluate_supervised, examples_of, generate_responses,
-                                          response_nll, stop_ids)
+from ja_adapt.evaluate.supervised import (
+    Example,
+    evaluate_supervised,
+    examples_of,
+    generate_responses,
+    response_nll,
+    stop_ids,
+)
 from ja_adapt.models.load import load_model
-from ja_adapt.data.tokenizer import train_tokenizer
 
-PAIRS = [("Translate into Japanese:\nOpen\n", "開く"), ("Translate into Japanese:\nSave\n", "保存する"),
-         ("Translate into Japanese:\nQuit\n", "終了"), ("Translate into Japanese:\nHelp\n", "ヘルプ"),
-         ("Translate into Japanese:\nFile\n", "ファイル")]
-CHAT = (("system", "丁寧に"), ("user", "こんにちは"), ("assistant", "こんにちは！"), ("user", "元気？"),
-        ("assistant", "元気です。"))
+PAIRS = [
+    ("Translate into Japanese:\nOpen\n", "開く"),
+    ("Translate into Japanese:\nSave\n", "保存する"),
+    ("Translate into Japanese:\nQuit\n", "終了"),
+    ("Translate into Japanese:\nHelp\n", "ヘルプ"),
+    ("Translate into Japanese:\nFile\n", "ファイル"),
+]
+CHAT = (
+    ("system", "丁寧に"),
+    ("user", "こんにちは"),
+    ("assistant", "こんにちは！"),
+    ("user", "元気？"),
+    ("assistant", "元気です。"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +51,10 @@ def model(tok):
 
 @pytest.fixture
 def docs():
-    out = [Document(p + c, domain="ui", segments=((p, False), (c, True)), source=f"t:{i}")
-           for i, (p, c) in enumerate(PAIRS)]
+    out = [
+        Document(p + c, domain="ui", segments=((p, False), (c, True)), source=f"t:{i}")
+        for i, (p, c) in enumerate(PAIRS)
+    ]
     return out + [Document("\n".join(c for _, c in CHAT), domain="chat", messages=CHAT, source="c:1")]
 
 
@@ -50,7 +67,8 @@ def test_examples_are_prompt_and_reference(docs, tok):
     assert len(ex) == 6 and ex[0] == Example(PAIRS[0][0], "開く", "ui", "t:0", "<|endoftext|>")
     assert ex[-1].stop == "<|im_end|>"
     assert ex[-1].reference == "元気です。" and ex[-1].prompt.endswith(
-        "<|im_start|>user\n元気？<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>user\n元気？<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert tok.convert_ids_to_tokens(stop_ids(tok)) == ["<|endoftext|>", "<|im_end|>"]
 
 
@@ -77,7 +95,7 @@ def test_responses_stop_at_end_of_turn_or_budget(tok, model):
 
 
 def test_greedy_is_batch_invariant_and_sampling_is_seeded(docs, tok, model):
-    ex = examples_of(docs, tok)[2:]                       # prompts of different lengths
+    ex = examples_of(docs, tok)[2:]  # prompts of different lengths
     one = generate_responses(model, tok, ex, max_new_tokens=4, batch_size=1)
     assert generate_responses(model, tok, ex, max_new_tokens=4, batch_size=4) == one
     kw = {"max_new_tokens": 4, "do_sample": True, "temperature": 1.5}
@@ -110,11 +128,9 @@ def test_section_scores_per_domain_and_paired_comparison(docs, tok, model):
     assert 0 <= ui["exact_match"] <= 1 and ui["response_bits_per_char"] > 0
     assert out["samples"][0]["reference"] == "開く" and out["decoding"]["do_sample"] is False
     # a system that answers every reference exactly: exact match 1, chrF 100, and it wins the pair
-    perfect = {**out, "samples": [{**s, "hypothesis": s["reference"], "exact_match": True}
-                                  for s in out["samples"]]}
-    cmp = supervised_compare({"supervised": out}, {"supervised": perfect},
-                             {"resamples": 50, "seed": 0})
-    assert cmp["overall"]["chrf"]["b"] == pytest.approx(100.0)   # (BLEU-4 of 1–2-word references is 0)
+    perfect = {**out, "samples": [{**s, "hypothesis": s["reference"], "exact_match": True} for s in out["samples"]]}
+    cmp = supervised_compare({"supervised": out}, {"supervised": perfect}, {"resamples": 50, "seed": 0})
+    assert cmp["overall"]["chrf"]["b"] == pytest.approx(100.0)  # (BLEU-4 of 1–2-word references is 0)
     assert cmp["overall"]["exact_match"]["diff_b_minus_a"] == pytest.approx(1 - out["overall"]["exact_match"])
     assert cmp["by_domain"]["ui"]["response_bits_per_char"]["diff"] == 0.0
     assert "skipped" in supervised_compare({"supervised": out}, {"supervised": {"samples": []}}, {})
@@ -137,16 +153,45 @@ def test_train_then_eval_on_translation_records_from_the_command_line(saved_tiny
     _, model_dir, corpus = saved_tiny_model
     parts = split_pairs(catalog_pairs(max_chars=24)[:80])
     for name in ("train", "test"):
-        (tmp_path / f"{name}.jsonl").write_text("".join(
-            json.dumps({**prompt_completion(p), "domain": "translation"}, ensure_ascii=False) + "\n"
-            for p in parts[name]), encoding="utf-8")
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(
+                json.dumps({**prompt_completion(p), "domain": "translation"}, ensure_ascii=False) + "\n"
+                for p in parts[name]
+            ),
+            encoding="utf-8",
+        )
     run = tmp_path / "run"
-    assert cli.main(["train", "--model", str(model_dir), "--method", "lora", "--data", str(corpus),
-                     "--data", str(tmp_path / "train.jsonl"), "--out", str(run), "--max-steps", "2",
-                     "data.weights=[1,2]", "precision=fp32", "data.seq_len=64", "train.batch_size=2",
-                     "optim.warmup_steps=1", "train.eval_every=0", "train.tensorboard=false",
-                     "train.progress=false", "eval.sft_max_new_tokens=8", "eval.bootstrap_resamples=50",
-                     f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                str(model_dir),
+                "--method",
+                "lora",
+                "--data",
+                str(corpus),
+                "--data",
+                str(tmp_path / "train.jsonl"),
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "data.weights=[1,2]",
+                "precision=fp32",
+                "data.seq_len=64",
+                "train.batch_size=2",
+                "optim.warmup_steps=1",
+                "train.eval_every=0",
+                "train.tensorboard=false",
+                "train.progress=false",
+                "eval.sft_max_new_tokens=8",
+                "eval.bootstrap_resamples=50",
+                f"data.cache_dir={tmp_path / 'cache'}",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["eval", str(run), "--data", str(tmp_path / "test.jsonl"), "--gen-prompts", "0"]) == 0
     sup = json.loads((run / "eval.json").read_text(encoding="utf-8"))["supervised"]
     assert sup["n"] == len(parts["test"]) >= 3 and set(sup["by_domain"]) == {"translation"}

@@ -6,18 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ja_adapt.methods import spec as method_spec
 from ja_adapt.config import load_config
 from ja_adapt.core.errors import UserError
+from ja_adapt.methods import spec as method_spec
 from ja_adapt.methods.spec import MethodSpec, Section, register
-from ja_adapt.models.build import (
-    apply_method,
-    base_model,
-    build_model,
-    count_trainable,
-    is_adapter,
-    peft_config,
-)
+from ja_adapt.models.build import apply_method, base_model, build_model, count_trainable, is_adapter, peft_config
 from ja_adapt.models.load import PRESETS, load_model
 
 CPU = torch.device("cpu")
@@ -47,12 +40,20 @@ def lora_param_count(rank: int, targets: list[str]) -> int:
     p = PRESETS["tiny"]
     h, inter = p["hidden_size"], p["intermediate_size"]
     kv = p["num_key_value_heads"] * h // p["num_attention_heads"]
-    shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    shapes = {
+        "q_proj": (h, h),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (h, h),
+        "gate_proj": (h, inter),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
     return p["num_hidden_layers"] * sum(rank * sum(shapes[t]) for t in targets)
 
 
 # ---- the registry --------------------------------------------------------------------------------
+
 
 def test_the_registry_holds_every_method_in_the_order_help_lists_them():
     assert list(method_spec.SPECS) == ["lora", "full", "dora", "rslora", "adalora", "ia3", "prefix", "qlora"]
@@ -81,8 +82,11 @@ def test_spec_with_a_bad_artifact_is_refused_and_not_added():
 def test_a_second_owner_of_a_config_section_is_refused_and_not_added():
     before = dict(method_spec.SPECS)
     with pytest.raises(ValueError, match="config section 'lora' already has an owner"):
-        register(MethodSpec("vera", "x", trains_base=False, artifact="adapter", adapts_linears=False,
-                            section=Section("lora", dict)))
+        register(
+            MethodSpec(
+                "vera", "x", trains_base=False, artifact="adapter", adapts_linears=False, section=Section("lora", dict)
+            )
+        )
     assert method_spec.SPECS == before
 
 
@@ -92,11 +96,13 @@ def test_the_registry_and_the_config_load_no_torch(module):
     read the methods without loading them."""
     import subprocess
     import sys
+
     code = f"import {module}, sys; assert 'torch' not in sys.modules and 'peft' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- peft configs --------------------------------------------------------------------------------
+
 
 def test_peft_config_is_none_for_full():
     assert peft_config(cfg_of("method=full")) is None
@@ -111,15 +117,17 @@ def test_peft_config_of_lora_follows_the_lora_keys():
 
 def test_peft_config_of_an_unknown_method_names_the_key():
     cfg = cfg_of()
-    cfg.method = "loha"                    # set behind validation's back
+    cfg.method = "loha"  # set behind validation's back
     with pytest.raises(UserError, match=r"key 'method' is 'loha'"):
         peft_config(cfg)
 
 
 # ---- apply_method --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("targets, names", [("qv", ["q_proj", "v_proj"]),
-                                            ("qkvo", ["q_proj", "k_proj", "v_proj", "o_proj"])])
+
+@pytest.mark.parametrize(
+    "targets, names", [("qv", ["q_proj", "v_proj"]), ("qkvo", ["q_proj", "k_proj", "v_proj", "o_proj"])]
+)
 def test_lora_trains_exactly_the_adapter_weights(targets, names):
     model = apply_method(tiny(), cfg_of("lora.rank=8", f"lora.targets={targets}"))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -128,8 +136,8 @@ def test_lora_trains_exactly_the_adapter_weights(targets, names):
     assert len(trainable) == 2 * len(names) * layers
     assert {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trainable} == set(names)
     trained, total = count_trainable(model)
-    assert trained == model.get_nb_trainable_parameters()[0]          # peft's own count
-    assert trained == lora_param_count(8, names)                      # from the shapes
+    assert trained == model.get_nb_trainable_parameters()[0]  # peft's own count
+    assert trained == lora_param_count(8, names)  # from the shapes
     assert total == model.get_nb_trainable_parameters()[1]
 
 
@@ -156,7 +164,7 @@ def test_count_trainable_counts_tied_weights_once():
     distinct = {id(p): p.numel() for _, p in model.named_parameters(remove_duplicate=False)}
     assert count_trainable(model)[1] == sum(distinct.values())
     by_name = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
-    assert by_name - count_trainable(model)[1] == VOCAB * h        # lm_head is embed_tokens
+    assert by_name - count_trainable(model)[1] == VOCAB * h  # lm_head is embed_tokens
     for p in model.parameters():
         p.requires_grad_(False)
     model.model.norm.weight.requires_grad_(True)
@@ -164,6 +172,7 @@ def test_count_trainable_counts_tied_weights_once():
 
 
 # ---- build_model ---------------------------------------------------------------------------------
+
 
 class _Tok:
     """Just the length of a tokenizer: build_model sizes the preset's vocabulary by it."""
@@ -185,10 +194,10 @@ def test_build_model_is_deterministic_for_a_seed(method):
     assert all(torch.equal(a[k], b[k]) for k in a)
     differs = {k for k in a if not torch.equal(a[k], c[k])}
     base = {k for k in differs if "lora_" not in k}
-    assert base                                             # the base weights depend on the seed
+    assert base  # the base weights depend on the seed
     if method == "lora":
         assert any("lora_A" in k for k in a)
-        assert {k for k in differs if "lora_A" in k}        # and so does the adapter's init
+        assert {k for k in differs if "lora_A" in k}  # and so does the adapter's init
 
 
 def test_build_model_sets_up_the_model():
@@ -206,6 +215,7 @@ def test_build_model_sets_up_the_model():
 
 def test_build_model_loads_a_saved_directory(saved_tiny_model):
     from transformers import AutoModelForCausalLM
+
     _, model_dir, _ = saved_tiny_model
     model = build_model(cfg_of("method=full", f"model.name_or_path={model_dir}", "seed=9"), _Tok(), CPU)
     ref = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -214,6 +224,7 @@ def test_build_model_loads_a_saved_directory(saved_tiny_model):
 
 
 # ---- base_model / is_adapter ---------------------------------------------------------------------
+
 
 def test_base_model_and_is_adapter():
     plain = tiny()
@@ -227,14 +238,16 @@ def test_base_model_and_is_adapter():
 
 # ---- targets and rank against the model's layers ---------------------------------------------------
 
+
 def test_targets_the_model_lacks_are_refused_naming_the_key_and_its_linears():
     """peft's NoMatchingPeftModuleError once surfaced as a traceback."""
     with pytest.raises(UserError, match=r"'lora.targets' is 'foo_proj'.*its linear layers: .*q_proj"):
         apply_method(tiny(), cfg_of("lora.targets=foo_proj"))
 
 
-@pytest.mark.parametrize("rank, targets, narrowest", [(4096, "qv", "v_proj"), (128, "qkvo", "k_proj"),
-                                                      (256, "q_proj", "q_proj")])
+@pytest.mark.parametrize(
+    "rank, targets, narrowest", [(4096, "qv", "v_proj"), (128, "qkvo", "k_proj"), (256, "q_proj", "q_proj")]
+)
 def test_a_rank_not_below_a_target_width_gives_a_notice(capsys, rank, targets, narrowest):
     """Rank 4096 on a hidden size of 64 was accepted silently. tiny: q/o 256x256, k/v 256->128."""
     apply_method(tiny(), cfg_of(f"lora.rank={rank}", f"lora.targets={targets}"))
@@ -254,9 +267,10 @@ def test_bf16_frozen_base_keeps_trainable_weights_and_adamw_in_fp32(ckpt):
     """model.dtype=bf16: every frozen weight is bf16 (the fp32 base rounded: same seed, same
     numbers), every trainable one fp32, AdamW's state fp32 after a step, and the residual stream
     the layers see is fp32 (the embedding's output is cast), with or without checkpointing."""
-    from ja_adapt.train.loss import training_loss
     from ja_adapt.models.precision import autocast
+    from ja_adapt.train.loss import training_loss
     from ja_adapt.train.step import build_optimizer
+
     keys = ["method=lora", "precision=bf16", f"train.activation_checkpointing={str(ckpt).lower()}"]
     cfg = cfg_of(*keys, "model.dtype=bf16")
     model = build_model(cfg, _Tok(), CPU).train()

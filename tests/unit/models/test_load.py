@@ -9,11 +9,11 @@ import pathlib
 import pytest
 import torch
 
+from ja_adapt.config import load_config
+from ja_adapt.core.errors import UserError
 from ja_adapt.models import aliases as model_aliases
 from ja_adapt.models import load as models
-from ja_adapt.config import load_config
 from ja_adapt.models.aliases import register_model_alias as register_alias
-from ja_adapt.core.errors import UserError
 from ja_adapt.models.load import (
     PRESETS,
     load_model,
@@ -56,8 +56,10 @@ def n_params(c) -> int:
 @pytest.fixture
 def no_hub(monkeypatch):
     """Fail the test if anything reaches for transformers' hub / disk loaders."""
+
     def refuse(*a, **k):
         raise AssertionError("a transformers loader was called")
+
     for cls in (models.AutoConfig, models.AutoModelForCausalLM, models.AutoTokenizer):
         monkeypatch.setattr(cls, "from_pretrained", refuse)
 
@@ -76,6 +78,7 @@ def ids(n: int = 12, vocab: int = 512) -> torch.Tensor:
 
 # ---- presets -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_config_equals_the_presets_table(name):
     cfg = preset_config(name)
@@ -87,8 +90,15 @@ def test_preset_config_equals_the_presets_table(name):
 @pytest.mark.parametrize("name", list(QWEN25))
 def test_qwen_presets_match_the_public_configs(name):
     c = preset_config(name)
-    assert (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
-            c.num_key_value_heads, c.vocab_size, c.tie_word_embeddings) == QWEN25[name]
+    assert (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.vocab_size,
+        c.tie_word_embeddings,
+    ) == QWEN25[name]
     assert c.rms_norm_eps == 1e-6 and c.hidden_act == "silu"
 
 
@@ -114,11 +124,12 @@ def test_unknown_preset_is_refused_with_a_suggestion():
 
 # ---- names ---------------------------------------------------------------------------------------
 
+
 def test_resolve_name_passes_presets_paths_and_hub_ids(tmp_path, no_hub):
     assert resolve_name("tiny") == "tiny"
     assert resolve_name(str(tmp_path)) == str(tmp_path)
     assert resolve_name("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
-    assert resolve_name(tmp_path) == str(tmp_path)          # a Path works too
+    assert resolve_name(tmp_path) == str(tmp_path)  # a Path works too
 
 
 @pytest.mark.parametrize("call", [resolve_name, model_config, load_model, load_tokenizer])
@@ -133,7 +144,7 @@ def test_register_alias_resolves_lazily(aliases, saved_tiny_model):
     _, model_dir, _ = saved_tiny_model
     calls = []
     register_alias("my-base", lambda: calls.append(1) or model_dir)
-    assert calls == []                                      # not resolved at registration
+    assert calls == []  # not resolved at registration
     assert resolve_name("my-base") == str(model_dir)
     assert calls == [1]
     assert model_config("my-base").hidden_size == PRESETS["tiny"]["hidden_size"]
@@ -152,6 +163,7 @@ def test_an_alias_never_shadows_a_preset(aliases):
 
 # ---- configs of directories ----------------------------------------------------------------------
 
+
 def test_model_config_of_a_saved_directory(saved_tiny_model, tiny_tokenizer):
     _, model_dir, _ = saved_tiny_model
     cfg = model_config(str(model_dir))
@@ -169,7 +181,7 @@ def test_model_config_of_a_directory_without_config_json(tmp_path):
 
 
 def test_model_config_of_invalid_json_names_the_file(tmp_path):
-    (tmp_path / "config.json").write_text("{\"model_type\": \"qwen2\",", encoding="utf-8")
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2",', encoding="utf-8")
     with pytest.raises(UserError, match=rf"{tmp_path / 'config.json'}: not valid JSON"):
         model_config(str(tmp_path))
 
@@ -181,6 +193,7 @@ def test_model_config_of_an_unloadable_config_is_a_user_error(tmp_path):
 
 
 # ---- weights -------------------------------------------------------------------------------------
+
 
 def test_load_model_of_a_preset_is_seeded_and_sized_by_vocab():
     a = load_model("tiny", vocab_size=300, seed=1).state_dict()
@@ -200,11 +213,12 @@ def test_load_model_dtype():
 
 def test_load_model_of_a_saved_directory_reproduces_the_logits(saved_tiny_model, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
+
     _, model_dir, _ = saved_tiny_model
     assert list(model_dir.glob("*.safetensors"))
     loaded = load_model(str(model_dir)).eval()
-    reference = AutoModelForCausalLM.from_pretrained(model_dir).eval()     # plain transformers
-    original = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()   # as the fixture built it
+    reference = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # plain transformers
+    original = load_model("tiny", vocab_size=len(tiny_tokenizer), seed=0).eval()  # as the fixture built it
     x = ids()
     with torch.no_grad():
         logits = loaded(input_ids=x).logits
@@ -227,14 +241,14 @@ def test_a_pickled_checkpoint_is_refused_without_unpickling(tmp_path):
     folder.mkdir()
     preset_config("tiny", vocab_size=64).save_pretrained(folder)
     marker = tmp_path / "unpickled"
-    torch.save({"model.embed_tokens.weight": torch.zeros(64, 256), "trap": _Trap(marker)},
-               folder / "pytorch_model.bin")
+    torch.save({"model.embed_tokens.weight": torch.zeros(64, 256), "trap": _Trap(marker)}, folder / "pytorch_model.bin")
     with pytest.raises(UserError, match=r"safetensors"):
         load_model(str(folder))
     assert not marker.exists()
 
 
 # ---- tokenizers ----------------------------------------------------------------------------------
+
 
 def test_load_tokenizer_of_a_preset_names_model_tokenizer():
     with pytest.raises(UserError, match=r"model 'tiny'.*set model\.tokenizer"):
@@ -249,7 +263,7 @@ def test_load_tokenizer_of_an_empty_directory(tmp_path):
 def test_load_tokenizer_of_a_model_directory_without_tokenizer_files(tmp_path):
     """transformers 5 builds an empty tokenizer (len 1) from config.json alone; training on it
     once ended in a ZeroDivisionError."""
-    preset_config("tiny").save_pretrained(tmp_path)         # config.json only
+    preset_config("tiny").save_pretrained(tmp_path)  # config.json only
     with pytest.raises(UserError, match=r"no tokenizer files.*model\.tokenizer"):
         load_tokenizer(str(tmp_path))
 
@@ -280,6 +294,7 @@ def test_load_tokenizer_round_trip(saved_tiny_model, tiny_tokenizer):
 
 # ---- devices -------------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
 def test_resolve_device_auto_is_cpu_without_a_gpu():
     assert resolve_device("auto") == torch.device("cpu")
@@ -303,13 +318,14 @@ def test_resolve_device_refuses_an_unknown_name_naming_the_key(name):
         resolve_device(name)
 
 
-
 # ---- names that are not there never go to the hub (issue 14, case 7) -----------------------------
+
 
 @pytest.fixture
 def closed_hub(monkeypatch):
     """The hub switched on but unreachable: its endpoint is a closed local port."""
     import huggingface_hub.constants
+
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
@@ -319,7 +335,7 @@ def closed_hub(monkeypatch):
 def test_a_missing_path_is_refused_without_a_hub_lookup(tmp_path, monkeypatch, no_hub, closed_hub, call):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "base").symlink_to(tmp_path / "gone")          # a broken symlink
+    (tmp_path / "models" / "base").symlink_to(tmp_path / "gone")  # a broken symlink
     for name in ("models/base", "./models/typo", "runs/lora/model", str(tmp_path / "nope")):
         with pytest.raises(UserError, match="no such model directory"):
             call(name)

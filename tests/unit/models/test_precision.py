@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from ja_adapt.models import precision
-from ja_adapt.train.loss import IGNORE, training_loss
 from ja_adapt.models.load import load_model
+from ja_adapt.train.loss import IGNORE, training_loss
 
 CPU = torch.device("cpu")
-BF16_ULP = 2 ** -7                                   # one bf16 ulp, relative
+BF16_ULP = 2**-7  # one bf16 ulp, relative
 
 
 def test_emulated_bf16_matches_autocast_linear_and_its_gradient():
@@ -29,7 +29,7 @@ def test_emulated_bf16_matches_autocast_linear_and_its_gradient():
     (ya, gxa, gwa, gba), (ye, gxe, gwe, gbe) = outs
     assert ye.dtype == ya.dtype == torch.bfloat16 and gxe.dtype == gwe.dtype == gbe.dtype == torch.float32
     exact = F.linear(x, w, b)
-    assert not torch.equal(ye.float(), exact)         # it really rounds: not fp32
+    assert not torch.equal(ye.float(), exact)  # it really rounds: not fp32
     torch.testing.assert_close(ye.float(), ya.float(), atol=1e-3, rtol=BF16_ULP)
     torch.testing.assert_close(gxe, gxa, atol=1e-2, rtol=2 * BF16_ULP)
     torch.testing.assert_close(gwe, gwa, atol=1e-1, rtol=2 * BF16_ULP)
@@ -47,8 +47,11 @@ def test_emulated_training_step_follows_autocast():
     targets[:, -1] = IGNORE
     batch = {"input_ids": ids, "position_ids": torch.arange(32).repeat(2, 1), "targets": targets}
     results = {}
-    for name, ctx in (("fp32", contextlib.nullcontext()), ("autocast", torch.autocast("cpu", dtype=torch.bfloat16)),
-                      ("emulated", precision.emulated_bf16())):
+    for name, ctx in (
+        ("fp32", contextlib.nullcontext()),
+        ("autocast", torch.autocast("cpu", dtype=torch.bfloat16)),
+        ("emulated", precision.emulated_bf16()),
+    ):
         model.zero_grad(set_to_none=True)
         with ctx:
             loss, _ = training_loss(model, batch, 1.0 / 62)
@@ -62,8 +65,10 @@ def test_emulated_training_step_follows_autocast():
     assert not torch.equal(ge, g32)
 
 
-@pytest.mark.parametrize("setting, native, expected", [
-    ("auto", False, True), ("auto", True, False), ("on", True, True), ("off", False, False)])
+@pytest.mark.parametrize(
+    "setting, native, expected",
+    [("auto", False, True), ("auto", True, False), ("on", True, True), ("off", False, False)],
+)
 def test_auto_emulates_only_without_native_bf16(monkeypatch, setting, native, expected):
     monkeypatch.setattr(precision, "cpu_has_bf16_matmul", lambda: native)
     assert precision.emulates_bf16("bf16", CPU, setting) is expected
@@ -85,12 +90,16 @@ def test_emulated_linear_saves_what_autocast_saves():
     w = torch.randn(24, 32, generator=g, requires_grad=True)
     b = torch.randn(24, generator=g, requires_grad=True)
     saved = {}
-    for name, ctx in (("autocast", torch.autocast("cpu", dtype=torch.bfloat16)),
-                      ("emulated", precision.emulated_bf16())):
+    for name, ctx in (
+        ("autocast", torch.autocast("cpu", dtype=torch.bfloat16)),
+        ("emulated", precision.emulated_bf16()),
+    ):
         sizes = []
+
         def pack(t, sizes=sizes):
             sizes.append((t.dtype, t.numel()))
             return t
+
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), ctx:
             y = F.linear(x, w, bias=b)
         y.float().sum().backward()
@@ -110,6 +119,7 @@ def test_checkpointed_layers_are_recomputed_under_the_emulation():
     class Vocab:
         def __len__(self):
             return 256
+
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "position_ids": torch.arange(16).repeat(2, 1), "targets": ids.roll(-1, 1)}
     grads = []

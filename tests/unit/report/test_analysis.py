@@ -13,8 +13,8 @@ from ja_adapt.report import analysis as an
 
 def test_smooth_is_centred_and_keeps_constants():
     assert np.allclose(an.smooth([3.0] * 10, 4), 3.0)
-    v = [abs(s - 50) for s in range(101)]          # V with its minimum at index 50
-    assert int(np.argmin(an.smooth(v, 5))) == 50    # a centred average does not move the minimum
+    v = [abs(s - 50) for s in range(101)]  # V with its minimum at index 50
+    assert int(np.argmin(an.smooth(v, 5))) == 50  # a centred average does not move the minimum
     assert an.smooth([1.0, 2.0, 3.0], 3)[1] == pytest.approx(2.0)
 
 
@@ -31,10 +31,10 @@ def test_convergence_step_of_a_known_curve():
 
 def test_fraction_reached_95_percent_of_the_reduction():
     steps = list(range(0, 201))
-    loss = [3 - 2 * min(s, 100) / 100 for s in steps]   # 3 at step 0 → 1 by step 100
+    loss = [3 - 2 * min(s, 100) / 100 for s in steps]  # 3 at step 0 → 1 by step 100
     k = an.fraction_reached(loss, 0.95, window=1)
-    assert steps[k] == 95                                # 3 - 0.95 * 2 = 1.1, reached at step 95
-    assert an.fraction_reached([1.0] * 200, 0.95, 1) is None   # no reduction: undefined
+    assert steps[k] == 95  # 3 - 0.95 * 2 = 1.1, reached at step 95
+    assert an.fraction_reached([1.0] * 200, 0.95, 1) is None  # no reduction: undefined
 
 
 def test_initial_loss_drop():
@@ -47,7 +47,7 @@ def _v_curve(onset: int, steps: int = 300, every: int = 10):
     vsteps = list(range(every, steps + 1, every))
     val = [2.0 + abs(s - onset) / 100 for s in vsteps]
     tsteps = list(range(1, steps + 1))
-    train = [3.0 - s / steps for s in tsteps]            # falling throughout
+    train = [3.0 - s / steps for s in tsteps]  # falling throughout
     return vsteps, val, tsteps, train
 
 
@@ -62,7 +62,7 @@ def test_no_overfitting_when_validation_keeps_falling_or_training_rises():
     falling = [3.0 - s / 1000 for s in vs]
     assert not an.overfitting(vs, falling, ts, tr)["detected"]
     vs, val, ts, _ = _v_curve(onset=120)
-    rising_train = [2.0 + s / 1000 for s in ts]          # both rise: divergence, not overfitting
+    rising_train = [2.0 + s / 1000 for s in ts]  # both rise: divergence, not overfitting
     assert not an.overfitting(vs, val, ts, rising_train)["detected"]
 
 
@@ -83,11 +83,20 @@ def test_stability_score_formula():
 
 def test_curve_analysis_on_records():
     vs, val, ts, tr = _v_curve(onset=150)
-    train = [{"kind": "train", "step": s, "loss": loss, "grad_norm": 1.0, "elapsed_s": s * 0.5,
-              "tokens_total": 100 * s, "skipped": False} for s, loss in zip(ts, tr)]
+    train = [
+        {
+            "kind": "train",
+            "step": s,
+            "loss": loss,
+            "grad_norm": 1.0,
+            "elapsed_s": s * 0.5,
+            "tokens_total": 100 * s,
+            "skipped": False,
+        }
+        for s, loss in zip(ts, tr)
+    ]
     val_recs = [{"kind": "val", "step": s, "val_loss": v} for s, v in zip(vs, val)]
-    out = an.curve_analysis(train, val_recs, {"steps": 300, "final_val_loss": 3.5,
-                                              "final_train_loss_window_mean": 2.0})
+    out = an.curve_analysis(train, val_recs, {"steps": 300, "final_val_loss": 3.5, "final_train_loss_window_mean": 2.0})
     assert out["overfitting"]["onset_step"] == 150
     assert out["generalization_gap"] == pytest.approx(1.5)
     k = out["step_to_target"]
@@ -108,13 +117,13 @@ def test_ratios_and_retention():
     assert an.retention(2.2, 2.0, lower_is_better=True) == pytest.approx(2.0 / 2.2)
     assert an.retention(0.8, 0.9, lower_is_better=False) == pytest.approx(0.8 / 0.9)
     assert an.gain_retention(3.0, 2.2, 2.0) == pytest.approx(0.8)
-    assert an.gain_retention(3.0, 2.2, 3.1) is None                  # full did not improve
+    assert an.gain_retention(3.0, 2.2, 3.1) is None  # full did not improve
     assert an.efficiency_score(0.8, 4.0, 1.0) == pytest.approx(1.6)
 
 
 def test_diminishing_returns_rank():
     pts = [(4, 2.10), (8, 2.05), (16, 2.02), (32, 2.01), (64, 2.00)]
-    assert an.diminishing_returns(pts, 0.01) == 16          # 2.02 <= 2.00 * 1.01, 2.05 is not
+    assert an.diminishing_returns(pts, 0.01) == 16  # 2.02 <= 2.00 * 1.01, 2.05 is not
     assert an.diminishing_returns(pts, 0.03) == 8
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_adapt.train.artifacts import load_base, load_run, merge_run, run_config
-from ja_adapt.train.checkpoint import save_weights, weights_dirname
 from ja_adapt.config import load_config, save_config, to_dict
 from ja_adapt.core.errors import UserError
 from ja_adapt.models.build import build_model, is_adapter
 from ja_adapt.models.load import load_model
+from ja_adapt.train.artifacts import load_base, load_run, merge_run, run_config
+from ja_adapt.train.checkpoint import save_weights, weights_dirname
 
 CPU = torch.device("cpu")
 
@@ -55,15 +55,17 @@ def make_run(root: Path, name: str, tokenizer, *overrides) -> tuple[Path, torch.
 
 def bases(saved_tiny_model):
     _, model_dir, _ = saved_tiny_model
-    return {"dir": [f"model.name_or_path={model_dir}"],
-            "preset": ["model.name_or_path=tiny", f"model.tokenizer={model_dir}", "seed=5"]}
+    return {
+        "dir": [f"model.name_or_path={model_dir}"],
+        "preset": ["model.name_or_path=tiny", f"model.tokenizer={model_dir}", "seed=5"],
+    }
 
 
 # ---- run_config ----------------------------------------------------------------------------------
 
+
 def test_run_config_reads_the_saved_config(tmp_path, saved_tiny_model, tiny_tokenizer):
-    run, _ = make_run(tmp_path, "r", tiny_tokenizer, "method=full", *bases(saved_tiny_model)["dir"],
-                      "optim.lr=1e-3")
+    run, _ = make_run(tmp_path, "r", tiny_tokenizer, "method=full", *bases(saved_tiny_model)["dir"], "optim.lr=1e-3")
     cfg = run_config(run)
     assert cfg.method == "full" and cfg.optim.lr == 1e-3 and cfg.lora.rank == 4
     assert to_dict(cfg) == to_dict(load_config(run / "config.yaml"))
@@ -82,6 +84,7 @@ def test_run_config_with_an_unknown_key_names_the_file(tmp_path):
 
 # ---- load_run / load_base ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("base", ["dir", "preset"])
 def test_load_run_of_a_lora_run_reproduces_its_logits(tmp_path, saved_tiny_model, tiny_tokenizer, base):
     run, model = make_run(tmp_path, "lora", tiny_tokenizer, "method=lora", *bases(saved_tiny_model)[base])
@@ -91,7 +94,7 @@ def test_load_run_of_a_lora_run_reproduces_its_logits(tmp_path, saved_tiny_model
     x = ids()
     assert torch.allclose(logits(loaded, x), logits(model, x), atol=1e-5)
     base_model, _ = load_base(cfg)
-    assert not torch.allclose(logits(base_model, x), logits(model, x), atol=1e-3)   # the adapter counts
+    assert not torch.allclose(logits(base_model, x), logits(model, x), atol=1e-3)  # the adapter counts
 
 
 def test_load_run_of_a_full_run_reproduces_its_logits(tmp_path, saved_tiny_model, tiny_tokenizer):
@@ -114,6 +117,7 @@ def test_load_run_without_weights_is_refused(tmp_path, saved_tiny_model, tiny_to
 
 def test_load_base_of_a_directory(saved_tiny_model, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
+
     _, model_dir, _ = saved_tiny_model
     cfg = load_config(None, ["precision=fp32", f"model.name_or_path={model_dir}"])
     model, tok = load_base(cfg)
@@ -124,8 +128,7 @@ def test_load_base_of_a_directory(saved_tiny_model, tiny_tokenizer):
 
 def test_load_base_of_a_preset_is_the_seeded_preset(saved_tiny_model, tiny_tokenizer):
     _, model_dir, _ = saved_tiny_model
-    cfg = load_config(None, ["precision=fp32", "model.name_or_path=tiny", f"model.tokenizer={model_dir}",
-                             "seed=3"])
+    cfg = load_config(None, ["precision=fp32", "model.name_or_path=tiny", f"model.tokenizer={model_dir}", "seed=3"])
     model, _ = load_base(cfg)
     x = ids()
     assert torch.equal(logits(model, x), logits(load_model("tiny", vocab_size=len(tiny_tokenizer), seed=3), x))
@@ -134,8 +137,10 @@ def test_load_base_of_a_preset_is_the_seeded_preset(saved_tiny_model, tiny_token
 
 # ---- merge_run -----------------------------------------------------------------------------------
 
+
 def test_merge_run_of_a_lora_run_equals_the_adapter_model(tmp_path, saved_tiny_model, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
+
     run, model = make_run(tmp_path, "lora", tiny_tokenizer, "method=lora", *bases(saved_tiny_model)["dir"])
     out = merge_run(run, tmp_path / "merged")
     assert out == tmp_path / "merged"

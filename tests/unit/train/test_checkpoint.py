@@ -9,6 +9,9 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from ja_adapt.config import load_config
+from ja_adapt.core.errors import UserError
+from ja_adapt.models.build import build_model
 from ja_adapt.train import checkpoint
 from ja_adapt.train.checkpoint import (
     TrainState,
@@ -23,9 +26,6 @@ from ja_adapt.train.checkpoint import (
     weights_dirname,
     weights_in,
 )
-from ja_adapt.config import load_config
-from ja_adapt.core.errors import UserError
-from ja_adapt.models.build import build_model
 from ja_adapt.train.step import build_optimizer
 
 CPU = torch.device("cpu")
@@ -42,11 +42,20 @@ def _one_thread():
 
 
 def cfg_of(method: str):
-    return load_config(None, ["precision=fp32", f"method={method}", "optim.warmup_steps=0",
-                              "train.max_steps=10", "optim.lr=1e-2", "lora.rank=4"])
+    return load_config(
+        None,
+        [
+            "precision=fp32",
+            f"method={method}",
+            "optim.warmup_steps=0",
+            "train.max_steps=10",
+            "optim.lr=1e-2",
+            "lora.rank=4",
+        ],
+    )
 
 
-def fresh(cfg, tok, init_scale: float = 2.0 ** 16):
+def fresh(cfg, tok, init_scale: float = 2.0**16):
     """What train.start builds before restoring: model, optimizer + scheduler, a loss scaler."""
     model = build_model(cfg, tok, CPU)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.max_steps)
@@ -78,17 +87,26 @@ def same(a, b) -> bool:
     return a == b
 
 
-STATE = TrainState(step=1, batch_index=3, tokens_total=30, elapsed_s=1.5, nonfinite_total=1,
-                   nonfinite_in_row=0, best_val_loss=2.5, best_val_step=1, evals_since_best=0,
-                   world_size=1)
+STATE = TrainState(
+    step=1,
+    batch_index=3,
+    tokens_total=30,
+    elapsed_s=1.5,
+    nonfinite_total=1,
+    nonfinite_in_row=0,
+    best_val_loss=2.5,
+    best_val_step=1,
+    evals_since_best=0,
+    world_size=1,
+)
 
 
 @pytest.mark.parametrize("method, weights", [("lora", "adapter"), ("full", "model")])
 def test_save_then_restore_gives_back_everything(tmp_path, tiny_tokenizer, method, weights):
     cfg, tok, x = cfg_of(method), tiny_tokenizer, batch(tiny_tokenizer)
-    model, optimizer, scheduler, scaler = fresh(cfg, tok, init_scale=2.0 ** 10)   # not the default
+    model, optimizer, scheduler, scaler = fresh(cfg, tok, init_scale=2.0**10)  # not the default
     one_step(model, optimizer, scheduler, scaler, x)
-    assert optimizer.state                                  # AdamW has moments now
+    assert optimizer.state  # AdamW has moments now
     torch.manual_seed(1234)
     torch.rand(3)
     rng = torch.get_rng_state()
@@ -98,11 +116,17 @@ def test_save_then_restore_gives_back_everything(tmp_path, tiny_tokenizer, metho
 
     assert folder == tmp_path / "checkpoints" / "step-00000001" and folder.is_dir()
     assert not folder.with_name(folder.name + ".tmp").exists()
-    assert {p.name for p in folder.iterdir()} == {weights, "optimizer.pt", "rng.safetensors",
-                                                  "trainer_state.json", "manifest.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        weights,
+        "optimizer.pt",
+        "rng.safetensors",
+        "trainer_state.json",
+        "manifest.json",
+    }
     listed = json.loads((folder / "manifest.json").read_text())
-    assert set(listed) == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                           if p.is_file() and p.name != "manifest.json"}
+    assert set(listed) == {
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"
+    }
     assert (folder / weights / "tokenizer.json").is_file()
     assert list((folder / weights).glob("*.safetensors"))
     assert weights_in(folder) == folder / weights
@@ -114,11 +138,11 @@ def test_save_then_restore_gives_back_everything(tmp_path, tiny_tokenizer, metho
     opt_after, sched_after, scaler_after = optimizer.state_dict(), scheduler.state_dict(), scaler.state_dict()
 
     model2, optimizer2, scheduler2, scaler2 = fresh(cfg, tok)
-    torch.rand(7)                                           # move the generator away
+    torch.rand(7)  # move the generator away
     state = restore(folder, model2, optimizer2, scheduler2, scaler2)
     assert state == STATE
     assert torch.equal(torch.get_rng_state(), rng)
-    assert scaler2.get_scale() == 2.0 ** 10
+    assert scaler2.get_scale() == 2.0**10
     assert scheduler2.last_epoch == 1 and scheduler2.get_last_lr() == saved_lr
     assert optimizer2.param_groups[0]["lr"] == saved_lr[0] < cfg.optim.lr
     assert len(optimizer2.state) == len([p for p in model2.parameters() if p.requires_grad])
@@ -127,7 +151,7 @@ def test_save_then_restore_gives_back_everything(tmp_path, tiny_tokenizer, metho
     one_step(model2, optimizer2, scheduler2, scaler2, x)
     resumed = model2.state_dict()
     assert resumed.keys() == after.keys()
-    assert any(not torch.equal(after[k], saved[k]) for k in saved)      # the step did train
+    assert any(not torch.equal(after[k], saved[k]) for k in saved)  # the step did train
     assert all(torch.equal(resumed[k], after[k]) for k in after)
     assert same(optimizer2.state_dict(), opt_after)
     assert same(scheduler2.state_dict(), sched_after)
@@ -144,7 +168,7 @@ def test_restore_puts_back_the_saved_weights(tmp_path, tiny_tokenizer, method):
     folder = save(tmp_path / "step-00000001", model, tok, optimizer, scheduler, scaler, STATE)
     model2, optimizer2, scheduler2, scaler2 = fresh(cfg, tok)
     changed = [k for k in saved if not torch.equal(saved[k], model2.state_dict()[k])]
-    assert changed                                          # the step moved weights a fresh build lacks
+    assert changed  # the step moved weights a fresh build lacks
     restore(folder, model2, optimizer2, scheduler2, scaler2)
     got = model2.state_dict()
     assert all(torch.equal(got[k], saved[k]) for k in saved)
@@ -157,8 +181,9 @@ def test_restore_puts_back_the_saved_weights(tmp_path, tiny_tokenizer, method):
 def test_restore_with_a_different_world_size_is_refused(tmp_path, tiny_tokenizer):
     cfg, tok = cfg_of("lora"), tiny_tokenizer
     model, optimizer, scheduler, scaler = fresh(cfg, tok)
-    folder = save(tmp_path / "step-00000002", model, tok, optimizer, scheduler, scaler,
-                  TrainState(step=2, world_size=2))
+    folder = save(
+        tmp_path / "step-00000002", model, tok, optimizer, scheduler, scaler, TrainState(step=2, world_size=2)
+    )
     with pytest.raises(UserError, match=rf"{folder}: written by 2 process\(es\), resumed with 1"):
         restore(folder, *fresh(cfg, tok))
 
@@ -187,6 +212,7 @@ def test_save_replaces_an_existing_folder_and_a_stale_tmp(tmp_path, tiny_tokeniz
 
 # ---- folders -------------------------------------------------------------------------------------
 
+
 def make(ckpts, name: str, finished: bool = True):
     folder = ckpts / name
     folder.mkdir(parents=True)
@@ -197,7 +223,7 @@ def make(ckpts, name: str, finished: bool = True):
 
 def test_complete_and_latest_ignore_tmp_set_aside_and_unfinished_folders(tmp_path):
     ckpts = tmp_path / "checkpoints"
-    assert complete(ckpts) == [] and latest(ckpts) is None          # no folder yet
+    assert complete(ckpts) == [] and latest(ckpts) is None  # no folder yet
     a = make(ckpts, "step-00000010")
     make(ckpts, "step-00000030.tmp")
     make(ckpts, "step-00000035.bad")
@@ -213,7 +239,7 @@ def test_prune_keeps_the_newest(tmp_path):
     ckpts = tmp_path / "checkpoints"
     folders = [make(ckpts, step_folder(ckpts, s).name) for s in (5, 10, 100, 1000)]
     tmp = make(ckpts, "step-00002000.tmp")
-    prune(ckpts, 0)                                         # 0 keeps all
+    prune(ckpts, 0)  # 0 keeps all
     assert complete(ckpts) == folders
     prune(ckpts, 2)
     assert complete(ckpts) == folders[2:]
@@ -253,6 +279,7 @@ def test_weights_in(tmp_path):
 
 def test_save_final_replaces_an_existing_directory(tmp_path, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
+
     model = build_model(cfg_of("full"), tiny_tokenizer, CPU)
     final = tmp_path / "run" / "model"
     final.mkdir(parents=True)
@@ -281,6 +308,7 @@ def test_consolidate_refuses_an_unsharded_folder(tmp_path):
 
 # ---- the manifest: verification before a checkpoint is trusted -----------------------------------
 
+
 def saved_pair(tmp_path, tok, method):
     """Checkpoints step-1 and step-2 of one model, as a run writes them."""
     cfg = cfg_of(method)
@@ -291,13 +319,21 @@ def saved_pair(tmp_path, tok, method):
     return ckpts
 
 
-@pytest.mark.parametrize("method, member", [
-    ("lora", "adapter/adapter_model.safetensors"), ("full", "model/model.safetensors"),
-    ("lora", "optimizer.pt"), ("lora", "rng.safetensors"), ("lora", "trainer_state.json"),
-    ("lora", "adapter/adapter_config.json")])
+@pytest.mark.parametrize(
+    "method, member",
+    [
+        ("lora", "adapter/adapter_model.safetensors"),
+        ("full", "model/model.safetensors"),
+        ("lora", "optimizer.pt"),
+        ("lora", "rng.safetensors"),
+        ("lora", "trainer_state.json"),
+        ("lora", "adapter/adapter_config.json"),
+    ],
+)
 @pytest.mark.parametrize("damage", ["truncate", "delete", "flip"])
-def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(tmp_path, tiny_tokenizer, capsys,
-                                                                        method, member, damage):
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(
+    tmp_path, tiny_tokenizer, capsys, method, member, damage
+):
     """--resume once died with a traceback on any truncated member or a deleted adapter file."""
     ckpts = saved_pair(tmp_path, tiny_tokenizer, method)
     newest = step_folder(ckpts, 2)
@@ -305,10 +341,10 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(tmp_path
     path = newest / member
     data = path.read_bytes()
     if damage == "truncate":
-        path.write_bytes(data[:len(data) // 2])
+        path.write_bytes(data[: len(data) // 2])
     elif damage == "delete":
         path.unlink()
-    else:                                                   # same size, one byte changed
+    else:  # same size, one byte changed
         path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     assert member in checkpoint.verify(newest)
     capsys.readouterr()
@@ -316,14 +352,16 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "step-00000002" in err and member in err
     aside = ckpts / "step-00000002.bad"
-    assert not newest.exists() and (aside / "trainer_state.json").exists() != (member == "trainer_state.json"
-                                                                               and damage == "delete")
+    assert not newest.exists() and (aside / "trainer_state.json").exists() != (
+        member == "trainer_state.json" and damage == "delete"
+    )
     assert complete(ckpts) == [step_folder(ckpts, 1)]
-    restore(step_folder(ckpts, 1), *fresh(cfg_of(method), tiny_tokenizer))      # the fallback loads
+    restore(step_folder(ckpts, 1), *fresh(cfg_of(method), tiny_tokenizer))  # the fallback loads
 
 
 def test_a_checkpoint_without_a_manifest_is_not_complete_and_a_second_bad_one_gets_its_own_name(
-        tmp_path, tiny_tokenizer):
+    tmp_path, tiny_tokenizer
+):
     ckpts = saved_pair(tmp_path, tiny_tokenizer, "lora")
     (step_folder(ckpts, 2) / checkpoint.MANIFEST).unlink()
     assert latest(ckpts) == step_folder(ckpts, 1)
@@ -342,6 +380,7 @@ def test_a_non_main_rank_skips_a_bad_checkpoint_without_renaming_it(tmp_path, ti
 
 # ---- DCP's .metadata: read without running code (issue 14, case 6) -------------------------------
 
+
 class _Marker:
     """Unpickling this calls open(path, "w"): a crafted `.metadata` that would run code."""
 
@@ -355,6 +394,7 @@ class _Marker:
 def _dcp_folder(tmp_path):
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
+
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.randn(2, 4)).sum().backward()
@@ -376,12 +416,15 @@ def test_dcp_shards_load_through_the_restricted_unpickler(tmp_path):
 def test_a_crafted_dcp_metadata_runs_no_code_and_is_one_line(tmp_path, payload):
     """torch reads `.metadata` with pickle.load: a crafted one once ran code on --resume with FSDP."""
     import pickle
+
     shards, _ = _dcp_folder(tmp_path)
     marker = tmp_path / "PWNED"
-    blob = {"reduce": lambda: pickle.dumps(_Marker(marker)),
-            "os.system": lambda: b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.",
-            "not-metadata": lambda: pickle.dumps({"a": 1}),
-            "truncated": lambda: (shards / ".metadata").read_bytes()[:50]}[payload]()
+    blob = {
+        "reduce": lambda: pickle.dumps(_Marker(marker)),
+        "os.system": lambda: b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.",
+        "not-metadata": lambda: pickle.dumps({"a": 1}),
+        "truncated": lambda: (shards / ".metadata").read_bytes()[:50],
+    }[payload]()
     (shards / ".metadata").write_bytes(blob)
     with pytest.raises(UserError, match=r"\.metadata: not a DCP checkpoint index") as e:
         checkpoint._load_shards({"model": {}}, shards, no_dist=True)

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ja_adapt.train.loss import IGNORE, token_nll, training_loss
 from ja_adapt.methods.spec import resolve_targets
 from ja_adapt.models.load import load_model
+from ja_adapt.train.loss import IGNORE, token_nll, training_loss
 
 
 def _batch(vocab: int, b: int = 2, t: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -17,9 +17,9 @@ def _batch(vocab: int, b: int = 2, t: int = 24, seed: int = 0) -> dict[str, torc
     ids = torch.randint(0, vocab, (b, t), generator=g)
     targets = ids.roll(-1, 1)
     targets[:, -1] = IGNORE
-    targets[0, 5] = IGNORE                            # a document end inside the row
+    targets[0, 5] = IGNORE  # a document end inside the row
     pos = torch.arange(t).repeat(b, 1)
-    pos[0, 6:] -= 6                                   # the next document restarts at 0
+    pos[0, 6:] -= 6  # the next document restarts at 0
     return {"input_ids": ids, "position_ids": pos, "targets": targets}
 
 
@@ -28,16 +28,22 @@ def _model(method: str = "full", vocab: int = 300):
     model.config.use_cache = False
     if method == "lora":
         from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qv"), task_type="CAUSAL_LM"))
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qv"), task_type="CAUSAL_LM"
+            ),
+        )
     return model
 
 
 def _hf_nll(model, batch) -> torch.Tensor:
     """Independent reference: the model's own forward (HF logits) and torch's cross-entropy."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                   use_cache=False).logits.float()
-    return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE,
-                           reduction="none").view(batch["targets"].shape)
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits.float()
+    return F.cross_entropy(
+        logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE, reduction="none"
+    ).view(batch["targets"].shape)
 
 
 def _grads(model) -> dict[str, torch.Tensor]:
@@ -48,7 +54,7 @@ def test_token_nll_equals_hf_cross_entropy_plain_and_chunked():
     model, batch = _model(), _batch(300)
     with torch.no_grad():
         ref = _hf_nll(model, batch)
-        for chunk in (0, 7):                          # 7 does not divide 48 rows: a short last chunk
+        for chunk in (0, 7):  # 7 does not divide 48 rows: a short last chunk
             torch.testing.assert_close(token_nll(model, batch, chunk), ref, atol=1e-5, rtol=1e-5)
     assert (ref[batch["targets"] == IGNORE] == 0).all() and (ref[batch["targets"] != IGNORE] > 0).all()
 
@@ -66,7 +72,7 @@ def test_fused_training_loss_matches_autograd_cross_entropy(method, chunk):
     want = _grads(model)
     model.zero_grad(set_to_none=True)
     loss, nll = training_loss(model, batch, 1.0 / n, chunk)
-    (3.0 * loss).backward()                           # an upstream factor (loss scaling, x world)
+    (3.0 * loss).backward()  # an upstream factor (loss scaling, x world)
     got = _grads(model)
     torch.testing.assert_close(loss, ref_nll.sum().detach() / n, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(nll, ref_nll.detach(), atol=1e-5, rtol=1e-5)
@@ -114,7 +120,7 @@ def test_fused_training_loss_under_fp16_autocast_keeps_weight_gradients_finite()
     head = model.get_output_embeddings()
     with torch.no_grad():
         head.weight.mul_(0.02)
-    model.model.norm.weight.data.fill_(300.0)       # hidden states of ~300: products beyond fp16
+    model.model.norm.weight.data.fill_(300.0)  # hidden states of ~300: products beyond fp16
     n = int((batch["targets"] != IGNORE).sum())
     (_hf_nll(model, batch).sum() / n).backward()
     want = head.weight.grad.clone()

@@ -9,17 +9,23 @@ import torch
 
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import IGNORE, PackedBatches
-from ja_adapt.data.tokens import build_token_store
-from ja_adapt.train.loss import training_loss
-from ja_adapt.models.load import load_model
 from ja_adapt.data.tokenizer import train_tokenizer
+from ja_adapt.data.tokens import build_token_store
+from ja_adapt.models.load import load_model
+from ja_adapt.train.loss import training_loss
 
-PAIRS = [("Translate into Japanese:\nOpen %s\n", "%s を開く"),
-         ("Translate into Japanese:\nSave the file\n", "ファイルを保存する"),
-         ("Translate into Japanese:\nQuit\n", "終了"),
-         ("Translate into Japanese:\nShow help for a command\n", "コマンドのヘルプを表示します")]
-CHAT = (("user", "こんにちは"), ("assistant", "こんにちは！元気ですか？"), ("user", "はい"),
-        ("assistant", "よかったです。"))
+PAIRS = [
+    ("Translate into Japanese:\nOpen %s\n", "%s を開く"),
+    ("Translate into Japanese:\nSave the file\n", "ファイルを保存する"),
+    ("Translate into Japanese:\nQuit\n", "終了"),
+    ("Translate into Japanese:\nShow help for a command\n", "コマンドのヘルプを表示します"),
+]
+CHAT = (
+    ("user", "こんにちは"),
+    ("assistant", "こんにちは！元気ですか？"),
+    ("user", "はい"),
+    ("assistant", "よかったです。"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,7 @@ def _doc(store, i):
 
 def test_packed_loss_is_the_sum_of_each_examples_masked_nll_from_transformers(store, tokenizer):
     model = load_model("tiny", vocab_size=len(tokenizer), seed=0).float().eval()
-    seq_len = store.n_tokens + 5                      # one row holds every example (and some padding)
+    seq_len = store.n_tokens + 5  # one row holds every example (and some padding)
     packed = PackedBatches(store, seq_len=seq_len, batch_size=1, shuffle=False)
     batch = packed.get(0)
     with torch.no_grad():
@@ -51,7 +57,7 @@ def test_packed_loss_is_the_sum_of_each_examples_masked_nll_from_transformers(st
         for i in range(store.n_docs):
             ids, mask = _doc(store, i)
             labels = torch.where(mask, ids, torch.full_like(ids, -100))
-            n = int(mask[1:].sum())                    # transformers shifts: the first token is no target
+            n = int(mask[1:].sum())  # transformers shifts: the first token is no target
             out = model(input_ids=ids[None], labels=labels[None])
             reference += out.loss.item() * n
             targets += n
@@ -81,7 +87,7 @@ def test_masks_survive_packing_and_row_cuts(store, seq_len):
         for d in order:
             ids, mask = _doc(store, d)
             for j in range(1, len(ids)):
-                if (pos + j) % seq_len == 0:           # a row starts at this token: no target for it
+                if (pos + j) % seq_len == 0:  # a row starts at this token: no target for it
                     cuts += 1
                     continue
                 if mask[j] or not completion_only:

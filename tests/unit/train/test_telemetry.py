@@ -7,11 +7,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForCausalLM
 
-from ja_adapt.train import telemetry
 from ja_adapt.core.errors import UserError
-from ja_adapt.train.loss import token_nll
 from ja_adapt.methods.spec import resolve_targets
 from ja_adapt.models.load import preset_config
+from ja_adapt.train import telemetry
+from ja_adapt.train.loss import token_nll
 
 V, B, T = 1024, 2, 32
 
@@ -30,8 +30,7 @@ def test_flops_formula_matches_hand_arithmetic(preset):
     n, attn = _hand_n(c), 12 * c.num_hidden_layers * c.hidden_size * 2048
     assert telemetry.matmul_params(c) == n
     assert telemetry.flops_per_token(c, method="full", trainable_params=0, seq_len=2048) == 6 * n + attn
-    assert telemetry.flops_per_token(c, method="lora", trainable_params=1000, seq_len=2048) == \
-        4 * n + 6 * 1000 + attn
+    assert telemetry.flops_per_token(c, method="lora", trainable_params=1000, seq_len=2048) == 4 * n + 6 * 1000 + attn
 
 
 @pytest.mark.parametrize("method,ckpt", [("full", False), ("lora", False), ("full", True)])
@@ -45,7 +44,13 @@ def test_flops_match_torch_flop_counter(method, ckpt):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
         from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qkvo"), task_type="CAUSAL_LM"))
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=8, lora_alpha=16, lora_dropout=0.0, target_modules=resolve_targets("qkvo"), task_type="CAUSAL_LM"
+            ),
+        )
     ids = torch.randint(0, V, (B, T))
     batch = {"input_ids": ids, "position_ids": torch.arange(T).repeat(B, 1), "targets": ids.roll(-1, 1)}
     with FlopCounterMode(display=False) as counter:
@@ -95,11 +100,11 @@ def test_memory_meter_cpu_catches_a_peak_freed_between_calls():
     calls (as between training steps) would miss it; the kernel's high-water mark keeps it."""
     meter = telemetry.MemoryMeter("cpu")
     before = meter.current_bytes()
-    x = torch.ones(128 * 1024 * 1024 // 4)      # 128 MiB, resident
-    time.sleep(0.1)                             # a forward/backward's worth of time
+    x = torch.ones(128 * 1024 * 1024 // 4)  # 128 MiB, resident
+    time.sleep(0.1)  # a forward/backward's worth of time
     del x
     after = meter.current_bytes()
-    assert after < before + 32 * 1024 * 1024    # the pages went back: a call now cannot see them
+    assert after < before + 32 * 1024 * 1024  # the pages went back: a call now cannot see them
     assert meter.peak_bytes() >= before + 100 * 1024 * 1024
 
 
@@ -107,8 +112,8 @@ def test_memory_meter_reset_releases_the_freed_heap():
     """Small freed allocations stay in glibc's heap (RSS) until trimmed; reset() trims them so a
     new interval starts from what is live."""
     meter = telemetry.MemoryMeter("cpu")
-    junk = [bytes(1000) for _ in range(100_000)]        # ~100 MB in small malloc'd blocks
-    pin = [bytes(1000) for _ in range(100)]             # above them: free() cannot shrink the heap
+    junk = [bytes(1000) for _ in range(100_000)]  # ~100 MB in small malloc'd blocks
+    pin = [bytes(1000) for _ in range(100)]  # above them: free() cannot shrink the heap
     held = meter.current_bytes()
     del junk
     meter.reset()
@@ -119,13 +124,13 @@ def test_memory_meter_reset_releases_the_freed_heap():
 def test_live_tensor_bytes_counts_new_storages_until_freed():
     """Views and in-place results of a tensor made before are not counted; a new tensor is, until
     it is freed; the peak stays; the snapshot names what was live at the peak."""
-    before = torch.zeros(1000)                          # made outside: not counted
+    before = torch.zeros(1000)  # made outside: not counted
     with telemetry.LiveTensorBytes(snapshot=True) as live:
         live.label = "mine"
         before.view(10, 100).add_(1)
         assert live.current == 0
-        a = before * 2                                  # 4,000 bytes
-        b = a[:500].mul(3)                              # 2,000
+        a = before * 2  # 4,000 bytes
+        b = a[:500].mul(3)  # 2,000
         a.t_()
         assert live.current == live.peak == 6000
         del a
@@ -138,7 +143,7 @@ def test_live_tensor_bytes_counts_new_storages_until_freed():
 
 def test_malloc_heap_bytes_sees_an_allocation():
     before = telemetry.malloc_heap_bytes()
-    x = torch.ones(1024 * 1024)                         # 4 MiB: in glibc's heap or mapped apart
+    x = torch.ones(1024 * 1024)  # 4 MiB: in glibc's heap or mapped apart
     after = telemetry.malloc_heap_bytes()
     grew = after["in_use"] + after["mmapped"] - before["in_use"] - before["mmapped"]
     assert grew >= x.numel() * 4 and after["free"] >= 0
@@ -147,8 +152,9 @@ def test_malloc_heap_bytes_sees_an_allocation():
 def test_device_facts_are_the_machine_s():
     import os
     import platform
+
     info = telemetry.device_info("cpu")
     assert info["device_type"] == "cpu" and info["torch_version"] == torch.__version__
     assert info["cpu_count"] == os.cpu_count() and info["python_version"] == platform.python_version()
     assert info["cuda_version"] == torch.version.cuda and info["bf16_supported"] is True
-    assert "device_memory_bytes" not in info          # CUDA facts only on CUDA
+    assert "device_memory_bytes" not in info  # CUDA facts only on CUDA

@@ -21,8 +21,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid: dict[str, list] = {}
     for item in items:
         key, value = parse_override(item)
-        values = value if isinstance(value, list) else [parse_override(f"{key}={v}")[1]
-                                                         for v in str(value).split(",")]
+        values = value if isinstance(value, list) else [parse_override(f"{key}={v}")[1] for v in str(value).split(",")]
         if not values or key in grid:
             raise UserError(f"--grid {item}: give each key once, with comma-separated values")
         grid[key] = values
@@ -41,7 +40,7 @@ def parse_tune(items: list[str], methods: list[str]) -> tuple[str | None, dict[s
         if key not in (None, k):
             raise UserError(f"--tune {item}: one tuned key per comparison (already tuning '{key}')")
         key = k
-        for m in ([method] if method else methods):
+        for m in [method] if method else methods:
             if m in grids:
                 raise UserError(f"--tune {item}: method '{m}' already has a grid")
             grids[m] = values
@@ -57,8 +56,10 @@ def parse_arms(items: list[str]) -> dict[str, dict]:
     for item in items:
         name, sep, rest = item.partition(":")
         if not sep or "=" not in rest or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise UserError(f"--arm {item}: expected NAME:KEY=VALUE with NAME of letters, digits, "
-                            "'-', '_' or '.' (e.g. --arm lora-all:lora.targets=all-linear)")
+            raise UserError(
+                f"--arm {item}: expected NAME:KEY=VALUE with NAME of letters, digits, "
+                "'-', '_' or '.' (e.g. --arm lora-all:lora.targets=all-linear)"
+            )
         key, value = parse_override(rest)
         if key in arms.setdefault(name, {}):
             raise UserError(f"--arm {item}: arm '{name}' already sets {key}; give each key once")
@@ -70,42 +71,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_flags(parser)
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
     if parser.prog.split()[-1] == "sweep":
-        parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
-                            help="a swept key and its values (repeatable: the runs are the product)")
-        parser.add_argument("--probe", action="store_true",
-                            help="runs too short to compare quality: the report shows their time and "
-                            "memory only")
+        parser.add_argument(
+            "--grid",
+            action="append",
+            required=True,
+            metavar="KEY=V1,V2",
+            help="a swept key and its values (repeatable: the runs are the product)",
+        )
+        parser.add_argument(
+            "--probe",
+            action="store_true",
+            help="runs too short to compare quality: the report shows their time and memory only",
+        )
     else:
-        parser.add_argument("--methods", default="lora,full",
-                            help="the entries compared, comma-separated: registered methods "
-                            f"({', '.join(SPECS)}) or --arm names")
-        parser.add_argument("--arm", action="append", default=[], metavar="NAME:KEY=VALUE",
-                            help="a compared entry NAME defined by config overrides (repeatable; the "
-                            "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
-                            "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
-                            "method= is needed unless NAME is a registered method")
-        parser.add_argument("--tune", action="append", default=[], metavar="[NAME:]KEY=V1,V2",
-                            help="tune KEY per entry on the first seed by validation loss, then train "
-                            "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
-                            "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)")
+        parser.add_argument(
+            "--methods",
+            default="lora,full",
+            help=f"the entries compared, comma-separated: registered methods ({', '.join(SPECS)}) or --arm names",
+        )
+        parser.add_argument(
+            "--arm",
+            action="append",
+            default=[],
+            metavar="NAME:KEY=VALUE",
+            help="a compared entry NAME defined by config overrides (repeatable; the "
+            "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
+            "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
+            "method= is needed unless NAME is a registered method",
+        )
+        parser.add_argument(
+            "--tune",
+            action="append",
+            default=[],
+            metavar="[NAME:]KEY=V1,V2",
+            help="tune KEY per entry on the first seed by validation loss, then train "
+            "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
+            "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)",
+        )
     if parser.prog.split()[-1] == "sweep":
-        parser.add_argument("--likelihood-only", action="store_true",
-                            help="evaluate each run's likelihood metrics only (bits/char, per-script "
-                            "accuracy, forgetting): no generation, supervised or downstream tasks")
+        parser.add_argument(
+            "--likelihood-only",
+            action="store_true",
+            help="evaluate each run's likelihood metrics only (bits/char, per-script "
+            "accuracy, forgetting): no generation, supervised or downstream tasks",
+        )
     else:
-        parser.add_argument("--curve-seeds", type=int, default=None, metavar="N",
-                            help="evaluate the checkpoints (learning curves) of the first N seeds only "
-                            "(default: every seed)")
-        parser.add_argument("--likelihood-only", nargs="?", const=True, default=False, metavar="NAMES",
-                            help="evaluate the runs of these methods or arms (comma-separated; alone: "
-                            "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
-                            "forgetting: the methods table): no generation, supervised or downstream tasks")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="runs trained and evaluated at once, in N worker processes sharing the "
-                        "torch threads (default 1: one after the other, in this process)")
-    parser.add_argument("--reuse-from", type=Path, action="append", default=[], metavar="DIR",
-                        help="an experiment directory whose finished runs with the very same "
-                        "configuration are copied instead of trained again (repeatable)")
+        parser.add_argument(
+            "--curve-seeds",
+            type=int,
+            default=None,
+            metavar="N",
+            help="evaluate the checkpoints (learning curves) of the first N seeds only (default: every seed)",
+        )
+        parser.add_argument(
+            "--likelihood-only",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="NAMES",
+            help="evaluate the runs of these methods or arms (comma-separated; alone: "
+            "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
+            "forgetting: the methods table): no generation, supervised or downstream tasks",
+        )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs trained and evaluated at once, in N worker processes sharing the "
+        "torch threads (default 1: one after the other, in this process)",
+    )
+    parser.add_argument(
+        "--reuse-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an experiment directory whose finished runs with the very same "
+        "configuration are copied instead of trained again (repeatable)",
+    )
     parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
 
 
@@ -121,19 +165,40 @@ def run(args: argparse.Namespace) -> int:
         if not (d / "experiment.json").is_file():
             raise UserError(f"--reuse-from {d}: not an experiment directory (no experiment.json)")
     seeds = [cfg.seed + i for i in range(args.seeds)]
-    with locked(args.out):                  # one process per experiment directory, as per run
+    with locked(args.out):  # one process per experiment directory, as per run
         if args.command == "compare":
             methods = parse_grid([f"method={args.methods}"])["method"]
             key, grids = parse_tune(args.tune, methods)
-            light = args.likelihood_only if isinstance(args.likelihood_only, bool) else \
-                parse_grid([f"method={args.likelihood_only}"])["method"]
-            run_compare(args.out, cfg, methods, seeds, key, grids, likelihood_only=light,
-                        reuse_from=args.reuse_from, jobs=args.jobs, curve_seeds=args.curve_seeds,
-                        arms=parse_arms(args.arm))
+            light = (
+                args.likelihood_only
+                if isinstance(args.likelihood_only, bool)
+                else parse_grid([f"method={args.likelihood_only}"])["method"]
+            )
+            run_compare(
+                args.out,
+                cfg,
+                methods,
+                seeds,
+                key,
+                grids,
+                likelihood_only=light,
+                reuse_from=args.reuse_from,
+                jobs=args.jobs,
+                curve_seeds=args.curve_seeds,
+                arms=parse_arms(args.arm),
+            )
         else:
-            run_all(args.out, args.command, cfg, parse_grid(args.grid), seeds,
-                    purpose="probe" if args.probe else "quality", likelihood_only=args.likelihood_only,
-                    reuse_from=args.reuse_from, jobs=args.jobs)
+            run_all(
+                args.out,
+                args.command,
+                cfg,
+                parse_grid(args.grid),
+                seeds,
+                purpose="probe" if args.probe else "quality",
+                likelihood_only=args.likelihood_only,
+                reuse_from=args.reuse_from,
+                jobs=args.jobs,
+            )
     if not args.no_report:
         results = build_results([args.out])
         paths = write_report(args.out, results)

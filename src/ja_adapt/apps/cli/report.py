@@ -10,8 +10,13 @@ from ja_adapt.report import build_results, executive_summary, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("outs", nargs="+", type=Path, metavar="OUT",
-                        help="experiment directories of `ja-adapt compare` / `sweep` (several merge into one report)")
+    parser.add_argument(
+        "outs",
+        nargs="+",
+        type=Path,
+        metavar="OUT",
+        help="experiment directories of `ja-adapt compare` / `sweep` (several merge into one report)",
+    )
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first OUT)")
 
 

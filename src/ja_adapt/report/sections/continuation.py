@@ -31,13 +31,26 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     bl = res.get("bleu_evaluation")
     if not ok(bl):
         return b + [("p", NOT_RUN_TEXT)]
-    b.append(group_table(scored_by_examples(bl["groups"], "bleu"),
-                         [(c.header, c.key, fmt.UNITS[c.unit]) for c in GENERATION]))
-    b.append(("p", "Continuations of held-out Japanese documents (docs/metrics.md#generation): the decoded text "
-                   "is cut to the reference's character length and otherwise left as produced. Intervals: over "
-                   "seeds with ≥ 2 seeds, else the run's bootstrap over prompts. Repeated 4-grams, distinct-n "
-                   "and the length ratio measure degeneration."))
+    b.append(
+        group_table(
+            scored_by_examples(bl["groups"], "bleu"), [(c.header, c.key, fmt.UNITS[c.unit]) for c in GENERATION]
+        )
+    )
+    b.append(
+        (
+            "p",
+            "Continuations of held-out Japanese documents (docs/metrics.md#generation): the decoded text "
+            "is cut to the reference's character length and otherwise left as produced. Intervals: over "
+            "seeds with ≥ 2 seeds, else the run's bootstrap over prompts. Repeated 4-grams, distinct-n "
+            "and the length ratio measure degeneration.",
+        )
+    )
     if bl.get("performance_ratio") is not None:
-        b.append(("p", f"BLEU ratio {fmt.num(bl['performance_ratio'])}, chrF ratio {fmt.num(bl['chrf_ratio'])} "
-                       f"({bl['ratio_direction']})."))
+        b.append(
+            (
+                "p",
+                f"BLEU ratio {fmt.num(bl['performance_ratio'])}, chrF ratio {fmt.num(bl['chrf_ratio'])} "
+                f"({bl['ratio_direction']}).",
+            )
+        )
     return b

@@ -31,12 +31,16 @@ def hardware(exps: list[Experiment]) -> list[dict]:
 
 def environment(exps: list[Experiment]) -> dict:
     runs = [r for e in exps for r in e.runs]
-    return {"hardware": hardware(exps), "versions": _distinct(exps, "versions"), "locks": _distinct(exps, "lock"),
-            "report_python": platform.python_version(),
-            "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
-            "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
-            "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},
-            "data_sources": data_sources(exps)}
+    return {
+        "hardware": hardware(exps),
+        "versions": _distinct(exps, "versions"),
+        "locks": _distinct(exps, "lock"),
+        "report_python": platform.python_version(),
+        "config_hashes": {r.name: r.summary.get("config_hash") for r in runs},
+        "data_hashes": sorted({str(r.summary.get("data_hash")) for r in runs}),
+        "configs": {str(e.out): e.manifest.get("config", {}) for e in exps},
+        "data_sources": data_sources(exps),
+    }
 
 
 def data_sources(exps: list[Experiment]) -> dict | None:
@@ -52,11 +56,23 @@ def data_sources(exps: list[Experiment]) -> dict | None:
 
 def blocks(res: dict, plots: dict) -> list[tuple]:
     env = res["environment"]
-    return [("table", ["item", "value"],
-             [["hardware", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["hardware"])],
-              ["versions", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["versions"])],
-              ["lock file", "; ".join(f"sha256 {(d.get('sha256') or 'none')[:16]}…, environment "
-                                      f"{d.get('environment')}" for d in env.get("locks", []))
-               or "not recorded"],
-              ["data hashes", ", ".join(env["data_hashes"])],
-              ["sources", ", ".join(res["sources"])]])]
+    return [
+        (
+            "table",
+            ["item", "value"],
+            [
+                ["hardware", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["hardware"])],
+                ["versions", "; ".join(", ".join(f"{k}={v}" for k, v in d.items()) for d in env["versions"])],
+                [
+                    "lock file",
+                    "; ".join(
+                        f"sha256 {(d.get('sha256') or 'none')[:16]}…, environment {d.get('environment')}"
+                        for d in env.get("locks", [])
+                    )
+                    or "not recorded",
+                ],
+                ["data hashes", ", ".join(env["data_hashes"])],
+                ["sources", ", ".join(res["sources"])],
+            ],
+        )
+    ]

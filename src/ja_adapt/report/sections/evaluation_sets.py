@@ -5,7 +5,7 @@ from __future__ import annotations
 from ja_adapt.report import fmt
 from ja_adapt.report.status import NOT_RUN_TEXT
 
-MIN_EVAL_CHARS = 20_000      # the size an evaluation set should reach to resolve differences
+MIN_EVAL_CHARS = 20_000  # the size an evaluation set should reach to resolve differences
 
 
 def build(ctx) -> dict:
@@ -15,8 +15,10 @@ def build(ctx) -> dict:
 def evaluation_sets(exps, base_eval: dict | None) -> dict:
     """Characters and documents per evaluated (lang, domain), per language, and decontamination."""
     groups = ((base_eval or {}).get("likelihood") or {}).get("by_group") or {}
-    by_group = {k: {"documents": v.get("documents"), "chars": v.get("chars"), "trained": v.get("trained")}
-                for k, v in groups.items()}
+    by_group = {
+        k: {"documents": v.get("documents"), "chars": v.get("chars"), "trained": v.get("trained")}
+        for k, v in groups.items()
+    }
     by_lang: dict[str, dict] = {}
     for k, v in by_group.items():
         lang = k.split("/", 1)[0]
@@ -26,8 +28,13 @@ def evaluation_sets(exps, base_eval: dict | None) -> dict:
     for v in by_lang.values():
         v["at_least_min"] = v["chars"] >= MIN_EVAL_CHARS
     deco = next((e.decontamination for e in exps if e.decontamination), None)
-    return {"status": "ok" if by_group else "not run", "min_chars": MIN_EVAL_CHARS,
-            "by_group": by_group, "by_lang": by_lang, "decontamination": deco}
+    return {
+        "status": "ok" if by_group else "not run",
+        "min_chars": MIN_EVAL_CHARS,
+        "by_group": by_group,
+        "by_lang": by_lang,
+        "decontamination": deco,
+    }
 
 
 def blocks(res: dict, plots: dict) -> list[tuple]:
@@ -35,24 +42,58 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     if es.get("status") != "ok":
         return [("p", NOT_RUN_TEXT)]
     b = []
-    b.append(("p", f"Characters and documents evaluated per language (the target is at least "
-                   f"{fmt.integer(es['min_chars'])} characters per language), after decontamination."))
-    b.append(("table", ["language", "documents", "characters", f"≥ {fmt.integer(es['min_chars'])}"],
-              [[lang, fmt.integer(v["documents"]), fmt.integer(v["chars"]), "yes" if v["at_least_min"] else "NO"]
-               for lang, v in es["by_lang"].items()]))
+    b.append(
+        (
+            "p",
+            f"Characters and documents evaluated per language (the target is at least "
+            f"{fmt.integer(es['min_chars'])} characters per language), after decontamination.",
+        )
+    )
+    b.append(
+        (
+            "table",
+            ["language", "documents", "characters", f"≥ {fmt.integer(es['min_chars'])}"],
+            [
+                [lang, fmt.integer(v["documents"]), fmt.integer(v["chars"]), "yes" if v["at_least_min"] else "NO"]
+                for lang, v in es["by_lang"].items()
+            ],
+        )
+    )
     deco = es.get("decontamination") or {}
     if deco.get("rule"):
         r = deco["rule"]
-        b.append(("p", f"Decontamination: an evaluation document is removed when at least "
-                       f"{fmt.share(r['threshold'], 0)} of its distinct character {r['ngram']}-grams occur in one "
-                       f"training document ({r['normalise']}). Removed {fmt.integer(deco['eval']['removed_docs'])} of "
-                       f"{fmt.integer(deco['eval']['docs'])} documents ({fmt.integer(deco['eval']['removed_chars'])} "
-                       "characters)."))
-        b.append(("table", ["training set", "training documents", "training characters", "evaluation documents removed",
-                            "share of kept n-grams seen in it"],
-                  [[name, fmt.integer(v.get("train_docs")), fmt.integer(v.get("train_chars")),
-                    fmt.integer(v.get("removed_docs")), fmt.share(v.get("kept_ngrams_seen"))]
-                   for name, v in deco["train_sets"].items()]))
+        b.append(
+            (
+                "p",
+                f"Decontamination: an evaluation document is removed when at least "
+                f"{fmt.share(r['threshold'], 0)} of its distinct character {r['ngram']}-grams occur in one "
+                f"training document ({r['normalise']}). Removed {fmt.integer(deco['eval']['removed_docs'])} of "
+                f"{fmt.integer(deco['eval']['docs'])} documents ({fmt.integer(deco['eval']['removed_chars'])} "
+                "characters).",
+            )
+        )
+        b.append(
+            (
+                "table",
+                [
+                    "training set",
+                    "training documents",
+                    "training characters",
+                    "evaluation documents removed",
+                    "share of kept n-grams seen in it",
+                ],
+                [
+                    [
+                        name,
+                        fmt.integer(v.get("train_docs")),
+                        fmt.integer(v.get("train_chars")),
+                        fmt.integer(v.get("removed_docs")),
+                        fmt.share(v.get("kept_ngrams_seen")),
+                    ]
+                    for name, v in deco["train_sets"].items()
+                ],
+            )
+        )
     elif deco:
         b.append(("p", f"Decontamination: {deco.get('status', 'not recorded')}."))
     return b

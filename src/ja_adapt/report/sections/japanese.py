@@ -14,8 +14,11 @@ def build(ctx) -> dict:
     groups, base = ctx.cmp.groups, ctx.base
     if not any(g.q("char_accuracy_overall")["n"] for g in groups):
         return {"japanese_performance": not_run()}
-    out = {"character_accuracy": {}, "bits_per_char": {},
-           "chars": {s: base.quality.get(f"chars_{s}") for s in NAMES} if base.quality else {}}   # the same text
+    out = {
+        "character_accuracy": {},
+        "bits_per_char": {},
+        "chars": {s: base.quality.get(f"chars_{s}") for s in NAMES} if base.quality else {},
+    }  # the same text
     if base.quality:
         out["character_accuracy"]["base"] = {s: base.q(f"char_accuracy_{s}") for s in NAMES}
         out["bits_per_char"]["base"] = {s: base.q(f"bits_per_char_{s}") for s in NAMES}
@@ -39,13 +42,21 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     if not ok(jp):
         return b + [("p", NOT_RUN_TEXT)]
     scripts = ["hiragana", "katakana", "kanji", "other", "overall"]
-    for title, key in (("Character accuracy (teacher-forced argmax)", "character_accuracy"),
-                       ("Bits per character", "bits_per_char")):
+    for title, key in (
+        ("Character accuracy (teacher-forced argmax)", "character_accuracy"),
+        ("Bits per character", "bits_per_char"),
+    ):
         b.append(("p", title + ":"))
         b.append(("table", ["model"] + scripts, [[g] + [fmt.agg(v[s]) for s in scripts] for g, v in jp[key].items()]))
     if jp.get("chars"):
-        b.append(("p", "Characters scored per script (the same text for every model): " + ", ".join(
-            f"{s} {fmt.integer(n)}" for s, n in jp["chars"].items()) + "."))
+        b.append(
+            (
+                "p",
+                "Characters scored per script (the same text for every model): "
+                + ", ".join(f"{s} {fmt.integer(n)}" for s, n in jp["chars"].items())
+                + ".",
+            )
+        )
     if jp.get("performance_gap"):
         head = (res.get("headline") or {}).get("metrics") or {}
 
@@ -53,8 +64,15 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
             d = (head.get(f"char_accuracy_{s}") or {}).get("difference")
             ci = f" (LoRA − full 95% CI [{fmt.num(d.get('ci_low'))}, {fmt.num(d.get('ci_high'))}])" if d else ""
             return f"{s} {fmt.num(v)}{ci}"
-        b.append(("p", f"Accuracy gap ({jp['performance_gap_direction']}): " + ", ".join(
-            gap(s, v) for s, v in jp["performance_gap"].items()) + "."))
+
+        b.append(
+            (
+                "p",
+                f"Accuracy gap ({jp['performance_gap_direction']}): "
+                + ", ".join(gap(s, v) for s, v in jp["performance_gap"].items())
+                + ".",
+            )
+        )
     if "script_accuracy" in plots:
         b.append(("img", plots["script_accuracy"], "Character accuracy by script"))
     return b

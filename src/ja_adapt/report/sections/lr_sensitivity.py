@@ -24,10 +24,15 @@ def lr_sensitivity(groups, cfg: an.AnalysisConfig) -> dict:
     for entry in sorted(named):
         bucket = largest(named[entry], "optim.lr")
         name, metric = sweep_metric(bucket)
-        pts = [{"lr": g.config["optim.lr"], "label": g.label, "metric": metric(g)}
-               for g in sorted(bucket, key=lambda g: g.config["optim.lr"])]
-        out["by_method"][entry] = {"metric": name, "points": pts, **an.lr_sensitivity(
-            [(p["lr"], p["metric"]["mean"]) for p in pts], cfg.lr_tolerance)}
+        pts = [
+            {"lr": g.config["optim.lr"], "label": g.label, "metric": metric(g)}
+            for g in sorted(bucket, key=lambda g: g.config["optim.lr"])
+        ]
+        out["by_method"][entry] = {
+            "metric": name,
+            "points": pts,
+            **an.lr_sensitivity([(p["lr"], p["metric"]["mean"]) for p in pts], cfg.lr_tolerance),
+        }
     return out if out["by_method"] else not_run()
 
 
@@ -36,10 +41,23 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     ls = res.get("lr_sensitivity")
     if not ok(ls):
         return b + [("p", NOT_RUN_TEXT)]
-    b.append(("table", ["method", "metric", "best lr", "range within tolerance", "sensitivity coefficient", "lrs"],
-              [[m, s["metric"], fmt.num(s.get("best_lr")), f"{fmt.num(s['range'][0])} – {fmt.num(s['range'][1])}"
-                if s.get("range") else fmt.DASH, fmt.num(s.get("sensitivity_coefficient")), s.get("n_lrs")]
-               for m, s in sorted(ls["by_method"].items())]))
+    b.append(
+        (
+            "table",
+            ["method", "metric", "best lr", "range within tolerance", "sensitivity coefficient", "lrs"],
+            [
+                [
+                    m,
+                    s["metric"],
+                    fmt.num(s.get("best_lr")),
+                    f"{fmt.num(s['range'][0])} – {fmt.num(s['range'][1])}" if s.get("range") else fmt.DASH,
+                    fmt.num(s.get("sensitivity_coefficient")),
+                    s.get("n_lrs"),
+                ]
+                for m, s in sorted(ls["by_method"].items())
+            ],
+        )
+    )
     if "lr_sensitivity" in plots:
         b.append(("img", plots["lr_sensitivity"], "Learning-rate sensitivity"))
     return b

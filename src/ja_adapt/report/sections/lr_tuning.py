@@ -27,16 +27,29 @@ def lr_tuning(exps, stats_of: dict) -> dict:
         a = next((p["run"] for p in points["lora"] if p["value"] == v), None)
         b = next((p["run"] for p in points["full"] if p["value"] == v), None)
         shared.append({"value": v, **_doc_diff(stats_of, a, b)})
-    at_choice = _doc_diff(stats_of, *(next(p["run"] for p in points[m] if p["value"] == chosen[m])
-                                      for m in ("lora", "full"))) if {"lora", "full"} <= set(chosen) else None
+    at_choice = (
+        _doc_diff(stats_of, *(next(p["run"] for p in points[m] if p["value"] == chosen[m]) for m in ("lora", "full")))
+        if {"lora", "full"} <= set(chosen)
+        else None
+    )
     changes = None
     if at_choice and shared and at_choice.get("resolved") is not None:
-        changes = any((s.get("better"), s.get("resolved")) != (at_choice.get("better"), at_choice.get("resolved"))
-                      for s in shared)
-    return {"status": "ok", "key": key, "selection": selection, "grids": grids,
-            "points": points, "chosen": chosen, "at_grid_edge": at_edge,
-            "at_chosen": at_choice, "at_shared_values": shared, "conclusion_changes_at_shared_value": changes,
-            "level": "document (one pair of seed-0 checkpoints per row)"}
+        changes = any(
+            (s.get("better"), s.get("resolved")) != (at_choice.get("better"), at_choice.get("resolved")) for s in shared
+        )
+    return {
+        "status": "ok",
+        "key": key,
+        "selection": selection,
+        "grids": grids,
+        "points": points,
+        "chosen": chosen,
+        "at_grid_edge": at_edge,
+        "at_chosen": at_choice,
+        "at_shared_values": shared,
+        "conclusion_changes_at_shared_value": changes,
+        "level": "document (one pair of seed-0 checkpoints per row)",
+    }
 
 
 def _grid_points(tuned: list, key: str) -> tuple[dict, dict, dict, dict]:
@@ -52,13 +65,19 @@ def _grid_points(tuned: list, key: str) -> tuple[dict, dict, dict, dict]:
                 continue
             pts = []
             for v in grid:
-                run = next((r for r in exp.runs if r.arm == m and r.seed == t["spec"]["seed"]
-                            and r.config.get(key) == v), None)
+                run = next(
+                    (r for r in exp.runs if r.arm == m and r.seed == t["spec"]["seed"] and r.config.get(key) == v), None
+                )
                 held = (((run.eval or {}).get("domains") or {}).get("held_out") or {}) if run else {}
-                pts.append({"value": v, "val_loss": t["val_loss"][m].get(str(v)),
-                            "ja_bits_per_char": held.get("bits_per_char"),
-                            "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
-                            "run": run.name if run else None})
+                pts.append(
+                    {
+                        "value": v,
+                        "val_loss": t["val_loss"][m].get(str(v)),
+                        "ja_bits_per_char": held.get("bits_per_char"),
+                        "ja_bits_per_char_ci": held.get("bits_per_char_ci"),
+                        "run": run.name if run else None,
+                    }
+                )
             points[m], grids[m], chosen[m] = pts, grid, t["chosen"][m]
             at_edge[m] = t.get("at_grid_edge", {}).get(m)
     return points, grids, chosen, at_edge
@@ -72,16 +91,23 @@ def _doc_diff(stats_of: dict, a: str | None, b: str | None) -> dict:
     for e in stats_of.get(a, {}).get("pairs", []):
         if {e["a"], e["b"]} == {a, b}:
             st, flipped = e["stats"], e["a"] != a
-    corpus = ((((st or {}).get("bits_per_char") or {}).get("held_out") or {}).get("char_weighted") or {})
+    corpus = (((st or {}).get("bits_per_char") or {}).get("held_out") or {}).get("char_weighted") or {}
     d, lo, hi = corpus.get("diff"), corpus.get("ci_low"), corpus.get("ci_high")
     if d is None or lo is None or hi is None:
         return {"lora_run": a, "full_run": b, "skipped": "no paired statistics in stats.json"}
     if flipped:
         d, lo, hi = -d, -hi, -lo
     resolved = lo > 0 or hi < 0
-    return {"lora_run": a, "full_run": b, "diff": d, "ci_low": lo, "ci_high": hi, "resolved": resolved,
-            "better": ("lora" if hi < 0 else "full") if resolved else None,
-            "weighting": corpus.get("weighting")}
+    return {
+        "lora_run": a,
+        "full_run": b,
+        "diff": d,
+        "ci_low": lo,
+        "ci_high": hi,
+        "resolved": resolved,
+        "better": ("lora" if hi < 0 else "full") if resolved else None,
+        "weighting": corpus.get("weighting"),
+    }
 
 
 def blocks(res: dict, plots: dict) -> list[tuple]:
@@ -89,15 +115,32 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     if t.get("status") != "ok":
         return [("p", t.get("reason", NOT_RUN_TEXT))]
     b = []
-    b.append(("p", f"Each method's {t['key']} was chosen from its own grid by {t['selection']}; the other seeds "
-                   "then trained at the choice. Held-out bits/char of each grid point (seed 0) with its 95% "
-                   "document-bootstrap interval:"))
+    b.append(
+        (
+            "p",
+            f"Each method's {t['key']} was chosen from its own grid by {t['selection']}; the other seeds "
+            "then trained at the choice. Held-out bits/char of each grid point (seed 0) with its 95% "
+            "document-bootstrap interval:",
+        )
+    )
     for m, pts in t["points"].items():
-        b.append(("table", [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
-                  [[fmt.num(p["value"]), fmt.num(p["val_loss"]),
-                    f"{fmt.num(p['ja_bits_per_char'])} {interval(p.get('ja_bits_per_char_ci'))}",
-                    "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
-                    if p["value"] == t["chosen"][m] else ""] for p in pts]))
+        b.append(
+            (
+                "table",
+                [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
+                [
+                    [
+                        fmt.num(p["value"]),
+                        fmt.num(p["val_loss"]),
+                        f"{fmt.num(p['ja_bits_per_char'])} {interval(p.get('ja_bits_per_char_ci'))}",
+                        "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
+                        if p["value"] == t["chosen"][m]
+                        else "",
+                    ]
+                    for p in pts
+                ],
+            )
+        )
     if "lr_tuning" in plots:
         b.append(("img", plots["lr_tuning"], "Validation loss over each method's learning-rate grid"))
     rows = []
@@ -105,13 +148,24 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
         rows.append(["each method's own choice", *_diff_cells(t["at_chosen"])])
     rows += [[f"shared {t['key']} = {fmt.num(s['value'])}", *_diff_cells(s)] for s in t["at_shared_values"]]
     if rows:
-        b.append(("p", "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
-                       "char-weighted, 95% document-bootstrap interval):"))
+        b.append(
+            (
+                "p",
+                "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
+                "char-weighted, 95% document-bootstrap interval):",
+            )
+        )
         b.append(("table", ["setting", "LoRA − full", "95% CI", "verdict"], rows))
         ch = t.get("conclusion_changes_at_shared_value")
         if ch is not None:
-            b.append(("p", "At a shared rate the verdict " + ("differs from" if ch else "is the same as")
-                           + " the verdict at each method's own rate."))
+            b.append(
+                (
+                    "p",
+                    "At a shared rate the verdict "
+                    + ("differs from" if ch else "is the same as")
+                    + " the verdict at each method's own rate.",
+                )
+            )
     return b
 
 

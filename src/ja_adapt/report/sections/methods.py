@@ -22,6 +22,7 @@ from ja_adapt.report import fmt
 from ja_adapt.report.blocks import unit_of
 from ja_adapt.report.groups import primary
 from ja_adapt.report.status import not_run
+
 COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
 
 
@@ -51,27 +52,42 @@ def methods_table(groups_by_arm: dict, base_q: dict) -> dict:
     rows = {}
     for arm, g in sorted(groups_by_arm.items()):
         q = {r.seed: g.quality.get(r.seed) or {} for r in g.runs}
-        langs = sorted({k[:-len("_bpb_increase")] for v in q.values() for k in v if k.endswith("_bpb_increase")})
-        row = {"group": g.label, "method": g.method, "seeds": [r.seed for r in g.runs],
-               "memory_kind": g.runs[0].summary.get("memory_kind"),
-               **{k: g.summary(k) for k in COST_FIELDS},
-               "chars_per_token": g.agg(_ja_chars_per_token),
-               "ja_bits_per_char": g.q("ja_bits_per_char"),
-               "char_accuracy": {s: g.q(f"char_accuracy_{s}") for s in (*SCRIPTS, "overall") if s != "other"},
-               "forgetting": g.agg(lambda r, q=q: _forgetting(q[r.seed])),
-               "forgetting_by_lang": {lang: g.agg(lambda r, lang=lang, q=q: q[r.seed].get(f"{lang}_bpb_increase"))
-                                      for lang in langs}}
+        langs = sorted({k[: -len("_bpb_increase")] for v in q.values() for k in v if k.endswith("_bpb_increase")})
+        row = {
+            "group": g.label,
+            "method": g.method,
+            "seeds": [r.seed for r in g.runs],
+            "memory_kind": g.runs[0].summary.get("memory_kind"),
+            **{k: g.summary(k) for k in COST_FIELDS},
+            "chars_per_token": g.agg(_ja_chars_per_token),
+            "ja_bits_per_char": g.q("ja_bits_per_char"),
+            "char_accuracy": {s: g.q(f"char_accuracy_{s}") for s in (*SCRIPTS, "overall") if s != "other"},
+            "forgetting": g.agg(lambda r, q=q: _forgetting(q[r.seed])),
+            "forgetting_by_lang": {
+                lang: g.agg(lambda r, lang=lang, q=q: q[r.seed].get(f"{lang}_bpb_increase")) for lang in langs
+            },
+        }
         bpc = row["ja_bits_per_char"]
-        gain = g.agg(lambda r, q=q: None if base_bpc is None or q[r.seed].get("ja_bits_per_char") is None
-                     else base_bpc - q[r.seed]["ja_bits_per_char"])
+        gain = g.agg(
+            lambda r, q=q: (
+                None
+                if base_bpc is None or q[r.seed].get("ja_bits_per_char") is None
+                else base_bpc - q[r.seed]["ja_bits_per_char"]
+            )
+        )
         if gain["n"] == 1 and bpc.get("ci_low") is not None and base_bpc is not None:
             # one seed: the run's own bootstrap interval, mirrored (gain falls as bits/char rises)
-            gain.update(ci_low=base_bpc - bpc["ci_high"], ci_high=base_bpc - bpc["ci_low"],
-                        ci_level=bpc.get("ci_level"))
+            gain.update(
+                ci_low=base_bpc - bpc["ci_high"], ci_high=base_bpc - bpc["ci_low"], ci_level=bpc.get("ci_level")
+            )
         row["quality_gain"] = gain
         rows[arm] = row
-    return {"status": "ok", "rows": rows, "base_ja_bits_per_char": base_bpc,
-            "pareto": {"params": pareto(rows, "params_trainable"), "forgetting": pareto(rows, "forgetting")}}
+    return {
+        "status": "ok",
+        "rows": rows,
+        "base_ja_bits_per_char": base_bpc,
+        "pareto": {"params": pareto(rows, "params_trainable"), "forgetting": pareto(rows, "forgetting")},
+    }
 
 
 def pareto(rows: dict, cost: str) -> list[str]:
@@ -83,6 +99,7 @@ def pareto(rows: dict, cost: str) -> list[str]:
     def beaten(m):
         g, c = pts[m]
         return any(g2 >= g and c2 <= c and (g2, c2) != (g, c) for o, (g2, c2) in pts.items() if o != m)
+
     return sorted(m for m in pts if not beaten(m))
 
 
@@ -93,33 +110,75 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
     if not isinstance(sec, dict) or sec.get("status") != "ok":
         return [("p", "Not run: no experiment in the given directories trained a method.")]
     scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
-    b.append(("p", "Per compared method or arm (its compared configuration; an arm is named by the "
-                   "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
-                   "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
-                   "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
-                   "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
-                   "characters per token of the run's tokenizer; chars/s = training characters per second."))
-    b.append(("table", ["method", "seeds", "trainable parameters", "artifact", "peak memory", "time/step",
-                        "chars/token", "chars/s", "ja bits/char", "quality gained",
-                        *[f"{s} accuracy" for s in scripts], "forgetting"],
-              [[m if r.get("method", m) == m else f"{m} ({r['method']})", len(r["seeds"]),
-                fmt.agg(r["params_trainable"], unit_of("params_trainable")), fmt.agg(r["artifact_bytes"], fmt.nbytes),
-                fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
-                fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
-                fmt.agg(r.get("chars_per_token")), fmt.agg(r.get("chars_per_s"), fmt.integer),
-                fmt.agg(r["ja_bits_per_char"]), fmt.agg(r["quality_gain"]),
-                *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts], fmt.agg(r["forgetting"])]
-               for m, r in sec["rows"].items()]))
+    b.append(
+        (
+            "p",
+            "Per compared method or arm (its compared configuration; an arm is named by the "
+            "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
+            "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
+            "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
+            "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
+            "characters per token of the run's tokenizer; chars/s = training characters per second.",
+        )
+    )
+    b.append(
+        (
+            "table",
+            [
+                "method",
+                "seeds",
+                "trainable parameters",
+                "artifact",
+                "peak memory",
+                "time/step",
+                "chars/token",
+                "chars/s",
+                "ja bits/char",
+                "quality gained",
+                *[f"{s} accuracy" for s in scripts],
+                "forgetting",
+            ],
+            [
+                [
+                    m if r.get("method", m) == m else f"{m} ({r['method']})",
+                    len(r["seeds"]),
+                    fmt.agg(r["params_trainable"], unit_of("params_trainable")),
+                    fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                    fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
+                    fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
+                    fmt.agg(r.get("chars_per_token")),
+                    fmt.agg(r.get("chars_per_s"), fmt.integer),
+                    fmt.agg(r["ja_bits_per_char"]),
+                    fmt.agg(r["quality_gain"]),
+                    *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts],
+                    fmt.agg(r["forgetting"]),
+                ]
+                for m, r in sec["rows"].items()
+            ],
+        )
+    )
     cpt = {round(m, 3) for r in sec["rows"].values() if (m := (r.get("chars_per_token") or {}).get("mean"))}
-    if len(cpt) > 1:        # two tokenizers meet (vocab.extend): say which measures compare across them
-        b.append(("p", "These rows use different tokenizers (chars/token differs): compare their quality "
-                       "in bits per character, which does not depend on the tokenizer, and their speed in "
-                       "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
-                       "(docs/vocabulary.md)."))
+    if len(cpt) > 1:  # two tokenizers meet (vocab.extend): say which measures compare across them
+        b.append(
+            (
+                "p",
+                "These rows use different tokenizers (chars/token differs): compare their quality "
+                "in bits per character, which does not depend on the tokenizer, and their speed in "
+                "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
+                "(docs/vocabulary.md).",
+            )
+        )
     front = {k: ", ".join(v) or fmt.DASH for k, v in sec["pareto"].items()}
-    b.append(("ul", [f"Pareto front, quality gained vs trainable parameters: {front['params']}",
-                     f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
-                     "(fronts from seed means; a method off a front is beaten on both axes by one on it)"]))
+    b.append(
+        (
+            "ul",
+            [
+                f"Pareto front, quality gained vs trainable parameters: {front['params']}",
+                f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
+                "(fronts from seed means; a method off a front is beaten on both axes by one on it)",
+            ],
+        )
+    )
     if "methods_pareto" in plots:
         b.append(("img", plots["methods_pareto"], "Quality gained vs trainable parameters and vs forgetting"))
     return b

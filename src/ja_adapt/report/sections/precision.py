@@ -27,11 +27,17 @@ def precision_comparison(groups, cfg: an.AnalysisConfig) -> dict:
             continue
         name, metric = sweep_metric(bucket) if not probe else (None, lambda g: None)
         out["metric"] = name
-        rows = {g.config["precision"]: {"label": g.label, "metric": metric(g),
-                                        "peak_mem_bytes": g.summary("peak_mem_bytes"),
-                                        "time_per_step_s": g.summary("time_per_step_s"),
-                                        "train_time_s": g.summary("train_time_s"),
-                                        "tokens_per_s": g.summary("tokens_per_s")} for g in bucket}
+        rows = {
+            g.config["precision"]: {
+                "label": g.label,
+                "metric": metric(g),
+                "peak_mem_bytes": g.summary("peak_mem_bytes"),
+                "time_per_step_s": g.summary("time_per_step_s"),
+                "train_time_s": g.summary("train_time_s"),
+                "tokens_per_s": g.summary("tokens_per_s"),
+            }
+            for g in bucket
+        }
         out["by_method"][method] = rows
         scored = {} if probe else {p: r["metric"]["mean"] for p, r in rows.items() if r["metric"]["mean"] is not None}
         if scored:
@@ -48,14 +54,32 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
         return b + [("p", NOT_RUN_TEXT)]
     probe = pc.get("purpose") == "probe"
     if probe:
-        b.append(("p", "A speed and memory probe: runs of a few steps, too short to compare quality, so no "
-                       "quality column and no recommendation. Time and memory are single measurements."))
+        b.append(
+            (
+                "p",
+                "A speed and memory probe: runs of a few steps, too short to compare quality, so no "
+                "quality column and no recommendation. Time and memory are single measurements.",
+            )
+        )
     for m, rows in sorted(pc["by_method"].items()):
         quality = [] if probe else [pc["metric"]]
-        b.append(("table", ["method", "precision", *quality, "peak memory", "time / step", "total time"],
-                  [[m, p, *([] if probe else [fmt.agg(r["metric"])]), fmt.agg(r["peak_mem_bytes"], fmt.nbytes),
-                    fmt.agg(r["time_per_step_s"], fmt.seconds), fmt.agg(r["train_time_s"], fmt.seconds)]
-                   for p, r in sorted(rows.items())]))
+        b.append(
+            (
+                "table",
+                ["method", "precision", *quality, "peak memory", "time / step", "total time"],
+                [
+                    [
+                        m,
+                        p,
+                        *([] if probe else [fmt.agg(r["metric"])]),
+                        fmt.agg(r["peak_mem_bytes"], fmt.nbytes),
+                        fmt.agg(r["time_per_step_s"], fmt.seconds),
+                        fmt.agg(r["train_time_s"], fmt.seconds),
+                    ]
+                    for p, r in sorted(rows.items())
+                ],
+            )
+        )
     if "precision_comparison" in plots:
         b.append(("img", plots["precision_comparison"], "Quality, memory and time per precision"))
     return b
