@@ -36,7 +36,7 @@ def _jsonl(path, records):
 
 def chatterbot_ja_dialogues() -> list[dict]:
     """chatterbot-corpus's Japanese dialogues as `messages` records: turns alternate user/assistant."""
-    from ja_adapt.data.corpora import _package_files
+    from ja_adapt.data.corpus_loaders import _package_files
 
     records = []
     for f in _package_files("chatterbot_corpus", "data/japanese", ".yml"):
