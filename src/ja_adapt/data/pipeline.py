@@ -14,7 +14,7 @@ from ja_adapt.config import AlpacaConfig
 from ja_adapt.core.cache import cache_root
 from ja_adapt.core.errors import UserError
 from ja_adapt.data.corpora import SOURCES, load_sources
-from ja_adapt.data.dedup import decontaminate
+from ja_adapt.data.decontamination import decontaminate
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.sources import FILE_FORMATS, corpus_fingerprint, has_japanese, read_corpus

@@ -1,4 +1,5 @@
-"""Decontamination (data/dedup.py): what is removed, what is kept, exactness, the report, speed."""
+"""Decontamination (data/dedup.py, data/decontamination.py): what is removed, what is kept,
+exactness, the report, speed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from ja_adapt.data import dedup
 from ja_adapt.data.corpora import load_sources
-from ja_adapt.data.dedup import DedupConfig, Match, containment, decontaminate, find_contaminated, ngrams, normalize
+from ja_adapt.data.decontamination import decontaminate
+from ja_adapt.data.dedup import DedupConfig, Match, containment, find_contaminated, ngrams, normalize
 from ja_adapt.data.documents import Document
 
 
@@ -132,7 +134,7 @@ def test_the_report_is_the_same_in_another_process():
     """Python randomises str hashing per process: the result must not depend on it."""
     script = (
         "import json; from ja_adapt.data.corpora import load_sources; "
-        "from ja_adapt.data.dedup import decontaminate; "
+        "from ja_adapt.data.decontamination import decontaminate; "
         "d, _ = load_sources(['hironsan-news', 'chatterbot-ja']); "
         "print(json.dumps(decontaminate(d[::3] + d[1:40:7], {'t': d[1::3], 'u': d[2::3]}), "
         "sort_keys=True, default=lambda x: x.__dict__))"
