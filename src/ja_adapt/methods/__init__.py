@@ -11,7 +11,11 @@ order `--help` and error messages list the methods in.
 Torch-free: importing it loads no torch (builders and hooks import torch and peft when called).
 """
 
-from ja_adapt.methods import adalora, dora, full, ia3, lora, prefix, qlora, rslora  # noqa: F401  (each registers)
+# Registration order is the registry's order: --help, messages and config sections follow it.
+# isort: off
+from ja_adapt.methods import lora, full, dora, rslora, adalora, ia3, prefix, qlora  # noqa: F401  (each registers)
+
+# isort: on
 from ja_adapt.methods.spec import (  # noqa: F401  (the registry, for `from ja_adapt.methods import ...`)
     SPECS,
     MethodSpec,

@@ -134,7 +134,7 @@ def test_section_scores_per_domain_and_paired_comparison(docs, tok, model):
     assert cmp["overall"]["exact_match"]["diff_b_minus_a"] == pytest.approx(1 - out["overall"]["exact_match"])
     assert cmp["by_domain"]["ui"]["response_bits_per_char"]["diff"] == 0.0
     assert "skipped" in supervised_compare({"supervised": out}, {"supervised": {"samples": []}}, {})
-    assert evaluate_supervised(model, tok, docs, cfg.light())["n"] == 0
+    assert evaluate_supervised(model, tok, docs, cfg.likelihood_only())["n"] == 0
 
 
 def test_evaluate_model_puts_supervised_records_in_their_own_section(docs, tok, model):
