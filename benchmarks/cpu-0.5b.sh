@@ -16,13 +16,13 @@ OUT=${OUT:-benchmarks/results}
 PRESET=${PRESET:-qwen2.5-0.5b} BATCH=${BATCH:-1} SEQ=${SEQ:-512} STEPS=${STEPS:-3} THREADS=${THREADS:-1}
 DOCS=benchmarks/data/ja-docs.jsonl
 mkdir -p "$OUT"
-[ -f "$DOCS" ] || $PY -m ja_adapt.bench --export-docs "$DOCS"
+[ -f "$DOCS" ] || $PY -m ja_adapt.apps.bench --export-docs "$DOCS"
 uptime
 COMMON=(--preset "$PRESET" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup 1 --repeats 1
         --threads "$THREADS" --docs "$DOCS")
 CKPT=train.activation_checkpointing=true
 BF16=(--precision bf16 model.dtype=bf16)
-bench() { local name=$1; shift; $PY -m ja_adapt.bench "${COMMON[@]}" --out "$OUT/cpu-05b-$name.json" "$@"; }
+bench() { local name=$1; shift; $PY -m ja_adapt.apps.bench "${COMMON[@]}" --out "$OUT/cpu-05b-$name.json" "$@"; }
 
 bench fp32 --method lora,full --sides ja-adapt,trl-default,trl-best --precision fp32   # with the TRL peer
 bench fp32-ckpt --method lora,full --sides ja-adapt --precision fp32 $CKPT
@@ -35,9 +35,9 @@ OMP_NUM_THREADS=$THREADS $PY - "$OUT" "$PRESET" "$BATCH" "$SEQ" <<'PY'
 import json, sys
 from pathlib import Path
 import torch
-from ja_adapt import telemetry
-from ja_adapt.arch import PRESETS
-from ja_adapt.bench import plan_table, table
+from ja_adapt.train import telemetry
+from ja_adapt.models.arch import PRESETS
+from ja_adapt.apps.bench_report import plan_table, table
 out, preset, batch, seq = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 flops = telemetry.measure_matmul_flops(PRESETS[preset], rows=batch * seq)
 names = ["fp32", "fp32-ckpt", "bf16base", "bf16base-ckpt", "all-linear-fp32", "all-linear-bf16base"]

@@ -53,23 +53,23 @@ LORA=(model.dtype=bf16)
 SMALL=(train.loss_chunk_size=512 optim.fused=true train.activation_checkpointing=true)
 
 elapsed "1/3 throughput table: $SIDES, batch 4, 2 alternating repeats; LoRA (bf16 frozen base), then full"
-timeout "$TPUT_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method lora --sides "$SIDES" --batch 4 \
+timeout "$TPUT_TIMEOUT" $PY -m ja_adapt.apps.bench "${COMMON[@]}" --method lora --sides "$SIDES" --batch 4 \
   --steps "$STEPS" --warmup 2 --repeats 2 --out "$OUT/gpu-throughput-lora.json" "${FAST[@]}" ${LORA[@]+"${LORA[@]}"} \
   || echo "[gpu.sh] LoRA throughput stage failed or timed out"
-timeout "$TPUT_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method full --sides "$SIDES" --batch 4 \
+timeout "$TPUT_TIMEOUT" $PY -m ja_adapt.apps.bench "${COMMON[@]}" --method full --sides "$SIDES" --batch 4 \
   --steps "$STEPS" --warmup 2 --repeats 2 --out "$OUT/gpu-throughput-full.json" "${FAST[@]}" \
   || echo "[gpu.sh] full throughput stage failed or timed out"
 
 elapsed "2/3 memory settings (activation checkpointing + loss chunks 512): batch 4 and 2; lora, full, qlora"
 for B in 4 2; do
-  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method lora --sides ja-adapt --batch $B \
+  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.apps.bench "${COMMON[@]}" --method lora --sides ja-adapt --batch $B \
     --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-lora-b$B.json" "${SMALL[@]}" ${LORA[@]+"${LORA[@]}"} \
     || echo "[gpu.sh] LoRA memory stage batch $B failed or timed out"
-  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method full --sides ja-adapt --batch $B \
+  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.apps.bench "${COMMON[@]}" --method full --sides ja-adapt --batch $B \
     --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-full-b$B.json" "${SMALL[@]}" \
     || echo "[gpu.sh] full memory stage batch $B failed or timed out"
   # qlora: LoRA over bitsandbytes' 4-bit NF4 base (its CUDA kernels; the plan's NF4 weight terms)
-  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.bench "${COMMON[@]}" --method qlora --sides ja-adapt --batch $B \
+  timeout "$MEM_TIMEOUT" $PY -m ja_adapt.apps.bench "${COMMON[@]}" --method qlora --sides ja-adapt --batch $B \
     --steps 2 --warmup 1 --repeats 1 --out "$OUT/gpu-memory-qlora-b$B.json" "${SMALL[@]}" \
     || echo "[gpu.sh] qlora memory stage batch $B failed or timed out (is bitsandbytes installed?)"
 done
@@ -78,9 +78,9 @@ elapsed "3/3 ja-adapt plan: predicted vs measured, and the goals"
 $PY - "$OUT" "$PRESET" "$SEQ" "$PRECISION" <<'PY'
 import json, sys
 from pathlib import Path
-from ja_adapt.arch import PRESETS
-from ja_adapt.bench import table
-from ja_adapt.plan import plan_memory, plan_time
+from ja_adapt.models.arch import PRESETS
+from ja_adapt.apps.bench_report import table
+from ja_adapt.models.plan import plan_memory, plan_time
 out, preset, seq, precision = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 GB = 1e9
 loaded = {}

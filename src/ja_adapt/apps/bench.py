@@ -22,7 +22,8 @@ train.train's).
 
 Timing: a step is the interval between the ends of consecutive optimizer steps (data fetch, forward,
 backward, clip, AdamW, bookkeeping; CUDA synchronised); the first `warmup` steps are dropped.
-tokens/s counts non-padding tokens only.
+tokens/s counts non-padding tokens only. The summary over repeats and its Markdown tables are
+bench_report.py's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ja_adapt.apps.bench_report import summarise, table
 from ja_adapt.apps.bench_workers import ENGINES
 from ja_adapt.config import load_config, to_dict
 from ja_adapt.core.errors import EXIT_USER_ERROR, UserError
@@ -200,169 +201,35 @@ def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
     return json.loads(result_path.read_text())
 
 
-def _spread(values: list[float]) -> dict | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def _memory_key(runs: list[dict]) -> str:
-    return "peak_allocated_bytes" if any("peak_allocated_bytes" in r for r in runs) else "peak_rss_bytes"
-
-
-def summarise(runs: list[dict]) -> dict:
-    """{"rows": per (method, side) min/median/max of each metric over repeats,
-    "ratios": per (method, engine side, peer side) engine ÷ peer tokens/s and peak memory, paired
-    by repeat (runs of one repeat ran back to back)}."""
-    ok = [r for r in runs if "error" not in r]
-    mem = _memory_key(ok)
-    rows, ratios = [], []
-    for method in dict.fromkeys(r["method"] for r in ok):
-        sides = {}
-        for r in ok:
-            if r["method"] == method:
-                sides.setdefault(r["side"], {})[r["repeat"]] = r
-        for side, by_repeat in sides.items():
-            mine = list(by_repeat.values())
-            row = {"method": method, "side": side, "runs": len(mine), "memory": mem}
-            for key in (
-                "tokens_per_s",
-                "step_time_s",
-                "padding_fraction",
-                "mfu",
-                mem,
-                "peak_reserved_bytes",
-                "peak_rss_bytes",
-            ):
-                row[key] = _spread([r.get(key) for r in mine])
-            rows.append(row)
-        for engine in (s for s in sides if s in ENGINES):
-            for peer in (s for s in sides if s not in ENGINES):
-                pairs = [(e, sides[peer][k]) for k, e in sides[engine].items() if k in sides[peer]]
-                ratios.append(
-                    {
-                        "method": method,
-                        "engine": engine,
-                        "peer": peer,
-                        "memory": mem,
-                        "speedup": _spread([e["tokens_per_s"] / p["tokens_per_s"] for e, p in pairs]),
-                        "memory_ratio": _spread([e[mem] / p[mem] for e, p in pairs]),
-                    }
-                )
-    return {"rows": rows, "ratios": ratios}
-
-
-def _fmt(s: dict | None, f: str) -> str:
-    if s is None:
-        return "—"
-    return f"{f.format(s['median'])} ({f.format(s['min'])}–{f.format(s['max'])})"
-
-
-def table(summary: dict) -> str:
-    """Two Markdown tables: median (min–max) over repeats, then the engine ÷ peer ratios."""
-
-    def gib(s):
-        return s and {k: v / 2**30 for k, v in s.items()}
-
-    rows = summary["rows"]
-    mem = rows[0]["memory"] if rows else "peak_rss_bytes"
-    label = "peak alloc GiB" if mem == "peak_allocated_bytes" else "peak RSS GiB"
-    out = [f"| method | side | tokens/s | step s | padding | {label} | reserved GiB | MFU |", "|---" * 8 + "|"]
-    for r in rows:
-        out.append(
-            " | ".join(
-                [
-                    f"| {r['method']}",
-                    r["side"],
-                    _fmt(r["tokens_per_s"], "{:,.0f}"),
-                    _fmt(r["step_time_s"], "{:.3f}"),
-                    _fmt(r["padding_fraction"], "{:.0%}"),
-                    _fmt(gib(r[mem]), "{:.2f}"),
-                    _fmt(gib(r["peak_reserved_bytes"]), "{:.2f}"),
-                    _fmt(r["mfu"], "{:.1%}"),
-                ]
-            )
-            + " |"
-        )
-    out += ["", f"| method | engine | peer | tokens/s ratio | {label.split(' GiB')[0]} ratio |", "|---" * 5 + "|"]
-    for r in summary["ratios"]:
-        out.append(
-            f"| {r['method']} | {r['engine']} | {r['peer']} | {_fmt(r['speedup'], '{:.2f}×')} "
-            f"| {_fmt(r['memory_ratio'], '{:.2f}×')} |"
-        )
-    return "\n".join(out)
-
-
-def plan_table(results: list[dict], matmul_flops: float) -> tuple[str, list[dict]]:
-    """The engine's runs beside `ja-adapt plan` for the same settings on a CPU, as Markdown and rows.
-
-    Predicted peak RSS = the plan's peak tensor bytes + the run's RSS before the model was built
-    (interpreter, libraries, data: what the tensors add to). Predicted step time = the step's
-    hardware FLOPs (the plan's FLOPs per token, plus checkpointing's recompute, times batch · seq)
-    at this machine's fp32 matmul rate (telemetry.measure_matmul_flops): the run's own, measured
-    in its process right after it (a shared machine's rate varies), else `matmul_flops`.
-    """
-    from ja_adapt.models.arch import PRESETS
-    from ja_adapt.models.plan import plan_time
-
-    out = [
-        "| method | targets | precision | model.dtype | act. ckpt | batch × seq | peak RSS GiB "
-        "(measured) | predicted | pred/meas | step s (measured) | predicted | pred/meas | matmul GFLOP/s |",
-        "|---" * 13 + "|",
-    ]
-    rows = []
-    for res in results:
-        b = res["config"]
-        for r in (r for r in res["runs"] if r.get("side") in ENGINES and "error" not in r):
-            eng = res["engine_config"]
-            config = PRESETS[b["preset"]]
-            tokens = b["batch"] * b["seq"]
-            t = plan_time(
-                config,
-                method=r["method"],
-                trainable=r["trainable_params"],
-                seq=b["seq"],
-                tokens=tokens,
-                gpu="h100",
-                mfu=1.0,
-                peak=r.get("matmul_flops", matmul_flops),
-                activation_checkpointing=eng["train"]["activation_checkpointing"],
-            )
-            row = {
-                "method": r["method"],
-                "targets": eng["lora"]["targets"] if SPECS[r["method"]].adapts_linears else "—",
-                "precision": b["precision"],
-                "dtype": eng["model"]["dtype"],
-                "ckpt": eng["train"]["activation_checkpointing"],
-                "shape": f"{b['batch']} × {b['seq']}",
-                "rss": r["peak_rss_bytes"],
-                "rss_pred": r["planned_peak_allocated_bytes"] + r["baseline_rss_bytes"],
-                "step": r["step_time_s"],
-                "step_pred": t["seconds"],
-                "matmul_flops": t["peak_flops"],
-            }
-            rows.append(row)
-            out.append(
-                f"| {row['method']} | {row['targets']} | {row['precision']} | {row['dtype']} | "
-                f"{'on' if row['ckpt'] else 'off'} | {row['shape']} | {row['rss'] / 2**30:.2f} | "
-                f"{row['rss_pred'] / 2**30:.2f} | {row['rss_pred'] / row['rss']:.2f} | {row['step']:.1f} | "
-                f"{row['step_pred']:.1f} | {row['step_pred'] / row['step']:.2f} | "
-                f"{row['matmul_flops'] / 1e9:.1f} |"
-            )
-    return "\n".join(out), rows
-
-
-def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900, log=print) -> dict:
-    """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,
-    ...), each run in its own process. Returns (and writes to `out`) runs, summary and facts."""
-    cfg.validate()
+def _without_missing_trl(cfg: BenchConfig, log) -> None:
+    """Drop the TRL sides from `cfg.sides` when trl (the optional `bench` extra) is not installed."""
     if "trl-default" in cfg.sides or "trl-best" in cfg.sides:
         try:
             import trl  # noqa: F401  (optional: the `bench` extra)
         except ImportError:
             log("bench: trl is not installed; running ja-adapt only")
             cfg.sides = [s for s in cfg.sides if s in ENGINES]
+
+
+def _alternation(cfg: BenchConfig):
+    """(repeat, method, side) in run order: every repeat runs every method, each with the sides
+    rotated one further (A B C, B C A, ...), so no side always holds the same place in the order."""
+    for repeat in range(cfg.repeats):
+        k = repeat % len(cfg.sides)
+        for method in cfg.methods:
+            for side in cfg.sides[k:] + cfg.sides[:k]:
+                yield repeat, method, side
+
+
+def _outcome(r: dict) -> str:
+    return r["error"] if "error" in r else f"{r['tokens_per_s']:,.0f} tokens/s, step {r['step_time_s']:.3f} s"
+
+
+def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | None = 900, log=print) -> dict:
+    """Prepare data once, then repeat: every method, every side in a rotating order (A B C, B C A,
+    ...), each run in its own process. Returns (and writes to `out`) runs, summary and facts."""
+    cfg.validate()
+    _without_missing_trl(cfg, log)
     engine = {m: engine_config(cfg, m) for m in cfg.methods}  # validates overrides before any work
     result = {
         "config": asdict(cfg),
@@ -378,33 +245,23 @@ def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | Non
             f"bench: {facts['n_docs']} documents, {facts['n_tokens']:,} tokens "
             f"(p10/p50/p90 {facts['doc_tokens_p10_p50_p90']}), load {os.getloadavg()[0]:.2f}"
         )
-        for repeat in range(cfg.repeats):
-            k = repeat % len(cfg.sides)
-            for method in cfg.methods:
-                for side in cfg.sides[k:] + cfg.sides[:k]:
-                    spec = {
-                        **facts,
-                        "side": side,
-                        "method": method,
-                        "repeat": repeat,
-                        "workdir": str(work),
-                        "bench": asdict(cfg),
-                        "engine": to_dict(engine[method]),
-                    }
-                    r = _spawn(spec, work, timeout)
-                    result["runs"].append(r)
-                    log(
-                        f"bench: {method} {side} #{repeat}: "
-                        + (
-                            r["error"]
-                            if "error" in r
-                            else f"{r['tokens_per_s']:,.0f} tokens/s, step {r['step_time_s']:.3f} s"
-                        )
-                    )
-                    result.update(load_average=os.getloadavg(), summary=summarise(result["runs"]))
-                    if out is not None:  # after every run: a killed benchmark keeps its runs
-                        Path(out).parent.mkdir(parents=True, exist_ok=True)
-                        Path(out).write_text(json.dumps(result, indent=1))
+        for repeat, method, side in _alternation(cfg):
+            spec = {
+                **facts,
+                "side": side,
+                "method": method,
+                "repeat": repeat,
+                "workdir": str(work),
+                "bench": asdict(cfg),
+                "engine": to_dict(engine[method]),
+            }
+            r = _spawn(spec, work, timeout)
+            result["runs"].append(r)
+            log(f"bench: {method} {side} #{repeat}: " + _outcome(r))
+            result.update(load_average=os.getloadavg(), summary=summarise(result["runs"]))
+            if out is not None:  # after every run: a killed benchmark keeps its runs
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                Path(out).write_text(json.dumps(result, indent=1))
     return result
 
 

@@ -86,15 +86,45 @@ def _summarise(
     return out
 
 
+def _texts(spec: dict) -> list[str]:
+    """The prepared documents (bench.prepare's docs.jsonl), the same texts for every side."""
+    return [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
+
+
+def _packed_batches(spec: dict, cfg) -> PackedBatches:
+    """The documents as train.train feeds them: the shared token cache, packed into rows."""
+    tok = load_tokenizer(spec["tokenizer"])
+    store = build_token_store([Document(t) for t in _texts(spec)], tok, Path(spec["cache"]))
+    return PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+
+
+def _timed_steps(data: PackedBatches, step_fn, device, memory, *, n_steps: int, warmup: int, defer: bool):
+    """Run `step_fn(batch, step)` n_steps times as train.train does; (ends, real, slots, results):
+    ends[0] the loop's start, then each step's end; real / slots each batch's non-padding / all tokens.
+
+    As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
+    device and the clock syncs only at the end of warmup and of the run (no per-step times then)."""
+    ends, real, slots, results = [time.perf_counter()], [], [], []
+    for step in range(n_steps):  # train.train's step itself
+        batch = data.get(step)
+        real.append(data.real_tokens(batch))
+        slots.append(batch["input_ids"].numel())
+        results.append(step_fn(batch, step + 1))
+        if not defer or step in (warmup - 1, n_steps - 1):
+            telemetry.sync(device)
+        if not defer:
+            results[-1][0].item(), results[-1][1].item()  # train.train reads both (log_every=1)
+        memory.current_bytes()
+        ends.append(time.perf_counter())
+    return ends, real, slots, results
+
+
 def _engine_worker(spec: dict) -> dict:
     """train.train's step (grad_accum 1), timed. Returns the run's numbers and its losses."""
     cfg = from_dict(spec["engine"])
     cfg.train.compile = cfg.train.compile or spec["side"] == "ja-adapt+compile"
     device = resolve_device(cfg.device)
-    tok = load_tokenizer(spec["tokenizer"])
-    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
-    store = build_token_store([Document(t) for t in texts], tok, Path(spec["cache"]))
-    data = PackedBatches(store, cfg.data.seq_len, cfg.train.batch_size, seed=cfg.seed)
+    data = _packed_batches(spec, cfg)
     gc.collect()  # garbage freed later would lower RSS below the baseline (in-process callers)
     baseline_rss = telemetry.proc_status_bytes("VmRSS")  # interpreter, libraries, data: what the plan's tensors add to
     model = build_model(cfg, _Vocab(spec["model_vocab"]), device)
@@ -105,48 +135,37 @@ def _engine_worker(spec: dict) -> dict:
     trainable, _ = count_trainable(model)
     engine = distributed.wrap_model(model, cfg, device)  # what train.train steps
     model.train()
-    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
-    # As train.train runs: with train.defers_sync (optim.fused) the loss and grad norm stay on the
-    # device and the clock syncs only at the end of warmup and of the run (no per-step times then).
-    defer = defers_sync(cfg.optim, cfg.precision)
-    warmup = spec["bench"]["warmup"]
-    ends, real, slots, results = [time.perf_counter()], [], [], []
-    for step in range(n_steps):  # train.train's step itself
-        batch = data.get(step)
-        real.append(data.real_tokens(batch))
-        slots.append(batch["input_ids"].numel())
-        results.append(
-            train_step(
-                engine,
-                model,
-                optimizer,
-                scheduler,
-                scaler,
-                [batch],
-                cfg.optim,
-                cfg.train,
-                cfg.precision,
-                device,
-                step=step + 1,
-                post_step=method_hook(cfg),
-            )
+
+    def step_fn(batch, step):
+        return train_step(
+            engine,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            [batch],
+            cfg.optim,
+            cfg.train,
+            cfg.precision,
+            device,
+            step=step,
+            post_step=method_hook(cfg),
         )
-        if not defer or step in (warmup - 1, n_steps - 1):
-            telemetry.sync(device)
-        if not defer:
-            results[-1][0].item(), results[-1][1].item()  # train.train reads both (log_every=1)
-        memory.current_bytes()
-        ends.append(time.perf_counter())
-    losses = [loss.item() for loss, *_ in results]
+
+    warmup, defer = spec["bench"]["warmup"], defers_sync(cfg.optim, cfg.precision)
+    n_steps = warmup + spec["bench"]["steps"]
+    ends, real, slots, results = _timed_steps(
+        data, step_fn, device, memory, n_steps=n_steps, warmup=warmup, defer=defer
+    )
     base = base_model(model)
     extra = {
-        "losses": losses,
+        "losses": [loss.item() for loss, *_ in results],
         "compiled": cfg.train.compile,
         "sync_deferred": defer,
         "bf16_emulated": precision.emulates_bf16(cfg.precision, device, cfg.train.emulate_bf16),
+        "planned_peak_allocated_bytes": plan_run_memory(base.config, cfg)["peak_allocated_bytes"],
+        "baseline_rss_bytes": baseline_rss,
     }
-    plan = plan_run_memory(base.config, cfg)
-    extra.update(planned_peak_allocated_bytes=plan["peak_allocated_bytes"], baseline_rss_bytes=baseline_rss)
     if defer:  # only the window's total time is synced
         extra["step_time_s"] = (ends[-1] - ends[warmup]) / spec["bench"]["steps"]
     out = _summarise(spec, ends, real, slots, device, base.config, cfg.method, trainable, extra)
@@ -158,21 +177,12 @@ def _engine_worker(spec: dict) -> dict:
     return out
 
 
-def _trl_worker(spec: dict) -> dict:
-    """TRL SFTTrainer on the same model, texts, tokenizer and optimizer settings, timed by callback."""
-    import datasets  # the peer's packages: the optional `bench` extra
-    import trl
-    from transformers import TrainerCallback
+def _sft_config(spec: dict, cfg, device):
+    """TRL's SFTConfig with the engine's settings: trl-default leaves the rest at TRL's defaults,
+    trl-best adds its best documented throughput settings (bfd packing, padding-free batches) and
+    the engine's gradient checkpointing."""
+    import trl  # the peer's package: the optional `bench` extra
 
-    cfg = from_dict(spec["engine"])
-    device = resolve_device(cfg.device)
-    tok = load_tokenizer(spec["tokenizer"])
-    texts = [json.loads(line)["text"] for line in Path(spec["docs"]).read_text("utf-8").splitlines()]
-    model = load_model(cfg.model.name_or_path, vocab_size=spec["model_vocab"], seed=cfg.seed)
-    model.config.use_cache = False  # as the engine: packed position_ids work
-    model.set_attn_implementation(cfg.model.attn_implementation)
-    n_steps = spec["bench"]["warmup"] + spec["bench"]["steps"]
-    best = spec["side"] == "trl-best"
     o = cfg.optim
     settings = (
         {
@@ -181,12 +191,12 @@ def _trl_worker(spec: dict) -> dict:
             "padding_free": True,
             "gradient_checkpointing": cfg.train.activation_checkpointing,
         }
-        if best
+        if spec["side"] == "trl-best"
         else {}
     )
-    args = trl.SFTConfig(
+    return trl.SFTConfig(
         output_dir=str(Path(spec["workdir"]) / "trl-out"),
-        max_steps=n_steps,
+        max_steps=spec["bench"]["warmup"] + spec["bench"]["steps"],
         per_device_train_batch_size=cfg.train.batch_size,
         max_length=cfg.data.seq_len,
         bf16=cfg.precision == "bf16",
@@ -206,13 +216,13 @@ def _trl_worker(spec: dict) -> dict:
         disable_tqdm=True,
         **settings,
     )
-    trainer = trl.SFTTrainer(
-        model=model,
-        args=args,
-        processing_class=tok,
-        peft_config=peft_config(cfg),
-        train_dataset=datasets.Dataset.from_dict({"text": texts}),
-    )
+
+
+def _instrument(trainer, device) -> tuple[list[int], list[int], list[float]]:
+    """Count the tokens of every batch the trainer collates and clock its steps by callback;
+    the lists (real, slots, ends) fill as trainer.train() runs, ends[0] at the first step's begin."""
+    from transformers import TrainerCallback  # with the peer: the Trainer's callback API
+
     real, slots, ends = [], [], []
     collate = trainer.data_collator
 
@@ -235,6 +245,29 @@ def _trl_worker(spec: dict) -> dict:
             ends.append(time.perf_counter())
 
     trainer.add_callback(Clock())
+    return real, slots, ends
+
+
+def _trl_worker(spec: dict) -> dict:
+    """TRL SFTTrainer on the same model, texts, tokenizer and optimizer settings, timed by callback."""
+    import datasets  # the peer's packages: the optional `bench` extra
+    import trl
+
+    cfg = from_dict(spec["engine"])
+    device = resolve_device(cfg.device)
+    tok = load_tokenizer(spec["tokenizer"])
+    texts = _texts(spec)
+    model = load_model(cfg.model.name_or_path, vocab_size=spec["model_vocab"], seed=cfg.seed)
+    model.config.use_cache = False  # as the engine: packed position_ids work
+    model.set_attn_implementation(cfg.model.attn_implementation)
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=_sft_config(spec, cfg, device),
+        processing_class=tok,
+        peft_config=peft_config(cfg),
+        train_dataset=datasets.Dataset.from_dict({"text": texts}),
+    )
+    real, slots, ends = _instrument(trainer, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.train()

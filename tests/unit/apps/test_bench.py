@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from ja_adapt.apps import bench, bench_workers
+from ja_adapt.apps import bench, bench_report, bench_workers
 from ja_adapt.apps.cli import main
 from ja_adapt.config import to_dict
 from ja_adapt.train import telemetry
@@ -126,7 +126,7 @@ def test_plan_table_puts_the_plan_beside_each_engine_run():
         },
         "runs": [run, trl],
     }
-    text, rows = bench.plan_table([result], matmul_flops=5e9)
+    text, rows = bench_report.plan_table([result], matmul_flops=5e9)
     (row,) = rows  # engine runs only
     assert row["rss_pred"] == 2 * 2**30 and row["step_pred"] == pytest.approx(2 * 64 * (fpt + extra) / 1e9)
     assert "| full | — | fp32 | fp32 | on | 2 × 64 | 3.00 | 2.00 | 0.67 |" in text
@@ -163,14 +163,14 @@ def test_summary_ratios_are_paired_by_repeat():
         ]
     ]
     runs.append({"method": "lora", "side": "trl-best", "repeat": 0, "error": "exit 1"})
-    s = bench.summarise(runs)
+    s = bench_report.summarise(runs)
     (ratio,) = s["ratios"]
     assert (ratio["engine"], ratio["peer"]) == ("ja-adapt", "trl-default")
     assert ratio["speedup"] == {"min": 1.5, "median": 2.75, "max": 4.0}
     assert ratio["memory_ratio"] == {"min": 0.25, "median": 0.375, "max": 0.5}
     row = next(r for r in s["rows"] if r["side"] == "ja-adapt")
     assert row["tokens_per_s"] == {"min": 300, "median": 350, "max": 400}
-    assert "| lora | ja-adapt | trl-default | 2.75×" in bench.table(s)
+    assert "| lora | ja-adapt | trl-default | 2.75×" in bench_report.table(s)
 
 
 def test_bench_cli_two_steps(tmp_path, capsys):
