@@ -7,8 +7,9 @@ states every formula and assumption. The memory model enumerates the tensors a L
 (RMSNorm, rotary, SDPA attention, gated SiLU MLP; Qwen2 among them) saves for backward under
 ja-adapt's training step (per layer: layer_memory.py): fp32 weights, autocast to bf16/fp16, a frozen
 base in fp32 or bf16 (model.dtype), AdamW, the loss of train/loss.py, transformers' non-reentrant
-checkpointing. What a method trains comes from its MethodSpec (ja_adapt.methods). The `ja-adapt
-plan` command line over these functions is apps/cli/plan.py.
+checkpointing. What a method trains comes from its MethodSpec (ja_adapt.methods). What fits a
+GPU of a given size, searched over these models, is recommend.py; the `ja-adapt plan` command
+line over both is apps/cli/plan.py.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ GIB = 1024**3
 GPU_PEAK = {"h100": "H100", "h200": "H200", "a100": "A100"}  # --gpu name -> arch's peak table key
 CUDA_CONTEXT_BYTES = GIB // 2  # CUDA context + library workspaces, outside torch's allocator
 ALLOCATOR_SHARE = 0.05  # caching-allocator rounding / fragmentation, share of tensors
-RECOMMEND_GB = (16, 24, 40, 80)  # consumer / workstation / data-centre GPU memory
 NF4_BLOCK = 64  # weights per NF4 block, each with one absmax (bitsandbytes' default)
 NF4_SCALE_BLOCK = 256  # double quantisation: 8-bit absmaxes, one fp32 scale per 256 blocks
 
@@ -93,6 +93,28 @@ def plan_run_memory(config, cfg: ExperimentConfig) -> dict:
         double_quant=cfg.qlora.double_quant,
         settings=method_settings(cfg),
     )
+
+
+def train_overrides(setup: dict) -> dict:
+    """The config keys (`ja-adapt train KEY=VALUE`) that train a plan's setup (plan_memory's
+    "setup", or a recommend row): the planner's settings as training names them."""
+    keys = {
+        "method": setup["method"],
+        "precision": setup["precision"],
+        "model.dtype": setup["base_dtype"],
+        "train.batch_size": setup["batch"],
+        "data.seq_len": setup["seq"],
+        "train.activation_checkpointing": setup["activation_checkpointing"],
+        "train.loss_chunk_size": setup["loss_chunk_size"],
+    }
+    if setup.get("rank") is not None:
+        keys.update(
+            {"lora.rank": setup["rank"], "lora.targets": setup["targets"], "lora.dropout": setup["lora_dropout"]}
+        )
+    if "double_quant" in setup:
+        keys["qlora.double_quant"] = setup["double_quant"]
+    keys.update(setup.get("settings") or {})
+    return keys
 
 
 def count_parameters(
@@ -358,96 +380,3 @@ def plan_time(
         "tokens_per_s": mfu * peak / hardware,
         "seconds": tokens * hardware / (mfu * peak),
     }
-
-
-# ---- recommendations -----------------------------------------------------------------------------
-
-
-def _largest_batch(config, budget: float, **kw) -> dict | None:
-    """plan_memory of the largest batch (64 down to 1) whose total fits `budget`, else None."""
-    for batch in (64, 32, 16, 8, 4, 2, 1):
-        m = plan_memory(config, batch=batch, **kw)
-        if m["total_bytes"] <= budget:
-            return m
-    return None
-
-
-def recommend(
-    config,
-    *,
-    gpu_gb: float,
-    margin: float = 0.10,
-    rank: int = 16,
-    targets: str = "qv",
-    precision: str = "bf16",
-    seq: int = 2048,
-) -> list[dict]:
-    """Per method, the setting that fits `gpu_gb` GiB × (1 - margin), with what training can do.
-
-    Rule: a frozen base is stored in bf16 (model.dtype) whenever training accepts it (precision
-    bf16); the longest seq (seq, seq/2, ... 256) at which batch 1 fits; without activation
-    checkpointing if possible (it costs a third more compute); the fused loss with 1024-row chunks
-    only if that allows a larger batch; then the largest batch (≤ 64). LoRA rows report the largest
-    rank (≤ 1024) that still fits. A method that fits nowhere gets fits False and its batch-1,
-    seq-256 need. Each row's `overrides` are the config keys that train it (`train_overrides`).
-    """
-    budget = gpu_gb * GIB * (1 - margin)
-    max_seq = architecture(config).max_positions or seq
-    seqs = [sq for sq in dict.fromkeys((seq, seq // 2, seq // 4, seq // 8, 256)) if 256 <= sq <= max_seq]
-    rows = []
-    for spec in sorted(SPECS.values(), key=lambda m: not m.trains_base):
-        base = "bf16" if base_dtype_problem(spec.name, "bf16", precision) is None else "fp32"
-        kw = dict(method=spec.name, rank=rank, targets=targets, precision=precision, base_dtype=base)
-        best = None
-        for sq, ckpt in ((sq, ckpt) for sq in seqs for ckpt in (False, True)):
-            options = [
-                _largest_batch(config, budget, seq=sq, activation_checkpointing=ckpt, loss_chunk_size=chunk, **kw)
-                for chunk in (0, 1024)
-            ]
-            options = [m for m in options if m is not None]
-            if options:
-                best = max(options, key=lambda m: m["setup"]["batch"])  # ties: one chunk
-                break
-        row = best or plan_memory(
-            config, batch=1, seq=min(seqs or [256]), activation_checkpointing=True, loss_chunk_size=1024, **kw
-        )
-        out = {
-            "gpu_gb": gpu_gb,
-            "fits": best is not None,
-            **row["setup"],
-            "total_gb": row["total_bytes"] / GIB,
-            "budget_gb": budget / GIB,
-        }
-        if best is not None and spec.adapts_linears:
-            r, su = (
-                rank,
-                {k: v for k, v in best["setup"].items() if k not in ("rank", "targets", "packed", "lora_dropout")},
-            )
-            while r < 1024 and plan_memory(config, rank=2 * r, targets=targets, **su)["total_bytes"] <= budget:
-                r *= 2
-            out["max_rank"] = r
-        out["overrides"] = train_overrides(out)
-        rows.append(out)
-    return rows
-
-
-def train_overrides(setup: dict) -> dict:
-    """The config keys (`ja-adapt train KEY=VALUE`) that train a plan's setup (plan_memory's
-    "setup", or a recommend row): the planner's settings as training names them."""
-    keys = {
-        "method": setup["method"],
-        "precision": setup["precision"],
-        "model.dtype": setup["base_dtype"],
-        "train.batch_size": setup["batch"],
-        "data.seq_len": setup["seq"],
-        "train.activation_checkpointing": setup["activation_checkpointing"],
-        "train.loss_chunk_size": setup["loss_chunk_size"],
-    }
-    if setup.get("rank") is not None:
-        keys.update(
-            {"lora.rank": setup["rank"], "lora.targets": setup["targets"], "lora.dropout": setup["lora_dropout"]}
-        )
-    if "double_quant" in setup:
-        keys["qlora.double_quant"] = setup["double_quant"]
-    keys.update(setup.get("settings") or {})
-    return keys

@@ -26,14 +26,14 @@ uses the previous one (`latest_verified`). With several processes `save`, `resto
 
 Nothing in a checkpoint can run code: weights and RNG states are safetensors, optimizer.pt is read
 with `weights_only=True`, and DCP's index `shards/.metadata`, a pickle that torch would read with
-`pickle.load`, is read by `SafeShardReader`, whose unpickler admits only DCP's metadata classes.
+`pickle.load`, is read by shards.py's `SafeShardReader`, whose unpickler admits only DCP's metadata
+classes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -43,8 +43,6 @@ import torch
 import torch.distributed.checkpoint as dcp
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
-from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
@@ -58,82 +56,12 @@ from ja_adapt.core.hashing import sha256_file
 from ja_adapt.models.build import STATE, build_model, is_adapter
 from ja_adapt.models.vocab import run_tokenizers
 from ja_adapt.train import distributed
+from ja_adapt.train.shards import load_shards
 
 SHARDS = "shards"  # the DCP folder of a sharded (FSDP) checkpoint
 MANIFEST = "manifest.json"
 METHOD_STATE = "method_state.safetensors"
 _STEP_FOLDER = re.compile(r"^step-\d+$")
-
-
-# What DCP's `.metadata` pickle may name (module, class): its metadata dataclasses, its file index,
-# torch.Size and a layout / path; dtypes (torch.float32, ...) are admitted by type. Nothing else.
-_DCP_METADATA_GLOBALS = {
-    *(
-        ("torch.distributed.checkpoint.metadata", n)
-        for n in (
-            "Metadata",
-            "MetadataIndex",
-            "StorageMeta",
-            "TensorProperties",
-            "TensorStorageMetadata",
-            "BytesStorageMetadata",
-            "ChunkStorageMetadata",
-            "_MEM_FORMAT_ENCODING",
-        )
-    ),
-    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
-    ("torch.distributed.checkpoint.filesystem", "_StoragePrefix"),
-    ("torch", "Size"),
-    ("torch.serialization", "_get_layout"),
-    ("pathlib", "PosixPath"),
-    ("pathlib", "PurePosixPath"),
-    ("pathlib", "WindowsPath"),
-    ("pathlib", "PureWindowsPath"),
-    ("collections", "OrderedDict"),
-}
-
-
-class _MetadataUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only _DCP_METADATA_GLOBALS and torch dtypes (the pickle module's
-    "restricting globals" recipe): a crafted `.metadata` cannot name a function to call."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _DCP_METADATA_GLOBALS:
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        raise pickle.UnpicklingError(f"refuses to load {module}.{name}")
-
-
-class SafeShardReader(FileSystemReader):
-    """torch's DCP FileSystemReader, reading `.metadata` through _MetadataUnpickler."""
-
-    def read_metadata(self, *args, **kwargs) -> Metadata:
-        path = Path(self.path) / ".metadata"
-        try:
-            with open(path, "rb") as f:
-                metadata = _MetadataUnpickler(f).load()
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as e:
-            raise UserError(
-                f"{path}: not a DCP checkpoint index ({first_line(e)}); resume from a checkpoint ja-adapt wrote"
-            ) from None
-        if not isinstance(metadata, Metadata):
-            raise UserError(
-                f"{path}: not a DCP checkpoint index ({type(metadata).__name__}); resume "
-                "from a checkpoint ja-adapt wrote"
-            )
-        if getattr(metadata, "storage_meta", None) is None:  # as torch's own reader does
-            metadata.storage_meta = StorageMeta()
-        metadata.storage_meta.load_id = self.load_id
-        return metadata
-
-
-def _load_shards(state: dict, shards: Path, **kwargs) -> None:
-    """dcp.load through SafeShardReader. Every rank reads the index first, so a bad one is a
-    UserError on every rank before any collective (not a CheckpointException from inside one)."""
-    reader = SafeShardReader(str(shards))
-    reader.read_metadata()
-    dcp.load(state, storage_reader=reader, **kwargs)
 
 
 @dataclass
@@ -372,7 +300,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, sharded: bool = F
         )
     if sharded:
         sd = _shard_state(model, optimizer)
-        _load_shards(sd, folder / SHARDS)
+        load_shards(sd, folder / SHARDS)
         set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     else:
         hooks = STATE.get(method)
@@ -421,7 +349,7 @@ def consolidate(folder: Path, out: Path | None = None) -> Path:
     tokenizer, base_tokenizer = run_tokenizers(cfg, saved.parent)
     model = build_model(cfg, tokenizer, torch.device("cpu"), base_tokenizer)
     sd = get_model_state_dict(model)
-    _load_shards({"model": sd}, folder / SHARDS, no_dist=True)
+    load_shards({"model": sd}, folder / SHARDS, no_dist=True)
     set_model_state_dict(model, sd)
     out = Path(out) if out is not None else folder / weights_dirname(model)
     save_weights(model, tokenizer, out)

@@ -178,15 +178,7 @@ def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
     s = start(cfg, out, resume_from)
     t = cfg.train
     s.engine.train()
-    quiet = not (t.progress and s.main) or os.environ.get("TQDM_DISABLE")  # tqdm's own switch (set
-    bar = tqdm(
-        total=t.max_steps,
-        initial=s.state.step,
-        desc=f"train {cfg.method}",
-        unit="step",
-        disable=True if quiet else None,
-        dynamic_ncols=True,
-    )  # by experiments' workers)
+    bar = _progress_bar(s)
     pending: list[tuple] = []  # steps not read back yet: (step, loss, grad norm, targets, lr)
     defer = defers_sync(cfg.optim, cfg.precision)  # read back at log / validation / checkpoint steps only
     post_step = method_hook(cfg)  # the method's hook after each step (AdaLoRA's rank budget)
@@ -233,6 +225,20 @@ def _train(cfg: ExperimentConfig, out: Path, resume: bool) -> dict:
             window_start = time.perf_counter()
     bar.close()
     return finish(s, stop_reason)
+
+
+def _progress_bar(s: Session) -> tqdm:
+    """The run's step counter: rank 0's, with train.progress, unless TQDM_DISABLE (tqdm's own
+    switch, set by experiments' workers) is."""
+    quiet = not (s.cfg.train.progress and s.main) or os.environ.get("TQDM_DISABLE")
+    return tqdm(
+        total=s.cfg.train.max_steps,
+        initial=s.state.step,
+        desc=f"train {s.cfg.method}",
+        unit="step",
+        disable=True if quiet else None,
+        dynamic_ncols=True,
+    )
 
 
 def read_back(s: Session, pending: list[tuple], window_start: float, bar) -> None:

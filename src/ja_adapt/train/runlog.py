@@ -84,40 +84,26 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
-    """Write summary.json (rank 0) next to the final weights in `final`; s: the train.Session.
-    With several processes tokens are global, memory is rank 0's with the largest rank's peak
-    beside it, and state sizes are per rank (FSDP shards)."""
-    cfg, out, state, memory, model = s.cfg, s.out, s.state, s.memory, s.model
-    records = read_records(out / "metrics.jsonl")
+def _loss_fields(records: list[dict], state) -> dict:
+    """summary.json's losses: the last logged train loss and the mean of the last `window` of them
+    (a tenth of the run, 1 to 50), the last and the best validation loss."""
     train_losses = [r["loss"] for r in records if r["kind"] == "train" and not r["skipped"]]
     vals = [r for r in records if r["kind"] == "val"]
     window = max(1, min(50, len(train_losses) // 10))
-    opt_bytes = sum(
-        distributed.local_part(t).numel() * t.element_size()
-        for st in s.optimizer.state.values()
-        for t in st.values()
-        if torch.is_tensor(t)
-    )
-    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + sum(
-        b.numel() * b.element_size() for b in model.buffers()
-    )
-    summary = {
-        "method": cfg.method,
-        "precision": cfg.precision,
-        "seed": cfg.seed,
-        "model": cfg.model.name_or_path,
-        "stop_reason": stop_reason,
-        "vocab_size": len(s.tokenizer),
-        "vocab_extended_by": cfg.vocab.extend,
-        "steps": state.step,
-        "tokens_total": state.tokens_total,
+    return {
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_train_loss_window_mean": float(np.mean(train_losses[-window:])) if train_losses else None,
         "final_train_loss_window": window,
         "final_val_loss": vals[-1]["val_loss"] if vals else None,
         "best_val_loss": state.best_val_loss,
         "best_val_step": state.best_val_step,
+    }
+
+
+def _speed_fields(s, records: list[dict]) -> dict:
+    """summary.json's time, throughput and compute; s: the train.Session."""
+    state = s.state
+    return {
         "train_time_s": state.elapsed_s,
         "time_per_step_s": state.elapsed_s / max(state.step, 1),
         "tokens_per_s": state.tokens_total / state.elapsed_s if state.elapsed_s else None,
@@ -134,6 +120,23 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
             else None
         ),
         "mfu_median": float(np.median(mfus)) if (mfus := [r["mfu"] for r in records if "mfu" in r]) else None,
+    }
+
+
+def _size_fields(s, final: Path) -> dict:
+    """summary.json's memory, parameter counts and state sizes (this rank's part of FSDP shards),
+    and the final weights' size on disk; s: the train.Session."""
+    memory, model = s.memory, s.model
+    opt_bytes = sum(
+        distributed.local_part(t).numel() * t.element_size()
+        for st in s.optimizer.state.values()
+        for t in st.values()
+        if torch.is_tensor(t)
+    )
+    model_bytes = sum(distributed.local_part(p).numel() * p.element_size() for p in model.parameters()) + sum(
+        b.numel() * b.element_size() for b in model.buffers()
+    )
+    return {
         "peak_mem_bytes": memory.peak_bytes(),
         "mean_mem_bytes": float(np.mean(s.mem_samples)) if s.mem_samples else None,
         "memory_kind": memory.stats()["reported"],
@@ -145,6 +148,29 @@ def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
         "model_state_bytes": model_bytes,
         "artifact_dir": final.name,
         "artifact_bytes": _dir_bytes(final),
+    }
+
+
+def write_summary(s, final: Path, stop_reason: str, peak_max: int) -> dict:
+    """Write summary.json (rank 0) next to the final weights in `final`; s: the train.Session.
+    With several processes tokens are global, memory is rank 0's with the largest rank's peak
+    beside it, and state sizes are per rank (FSDP shards). Its keys keep one order: the run, then
+    its losses, speed and sizes (the helpers above), then its shape, data and provenance."""
+    cfg, out, state = s.cfg, s.out, s.state
+    records = read_records(out / "metrics.jsonl")
+    summary = {
+        "method": cfg.method,
+        "precision": cfg.precision,
+        "seed": cfg.seed,
+        "model": cfg.model.name_or_path,
+        "stop_reason": stop_reason,
+        "vocab_size": len(s.tokenizer),
+        "vocab_extended_by": cfg.vocab.extend,
+        "steps": state.step,
+        "tokens_total": state.tokens_total,
+        **_loss_fields(records, state),
+        **_speed_fields(s, records),
+        **_size_fields(s, final),
         "nonfinite_skipped": state.nonfinite_total,
         "padding_fraction": s.batches.padding_fraction,
         "seq_len": cfg.data.seq_len,

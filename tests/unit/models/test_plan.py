@@ -18,6 +18,7 @@ from ja_adapt.methods.spec import SPECS, resolve_targets
 from ja_adapt.models import arch as arch_module
 from ja_adapt.models import plan
 from ja_adapt.models.load import load_model, preset_config
+from ja_adapt.models.recommend import RECOMMEND_GB, recommend
 from ja_adapt.train.loss import training_loss
 
 V, B, T = 1024, 2, 48
@@ -361,7 +362,7 @@ def test_every_recommended_setting_is_accepted_by_train(preset):
     is, and uses what training can do: a bf16 frozen base for LoRA, checkpointing where needed."""
     from ja_adapt.config import load_config
 
-    rows = [r for gb in plan.RECOMMEND_GB for r in plan.recommend(arch_module.PRESETS[preset], gpu_gb=gb)]
+    rows = [r for gb in RECOMMEND_GB for r in recommend(arch_module.PRESETS[preset], gpu_gb=gb)]
     assert {r["gpu_gb"] for r in rows} == {16, 24, 40, 80}
     for r in (r for r in rows if r["fits"]):
         overrides = [f"{k}={v}" for k, v in r["overrides"].items()]

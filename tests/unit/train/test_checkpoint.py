@@ -26,6 +26,7 @@ from ja_adapt.train.checkpoint import (
     weights_dirname,
     weights_in,
 )
+from ja_adapt.train.shards import load_shards
 from ja_adapt.train.step import build_optimizer
 
 CPU = torch.device("cpu")
@@ -378,7 +379,7 @@ def test_a_non_main_rank_skips_a_bad_checkpoint_without_renaming_it(tmp_path, ti
     assert step_folder(ckpts, 2).is_dir()
 
 
-# ---- DCP's .metadata: read without running code (issue 14, case 6) -------------------------------
+# ---- DCP's .metadata: read without running code (shards.py; issue 14, case 6) --------------------
 
 
 class _Marker:
@@ -408,7 +409,7 @@ def test_dcp_shards_load_through_the_restricted_unpickler(tmp_path):
     shards, model = _dcp_folder(tmp_path)
     fresh_model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
     state = {"model": fresh_model.state_dict()}
-    checkpoint._load_shards(state, shards, no_dist=True)
+    load_shards(state, shards, no_dist=True)
     assert same(state["model"], model.state_dict())
 
 
@@ -427,5 +428,5 @@ def test_a_crafted_dcp_metadata_runs_no_code_and_is_one_line(tmp_path, payload):
     }[payload]()
     (shards / ".metadata").write_bytes(blob)
     with pytest.raises(UserError, match=r"\.metadata: not a DCP checkpoint index") as e:
-        checkpoint._load_shards({"model": {}}, shards, no_dist=True)
+        load_shards({"model": {}}, shards, no_dist=True)
     assert not marker.exists() and len(str(e.value).splitlines()) == 1

@@ -10,7 +10,8 @@ from ja_adapt.config import parse_override
 from ja_adapt.core.errors import UserError
 from ja_adapt.methods.spec import SPECS
 from ja_adapt.models.arch import REQUIRED_KEYS, local_config
-from ja_adapt.models.plan import GIB, RECOMMEND_GB, plan_memory, plan_time, recommend
+from ja_adapt.models.plan import GIB, plan_memory, plan_time
+from ja_adapt.models.recommend import RECOMMEND_GB, recommend
 
 
 def _model_config(model: str):
