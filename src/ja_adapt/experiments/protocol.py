@@ -76,20 +76,9 @@ def run_compare(
     evaluated (held-out and forgetting learning curves; None: every seed). Returns the tuning
     record (keyed by entry)."""
     entries = compared_entries(cfg, methods, arms, tune_key)
-    likelihood_only_entries = set(methods) if likelihood_only is True else set(likelihood_only or ())
-    if unknown := likelihood_only_entries - set(methods):
-        raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
+    likelihood_only_entries = _likelihood_only_entries(likelihood_only, methods)
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
-    spec = (
-        {
-            "key": tune_key,
-            "grids": grids,
-            "selection": f"lowest final validation loss of the seed-{seeds[0]} runs",
-            "seed": seeds[0],
-        }
-        if grids
-        else None
-    )
+    spec = _tuning_spec(tune_key, grids, seeds[0])
     extra = {
         "purpose": "quality",
         "tuning": {"spec": spec},
@@ -100,26 +89,12 @@ def run_compare(
     grid = {"method": list(methods)}
     warm_workers(jobs)
     ex = RunExecutor(out, cfg, reuse_from, base_now=jobs <= 1)
-    tuning_runs = {
-        m: [
-            planned_run(cfg, {**entries[m], tune_key: v}, seeds[0], m in likelihood_only_entries, arm=m)
-            for v in grids[m]
-        ]
-        for m in methods
-        if m in grids
-    }
-    all_tuning = [r for rs in tuning_runs.values() for r in rs]
-    write_experiment(out, "compare", cfg, grid, seeds, all_tuning, extra)
+    # two plans: the tuning runs first (experiment.json lists them while they train), then, once
+    # each value is chosen, every run of the comparison
+    tuning_runs = _tuning_runs(cfg, entries, grids, tune_key, seeds[0], likelihood_only_entries)
+    write_experiment(out, "compare", cfg, grid, seeds, [r for rs in tuning_runs.values() for r in rs], extra)
     record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, likelihood_only_entries, jobs)}
-    runs = []
-    for m in methods:
-        fixed = {**entries[m], tune_key: record["chosen"][m]} if m in grids else entries[m]
-        runs += [r for r in tuning_runs.get(m, []) if r.name not in record["stopped"]]
-        runs += [
-            planned_run(cfg, fixed, s, m in likelihood_only_entries, arm=m, chosen=True)
-            for s in seeds
-            if m not in grids or s != seeds[0]
-        ]
+    runs = _runs_at_choice(cfg, entries, methods, tuning_runs, record, tune_key, seeds, likelihood_only_entries)
     extra["tuning"] = record if grids else {"spec": None}
     write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
     for r in runs:
@@ -129,6 +104,65 @@ def run_compare(
     write_stats(out, records, cfg, pairs=_compare_pairs(records, tune_key))
     write_plan(out, [r for r in runs if r.chosen])
     return record
+
+
+def _likelihood_only_entries(likelihood_only: bool | list[str], methods: list[str]) -> set:
+    """run_compare's `likelihood_only` as the set of entries it names (True: every entry), refused
+    when it names an entry not compared."""
+    entries = set(methods) if likelihood_only is True else set(likelihood_only or ())
+    if unknown := entries - set(methods):
+        raise UserError(f"--likelihood-only {','.join(sorted(unknown))}: not compared; compared: {', '.join(methods)}")
+    return entries
+
+
+def _tuning_spec(tune_key: str | None, grids: dict[str, list], seed: int) -> dict | None:
+    """What the tuning record says was tuned, over which values and how chosen (None: no grid)."""
+    if not grids:
+        return None
+    return {
+        "key": tune_key,
+        "grids": grids,
+        "selection": f"lowest final validation loss of the seed-{seed} runs",
+        "seed": seed,
+    }
+
+
+def _tuning_runs(
+    cfg: ExperimentConfig, entries: dict, grids: dict[str, list], tune_key: str, seed: int, likelihood_only_entries: set
+) -> dict[str, list[PlannedRun]]:
+    """Entry → its tuning runs: the first seed at each value of its grid (entries without a grid
+    have none)."""
+    return {
+        m: [planned_run(cfg, {**overrides, tune_key: v}, seed, m in likelihood_only_entries, arm=m) for v in grids[m]]
+        for m, overrides in entries.items()
+        if m in grids
+    }
+
+
+def _runs_at_choice(
+    cfg: ExperimentConfig,
+    entries: dict,
+    methods: list[str],
+    tuning_runs: dict[str, list[PlannedRun]],
+    record: dict,
+    tune_key: str,
+    seeds: list[int],
+    likelihood_only_entries: set,
+) -> list[PlannedRun]:
+    """Every run of the comparison, entry by entry: its finished tuning runs (the first seed's chosen
+    run among them), then the other seeds at the chosen value; an entry without a grid, every seed
+    at its configured value."""
+    runs = []
+    for m in methods:
+        tuned = m in tuning_runs
+        fixed = {**entries[m], tune_key: record["chosen"][m]} if tuned else entries[m]
+        runs += [r for r in tuning_runs.get(m, []) if r.name not in record["stopped"]]
+        runs += [
+            planned_run(cfg, fixed, s, m in likelihood_only_entries, arm=m, chosen=True)
+            for s in seeds
+            if not tuned or s != seeds[0]
+        ]
+    return runs
 
 
 def _each_with_base(ex: RunExecutor, task, runs: list[PlannedRun], jobs: int, desc: str) -> list:

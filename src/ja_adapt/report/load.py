@@ -134,43 +134,7 @@ def read_experiment(out: Path) -> Experiment:
         if key not in manifest:
             raise UserError(f"{out / 'experiment.json'}: key '{key}' missing; re-run the experiment")
     base_cfg = flatten(manifest.get("config") or {})
-    runs = []
-    for entry in manifest["runs"]:
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise UserError(f"{out / 'experiment.json'}: every run needs a 'name'; re-run the experiment")
-        run_dir = out / entry.get("dir", f"runs/{entry['name']}")
-        summary = read_json(run_dir / "summary.json", required=False)
-        if summary is None:
-            continue  # planned but not trained (yet): not reported
-        cfg_path = run_dir / "config.yaml"
-        if cfg_path.is_file():
-            try:
-                config = flatten(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {})
-            except yaml.YAMLError as e:
-                raise UserError(f"{cfg_path}: not valid YAML ({e}); re-run the experiment") from None
-        else:
-            config = {**base_cfg, **entry.get("overrides", {}), "seed": entry.get("seed", 0)}
-        config.setdefault("method", entry.get("method") or summary.get("method"))
-        train, val = read_metrics(run_dir / "metrics.jsonl")
-        arm = entry.get("arm") or config["method"]  # sweeps and older compares: the method
-        runs.append(
-            Run(
-                entry["name"],
-                out,
-                manifest["kind"],
-                int(entry.get("seed", config.get("seed", 0))),
-                config,
-                summary,
-                train,
-                val,
-                read_json(run_dir / "eval.json", required=False),
-                _checkpoint_evals(run_dir),
-                manifest.get("purpose", "quality"),
-                arm,
-                frozenset((manifest.get("arms") or {}).get(arm, {"method": arm})),
-                entry.get("chosen", True),
-            )
-        )
+    runs = [r for entry in manifest["runs"] if (r := _read_run(out, manifest, base_cfg, entry)) is not None]
     if not runs:
         raise UserError(f"{out}: no finished run (no runs/*/summary.json); run the experiment first")
     base = read_json(out / (manifest.get("base") or "base") / "eval.json", required=False)
@@ -182,6 +146,44 @@ def read_experiment(out: Path) -> Experiment:
         read_json(out / "plan.json", required=False),
         runs,
         read_json(out / "decontamination.json", required=False),
+    )
+
+
+def _read_run(out: Path, manifest: dict, base_cfg: dict, entry: dict) -> Run | None:
+    """One run of experiment.json's `runs` as a Run (None: planned but not trained). Its config is
+    the run's config.yaml, else the experiment's config with the entry's overrides and seed."""
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise UserError(f"{out / 'experiment.json'}: every run needs a 'name'; re-run the experiment")
+    run_dir = out / entry.get("dir", f"runs/{entry['name']}")
+    summary = read_json(run_dir / "summary.json", required=False)
+    if summary is None:
+        return None  # planned but not trained (yet): not reported
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        try:
+            config = flatten(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {})
+        except yaml.YAMLError as e:
+            raise UserError(f"{cfg_path}: not valid YAML ({e}); re-run the experiment") from None
+    else:
+        config = {**base_cfg, **entry.get("overrides", {}), "seed": entry.get("seed", 0)}
+    config.setdefault("method", entry.get("method") or summary.get("method"))
+    train, val = read_metrics(run_dir / "metrics.jsonl")
+    arm = entry.get("arm") or config["method"]  # sweeps and older compares: the method
+    return Run(
+        entry["name"],
+        out,
+        manifest["kind"],
+        int(entry.get("seed", config.get("seed", 0))),
+        config,
+        summary,
+        train,
+        val,
+        read_json(run_dir / "eval.json", required=False),
+        _checkpoint_evals(run_dir),
+        manifest.get("purpose", "quality"),
+        arm,
+        frozenset((manifest.get("arms") or {}).get(arm, {"method": arm})),
+        entry.get("chosen", True),
     )
 
 

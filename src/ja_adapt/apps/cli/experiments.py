@@ -68,71 +68,88 @@ def parse_arms(items: list[str]) -> dict[str, dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `ja-adapt compare` or `ja-adapt sweep` (told apart by the parser's program name):
+    the training flags and --seeds, the experiment's own flags, then those both share. The order of
+    the add_argument calls is the order of `--help`."""
     add_training_flags(parser)
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per method (seed, seed+1, ...)")
     if parser.prog.split()[-1] == "sweep":
-        parser.add_argument(
-            "--grid",
-            action="append",
-            required=True,
-            metavar="KEY=V1,V2",
-            help="a swept key and its values (repeatable: the runs are the product)",
-        )
-        parser.add_argument(
-            "--probe",
-            action="store_true",
-            help="runs too short to compare quality: the report shows their time and memory only",
-        )
+        _add_sweep_arguments(parser)
     else:
-        parser.add_argument(
-            "--methods",
-            default="lora,full",
-            help=f"the entries compared, comma-separated: registered methods ({', '.join(SPECS)}) or --arm names",
-        )
-        parser.add_argument(
-            "--arm",
-            action="append",
-            default=[],
-            metavar="NAME:KEY=VALUE",
-            help="a compared entry NAME defined by config overrides (repeatable; the "
-            "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
-            "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
-            "method= is needed unless NAME is a registered method",
-        )
-        parser.add_argument(
-            "--tune",
-            action="append",
-            default=[],
-            metavar="[NAME:]KEY=V1,V2",
-            help="tune KEY per entry on the first seed by validation loss, then train "
-            "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
-            "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)",
-        )
-    if parser.prog.split()[-1] == "sweep":
-        parser.add_argument(
-            "--likelihood-only",
-            action="store_true",
-            help="evaluate each run's likelihood metrics only (bits/char, per-script "
-            "accuracy, forgetting): no generation, supervised or downstream tasks",
-        )
-    else:
-        parser.add_argument(
-            "--curve-seeds",
-            type=int,
-            default=None,
-            metavar="N",
-            help="evaluate the checkpoints (learning curves) of the first N seeds only (default: every seed)",
-        )
-        parser.add_argument(
-            "--likelihood-only",
-            nargs="?",
-            const=True,
-            default=False,
-            metavar="NAMES",
-            help="evaluate the runs of these methods or arms (comma-separated; alone: "
-            "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
-            "forgetting: the methods table): no generation, supervised or downstream tasks",
-        )
+        _add_compare_arguments(parser)
+    _add_execution_arguments(parser)
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """`sweep` only: the grid, whether its runs are probes, and how much each run is evaluated."""
+    parser.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a swept key and its values (repeatable: the runs are the product)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="runs too short to compare quality: the report shows their time and memory only",
+    )
+    parser.add_argument(
+        "--likelihood-only",
+        action="store_true",
+        help="evaluate each run's likelihood metrics only (bits/char, per-script "
+        "accuracy, forgetting): no generation, supervised or downstream tasks",
+    )
+
+
+def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """`compare` only: the compared entries (methods and arms), the tuned key, and how much each
+    entry's runs are evaluated."""
+    parser.add_argument(
+        "--methods",
+        default="lora,full",
+        help=f"the entries compared, comma-separated: registered methods ({', '.join(SPECS)}) or --arm names",
+    )
+    parser.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="a compared entry NAME defined by config overrides (repeatable; the "
+        "same NAME accumulates): e.g. --arm lora-all:method=lora --arm "
+        "lora-all:lora.targets=all-linear with --methods lora,lora-all,full; "
+        "method= is needed unless NAME is a registered method",
+    )
+    parser.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="[NAME:]KEY=V1,V2",
+        help="tune KEY per entry on the first seed by validation loss, then train "
+        "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
+        "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)",
+    )
+    parser.add_argument(
+        "--curve-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate the checkpoints (learning curves) of the first N seeds only (default: every seed)",
+    )
+    parser.add_argument(
+        "--likelihood-only",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="NAMES",
+        help="evaluate the runs of these methods or arms (comma-separated; alone: "
+        "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
+        "forgetting: the methods table): no generation, supervised or downstream tasks",
+    )
+
+
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Both: how the runs execute (workers, reuse of finished runs) and whether a report follows."""
     parser.add_argument(
         "--jobs",
         type=int,

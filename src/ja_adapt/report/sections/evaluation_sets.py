@@ -38,6 +38,8 @@ def evaluation_sets(exps, base_eval: dict | None) -> dict:
 
 
 def blocks(res: dict, plots: dict) -> list[tuple]:
+    """The report's evaluation-sets section: characters and documents per language, then what
+    decontamination removed."""
     es = res.get("evaluation_sets") or {}
     if es.get("status") != "ok":
         return [("p", NOT_RUN_TEXT)]
@@ -59,41 +61,42 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
             ],
         )
     )
-    deco = es.get("decontamination") or {}
-    if deco.get("rule"):
-        r = deco["rule"]
-        b.append(
-            (
-                "p",
-                f"Decontamination: an evaluation document is removed when at least "
-                f"{fmt.share(r['threshold'], 0)} of its distinct character {r['ngram']}-grams occur in one "
-                f"training document ({r['normalise']}). Removed {fmt.integer(deco['eval']['removed_docs'])} of "
-                f"{fmt.integer(deco['eval']['docs'])} documents ({fmt.integer(deco['eval']['removed_chars'])} "
-                "characters).",
-            )
-        )
-        b.append(
-            (
-                "table",
+    return b + _decontamination_blocks(es.get("decontamination") or {})
+
+
+def _decontamination_blocks(deco: dict) -> list[tuple]:
+    """What decontamination removed: its rule and totals, then one row per training set (without a
+    recorded rule, its status only; without a record, nothing)."""
+    if not deco.get("rule"):
+        return [("p", f"Decontamination: {deco.get('status', 'not recorded')}.")] if deco else []
+    r = deco["rule"]
+    return [
+        (
+            "p",
+            f"Decontamination: an evaluation document is removed when at least "
+            f"{fmt.share(r['threshold'], 0)} of its distinct character {r['ngram']}-grams occur in one "
+            f"training document ({r['normalise']}). Removed {fmt.integer(deco['eval']['removed_docs'])} of "
+            f"{fmt.integer(deco['eval']['docs'])} documents ({fmt.integer(deco['eval']['removed_chars'])} "
+            "characters).",
+        ),
+        (
+            "table",
+            [
+                "training set",
+                "training documents",
+                "training characters",
+                "evaluation documents removed",
+                "share of kept n-grams seen in it",
+            ],
+            [
                 [
-                    "training set",
-                    "training documents",
-                    "training characters",
-                    "evaluation documents removed",
-                    "share of kept n-grams seen in it",
-                ],
-                [
-                    [
-                        name,
-                        fmt.integer(v.get("train_docs")),
-                        fmt.integer(v.get("train_chars")),
-                        fmt.integer(v.get("removed_docs")),
-                        fmt.share(v.get("kept_ngrams_seen")),
-                    ]
-                    for name, v in deco["train_sets"].items()
-                ],
-            )
-        )
-    elif deco:
-        b.append(("p", f"Decontamination: {deco.get('status', 'not recorded')}."))
-    return b
+                    name,
+                    fmt.integer(v.get("train_docs")),
+                    fmt.integer(v.get("train_chars")),
+                    fmt.integer(v.get("removed_docs")),
+                    fmt.share(v.get("kept_ngrams_seen")),
+                ]
+                for name, v in deco["train_sets"].items()
+            ],
+        ),
+    ]

@@ -111,6 +111,8 @@ def _doc_diff(stats_of: dict, a: str | None, b: str | None) -> dict:
 
 
 def blocks(res: dict, plots: dict) -> list[tuple]:
+    """The report's learning-rate tuning section: each method's grid and its choice, their plot, then
+    whether LoRA − full changes at a shared rate."""
     t = res.get("lr_tuning") or {}
     if t.get("status") != "ok":
         return [("p", t.get("reason", NOT_RUN_TEXT))]
@@ -123,49 +125,58 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
             "document-bootstrap interval:",
         )
     )
-    for m, pts in t["points"].items():
-        b.append(
-            (
-                "table",
-                [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
-                [
-                    [
-                        fmt.num(p["value"]),
-                        fmt.num(p["val_loss"]),
-                        f"{fmt.num(p['ja_bits_per_char'])} {interval(p.get('ja_bits_per_char_ci'))}",
-                        "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
-                        if p["value"] == t["chosen"][m]
-                        else "",
-                    ]
-                    for p in pts
-                ],
-            )
-        )
+    b += [_grid_table(t, m, pts) for m, pts in t["points"].items()]
     if "lr_tuning" in plots:
         b.append(("img", plots["lr_tuning"], "Validation loss over each method's learning-rate grid"))
+    return b + _shared_rate_blocks(t)
+
+
+def _grid_table(t: dict, m: str, pts: list[dict]) -> tuple:
+    """One method's grid: each value's validation loss and held-out bits/char, the chosen one marked."""
+    return (
+        "table",
+        [f"{m}: {t['key']}", "final validation loss", "held-out ja bits/char [95% CI]", "chosen"],
+        [
+            [
+                fmt.num(p["value"]),
+                fmt.num(p["val_loss"]),
+                f"{fmt.num(p['ja_bits_per_char'])} {interval(p.get('ja_bits_per_char_ci'))}",
+                "chosen" + (" (edge of the grid)" if t["at_grid_edge"].get(m) else "")
+                if p["value"] == t["chosen"][m]
+                else "",
+            ]
+            for p in pts
+        ],
+    )
+
+
+def _shared_rate_blocks(t: dict) -> list[tuple]:
+    """LoRA − full at each method's own rate and at each shared rate, and whether the verdict changes
+    (nothing where neither was measured)."""
     rows = []
     if t.get("at_chosen"):
         rows.append(["each method's own choice", *_diff_cells(t["at_chosen"])])
     rows += [[f"shared {t['key']} = {fmt.num(s['value'])}", *_diff_cells(s)] for s in t["at_shared_values"]]
-    if rows:
+    if not rows:
+        return []
+    b = [
+        (
+            "p",
+            "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
+            "char-weighted, 95% document-bootstrap interval):",
+        ),
+        ("table", ["setting", "LoRA − full", "95% CI", "verdict"], rows),
+    ]
+    ch = t.get("conclusion_changes_at_shared_value")
+    if ch is not None:
         b.append(
             (
                 "p",
-                "Does the conclusion change at a shared rate? LoRA − full held-out bits/char (seed 0, "
-                "char-weighted, 95% document-bootstrap interval):",
+                "At a shared rate the verdict "
+                + ("differs from" if ch else "is the same as")
+                + " the verdict at each method's own rate.",
             )
         )
-        b.append(("table", ["setting", "LoRA − full", "95% CI", "verdict"], rows))
-        ch = t.get("conclusion_changes_at_shared_value")
-        if ch is not None:
-            b.append(
-                (
-                    "p",
-                    "At a shared rate the verdict "
-                    + ("differs from" if ch else "is the same as")
-                    + " the verdict at each method's own rate.",
-                )
-            )
     return b
 
 

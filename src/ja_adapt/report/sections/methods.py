@@ -103,82 +103,88 @@ def pareto(rows: dict, cost: str) -> list[str]:
     return sorted(m for m in pts if not beaten(m))
 
 
+# above the table: what its rows and columns are
+_LEGEND = (
+    "Per compared method or arm (its compared configuration; an arm is named by the "
+    "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
+    "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
+    "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
+    "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
+    "characters per token of the run's tokenizer; chars/s = training characters per second."
+)
+
+# below the table where two tokenizers meet (vocab.extend): which measures compare across them
+_TOKENIZERS_DIFFER = (
+    "These rows use different tokenizers (chars/token differs): compare their quality "
+    "in bits per character, which does not depend on the tokenizer, and their speed in "
+    "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
+    "(docs/vocabulary.md)."
+)
+
+
 def blocks(res: dict, plots: dict) -> list[tuple]:
-    """The report's methods section: the table, the Pareto fronts and their plot."""
+    """The report's methods section: the legend, the table, a note where the rows' tokenizers
+    differ, the Pareto fronts and their plot."""
     sec = res.get("methods")
-    b = []
     if not isinstance(sec, dict) or sec.get("status") != "ok":
         return [("p", "Not run: no experiment in the given directories trained a method.")]
-    scripts = sorted({s for r in sec["rows"].values() for s in r["char_accuracy"]})
-    b.append(
-        (
-            "p",
-            "Per compared method or arm (its compared configuration; an arm is named by the "
-            "comparison, its method in brackets): mean ± sd over seeds [95% interval: over seeds, "
-            "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
-            "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
-            "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
-            "characters per token of the run's tokenizer; chars/s = training characters per second.",
-        )
-    )
-    b.append(
-        (
-            "table",
-            [
-                "method",
-                "seeds",
-                "trainable parameters",
-                "artifact",
-                "peak memory",
-                "time/step",
-                "chars/token",
-                "chars/s",
-                "ja bits/char",
-                "quality gained",
-                *[f"{s} accuracy" for s in scripts],
-                "forgetting",
-            ],
-            [
-                [
-                    m if r.get("method", m) == m else f"{m} ({r['method']})",
-                    len(r["seeds"]),
-                    fmt.agg(r["params_trainable"], unit_of("params_trainable")),
-                    fmt.agg(r["artifact_bytes"], fmt.nbytes),
-                    fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
-                    fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
-                    fmt.agg(r.get("chars_per_token")),
-                    fmt.agg(r.get("chars_per_s"), fmt.integer),
-                    fmt.agg(r["ja_bits_per_char"]),
-                    fmt.agg(r["quality_gain"]),
-                    *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts],
-                    fmt.agg(r["forgetting"]),
-                ]
-                for m, r in sec["rows"].items()
-            ],
-        )
-    )
+    b = [("p", _LEGEND), _table(sec["rows"])]
     cpt = {round(m, 3) for r in sec["rows"].values() if (m := (r.get("chars_per_token") or {}).get("mean"))}
-    if len(cpt) > 1:  # two tokenizers meet (vocab.extend): say which measures compare across them
-        b.append(
-            (
-                "p",
-                "These rows use different tokenizers (chars/token differs): compare their quality "
-                "in bits per character, which does not depend on the tokenizer, and their speed in "
-                "chars/s; a per-token loss, perplexity or tokens/s is not comparable across them "
-                "(docs/vocabulary.md).",
-            )
-        )
-    front = {k: ", ".join(v) or fmt.DASH for k, v in sec["pareto"].items()}
-    b.append(
-        (
-            "ul",
-            [
-                f"Pareto front, quality gained vs trainable parameters: {front['params']}",
-                f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
-                "(fronts from seed means; a method off a front is beaten on both axes by one on it)",
-            ],
-        )
-    )
+    if len(cpt) > 1:
+        b.append(("p", _TOKENIZERS_DIFFER))
+    b.append(_fronts(sec["pareto"]))
     if "methods_pareto" in plots:
         b.append(("img", plots["methods_pareto"], "Quality gained vs trainable parameters and vs forgetting"))
     return b
+
+
+def _table(rows: dict) -> tuple:
+    """The methods table block: one row per compared entry, one accuracy column per script."""
+    scripts = sorted({s for r in rows.values() for s in r["char_accuracy"]})
+    return (
+        "table",
+        [
+            "method",
+            "seeds",
+            "trainable parameters",
+            "artifact",
+            "peak memory",
+            "time/step",
+            "chars/token",
+            "chars/s",
+            "ja bits/char",
+            "quality gained",
+            *[f"{s} accuracy" for s in scripts],
+            "forgetting",
+        ],
+        [
+            [
+                m if r.get("method", m) == m else f"{m} ({r['method']})",
+                len(r["seeds"]),
+                fmt.agg(r["params_trainable"], unit_of("params_trainable")),
+                fmt.agg(r["artifact_bytes"], fmt.nbytes),
+                fmt.agg(r["peak_mem_bytes"], unit_of("peak_mem_bytes")),
+                fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
+                fmt.agg(r.get("chars_per_token")),
+                fmt.agg(r.get("chars_per_s"), fmt.integer),
+                fmt.agg(r["ja_bits_per_char"]),
+                fmt.agg(r["quality_gain"]),
+                *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts],
+                fmt.agg(r["forgetting"]),
+            ]
+            for m, r in rows.items()
+        ],
+    )
+
+
+def _fronts(pareto: dict) -> tuple:
+    """The Pareto fronts as a list block (a dash for an empty front)."""
+    front = {k: ", ".join(v) or fmt.DASH for k, v in pareto.items()}
+    return (
+        "ul",
+        [
+            f"Pareto front, quality gained vs trainable parameters: {front['params']}",
+            f"Pareto front, quality gained vs forgetting: {front['forgetting']}",
+            "(fronts from seed means; a method off a front is beaten on both axes by one on it)",
+        ],
+    )
