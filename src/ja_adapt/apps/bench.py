@@ -44,6 +44,7 @@ from ja_adapt.apps.bench_report import summarise, table
 from ja_adapt.apps.bench_workers import ENGINES
 from ja_adapt.config import load_config, to_dict
 from ja_adapt.core.errors import EXIT_USER_ERROR, UserError
+from ja_adapt.core.jsonio import write_json
 from ja_adapt.data.corpora import load_sources
 from ja_adapt.data.documents import Document
 from ja_adapt.data.tokenizer import train_tokenizer
@@ -176,7 +177,7 @@ def _spawn(spec: dict, work: Path, timeout: float | None) -> dict:
     """Run `worker(spec)` in a fresh interpreter; its result JSON, or {"error": ...}."""
     name = f"{spec['method']}-{spec['side']}-{spec['repeat']}"
     spec_path, result_path = work / f"{name}.spec.json", work / f"{name}.result.json"
-    spec_path.write_text(json.dumps(spec))
+    write_json(spec_path, spec, indent=None, ensure_ascii=True, strict=False)
     cmd = [sys.executable, "-m", "ja_adapt.apps.bench_workers", str(spec_path), str(result_path)]
     env = dict(os.environ)
     if spec["bench"]["threads"] > 0:  # the same thread count for every side
@@ -260,8 +261,7 @@ def run_bench(cfg: BenchConfig, out: Path | None = None, *, timeout: float | Non
             log(f"bench: {method} {side} #{repeat}: " + _outcome(r))
             result.update(load_average=os.getloadavg(), summary=summarise(result["runs"]))
             if out is not None:  # after every run: a killed benchmark keeps its runs
-                Path(out).parent.mkdir(parents=True, exist_ok=True)
-                Path(out).write_text(json.dumps(result, indent=1))
+                write_json(out, result, ensure_ascii=True, strict=False)
     return result
 
 

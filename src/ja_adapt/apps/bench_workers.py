@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ja_adapt.config import from_dict
+from ja_adapt.core.jsonio import write_json
 from ja_adapt.data.documents import Document
 from ja_adapt.data.packing import PackedBatches
 from ja_adapt.data.tokens import build_token_store
@@ -285,4 +286,4 @@ def worker(spec: dict) -> dict:
 
 if __name__ == "__main__":  # python -m ja_adapt.apps.bench_workers SPEC RESULT
     spec_path, result_path = map(Path, sys.argv[1:3])
-    result_path.write_text(json.dumps(worker(json.loads(spec_path.read_text()))))
+    write_json(result_path, worker(json.loads(spec_path.read_text())), indent=None, ensure_ascii=True, strict=False)

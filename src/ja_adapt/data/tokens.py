@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ja_adapt.core.errors import UserError
+from ja_adapt.core.jsonio import write_json
 from ja_adapt.data.documents import Document
 from ja_adapt.data.records import render_segments
 from ja_adapt.data.sources import corpus_fingerprint
@@ -316,4 +317,4 @@ def _write_store(
         "domains": list(domains),
     }
     # meta.json last: its presence is what marks a store complete.
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_json(out / "meta.json", meta, strict=False)

@@ -8,12 +8,11 @@ executive_summary(results) -> str            the headline sentences
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jsonschema
 
-from ja_adapt.core.jsonio import json_safe
+from ja_adapt.core.jsonio import json_safe, write_json
 from ja_adapt.report.document import build_document, executive_summary
 from ja_adapt.report.render import to_html, to_markdown
 from ja_adapt.report.results import build_results, schema
@@ -35,9 +34,7 @@ def write_report(out_dir: Path, results: dict) -> dict[str, Path]:
     results = json_safe(results)
     validate(results)
     paths = {"results.json": out_dir / "results.json"}
-    paths["results.json"].write_text(
-        json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False), encoding="utf-8"
-    )
+    write_json(paths["results.json"], results)
     drawn = pl.draw_all(results, out_dir / "plots")
     paths.update({f"plots/{p.name}": p for p in drawn.values()})
     blocks = build_document(results, drawn)

@@ -53,6 +53,7 @@ from torch.distributed.checkpoint.state_dict import (
 from ja_adapt.config import from_dict, read_yaml
 from ja_adapt.core.errors import UserError, first_line, notice
 from ja_adapt.core.hashing import sha256_file
+from ja_adapt.core.jsonio import write_json
 from ja_adapt.models.build import STATE, build_model, is_adapter
 from ja_adapt.models.vocab import run_tokenizers
 from ja_adapt.train import distributed
@@ -173,7 +174,7 @@ def save(
         if method in STATE:
             tensors, meta["method_state"] = STATE[method].state_dict(model)
             save_file(tensors, str(tmp / METHOD_STATE))
-        (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+        write_json(tmp / "trainer_state.json", meta, ensure_ascii=True, strict=False)
         write_file_hashes(tmp)  # last: it vouches for everything above
         if folder.exists():
             shutil.rmtree(folder)
@@ -187,7 +188,7 @@ def write_file_hashes(folder: Path) -> None:
     every rank included: they are written before dcp.save returns on rank 0)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_json(folder / MANIFEST, manifest, ensure_ascii=True, strict=False)
 
 
 def verify(folder: Path) -> str | None:
