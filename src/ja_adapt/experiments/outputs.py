@@ -28,8 +28,8 @@ def write_experiment(
     extra: dict | None = None,
 ) -> None:
     """experiment.json; re-running the same experiment merges runs, a different one is refused.
-    extra: more top-level keys (purpose, tuning, arms); `extra["tuning"]["spec"]` and
-    `extra["arms"]` must match too."""
+    extra: more top-level keys (purpose, tuning, arms, budget); `extra["tuning"]["spec"]`,
+    `extra["arms"]` and `extra["budget"]` must match too."""
     manifest = {
         "kind": kind,
         "config": to_dict(cfg),
@@ -52,6 +52,7 @@ def write_experiment(
             or old.get("kind") != kind
             or spec(old) != spec(manifest)
             or old.get("arms") != manifest.get("arms")
+            or old.get("budget") != manifest.get("budget")
         ):
             raise UserError(
                 f"{path}: {out} holds a different experiment; re-run it with the same "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.core.errors import UserError
+from ja_adapt.experiments.budget import budget_overrides
 from ja_adapt.experiments.executor import RunExecutor
 from ja_adapt.experiments.outputs import write_experiment, write_plan, write_stats
 from ja_adapt.experiments.runs import PlannedRun, compared_entries, config_value, plan_runs, planned_run
@@ -64,6 +65,7 @@ def run_compare(
     jobs: int = 1,
     curve_seeds: int | None = None,
     arms: dict[str, dict] | None = None,
+    budget: str = "steps",
 ) -> dict:
     """The comparison protocol (package docstring). methods: the compared entries, each a registered
     method or a name of `arms` (name → config overrides, "method" among them unless the name is a
@@ -73,9 +75,11 @@ def run_compare(
     likelihood metrics only (what the methods table compares: bits/char, per-script accuracy,
     forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model is evaluated on a
     worker beside the tuning runs. curve_seeds: the first this many seeds get their checkpoints
-    evaluated (held-out and forgetting learning curves; None: every seed). Returns the tuning
-    record (keyed by entry)."""
+    evaluated (held-out and forgetting learning curves; None: every seed). budget: what the entries
+    hold equal, steps, tokens or flops (experiments.budget: each entry's train.max_steps). Returns
+    the tuning record (keyed by entry)."""
     entries = compared_entries(cfg, methods, arms, tune_key)
+    added, budget_record = budget_overrides(cfg, entries, budget)
     likelihood_only_entries = _likelihood_only_entries(likelihood_only, methods)
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = _tuning_spec(tune_key, grids, seeds[0])
@@ -85,7 +89,9 @@ def run_compare(
         "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods},
         "jobs": jobs,
         **({"arms": {a: entries[a] for a in arms}} if arms else {}),
+        **({"budget": budget_record} if budget_record else {}),
     }
+    entries = {m: {**over, **added[m]} for m, over in entries.items()}
     grid = {"method": list(methods)}
     warm_workers(jobs)
     ex = RunExecutor(out, cfg, reuse_from, base_now=jobs <= 1)

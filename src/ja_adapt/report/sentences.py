@@ -26,9 +26,11 @@ def headline_summary(res: dict) -> str:
         if lr.get("status") == "ok"
         else "at the configured settings"
     )
+    held = ((res.get("time_efficiency") or {}).get("budget") or {}).get("held_equal", "equal steps")
     out = [
         f"LoRA ({head['methods']['lora']['label']}) against full fine-tuning ({head['methods']['full']['label']}), "
-        f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question."
+        f"{how}, over {n['lora']} and {n['full']} seeds; seed-level 95% intervals (Welch), Holm per question.",
+        f"Budget held equal: {held}.",
     ]
     if gaps := gap_sentence(res):
         out.append(gaps)

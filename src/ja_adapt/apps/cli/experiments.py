@@ -11,6 +11,7 @@ from ja_adapt.apps.cli.flags import add_training_flags, config_from_args
 from ja_adapt.config import parse_override
 from ja_adapt.core.errors import UserError
 from ja_adapt.experiments import run_all, run_compare
+from ja_adapt.experiments.budget import check_budget
 from ja_adapt.methods.spec import SPECS
 from ja_adapt.report import build_results, executive_summary, write_report
 from ja_adapt.train.rundir import locked
@@ -130,6 +131,14 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)",
     )
     parser.add_argument(
+        "--budget",
+        default=None,
+        metavar="steps|tokens|flops",
+        help="what the entries hold equal: steps (default: every entry trains train.max_steps), "
+        "tokens (equal training tokens) or flops (equal training FLOPs: the costliest entry per "
+        "step trains max_steps, the others more, e.g. LoRA); also budget=KIND among the overrides",
+    )
+    parser.add_argument(
         "--curve-seeds",
         type=int,
         default=None,
@@ -170,7 +179,19 @@ def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="train and evaluate only")
 
 
+def _pop_budget(args: argparse.Namespace) -> str:
+    """`compare`'s budget: --budget, or `budget=KIND` among the key=value overrides (taken out of
+    them before the config parses them); refused unless steps, tokens or flops."""
+    given = [o for o in args.overrides if o.split("=", 1)[0] == "budget"]
+    args.overrides = [o for o in args.overrides if o not in given]
+    kinds = [o.split("=", 1)[1] if "=" in o else "" for o in given] + [args.budget] * (args.budget is not None)
+    if len(set(kinds)) > 1:
+        raise UserError(f"--budget: given twice ({' and '.join(kinds)}); give one budget")
+    return check_budget(kinds[0] if kinds else "steps")
+
+
 def run(args: argparse.Namespace) -> int:
+    budget = _pop_budget(args) if args.command == "compare" else "steps"
     cfg = config_from_args(args)
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
@@ -203,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 curve_seeds=args.curve_seeds,
                 arms=parse_arms(args.arm),
+                budget=budget,
             )
         else:
             run_all(

@@ -23,7 +23,14 @@ from ja_adapt.report.blocks import unit_of
 from ja_adapt.report.groups import primary
 from ja_adapt.report.status import not_run
 
-COST_FIELDS = ("params_trainable", "artifact_bytes", "peak_mem_bytes", "time_per_step_s", "chars_per_s")
+COST_FIELDS = (
+    "params_trainable",
+    "artifact_bytes",
+    "peak_mem_bytes",
+    "time_per_step_s",
+    "chars_per_s",
+    "train_flops",
+)
 
 
 def _ja_chars_per_token(r) -> float | None:
@@ -110,7 +117,9 @@ _LEGEND = (
     "or with one seed the evaluation's bootstrap interval]. Quality gained = base held-out "
     "Japanese bits/char − the method's (higher is better); forgetting = bits/byte lost on the "
     "forgetting languages against the base (lower is better); chars/token = held-out Japanese "
-    "characters per token of the run's tokenizer; chars/s = training characters per second."
+    "characters per token of the run's tokenizer; chars/s = training characters per second; "
+    "FLOPs/run = the run's training FLOPs (summary.json train_flops: training tokens × the FLOPs "
+    "formula per token, models/arch.py)."
 )
 
 # below the table where two tokenizers meet (vocab.extend): which measures compare across them
@@ -152,6 +161,7 @@ def _table(rows: dict) -> tuple:
             "time/step",
             "chars/token",
             "chars/s",
+            "FLOPs/run",
             "ja bits/char",
             "quality gained",
             *[f"{s} accuracy" for s in scripts],
@@ -167,6 +177,7 @@ def _table(rows: dict) -> tuple:
                 fmt.agg(r["time_per_step_s"], unit_of("time_per_step_s")),
                 fmt.agg(r.get("chars_per_token")),
                 fmt.agg(r.get("chars_per_s"), fmt.integer),
+                fmt.agg(r.get("train_flops"), _flops),
                 fmt.agg(r["ja_bits_per_char"]),
                 fmt.agg(r["quality_gain"]),
                 *[fmt.agg(r["char_accuracy"].get(s)) for s in scripts],
@@ -175,6 +186,11 @@ def _table(rows: dict) -> tuple:
             for m, r in rows.items()
         ],
     )
+
+
+def _flops(x) -> str:
+    """A FLOPs count in three significant figures (summary.json train_flops)."""
+    return fmt.DASH if x is None else f"{x:.3g}"
 
 
 def _fronts(pareto: dict) -> tuple:

@@ -1,5 +1,7 @@
 """Training time efficiency: total time, time per step, throughput and time to the target loss per
-configuration, the LoRA-vs-full reductions, and how the runs were timed (runs at once, threads)."""
+configuration, the LoRA-vs-full reductions, how the runs were timed (runs at once, threads), and
+the budget the comparison held equal (experiment.json budget, experiments/budget.py: equal steps,
+training tokens or training FLOPs; an experiment without the record held steps equal)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def build(ctx) -> dict:
                 }
             ),
             "conditions": timing_conditions(ctx.exps, ctx.compared),
+            "budget": budget_held(ctx.exps, ctx.compared),
         }
     }
 
@@ -48,6 +51,41 @@ def timing_conditions(exps: list[Experiment], groups: list[Group]) -> dict:
     }
 
 
+BUDGET_NAMES = {"steps": "equal steps", "tokens": "equal training tokens", "flops": "equal training FLOPs"}
+
+
+def budget_held(exps: list[Experiment], groups: list[Group]) -> dict:
+    """What the groups' experiments held equal: {"kind" (steps, tokens, flops, or mixed when the
+    experiments differ), "held_equal" (its words), "reference" (the entry that trained
+    train.max_steps; None for steps), "per_entry" (entry → steps, tokens, FLOPs; None for steps)}."""
+    outs = {str(r.out) for g in groups for r in g.runs}
+    records = [e.manifest.get("budget") or {"kind": "steps"} for e in exps if str(e.out) in outs or not outs]
+    kinds = sorted({r["kind"] for r in records}) or ["steps"]
+    kind = kinds[0] if len(kinds) == 1 else "mixed"
+    one = records[0] if len(records) == 1 else {}
+    return {
+        "kind": kind,
+        "held_equal": BUDGET_NAMES.get(kind, " / ".join(BUDGET_NAMES[k] for k in kinds)),
+        "reference": one.get("reference"),
+        "per_entry": one.get("per_entry"),
+    }
+
+
+def budget_line(budget: dict | None) -> str:
+    """The sentence naming the budget held equal (an older results.json without one: equal steps)."""
+    b = budget or {"kind": "steps", "held_equal": BUDGET_NAMES["steps"]}
+    if b["kind"] == "steps":
+        return "Budget held equal: equal steps (every entry trained train.max_steps optimizer steps)."
+    text = f"Budget held equal: {b['held_equal']}"
+    if b.get("reference") and b.get("per_entry"):
+        per = "; ".join(
+            f"{m} {e['steps']} steps, {fmt.integer(e['tokens'])} tokens, {e['flops']:.3g} FLOPs"
+            for m, e in b["per_entry"].items()
+        )
+        text += f" (the costliest entry per step, {b['reference']}, trained train.max_steps; {per})"
+    return text + "."
+
+
 def blocks(res: dict, plots: dict) -> list[tuple]:
     tim = res["time_efficiency"]
     b = [
@@ -62,6 +100,7 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
                 ("tokens to target", "tokens_to_target", fmt.integer),
             ],
         ),
+        ("p", budget_line(tim.get("budget"))),
     ]
     if tim.get("lora_vs_full"):
         b.append(

@@ -1,0 +1,145 @@
+"""compare --budget: equal steps (default), equal training tokens, equal training FLOPs; the steps
+each entry trains, recomputed here from the FLOPs formula and peft's own trainable count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ja_adapt.apps import cli
+from ja_adapt.config import ExperimentConfig, with_overrides
+from ja_adapt.experiments.budget import budget_overrides
+from ja_adapt.models.arch import flops_per_token
+from ja_adapt.report.sections.timing import budget_line
+
+# test_experiments.py's FAST: a tiny run's settings (seq 64, batch 2, small evaluation)
+FAST = [
+    "precision=fp32",
+    "data.seq_len=64",
+    "train.batch_size=2",
+    "optim.warmup_steps=1",
+    "optim.lr=3e-3",
+    "train.eval_every=2",
+    "train.eval_batches=2",
+    "train.save_every=2",
+    "train.tensorboard=false",
+    "train.progress=false",
+    "data.val_fraction=0.1",
+    "data.test_fraction=0.2",
+    "eval.gen_prompts=3",
+    "eval.gen_max_new_tokens=8",
+    "eval.bootstrap_resamples=50",
+    "eval.max_length=64",
+    "eval.stride=32",
+]
+
+ENTRIES = {"lora": {"method": "lora"}, "full": {"method": "full"}}
+
+
+def _cfg(model_dir, **over) -> ExperimentConfig:
+    return with_overrides(
+        ExperimentConfig(),
+        {"model.name_or_path": str(model_dir), "train.max_steps": 40, "optim.warmup_steps": 4, **over},
+    )
+
+
+def _peft_trainable(model_dir, rank: int) -> int:
+    """LoRA's trainable parameters on q,v as peft counts them (not the plan arithmetic)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"]))
+    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def test_equal_flops_steps_follow_the_flops_formula(saved_tiny_model):
+    _, model_dir, _ = saved_tiny_model
+    from transformers import AutoConfig
+
+    cfg = _cfg(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    seq, per_step_tokens = cfg.data.seq_len, cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len
+    f_full = flops_per_token(config, method="full", trainable_params=0, seq_len=seq)
+    f_lora = flops_per_token(
+        config, method="lora", trainable_params=_peft_trainable(model_dir, cfg.lora.rank), seq_len=seq
+    )
+    assert f_lora < f_full  # frozen weights skip their weight gradients
+    added, record = budget_overrides(cfg, ENTRIES, "flops")
+    assert record["kind"] == "flops" and record["reference"] == "full"  # the costliest per step
+    assert added["full"] == {"train.max_steps": 40, "optim.warmup_steps": 4}
+    lora_steps = round(40 * f_full / f_lora)
+    assert lora_steps > 40
+    assert added["lora"] == {"train.max_steps": lora_steps, "optim.warmup_steps": round(4 * lora_steps / 40)}
+    per = record["per_entry"]
+    assert per["lora"]["steps"] == lora_steps and per["lora"]["tokens"] == lora_steps * per_step_tokens
+    assert per["lora"]["flops"] == pytest.approx(lora_steps * per_step_tokens * f_lora)
+    assert abs(per["lora"]["flops"] - per["full"]["flops"]) <= per_step_tokens * f_lora  # within one step
+
+
+def test_equal_tokens_steps_and_steps_budget_adds_nothing(saved_tiny_model):
+    _, model_dir, _ = saved_tiny_model
+    cfg = _cfg(model_dir)
+    assert budget_overrides(cfg, ENTRIES, "steps") == ({"lora": {}, "full": {}}, None)
+    added, record = budget_overrides(cfg, ENTRIES, "tokens")  # same batch × seq: same steps
+    assert {m: a["train.max_steps"] for m, a in added.items()} == {"lora": 40, "full": 40}
+    # an entry with twice the rows per step trains half the steps, the same tokens
+    entries = {"lora": {"method": "lora", "train.batch_size": 2 * cfg.train.batch_size}, "full": {"method": "full"}}
+    added, record = budget_overrides(cfg, entries, "tokens")
+    assert record["reference"] == "lora"
+    assert added["lora"]["train.max_steps"] == 40 and added["full"]["train.max_steps"] == 80
+    assert added["full"]["optim.warmup_steps"] == 8  # the schedule kept proportional
+    assert record["per_entry"]["lora"]["tokens"] == record["per_entry"]["full"]["tokens"]
+
+
+@pytest.mark.parametrize("form", [["--budget", "joules"], ["budget=joules"]])
+def test_an_unknown_budget_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys, form):
+    _, model_dir, corpus = saved_tiny_model
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--out", str(tmp_path / "x"), *form, *FAST]
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "joules" in err and "steps, tokens, flops" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_budget_line_names_what_was_held_equal():
+    assert budget_line(None) == "Budget held equal: equal steps (every entry trained train.max_steps optimizer steps)."
+    line = budget_line(
+        {
+            "kind": "flops",
+            "held_equal": "equal training FLOPs",
+            "reference": "full",
+            "per_entry": {
+                "lora": {"steps": 6, "tokens": 768, "flops": 1.5e9},
+                "full": {"steps": 4, "tokens": 512, "flops": 1.49e9},
+            },
+        }
+    )
+    assert line.startswith("Budget held equal: equal training FLOPs (the costliest entry per step, full,")
+    assert "lora 6 steps" in line and "full 4 steps" in line
+
+
+def test_compare_at_equal_flops_trains_lora_more_steps(saved_tiny_model, tmp_path):
+    """A tiny `compare budget=flops`: LoRA trains more steps than full, their training FLOPs
+    (summary.json) within one step's worth; experiment.json and the report name the budget."""
+    _, model_dir, corpus = saved_tiny_model
+    out = tmp_path / "flops"
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "4", "--out", str(out)]
+    argv += ["budget=flops", *FAST, "eval.gen_prompts=0", "train.save_every=0", "--likelihood-only"]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "experiment.json").read_text())
+    budget = manifest["budget"]
+    assert budget["kind"] == "flops" and budget["reference"] == "full"
+    summaries = {r["method"]: json.loads((out / r["dir"] / "summary.json").read_text()) for r in manifest["runs"]}
+    steps = {m: budget["per_entry"][m]["steps"] for m in ("lora", "full")}
+    assert steps["full"] == 4 and steps["lora"] > 4
+    for m in ("lora", "full"):
+        assert summaries[m]["steps"] == steps[m]
+    flops = {m: s["train_flops"] for m, s in summaries.items()}
+    lora_step = flops["lora"] / steps["lora"]
+    assert abs(flops["lora"] - flops["full"]) <= lora_step
+    print("budget per entry:", {m: (steps[m], flops[m]) for m in steps})
+    results = json.loads((out / "results.json").read_text())
+    assert results["time_efficiency"]["budget"]["held_equal"] == "equal training FLOPs"
+    assert "Budget held equal: equal training FLOPs" in (out / "report.md").read_text()
