@@ -228,6 +228,10 @@ def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(s
                 "lora:optim.lr=1e-3,1e-2",
                 "--tune",
                 "full:optim.lr=1e-4,1e-3",
+                "--tune-extend",
+                "0",
+                "--tune-tolerance",
+                "0",
                 *FAST,
                 "eval.gen_prompts=0",
                 "train.save_every=0",
@@ -264,6 +268,28 @@ def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(s
     assert len(light) == 2 and all(
         not json.loads((out / r["dir"] / "eval.json").read_text())["generation"].get("n") for r in light
     )
+    assert tuning["limit_reached"] == {"lora": True, "full": True}  # --tune-extend 0: at an edge
+    _resume_with_one_more_point(out, model_dir, corpus)
+
+
+def _resume_with_one_more_point(out, model_dir, corpus):
+    """The same comparison again with --tune-extend 1: not refused; each entry's edge choice adds
+    the next log-spaced point beyond it, and the runs already trained are not trained again."""
+    summaries = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "3", "--out", str(out)]
+    argv += ["--seeds", "2", "--tune", "lora:optim.lr=1e-3,1e-2", "--tune", "full:optim.lr=1e-4,1e-3"]
+    argv += ["--tune-extend", "1", "--tune-tolerance", "0", *FAST, "eval.gen_prompts=0", "train.save_every=0"]
+    assert cli.main([*argv, "--no-report"]) == 0
+    tuning = json.loads((out / "experiment.json").read_text())["tuning"]
+    for m, grid in {"lora": [1e-3, 1e-2], "full": [1e-4, 1e-3]}.items():
+        (extra,) = tuning["extended"][m]  # a two-point grid's choice is at an edge: one point more
+        assert extra in (float(f"{grid[1] * 10:.2g}"), float(f"{grid[0] / 10:.2g}"))
+        assert tuning["grid"][m] == sorted([*grid, extra]) and set(tuning["val_loss"][m]) == set(
+            map(str, tuning["grid"][m])
+        )
+        assert tuning["limit_reached"][m] == tuning["at_grid_edge"][m]
+        assert tuning["ties"][m] == [tuning["chosen"][m]]
+    assert all(p.stat().st_mtime_ns == t for p, t in summaries.items())  # reused, not retrained
 
 
 def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, capsys):
