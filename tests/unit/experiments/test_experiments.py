@@ -383,7 +383,7 @@ def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_ru
         "eval.bootstrap_resamples=20",
     ]
     serial, parallel, more = tmp_path / "serial", tmp_path / "parallel", tmp_path / "more"
-    tune = ["--tune", "ia3:optim.lr=1e-2,1e-1"]
+    tune = ["--tune", "ia3:optim.lr=1e-2,1e-1", "--tune-extend", "0"]  # the grid as given
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(serial), *common]) == 0
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(parallel), "--jobs", "2", *common]) == 0
     a, b = (json.loads((d / "experiment.json").read_text()) for d in (serial, parallel))
