@@ -519,6 +519,7 @@ def test_compare_arms_lora_on_qv_and_on_every_linear_beside_full(saved_tiny_mode
     out = tmp_path / "arms"
     grids = {"lora": [1e-3, 1e-2], "lora-all": [3e-3, 3e-2], "full": [1e-4, 1e-3]}
     tune = [a for m, g in grids.items() for a in ("--tune", f"{m}:optim.lr={g[0]},{g[1]}")]
+    tune += ["--tune-extend", "0", "--tune-tolerance", "0"]  # the grids as given, the lowest loss
     assert (
         cli.main(
             [
