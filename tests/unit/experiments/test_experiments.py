@@ -303,6 +303,10 @@ def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, ca
         assert cli.main([*base, *[a for t in tune for a in ("--tune", t)]]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
+    for flag in (["--tune-extend", "-1"], ["--tune-tolerance", "-0.1"], ["--tune-tolerance", "nan"]):
+        assert cli.main([*base, "--tune", "optim.lr=1e-3,1e-2", *flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flag[0] in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
 
