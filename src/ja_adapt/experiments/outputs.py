@@ -28,7 +28,8 @@ def write_experiment(
     extra: dict | None = None,
 ) -> None:
     """experiment.json; re-running the same experiment merges runs, a different one is refused.
-    extra: more top-level keys (purpose, tuning, arms, budget); `extra["tuning"]["spec"]`,
+    extra: more top-level keys (purpose, tuning, arms, budget); `extra["tuning"]["spec"]` (but for
+    its grids, extension limit and tolerance: a wider search reuses what was trained),
     `extra["arms"]` and `extra["budget"]` must match too."""
     manifest = {
         "kind": kind,
@@ -43,8 +44,9 @@ def write_experiment(
     if path.is_file():
         old = json.loads(path.read_text())
 
-        def spec(m):
-            return (m.get("tuning") or {}).get("spec")
+        def spec(m):  # a wider grid, limit or tolerance reuses the finished runs: not compared
+            s = (m.get("tuning") or {}).get("spec")
+            return s and {k: v for k, v in s.items() if k not in ("grids", "extend", "tolerance")}
 
         if (
             old.get("config") != manifest["config"]

@@ -12,6 +12,7 @@ from ja_adapt.experiments.budget import budget_overrides
 from ja_adapt.experiments.executor import RunExecutor
 from ja_adapt.experiments.outputs import write_experiment, write_plan, write_stats
 from ja_adapt.experiments.runs import PlannedRun, compared_entries, config_value, plan_runs, planned_run
+from ja_adapt.experiments.tuning import TIE_RULE, bracket
 from ja_adapt.experiments.workers import raise_first_stop, run_each, warm_workers
 from ja_adapt.train.loop import TrainingStopped
 
@@ -66,6 +67,8 @@ def run_compare(
     curve_seeds: int | None = None,
     arms: dict[str, dict] | None = None,
     budget: str = "steps",
+    tune_extend: int = 2,
+    tune_tolerance: float = 0.002,
 ) -> dict:
     """The comparison protocol (package docstring). methods: the compared entries, each a registered
     method or a name of `arms` (name → config overrides, "method" among them unless the name is a
@@ -76,13 +79,14 @@ def run_compare(
     forgetting); reuse_from, jobs: as run_all's. With jobs > 1 the base model is evaluated on a
     worker beside the tuning runs. curve_seeds: the first this many seeds get their checkpoints
     evaluated (held-out and forgetting learning curves; None: every seed). budget: what the entries
-    hold equal, steps, tokens or flops (experiments.budget: each entry's train.max_steps). Returns
-    the tuning record (keyed by entry)."""
+    hold equal, steps, tokens or flops (experiments.budget: each entry's train.max_steps).
+    tune_extend, tune_tolerance: the search's limit of extra points per entry and its relative tie
+    tolerance (experiments.tuning). Returns the tuning record (keyed by entry)."""
     entries = compared_entries(cfg, methods, arms, tune_key)
     added, budget_record = budget_overrides(cfg, entries, budget)
     likelihood_only_entries = _likelihood_only_entries(likelihood_only, methods)
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
-    spec = _tuning_spec(tune_key, grids, seeds[0])
+    spec = _tuning_spec(tune_key, grids, seeds[0], tune_extend, tune_tolerance)
     extra = {
         "purpose": "quality",
         "tuning": {"spec": spec},
@@ -99,7 +103,10 @@ def run_compare(
     # each value is chosen, every run of the comparison
     tuning_runs = _tuning_runs(cfg, entries, grids, tune_key, seeds[0], likelihood_only_entries)
     write_experiment(out, "compare", cfg, grid, seeds, [r for rs in tuning_runs.values() for r in rs], extra)
-    record = {"spec": spec, **_tune(ex, tuning_runs, tune_key, likelihood_only_entries, jobs)}
+    plan = {"cfg": cfg, "entries": entries, "tune_key": tune_key, "seed": seeds[0], "runs": tuning_runs}
+    plan["likelihood_only_entries"] = likelihood_only_entries
+    search = {"extend": tune_extend, "tolerance": tune_tolerance}
+    record = {"spec": spec, **_tune(ex, plan, search, jobs)}
     runs = _runs_at_choice(cfg, entries, methods, tuning_runs, record, tune_key, seeds, likelihood_only_entries)
     extra["tuning"] = record if grids else {"spec": None}
     write_experiment(out, "compare", cfg, grid, seeds, runs, extra)
@@ -121,8 +128,9 @@ def _likelihood_only_entries(likelihood_only: bool | list[str], methods: list[st
     return entries
 
 
-def _tuning_spec(tune_key: str | None, grids: dict[str, list], seed: int) -> dict | None:
-    """What the tuning record says was tuned, over which values and how chosen (None: no grid)."""
+def _tuning_spec(tune_key: str | None, grids: dict[str, list], seed: int, extend: int, tolerance: float) -> dict | None:
+    """What the tuning record says was tuned, over which starting values, how extended and how
+    chosen (None: no grid)."""
     if not grids:
         return None
     return {
@@ -130,6 +138,9 @@ def _tuning_spec(tune_key: str | None, grids: dict[str, list], seed: int) -> dic
         "grids": grids,
         "selection": f"lowest final validation loss of the seed-{seed} runs",
         "seed": seed,
+        "extend": extend,
+        "tolerance": tolerance,
+        "tie_rule": TIE_RULE,
     }
 
 
@@ -176,42 +187,54 @@ def _each_with_base(ex: RunExecutor, task, runs: list[PlannedRun], jobs: int, de
     return run_each(task, runs, jobs, desc, ex.out, beside=ex.evaluate_base if ex.needs_base() else None)
 
 
-def _tune(
-    ex: RunExecutor, tuning_runs: dict[str, list[PlannedRun]], tune_key: str, likelihood_only_entries: set, jobs: int
-) -> dict:
-    """Train every tuning run, then choose each entry's value (_choose); the runs are evaluated
-    later, once the choice is known. A grid point whose training stopped (non-finite losses) is
-    recorded, not fatal."""
-    all_tuning = [r for rs in tuning_runs.values() for r in rs]
-    trained = _each_with_base(ex, ex.train, all_tuning, jobs, "tuning runs")
-    stopped = {r.name: str(t) for r, t in zip(all_tuning, trained) if isinstance(t, TrainingStopped)}
-    return _choose(ex, tuning_runs, tune_key, stopped, likelihood_only_entries)
+def _tune(ex: RunExecutor, plan: dict, search: dict, jobs: int) -> dict:
+    """Train the tuning runs round by round (tuning.bracket: each grid extended past an edge while
+    its choice sits there), then mark each entry's runs chosen or not (and likelihood-only unless
+    chosen); the runs are evaluated later, once the choice is known. plan: cfg, entries, tune_key,
+    seed, likelihood_only_entries, runs (entry → its tuning runs, extended here). A grid point
+    whose training stopped (non-finite losses) is recorded, not fatal. The tuning record."""
+    key, runs, stopped = plan["tune_key"], plan["runs"], {}
+
+    def loss_of(pending: dict[str, list]) -> dict[str, dict]:
+        new = {m: [_tuning_run(plan, m, v) for v in vs] for m, vs in pending.items()}
+        todo = [r for rs in new.values() for r in rs]
+        trained = _each_with_base(ex, ex.train, todo, jobs, "tuning runs")
+        stopped.update({r.name: str(t) for r, t in zip(todo, trained) if isinstance(t, TrainingStopped)})
+        for m, rs in new.items():
+            known = {r.name for r in runs[m]}
+            runs[m] = sorted(runs[m] + [r for r in rs if r.name not in known], key=lambda r: r.overrides[key])
+        return {
+            m: {r.overrides[key]: None if r.name in stopped else ex.val_loss(r) for r in rs} for m, rs in new.items()
+        }
+
+    found = bracket({m: [r.overrides[key] for r in rs] for m, rs in runs.items()}, loss_of, **search)
+    return _record(ex, plan, found, stopped)
 
 
-def _choose(
-    ex: RunExecutor,
-    tuning_runs: dict[str, list[PlannedRun]],
-    tune_key: str,
-    stopped: dict,
-    likelihood_only_entries: set,
-) -> dict:
-    """Each entry's value of the tuned key: its finished seed-0 run with the lowest final validation
-    loss; marks every tuning run chosen or not (and likelihood-only unless chosen). The tuning record."""
-    record = {"val_loss": {}, "chosen": {}, "at_grid_edge": {}, "stopped": stopped}
-    for m, rs in tuning_runs.items():
-        losses = {str(r.overrides[tune_key]): None if r.name in stopped else ex.val_loss(r) for r in rs}
-        finished = [r for r in rs if r.name not in stopped]
-        if not finished:
+def _tuning_run(plan: dict, m: str, v) -> PlannedRun:
+    """Entry m's tuning run at value v of the tuned key (the tuning seed)."""
+    overrides = {**plan["entries"][m], plan["tune_key"]: v}
+    return planned_run(plan["cfg"], overrides, plan["seed"], m in plan["likelihood_only_entries"], arm=m)
+
+
+def _record(ex: RunExecutor, plan: dict, found: dict, stopped: dict) -> dict:
+    """The tuning record from the search (tuning.bracket), each entry's runs marked chosen or not."""
+    key = plan["tune_key"]
+    record = {k: {} for k in ("val_loss", "chosen", "at_grid_edge", "grid", "extended", "limit_reached")}
+    record |= {"ties": {}, "band": {}, "stopped": stopped}
+    for m, s in found.items():
+        c = s["choice"]
+        if c is None:
             raise UserError(
-                f"{ex.out}: every {tune_key} in {m}'s grid stopped on non-finite losses; lower the grid's values"
+                f"{ex.out}: every {key} in {m}'s grid stopped on non-finite losses; lower the grid's values"
             )
-        best = min(finished, key=lambda r: ex.val_loss(r))
-        record["val_loss"][m] = losses
-        record["chosen"][m] = best.overrides[tune_key]
-        record["at_grid_edge"][m] = best is rs[0] or best is rs[-1]  # grids are given in order
-        for r in rs:
-            r.chosen = r is best
-            r.likelihood_only = m in likelihood_only_entries or r is not best
+        record["val_loss"][m] = {str(v): s["losses"].get(v) for v in s["grid"]}
+        record["grid"][m], record["extended"][m], record["limit_reached"][m] = s["grid"], s["extra"], s["limit_reached"]
+        record["chosen"][m], record["at_grid_edge"][m] = c["chosen"], c["at_grid_edge"]
+        record["ties"][m], record["band"][m] = c["ties"], c["band"]
+        for r in plan["runs"][m]:
+            r.chosen = r.overrides[key] == c["chosen"]
+            r.likelihood_only = m in plan["likelihood_only_entries"] or not r.chosen
     return record
 
 

@@ -247,14 +247,24 @@ def _bound(point: dict, side: str) -> float:
 
 def lr_tuning(res: dict, path: Path) -> Path | None:
     """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
-    95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled."""
+    95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled,
+    each entry's tie band shaded."""
     t = res.get("lr_tuning") or {}
     if not ok(t):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, (m, pts) in enumerate(sorted(t["points"].items())):
         x = [p["value"] for p in pts]
-        axes[0].plot(x, [p["val_loss"] for p in pts], "o-", color=_color(m, i), label=m)
+        axes[0].plot(
+            x,
+            [p["val_loss"] if p["val_loss"] is not None else float("nan") for p in pts],
+            "o-",
+            color=_color(m, i),
+            label=m,
+        )
+        band = (t.get("band") or {}).get(m)
+        if band:  # the tie band: within the tolerance of the lowest loss
+            axes[0].fill_between([min(x), max(x)], *band, color=_color(m, i), alpha=0.15, lw=0)
         y = [p["ja_bits_per_char"] for p in pts]
         err = [
             [(p["ja_bits_per_char"] or 0) - _bound(p, "ci_low") for p in pts],

@@ -228,6 +228,10 @@ def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(s
                 "lora:optim.lr=1e-3,1e-2",
                 "--tune",
                 "full:optim.lr=1e-4,1e-3",
+                "--tune-extend",
+                "0",
+                "--tune-tolerance",
+                "0",
                 *FAST,
                 "eval.gen_prompts=0",
                 "train.save_every=0",
@@ -264,6 +268,28 @@ def test_compare_tunes_the_rate_per_method_then_trains_the_seeds_at_the_choice(s
     assert len(light) == 2 and all(
         not json.loads((out / r["dir"] / "eval.json").read_text())["generation"].get("n") for r in light
     )
+    assert tuning["limit_reached"] == {"lora": True, "full": True}  # --tune-extend 0: at an edge
+    _resume_with_one_more_point(out, model_dir, corpus)
+
+
+def _resume_with_one_more_point(out, model_dir, corpus):
+    """The same comparison again with --tune-extend 1: not refused; each entry's edge choice adds
+    the next log-spaced point beyond it, and the runs already trained are not trained again."""
+    summaries = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--max-steps", "3", "--out", str(out)]
+    argv += ["--seeds", "2", "--tune", "lora:optim.lr=1e-3,1e-2", "--tune", "full:optim.lr=1e-4,1e-3"]
+    argv += ["--tune-extend", "1", "--tune-tolerance", "0", *FAST, "eval.gen_prompts=0", "train.save_every=0"]
+    assert cli.main([*argv, "--no-report"]) == 0
+    tuning = json.loads((out / "experiment.json").read_text())["tuning"]
+    for m, grid in {"lora": [1e-3, 1e-2], "full": [1e-4, 1e-3]}.items():
+        (extra,) = tuning["extended"][m]  # a two-point grid's choice is at an edge: one point more
+        assert extra in (float(f"{grid[1] * 10:.2g}"), float(f"{grid[0] / 10:.2g}"))
+        assert tuning["grid"][m] == sorted([*grid, extra]) and set(tuning["val_loss"][m]) == set(
+            map(str, tuning["grid"][m])
+        )
+        assert tuning["limit_reached"][m] == tuning["at_grid_edge"][m]
+        assert tuning["ties"][m] == [tuning["chosen"][m]]
+    assert all(p.stat().st_mtime_ns == t for p, t in summaries.items())  # reused, not retrained
 
 
 def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, capsys):
@@ -277,6 +303,10 @@ def test_tune_flag_errors_name_the_method_and_key(saved_tiny_model, tmp_path, ca
         assert cli.main([*base, *[a for t in tune for a in ("--tune", t)]]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
+    for flag in (["--tune-extend", "-1"], ["--tune-tolerance", "-0.1"], ["--tune-tolerance", "nan"]):
+        assert cli.main([*base, "--tune", "optim.lr=1e-3,1e-2", *flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flag[0] in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
 
@@ -357,7 +387,7 @@ def test_parallel_likelihood_only_compare_gives_the_serial_numbers_and_reuses_ru
         "eval.bootstrap_resamples=20",
     ]
     serial, parallel, more = tmp_path / "serial", tmp_path / "parallel", tmp_path / "more"
-    tune = ["--tune", "ia3:optim.lr=1e-2,1e-1"]
+    tune = ["--tune", "ia3:optim.lr=1e-2,1e-1", "--tune-extend", "0"]  # the grid as given
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(serial), *common]) == 0
     assert cli.main(["compare", "--methods", "lora,ia3", *tune, "--out", str(parallel), "--jobs", "2", *common]) == 0
     a, b = (json.loads((d / "experiment.json").read_text()) for d in (serial, parallel))
@@ -493,6 +523,7 @@ def test_compare_arms_lora_on_qv_and_on_every_linear_beside_full(saved_tiny_mode
     out = tmp_path / "arms"
     grids = {"lora": [1e-3, 1e-2], "lora-all": [3e-3, 3e-2], "full": [1e-4, 1e-3]}
     tune = [a for m, g in grids.items() for a in ("--tune", f"{m}:optim.lr={g[0]},{g[1]}")]
+    tune += ["--tune-extend", "0", "--tune-tolerance", "0"]  # the grids as given, the lowest loss
     assert (
         cli.main(
             [

@@ -139,6 +139,22 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "step trains max_steps, the others more, e.g. LoRA); also budget=KIND among the overrides",
     )
     parser.add_argument(
+        "--tune-extend",
+        type=int,
+        default=2,
+        metavar="N",
+        help="while an entry's choice is at an edge of its grid, add up to N points "
+        "beyond it (same log spacing) to bracket the optimum (default 2; 0: the grid as given)",
+    )
+    parser.add_argument(
+        "--tune-tolerance",
+        type=float,
+        default=0.002,
+        metavar="REL",
+        help="grid points whose validation loss is within this relative tolerance of "
+        "the lowest are ties; the lowest tied value is chosen (default 0.002 = 0.2%%)",
+    )
+    parser.add_argument(
         "--curve-seeds",
         type=int,
         default=None,
@@ -205,6 +221,10 @@ def run(args: argparse.Namespace) -> int:
     seeds = [cfg.seed + i for i in range(args.seeds)]
     with locked(args.out):  # one process per experiment directory, as per run
         if args.command == "compare":
+            if args.tune_extend < 0:
+                raise UserError(f"--tune-extend must be 0 or more, got {args.tune_extend}")
+            if not args.tune_tolerance >= 0:
+                raise UserError(f"--tune-tolerance must be 0 or more, got {args.tune_tolerance}")
             methods = parse_grid([f"method={args.methods}"])["method"]
             key, grids = parse_tune(args.tune, methods)
             light = (
@@ -225,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
                 curve_seeds=args.curve_seeds,
                 arms=parse_arms(args.arm),
                 budget=budget,
+                tune_extend=args.tune_extend,
+                tune_tolerance=args.tune_tolerance,
             )
         else:
             run_all(

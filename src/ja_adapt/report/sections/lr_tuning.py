@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ja_adapt.report import fmt
 from ja_adapt.report.blocks import interval, verdict
+from ja_adapt.report.load import adapts_linears
 from ja_adapt.report.status import NOT_RUN_TEXT, not_run
 
 
@@ -45,10 +46,51 @@ def lr_tuning(exps, stats_of: dict) -> dict:
         "points": points,
         "chosen": chosen,
         "at_grid_edge": at_edge,
+        **_search(tuned, key, chosen),
         "at_chosen": at_choice,
         "at_shared_values": shared,
         "conclusion_changes_at_shared_value": changes,
         "level": "document (one pair of seed-0 checkpoints per row)",
+    }
+
+
+REFERENCE_RATIO = 10
+REFERENCE_SOURCES = "LoRA Without Regret (2025); Biderman et al. (2024)"
+
+
+def _search(tuned: list, key: str, chosen: dict) -> dict:
+    """Per entry, from the first experiment tuning it: the tie tolerance and rule, the loss band
+    (lowest loss to lowest × (1 + tolerance)), the ties, the points added beyond the starting grid
+    and whether the limit stopped the search; and the rate ratio (rate_ratio)."""
+    out = {k: {} for k in ("band", "ties", "extended", "limit_reached")}
+    out |= {"tolerance": None, "tie_rule": None, "method_of": {}}
+    for exp in tuned:
+        t = exp.manifest["tuning"]
+        if t["spec"]["key"] != key:
+            continue
+        out["tolerance"] = out["tolerance"] if out["tolerance"] is not None else t["spec"].get("tolerance")
+        out["tie_rule"] = out["tie_rule"] or t["spec"].get("tie_rule")
+        for m in t["spec"]["grids"]:
+            if m in out["method_of"]:
+                continue
+            out["method_of"][m] = ((exp.manifest.get("arms") or {}).get(m) or {}).get("method", m)
+            for k in ("band", "ties", "extended", "limit_reached"):
+                out[k][m] = (t.get(k) or {}).get(m)
+    out["rate_ratio"] = _rate_ratio(key, chosen, out.pop("method_of"))
+    return out
+
+
+def _rate_ratio(key: str, chosen: dict, method_of: dict) -> dict | None:
+    """LoRA's chosen rate ÷ full fine-tuning's (the "lora" entry, else the first LoRA-family one),
+    beside the literature's ≈10×; None unless both were tuned on optim.lr."""
+    family = sorted((m for m, meth in method_of.items() if adapts_linears(meth)), key=lambda m: m != "lora")
+    if key != "optim.lr" or "full" not in chosen or not family or not chosen["full"]:
+        return None
+    return {
+        "lora_entry": family[0],
+        "ratio": chosen[family[0]] / chosen["full"],
+        "reference": REFERENCE_RATIO,
+        "reference_sources": REFERENCE_SOURCES,
     }
 
 
@@ -60,9 +102,10 @@ def _grid_points(tuned: list, key: str) -> tuple[dict, dict, dict, dict]:
         t = exp.manifest["tuning"]
         if t["spec"]["key"] != key:
             continue
-        for m, grid in t["spec"]["grids"].items():
+        for m, start in t["spec"]["grids"].items():
             if m in points:
                 continue
+            grid = (t.get("grid") or {}).get(m) or start  # the final grid, extensions included
             pts = []
             for v in grid:
                 run = next(
@@ -126,6 +169,7 @@ def blocks(res: dict, plots: dict) -> list[tuple]:
         )
     )
     b += [_grid_table(t, m, pts) for m, pts in t["points"].items()]
+    b += _search_blocks(t)
     if "lr_tuning" in plots:
         b.append(("img", plots["lr_tuning"], "Validation loss over each method's learning-rate grid"))
     return b + _shared_rate_blocks(t)
@@ -148,6 +192,52 @@ def _grid_table(t: dict, m: str, pts: list[dict]) -> tuple:
             for p in pts
         ],
     )
+
+
+def _search_blocks(t: dict) -> list[tuple]:
+    """How each grid was extended and the choice made: the tie band and rule, the ties, the points
+    added and whether the limit stopped the search; then the rate ratio beside the literature's."""
+    if t.get("tolerance") is None:  # a tuning record from before the search
+        return []
+    b = [
+        (
+            "p",
+            f"While an entry's choice was at an edge of its grid, the next point beyond it (same log "
+            f"spacing) was added and trained; points within {fmt.num(100 * t['tolerance'])}% of the "
+            f"lowest final validation loss are ties (the band), and the rule chooses {t['tie_rule']}.",
+        ),
+        (
+            "table",
+            ["entry", "band (final validation loss)", "ties", "points added", "search"],
+            [
+                [
+                    m,
+                    " – ".join(fmt.num(x) for x in t["band"][m] or ()) or fmt.DASH,
+                    ", ".join(fmt.num(v) for v in t["ties"][m] or ()) or fmt.DASH,
+                    ", ".join(fmt.num(v) for v in t["extended"][m] or ()) or "none",
+                    _search_end(t, m),
+                ]
+                for m in t["points"]
+            ],
+        ),
+    ]
+    r = t.get("rate_ratio")
+    if r:
+        b.append(
+            (
+                "p",
+                f"Rate ratio: {r['lora_entry']}'s chosen {t['key']} ÷ full fine-tuning's = "
+                f"{fmt.num(r['ratio'])}× (the literature's reference: ≈{r['reference']}×, "
+                f"{r['reference_sources']}).",
+            )
+        )
+    return b
+
+
+def _search_end(t: dict, m: str) -> str:
+    if t["limit_reached"].get(m):
+        return "stopped by the limit of extra points, choice at the grid's edge"
+    return "choice at the grid's edge" if t["at_grid_edge"].get(m) else "choice inside the grid"
 
 
 def _shared_rate_blocks(t: dict) -> list[tuple]:
