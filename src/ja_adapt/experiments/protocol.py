@@ -87,14 +87,7 @@ def run_compare(
     likelihood_only_entries = _likelihood_only_entries(likelihood_only, methods)
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = _tuning_spec(tune_key, grids, seeds[0], tune_extend, tune_tolerance)
-    extra = {
-        "purpose": "quality",
-        "tuning": {"spec": spec},
-        "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods},
-        "jobs": jobs,
-        **({"arms": {a: entries[a] for a in arms}} if arms else {}),
-        **({"budget": budget_record} if budget_record else {}),
-    }
+    extra = _manifest_extra(spec, methods, likelihood_only_entries, jobs, entries, arms, budget_record)
     entries = {m: {**over, **added[m]} for m, over in entries.items()}
     grid = {"method": list(methods)}
     warm_workers(jobs)
@@ -117,6 +110,18 @@ def run_compare(
     write_stats(out, records, cfg, pairs=_compare_pairs(records, tune_key))
     write_plan(out, [r for r in runs if r.chosen])
     return record
+
+
+def _manifest_extra(spec, methods, likelihood_only_entries, jobs, entries, arms, budget_record) -> dict:
+    """experiment.json's comparison keys beside the runs (key order kept: the file's bytes follow it)."""
+    return {
+        "purpose": "quality",
+        "tuning": {"spec": spec},
+        "evaluation": {m: "likelihood" if m in likelihood_only_entries else "full" for m in methods},
+        "jobs": jobs,
+        **({"arms": {a: entries[a] for a in arms}} if arms else {}),
+        **({"budget": budget_record} if budget_record else {}),
+    }
 
 
 def _likelihood_only_entries(likelihood_only: bool | list[str], methods: list[str]) -> set:

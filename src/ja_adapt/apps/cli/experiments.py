@@ -130,6 +130,28 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "the other seeds at each entry's choice (e.g. optim.lr=3e-4,1e-3,3e-3, or "
         "lora:optim.lr=1e-3,3e-3 for one method or arm; repeatable)",
     )
+    _add_search_and_budget_arguments(parser)  # here: --help lists them after --tune
+    parser.add_argument(
+        "--curve-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate the checkpoints (learning curves) of the first N seeds only (default: every seed)",
+    )
+    parser.add_argument(
+        "--likelihood-only",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="NAMES",
+        help="evaluate the runs of these methods or arms (comma-separated; alone: "
+        "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
+        "forgetting: the methods table): no generation, supervised or downstream tasks",
+    )
+
+
+def _add_search_and_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """`compare` only: what the entries hold equal, and how far the tuning search extends a grid."""
     parser.add_argument(
         "--budget",
         default=None,
@@ -153,23 +175,6 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REL",
         help="grid points whose validation loss is within this relative tolerance of "
         "the lowest are ties; the lowest tied value is chosen (default 0.002 = 0.2%%)",
-    )
-    parser.add_argument(
-        "--curve-seeds",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate the checkpoints (learning curves) of the first N seeds only (default: every seed)",
-    )
-    parser.add_argument(
-        "--likelihood-only",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="NAMES",
-        help="evaluate the runs of these methods or arms (comma-separated; alone: "
-        "every entry) on likelihood metrics only (bits/char, per-script accuracy, "
-        "forgetting: the methods table): no generation, supervised or downstream tasks",
     )
 
 
