@@ -6,33 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_runs import FAST
 
 from ja_adapt.apps import cli
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.experiments.budget import budget_overrides
 from ja_adapt.models.arch import flops_per_token
 from ja_adapt.report.sections.timing import budget_line
-
-# test_experiments.py's FAST: a tiny run's settings (seq 64, batch 2, small evaluation)
-FAST = [
-    "precision=fp32",
-    "data.seq_len=64",
-    "train.batch_size=2",
-    "optim.warmup_steps=1",
-    "optim.lr=3e-3",
-    "train.eval_every=2",
-    "train.eval_batches=2",
-    "train.save_every=2",
-    "train.tensorboard=false",
-    "train.progress=false",
-    "data.val_fraction=0.1",
-    "data.test_fraction=0.2",
-    "eval.gen_prompts=3",
-    "eval.gen_max_new_tokens=8",
-    "eval.bootstrap_resamples=50",
-    "eval.max_length=64",
-    "eval.stride=32",
-]
 
 ENTRIES = {"lora": {"method": "lora"}, "full": {"method": "full"}}
 

@@ -6,32 +6,13 @@ import json
 import os
 
 import pytest
+from tiny_runs import FAST
 
 from ja_adapt.apps import cli
 from ja_adapt.apps.cli.experiments import parse_grid
 from ja_adapt.config import ExperimentConfig, with_overrides
 from ja_adapt.experiments import run_name
 from ja_adapt.train.rundir import locked
-
-FAST = [
-    "precision=fp32",
-    "data.seq_len=64",
-    "train.batch_size=2",
-    "optim.warmup_steps=1",
-    "optim.lr=3e-3",
-    "train.eval_every=2",
-    "train.eval_batches=2",
-    "train.save_every=2",
-    "train.tensorboard=false",
-    "train.progress=false",
-    "data.val_fraction=0.1",
-    "data.test_fraction=0.2",
-    "eval.gen_prompts=3",
-    "eval.gen_max_new_tokens=8",
-    "eval.bootstrap_resamples=50",
-    "eval.max_length=64",
-    "eval.stride=32",
-]
 
 
 @pytest.fixture(scope="module")
