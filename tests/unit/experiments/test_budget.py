@@ -83,6 +83,15 @@ def test_an_unknown_budget_is_one_line_exit_2(saved_tiny_model, tmp_path, capsys
     assert not (tmp_path / "x").exists()
 
 
+def test_two_different_budgets_are_one_line_exit_2(saved_tiny_model, tmp_path, capsys):
+    _, model_dir, corpus = saved_tiny_model
+    argv = ["compare", "--model", str(model_dir), "--data", str(corpus), "--out", str(tmp_path / "x")]
+    code = cli.main([*argv, "--budget", "flops", "budget=tokens", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--budget: given twice" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_the_budget_line_names_what_was_held_equal():
     assert budget_line(None) == "Budget held equal: equal steps (every entry trained train.max_steps optimizer steps)."
     line = budget_line(
