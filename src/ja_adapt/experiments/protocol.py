@@ -83,7 +83,7 @@ def run_compare(
     tune_extend, tune_tolerance: the search's limit of extra points per entry and its relative tie
     tolerance (experiments.tuning). Returns the tuning record (keyed by entry)."""
     entries = compared_entries(cfg, methods, arms, tune_key)
-    added, budget_record = budget_overrides(cfg, entries, budget)
+    added, budget_record = budget_overrides(cfg, entries, budget, tune_key=tune_key)
     likelihood_only_entries = _likelihood_only_entries(likelihood_only, methods)
     grids = {m: _ordered([_coerced(cfg, tune_key, x) for x in v]) for m, v in (tune_grids or {}).items() if v}
     spec = _tuning_spec(tune_key, grids, seeds[0], tune_extend, tune_tolerance)

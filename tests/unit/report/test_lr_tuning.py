@@ -9,8 +9,11 @@ from ja_adapt.experiments.tuning import TIE_RULE
 from ja_adapt.report.sections.lr_tuning import blocks, lr_tuning
 
 
-def _run(arm, lr):
-    return SimpleNamespace(arm=arm, seed=0, config={"optim.lr": lr}, eval=None, name=f"{arm}-{lr}")
+def _run(arm, lr, loss, seed=0):
+    summary = {"final_val_loss": loss}
+    return SimpleNamespace(
+        arm=arm, seed=seed, config={"optim.lr": lr}, eval=None, name=f"{arm}-{lr}-{seed}", summary=summary
+    )
 
 
 def _experiment():
@@ -37,7 +40,8 @@ def _experiment():
         "limit_reached": {"lora": True, "full": False},
         "stopped": {},
     }
-    runs = [_run(m, v) for m, g in tuning["grid"].items() for v in g]
+    runs = [_run(m, v, tuning["val_loss"][m][str(v)]) for m, g in tuning["grid"].items() for v in g]
+    runs.append(_run("lora", 0.03, 4.870, seed=1))  # the seeds at LoRA's choice differ by 0.008
     return SimpleNamespace(manifest={"tuning": tuning}, runs=runs)
 
 
@@ -52,6 +56,18 @@ def test_the_section_states_the_band_the_ties_the_limit_and_the_rate_ratio():
     assert "stopped by the limit of extra points" in text and "choice inside the grid" in text
     assert "÷ full fine-tuning's = 10×" in text and "≈10×" in text and "Biderman" in text
     assert "4.861" in text and "0.03, 0.09" in text
+
+
+def test_the_seed_spread_at_the_choice_is_measured_beside_the_tolerance():
+    """LoRA's two seeds at 0.03 end 0.008 apart: wider than the 0.2% band, so 0.01 (0.003 above the
+    lowest) is within it; full fine-tuning has one seed, so no spread is claimed."""
+    t = lr_tuning([_experiment()], {})
+    sp = t["seed_spread"]["lora"]
+    assert sp["n"] == 2 and abs(sp["spread"] - 0.008) < 1e-12 and abs(sp["relative"] - 0.008 / 4.862) < 1e-12
+    assert sp["ties"] == [0.01, 0.03, 0.09] and t["ties"]["lora"] == [0.03, 0.09]
+    assert t["seed_spread"]["full"] is None
+    text = "\n".join(str(b) for b in blocks({"lr_tuning": t}, {}))
+    assert "0.008 (0.1645%, 2 seeds)" in text and "0.01, 0.03, 0.09" in text
 
 
 def test_no_rate_ratio_without_full_or_off_the_learning_rate():

@@ -61,6 +61,7 @@ def _experiments(out: Path, cfg: ExperimentConfig, sizes: DemoSizes, stages: Sta
             jobs=JOBS,
             curve_seeds=CURVE_SEEDS,
             arms=sizes.arms,
+            tune_extend=sizes.tune_extend,
         )
     for name, (grid, sweep_cfg, purpose) in sweep_plan(sizes, cfg, tuning["chosen"]).items():
         dirs.append(out / f"sweep-{name}")

@@ -140,6 +140,7 @@ class DemoSizes:
     settings: dict = field(default_factory=dict)  # overrides of DEMO_SETTINGS
     tune_grids: dict = field(default_factory=lambda: dict(TUNE_GRIDS))
     method_grids: dict = field(default_factory=lambda: dict(METHOD_GRIDS))
+    tune_extend: int = 2  # points the search may add beyond a grid's edge (compare --tune-extend)
     seeds: int = SEEDS
     sweeps: dict | None = None  # None: SWEEPS
     arms: dict = field(default_factory=lambda: {k: dict(v) for k, v in ARMS.items()})
@@ -170,6 +171,9 @@ QUICK = DemoSizes(
     },
     tune_grids={"lora": [3.0e-3, 1.0e-2], "lora-all": [3.0e-3, 1.0e-2], "full": [1.0e-3, 3.0e-3]},
     method_grids={"ia3": [1.0e-1, 3.0e-1], "full-vocab": [1.0e-3, 3.0e-3]},
+    # two-point grids always choose an edge: a search would add up to 2 runs per entry to a smoke
+    # test (the search itself is tested in tests/unit/experiments); the limit stops it at once
+    tune_extend=0,
     seeds=2,
     arms={**ARMS, "full-vocab": {"method": "full", "vocab.extend": 32}},
     sweeps={"rank": ({"lora.rank": [4, 16]}, {}, "likelihood")},

@@ -61,8 +61,9 @@ REFERENCE_SOURCES = "LoRA Without Regret (2025); Biderman et al. (2024)"
 def _search(tuned: list, key: str, chosen: dict) -> dict:
     """Per entry, from the first experiment tuning it: the tie tolerance and rule, the loss band
     (lowest loss to lowest × (1 + tolerance)), the ties, the points added beyond the starting grid
-    and whether the limit stopped the search; and the rate ratio (rate_ratio)."""
-    out = {k: {} for k in ("band", "ties", "extended", "limit_reached")}
+    and whether the limit stopped the search, the seed spread at the choice (_seed_spread); and the
+    rate ratio (rate_ratio)."""
+    out = {k: {} for k in ("band", "ties", "extended", "limit_reached", "seed_spread")}
     out |= {"tolerance": None, "tie_rule": None, "method_of": {}}
     for exp in tuned:
         t = exp.manifest["tuning"]
@@ -76,8 +77,36 @@ def _search(tuned: list, key: str, chosen: dict) -> dict:
             out["method_of"][m] = ((exp.manifest.get("arms") or {}).get(m) or {}).get("method", m)
             for k in ("band", "ties", "extended", "limit_reached"):
                 out[k][m] = (t.get(k) or {}).get(m)
+            grid = (t.get("grid") or {}).get(m) or t["spec"]["grids"][m]
+            losses = {v: (t["val_loss"].get(m) or {}).get(str(v)) for v in grid}
+            out["seed_spread"][m] = _seed_spread(exp, key, m, chosen.get(m), losses)
     out["rate_ratio"] = _rate_ratio(key, chosen, out.pop("method_of"))
     return out
+
+
+def _seed_spread(exp, key: str, m: str, value, tuning_losses: dict) -> dict | None:
+    """The measured tuning noise beside the stated tolerance: the final validation losses of entry
+    m's seeds at its chosen value (max − min, and relative to the lowest), and the grid points whose
+    seed-0 loss (tuning_losses: value → loss, None where training stopped) lies within that spread
+    of the lowest (the ties a band of the seed spread would make). The choice itself was made
+    before the other seeds trained, so it follows the tolerance. None: fewer than two seeds
+    finished at the choice."""
+    losses = sorted(
+        r.summary["final_val_loss"]
+        for r in exp.runs
+        if r.arm == m and r.config.get(key) == value and (r.summary or {}).get("final_val_loss") is not None
+    )
+    if len(losses) < 2:
+        return None
+    spread = losses[-1] - losses[0]
+    finished = {v: x for v, x in tuning_losses.items() if x is not None}
+    best = min(finished.values(), default=None)
+    return {
+        "n": len(losses),
+        "spread": spread,
+        "relative": spread / abs(losses[0]),
+        "ties": [v for v, x in finished.items() if x - best <= spread],  # in grid order
+    }
 
 
 def _rate_ratio(key: str, chosen: dict, method_of: dict) -> dict | None:
@@ -204,16 +233,20 @@ def _search_blocks(t: dict) -> list[tuple]:
             "p",
             f"While an entry's choice was at an edge of its grid, the next point beyond it (same log "
             f"spacing) was added and trained; points within {fmt.num(100 * t['tolerance'])}% of the "
-            f"lowest final validation loss are ties (the band), and the rule chooses {t['tie_rule']}.",
+            f"lowest final validation loss are ties (the band), and the rule chooses {t['tie_rule']}. "
+            "The seed spread is the measured noise beside it: the final validation losses of the seeds "
+            "at the choice (max − min), and the points within that spread of the lowest.",
         ),
         (
             "table",
-            ["entry", "band (final validation loss)", "ties", "points added", "search"],
+            ["entry", "band (final validation loss)", "ties", "seed spread at the choice", "ties within it"]
+            + ["points added", "search"],
             [
                 [
                     m,
                     " – ".join(fmt.num(x) for x in t["band"][m] or ()) or fmt.DASH,
                     ", ".join(fmt.num(v) for v in t["ties"][m] or ()) or fmt.DASH,
+                    *_spread_cells((t.get("seed_spread") or {}).get(m)),
                     ", ".join(fmt.num(v) for v in t["extended"][m] or ()) or "none",
                     _search_end(t, m),
                 ]
@@ -232,6 +265,16 @@ def _search_blocks(t: dict) -> list[tuple]:
             )
         )
     return b
+
+
+def _spread_cells(sp: dict | None) -> list[str]:
+    """The seed spread's two cells: the spread (relative, over n seeds) and the points within it."""
+    if not sp:
+        return [fmt.DASH, fmt.DASH]
+    return [
+        f"{fmt.num(sp['spread'])} ({fmt.num(100 * sp['relative'])}%, {sp['n']} seeds)",
+        ", ".join(fmt.num(v) for v in sp["ties"]) or fmt.DASH,
+    ]
 
 
 def _search_end(t: dict, m: str) -> str:
