@@ -248,7 +248,7 @@ def _bound(point: dict, side: str) -> float:
 def lr_tuning(res: dict, path: Path) -> Path | None:
     """Each method's grid: final validation loss (left) and held-out Japanese bits/char with its
     95% document-bootstrap interval (right) against the tuned value, log scale; the choice circled,
-    each entry's tie band shaded."""
+    each entry's tie band shaded, the seeds' range of validation loss at the choice as a bar."""
     t = res.get("lr_tuning") or {}
     if not ok(t):
         return None
@@ -272,6 +272,9 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
         ]
         axes[1].errorbar(x, y, yerr=err, fmt="o-", color=_color(m, i), capsize=3, label=m)
         c = t["chosen"][m]
+        spread = (t.get("seed_spread") or {}).get(m)
+        if spread:  # the measured noise: the seeds' range of final validation loss at the choice
+            axes[0].vlines(c, spread["low"], spread["high"], color=_color(m, i), lw=4, alpha=0.5)
         for ax, ys in ((axes[0], [p["val_loss"] for p in pts]), (axes[1], y)):
             ax.plot([c], [ys[x.index(c)]], "o", ms=12, mfc="none", mec=_color(m, i))
     for ax, label in ((axes[0], "final validation loss (nats/token)"), (axes[1], "held-out ja bits/char")):
@@ -280,7 +283,9 @@ def lr_tuning(res: dict, path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("learning rate per method (seed 0; circled: chosen)")
+    fig.suptitle(
+        "learning rate per method (seed 0; circled: chosen; shaded: tie band; bar: the seeds' range at the choice)"
+    )
     return _save(fig, path)
 
 

@@ -63,7 +63,12 @@ def test_the_seed_spread_at_the_choice_is_measured_beside_the_tolerance():
     lowest) is within it; full fine-tuning has one seed, so no spread is claimed."""
     t = lr_tuning([_experiment()], {})
     sp = t["seed_spread"]["lora"]
-    assert sp["n"] == 2 and abs(sp["spread"] - 0.008) < 1e-12 and abs(sp["relative"] - 0.008 / 4.862) < 1e-12
+    assert (
+        sp["n"] == 2
+        and (sp["low"], sp["high"]) == (4.862, 4.870)
+        and abs(sp["spread"] - 0.008) < 1e-12
+        and abs(sp["relative"] - 0.008 / 4.862) < 1e-12
+    )
     assert sp["ties"] == [0.01, 0.03, 0.09] and t["ties"]["lora"] == [0.03, 0.09]
     assert t["seed_spread"]["full"] is None
     text = "\n".join(str(b) for b in blocks({"lr_tuning": t}, {}))

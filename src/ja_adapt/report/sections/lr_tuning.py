@@ -86,11 +86,11 @@ def _search(tuned: list, key: str, chosen: dict) -> dict:
 
 def _seed_spread(exp, key: str, m: str, value, tuning_losses: dict) -> dict | None:
     """The measured tuning noise beside the stated tolerance: the final validation losses of entry
-    m's seeds at its chosen value (max − min, and relative to the lowest), and the grid points whose
-    seed-0 loss (tuning_losses: value → loss, None where training stopped) lies within that spread
-    of the lowest (the ties a band of the seed spread would make). The choice itself was made
-    before the other seeds trained, so it follows the tolerance. None: fewer than two seeds
-    finished at the choice."""
+    m's seeds at its chosen value (low, high; spread = high − low, and relative to low), and the
+    grid points whose seed-0 loss (tuning_losses: value → loss, None where training stopped) lies
+    within that spread of the lowest (the ties a band of the seed spread would make). The choice
+    itself was made before the other seeds trained, so it follows the tolerance. None: fewer than
+    two seeds finished at the choice."""
     losses = sorted(
         r.summary["final_val_loss"]
         for r in exp.runs
@@ -103,6 +103,8 @@ def _seed_spread(exp, key: str, m: str, value, tuning_losses: dict) -> dict | No
     best = min(finished.values(), default=None)
     return {
         "n": len(losses),
+        "low": losses[0],
+        "high": losses[-1],
         "spread": spread,
         "relative": spread / abs(losses[0]),
         "ties": [v for v, x in finished.items() if x - best <= spread],  # in grid order
