@@ -112,10 +112,10 @@ def budget_overrides(
     per_step = {m: c["tokens_per_step" if kind == "tokens" else "flops_per_step"] for m, c in costs.items()}
     reference = max(entries, key=lambda m: per_step[m])  # the costliest per step; first on ties
     added, per_entry = {}, {}
+    configured = {"train.max_steps": cfg.train.max_steps, "optim.warmup_steps": cfg.optim.warmup_steps}
     for m in entries:  # warmup < steps, as validation requires
         steps = max(1, round(cfg.train.max_steps * per_step[reference] / per_step[m]))
         warmup = min(round(cfg.optim.warmup_steps * steps / cfg.train.max_steps), steps - 1)
-        configured = {"train.max_steps": cfg.train.max_steps, "optim.warmup_steps": cfg.optim.warmup_steps}
         own = {"train.max_steps": steps, "optim.warmup_steps": warmup}
         added[m] = {k: v for k, v in own.items() if v != configured[k]}
         tokens = steps * costs[m]["tokens_per_step"]

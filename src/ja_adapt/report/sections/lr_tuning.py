@@ -46,7 +46,7 @@ def lr_tuning(exps, stats_of: dict) -> dict:
         "points": points,
         "chosen": chosen,
         "at_grid_edge": at_edge,
-        **_search(tuned, key, chosen),
+        **_search(tuned, key, chosen, points),
         "at_chosen": at_choice,
         "at_shared_values": shared,
         "conclusion_changes_at_shared_value": changes,
@@ -58,11 +58,11 @@ REFERENCE_RATIO = 10
 REFERENCE_SOURCES = "LoRA Without Regret (2025); Biderman et al. (2024)"
 
 
-def _search(tuned: list, key: str, chosen: dict) -> dict:
+def _search(tuned: list, key: str, chosen: dict, points: dict) -> dict:
     """Per entry, from the first experiment tuning it: the tie tolerance and rule, the loss band
     (lowest loss to lowest × (1 + tolerance)), the ties, the points added beyond the starting grid
-    and whether the limit stopped the search, the seed spread at the choice (_seed_spread); and the
-    rate ratio (rate_ratio)."""
+    and whether the limit stopped the search, the seed spread at the choice (_seed_spread, over
+    `points`: _grid_points'); and the rate ratio (rate_ratio)."""
     out = {k: {} for k in ("band", "ties", "extended", "limit_reached", "seed_spread")}
     out |= {"tolerance": None, "tie_rule": None, "method_of": {}}
     for exp in tuned:
@@ -77,8 +77,7 @@ def _search(tuned: list, key: str, chosen: dict) -> dict:
             out["method_of"][m] = ((exp.manifest.get("arms") or {}).get(m) or {}).get("method", m)
             for k in ("band", "ties", "extended", "limit_reached"):
                 out[k][m] = (t.get(k) or {}).get(m)
-            grid = (t.get("grid") or {}).get(m) or t["spec"]["grids"][m]
-            losses = {v: (t["val_loss"].get(m) or {}).get(str(v)) for v in grid}
+            losses = {p["value"]: p["val_loss"] for p in points[m]}  # the final grid's, in order
             out["seed_spread"][m] = _seed_spread(exp, key, m, chosen.get(m), losses)
     out["rate_ratio"] = _rate_ratio(key, chosen, out.pop("method_of"))
     return out
